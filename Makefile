@@ -1,0 +1,108 @@
+# athost: AT-command dialogues with cellular modules, scripted in Lua.
+#
+#   make            build ./athost (and libathost)
+#   make check      install what is missing, build, run every test, also
+#                   under AddressSanitizer + UndefinedBehaviorSanitizer
+#   make demo       Aliyun provisioning on the virtual Air720 and a local
+#                   mosquitto broker
+#   make bench      round-trip rate against a bare C loop, peak RSS
+#   make install    PREFIX=/usr/local DESTDIR=
+
+PKG_CONFIG ?= pkg-config
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+LIBDIR ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+DATADIR ?= $(PREFIX)/share/athost
+CC ?= cc
+CFLAGS ?= -O2 -g
+BUILD ?= build
+
+PKGS := lua5.4 libuv openssl
+CJSON_A := $(shell $(CC) -print-file-name=liblua5.4-cjson.a)
+
+override CFLAGS += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wpedantic -Werror -fPIC \
+	$(shell $(PKG_CONFIG) --cflags $(PKGS)) \
+	-DATHOST_LIBDIR='"$(DATADIR)/lib"'
+LDLIBS := $(CJSON_A) $(shell $(PKG_CONFIG) --libs $(PKGS)) -lm
+
+LIB_SRC := host/host.c host/lhost.c host/chat.c host/pattern.c host/port.c \
+	host/lport.c host/lopen.c host/transcript.c host/crypto.c host/tls.c \
+	host/station.c
+LIB_OBJ := $(LIB_SRC:host/%.c=$(BUILD)/%.o)
+HDRS := $(wildcard host/*.h)
+
+.PHONY: all check test bench demo install uninstall clean deps asan
+
+all: athost $(BUILD)/libathost.a $(BUILD)/libathost.so $(BUILD)/athost.pc
+
+$(BUILD)/%.o: host/%.c $(HDRS) | $(BUILD)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+
+$(BUILD):
+	mkdir -p $(BUILD)
+
+$(BUILD)/libathost.a: $(LIB_OBJ)
+	rm -f $@
+	$(AR) rcs $@ $^
+
+$(BUILD)/libathost.so: $(LIB_OBJ)
+	$(CC) -shared $(LDFLAGS) -o $@ $^ -llua5.4-cjson $(shell $(PKG_CONFIG) --libs $(PKGS)) -lm
+
+athost: $(BUILD)/main.o $(BUILD)/libathost.a
+	$(CC) $(LDFLAGS) -o $@ $(BUILD)/main.o $(BUILD)/libathost.a $(LDLIBS)
+
+$(BUILD)/athost.pc: athost.pc.in Makefile | $(BUILD)
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
+	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|0.1.0|' \
+	    -e 's|@CJSON_A@|$(CJSON_A)|' $< > $@
+
+# The same program built with the sanitizers, for make check.
+asan:
+	$(MAKE) BUILD=build/asan CFLAGS='-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined' \
+	    LDFLAGS='-fsanitize=address,undefined' build/asan/athost
+
+build/asan/athost: $(BUILD)/main.o $(BUILD)/libathost.a
+	$(CC) $(LDFLAGS) -o $@ $(BUILD)/main.o $(BUILD)/libathost.a $(LDLIBS)
+
+deps:
+	sh scripts/deps.sh
+
+check:
+	sh scripts/deps.sh
+	$(MAKE) all
+	$(MAKE) asan
+	sh tests/run.sh
+
+test: check
+
+bench: all
+	bash bench/run.sh ./athost
+
+demo:
+	sh scripts/deps.sh
+	$(MAKE) all
+	sh scripts/demo.sh
+
+install: all
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR)/pkgconfig \
+	    $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(DATADIR)/lib/athost/sim \
+	    $(DESTDIR)$(DATADIR)/scripts/sim $(DESTDIR)$(DATADIR)/clouds
+	install -m 755 athost $(DESTDIR)$(BINDIR)/athost
+	install -m 644 $(BUILD)/libathost.a $(DESTDIR)$(LIBDIR)/
+	install -m 755 $(BUILD)/libathost.so $(DESTDIR)$(LIBDIR)/
+	install -m 644 host/athost.h $(DESTDIR)$(INCLUDEDIR)/
+	install -m 644 $(BUILD)/athost.pc $(DESTDIR)$(LIBDIR)/pkgconfig/
+	install -m 644 lib/athost/*.lua $(DESTDIR)$(DATADIR)/lib/athost/
+	-install -m 644 lib/athost/sim/*.lua $(DESTDIR)$(DATADIR)/lib/athost/sim/
+	-install -m 644 scripts/*.lua $(DESTDIR)$(DATADIR)/scripts/
+	-install -m 644 scripts/sim/*.lua $(DESTDIR)$(DATADIR)/scripts/sim/
+	-install -m 644 clouds/*.lua $(DESTDIR)$(DATADIR)/clouds/
+
+uninstall:
+	rm -rf $(DESTDIR)$(BINDIR)/athost $(DESTDIR)$(LIBDIR)/libathost.* \
+	    $(DESTDIR)$(INCLUDEDIR)/athost.h $(DESTDIR)$(LIBDIR)/pkgconfig/athost.pc \
+	    $(DESTDIR)$(DATADIR)
+
+clean:
+	rm -rf build athost bench/build

@@ -1,0 +1,246 @@
+#!/usr/bin/env bash
+# bench/run.sh ATHOST_BINARY   (`make bench` runs: bench/run.sh ./athost)
+#
+# What is measured: AT command round trips per second over a pseudo-terminal.
+# A round trip is: write "AT+CGATT?\r", read the whole reply
+# "\r\n+CGATT: 1\r\n\r\nOK\r\n" up to the final OK and check the +CGATT line.
+# The other end is bench/fakemodem.c, a fake modem that answers with a single
+# write() per read(), so it is not the bottleneck.  Each contender gets a fresh
+# fake modem, does one untimed warm-up round trip, then times N round trips
+# itself (so interpreter start-up and script loading are NOT in the rate) and
+# prints "<name>: <rate> round trips/s".  Contenders:
+#   bare     bench/bare.c: a bare blocking C read/write loop, the floor that
+#            everything else is compared with (ratio = rate / floor rate);
+#   athost   ATHOST_BINARY bench/cgatt.lua (port:cmd() through Lua + libuv);
+#   expect   bench/cgatt.exp (Tcl Expect, spawn -open on the serial channel),
+#            optional: skipped if `expect` is not installed;
+#   pexpect  bench/cgatt_pexpect.py (python3 pexpect.fdpexpect), optional:
+#            skipped if python3 or its pexpect module is missing.
+# Every contender runs under bench/rss, which reports the peak RSS of the whole
+# process (start-up included).  The machine may be noisy, so the bare loop runs
+# both first and last and the best of the two is used as the floor.
+# This is a benchmark, not a test: nothing fails for being slow; the script
+# exits non-zero only if a contender fails outright (error, wrong reply, hang).
+#
+# Environment: BENCH_N (round trips, default 10000), BENCH_TIMEOUT (seconds
+# per contender run, default 120 + N/500), CC (default gcc).
+# Helpers are built into bench/build/ (which should be gitignored).
+
+set -u
+
+usage() {
+    echo "usage: $0 ATHOST_BINARY" >&2
+    exit 2
+}
+[ $# -le 1 ] || usage
+ATHOST=${1:-}
+
+N=${BENCH_N:-10000}
+case $N in '' | *[!0-9]* | 0) echo "run.sh: BENCH_N must be a positive integer, got '$N'" >&2; exit 2 ;; esac
+TIMEOUT_S=${BENCH_TIMEOUT:-$((120 + N / 500))}
+
+here=$(cd "$(dirname "$0")" && pwd)
+build=$here/build
+CC=${CC:-gcc}
+CFLAGS="-O2 -std=c11 -Wall -Wextra -Wpedantic -Werror"
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/athost-bench.XXXXXX") || exit 2
+FM_PID=
+# shellcheck disable=SC2317  # invoked via trap
+cleanup() {
+    if [ -n "$FM_PID" ]; then
+        kill "$FM_PID" 2>/dev/null
+        wait "$FM_PID" 2>/dev/null
+    fi
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# ---- build the C helpers -------------------------------------------------
+mkdir -p "$build" || exit 2
+for prog in fakemodem bare rss; do
+    # shellcheck disable=SC2086  # CFLAGS is a word list
+    if ! $CC $CFLAGS -o "$build/$prog" "$here/$prog.c"; then
+        echo "run.sh: failed to build bench/$prog.c" >&2
+        exit 2
+    fi
+done
+
+if command -v timeout >/dev/null 2>&1; then
+    TIMEOUT=(timeout "$TIMEOUT_S")
+else
+    TIMEOUT=()
+fi
+
+# ---- fake modem ----------------------------------------------------------
+PTY=
+start_modem() {
+    : >"$tmp/fm.out" # exists before the background job's redirection runs
+    "$build/fakemodem" >"$tmp/fm.out" 2>"$tmp/fm.err" &
+    FM_PID=$!
+    local i
+    for ((i = 0; i < 1000; i++)); do
+        # read succeeds only once a whole line (the slave path) is there
+        if IFS= read -r PTY <"$tmp/fm.out" 2>/dev/null && [ -n "$PTY" ]; then
+            return 0
+        fi
+        kill -0 "$FM_PID" 2>/dev/null || break
+        sleep 0.01
+    done
+    echo "run.sh: fake modem did not start: $(cat "$tmp/fm.err")" >&2
+    stop_modem
+    return 1
+}
+stop_modem() {
+    if [ -n "$FM_PID" ]; then
+        kill "$FM_PID" 2>/dev/null
+        wait "$FM_PID" 2>/dev/null
+        FM_PID=
+    fi
+}
+
+# ---- contenders ----------------------------------------------------------
+declare -A RATE=() RSS=() STATUS=() WHY=()
+ORDER=()
+FAILED=0
+
+# run LABEL NAME CMD ARGS...   (@PTY@ in ARGS is replaced by the slave path)
+run() {
+    local label=$1 name=$2
+    shift 2
+    ORDER+=("$label")
+    echo "== $label (N=$N)"
+    if ! start_modem; then
+        STATUS[$label]=FAILED WHY[$label]="fake modem did not start"
+        FAILED=1
+        return
+    fi
+    local args=() a rc
+    for a in "$@"; do args+=("${a//@PTY@/$PTY}"); done
+    "${TIMEOUT[@]}" "$build/rss" "${args[@]}" \
+        </dev/null >"$tmp/$label.out" 2>"$tmp/$label.err"
+    rc=$?
+    stop_modem
+
+    local rate rss
+    rate=$(sed -n "s|^$name: \([0-9][0-9.]*\) round trips/s\$|\1|p" "$tmp/$label.out" | tail -n 1)
+    rss=$(sed -n 's/^peak_rss_kib=\([0-9][0-9]*\)$/\1/p' "$tmp/$label.err" | tail -n 1)
+    sed 's/^/   /' "$tmp/$label.out"
+    grep -v '^peak_rss_kib=' "$tmp/$label.err" | sed 's/^/   stderr: /'
+    if [ "$rc" -ne 0 ] || [ -z "$rate" ]; then
+        if [ "$rc" -eq 124 ] && [ ${#TIMEOUT[@]} -gt 0 ]; then
+            WHY[$label]="timed out after ${TIMEOUT_S}s"
+        elif [ "$rc" -ne 0 ]; then
+            WHY[$label]="exit status $rc"
+        else
+            WHY[$label]="no '$name: <rate> round trips/s' line in its output"
+        fi
+        STATUS[$label]=FAILED
+        echo "   FAILED: ${WHY[$label]}"
+        FAILED=1
+        return
+    fi
+    STATUS[$label]=ok RATE[$label]=$rate RSS[$label]=$rss
+}
+
+SKIPPED=()
+skip() {
+    SKIPPED+=("$1: $2")
+    echo "== $1: SKIPPED ($2)"
+}
+
+echo "athost benchmark: AT+CGATT? round trips over a pty against bench/fakemodem"
+echo "N=$N round trips per contender (BENCH_N), $(uname -sr), $(getconf _NPROCESSORS_ONLN 2>/dev/null || echo '?') CPUs"
+echo
+
+run "bare#1" bare "$build/bare" @PTY@ "$N"
+
+athost_ok=
+if [ -z "$ATHOST" ]; then
+    skip athost "no athost binary given (usage: bench/run.sh ./athost)"
+elif [[ $ATHOST == */* ]]; then
+    if [ -f "$ATHOST" ] && [ -x "$ATHOST" ]; then athost_ok=1
+    else skip athost "binary '$ATHOST' not found or not executable; build it first"; fi
+elif command -v "$ATHOST" >/dev/null 2>&1; then
+    athost_ok=1
+else
+    skip athost "'$ATHOST' not found in PATH"
+fi
+[ -n "$athost_ok" ] && run athost athost "$ATHOST" "$here/cgatt.lua" path=@PTY@ "n=$N"
+
+if command -v expect >/dev/null 2>&1; then
+    run expect expect expect "$here/cgatt.exp" @PTY@ "$N"
+else
+    skip expect "'expect' (Tcl Expect) is not installed"
+fi
+
+if ! command -v python3 >/dev/null 2>&1; then
+    skip pexpect "python3 is not installed"
+elif ! python3 -c 'import pexpect.fdpexpect' >/dev/null 2>&1; then
+    skip pexpect "python3 module pexpect is not installed (Debian: python3-pexpect)"
+else
+    run pexpect pexpect python3 "$here/cgatt_pexpect.py" @PTY@ "$N"
+fi
+
+run "bare#2" bare "$build/bare" @PTY@ "$N"
+
+# ---- report --------------------------------------------------------------
+floor=
+floor_rss=
+for label in "bare#1" "bare#2"; do
+    [ "${STATUS[$label]}" = ok ] || continue
+    if [ -z "$floor" ] || awk -v a="${RATE[$label]}" -v b="$floor" 'BEGIN { exit !(a > b) }'; then
+        floor=${RATE[$label]} floor_rss=${RSS[$label]}
+    fi
+done
+
+echo
+echo "Results (N=$N; rate measured inside each contender, warm-up excluded):"
+echo
+row() { printf '  %-22s %15s %10s %26s\n' "$@"; }
+fmt_rss() {
+    [ -n "$1" ] || { echo "?"; return; }
+    awk -v k="$1" 'BEGIN { printf "%d KiB (%.1f MiB)", k, k / 1024 }'
+}
+row "contender" "round trips/s" "ratio" "peak RSS"
+row "---------" "-------------" "-----" "--------"
+if [ -n "$floor" ]; then
+    row "bare C loop (floor)" "$floor" "1.00" "$(fmt_rss "$floor_rss")"
+else
+    row "bare C loop (floor)" "FAILED" "-" "-"
+fi
+for label in "${ORDER[@]}"; do
+    case $label in bare#*) continue ;; esac
+    if [ "${STATUS[$label]}" = ok ]; then
+        ratio=-
+        [ -n "$floor" ] && ratio=$(awk -v a="${RATE[$label]}" -v b="$floor" 'BEGIN { printf "%.2f", a / b }')
+        row "$label" "${RATE[$label]}" "$ratio" "$(fmt_rss "${RSS[$label]}")"
+    else
+        row "$label" "FAILED" "-" "-"
+    fi
+done
+for s in "${SKIPPED[@]}"; do
+    row "${s%%:*}" "skipped" "-" "-"
+done
+echo
+printf '  floor = best of two bare C loop runs (first: %s, last: %s round trips/s);\n' \
+    "${RATE[bare#1]:-FAILED}" "${RATE[bare#2]:-FAILED}"
+echo "  the machine may be noisy, so compare ratios rather than absolute rates."
+echo "  ratio = contender rate / floor rate (1.00 = as fast as the bare C loop)."
+echo "  peak RSS = ru_maxrss of the whole contender process, start-up included."
+if [ ${#SKIPPED[@]} -gt 0 ]; then
+    echo
+    echo "Skipped:"
+    for s in "${SKIPPED[@]}"; do echo "  $s"; done
+fi
+if [ "$FAILED" -ne 0 ]; then
+    echo
+    echo "FAILED:"
+    for label in "${ORDER[@]}"; do
+        [ "${STATUS[$label]}" = ok ] || echo "  $label: ${WHY[$label]}"
+    done
+    exit 1
+fi
+exit 0

@@ -1,0 +1,119 @@
+/*
+ * athost.h: the embeddable athost host.
+ *
+ * A host is one Lua state driven by one libuv loop. It runs a script (or a
+ * flow from lib/) as its main flow; the flow opens ports, waits on replies
+ * and timers, and reports steps and results through the event callback.
+ * Several hosts may share one loop and live in one process.
+ *
+ *   ath_host_t *h = ath_host_new(NULL, NULL);
+ *   ath_host_set_param(h, "port", "/dev/ttyUSB0");
+ *   ath_host_load_file(h, "clouds/aliyun.lua");
+ *   int rc = ath_host_run(h);          // ATH_EXIT_*
+ *   ath_host_free(h);
+ */
+#ifndef ATHOST_H
+#define ATHOST_H
+
+#include <stddef.h>
+#include <uv.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define ATHOST_VERSION "0.1.0"
+
+/* Exit codes of the command, and results of a run. */
+enum {
+    ATH_EXIT_OK = 0,        /* the flow finished */
+    ATH_EXIT_FAIL = 1,      /* the flow or one of its steps failed */
+    ATH_EXIT_USAGE = 2,     /* bad arguments or a script that does not load */
+    ATH_EXIT_PORT = 3,      /* the port could not be opened */
+    ATH_EXIT_CANCELED = 4   /* ath_host_cancel() or a signal stopped it */
+};
+
+typedef enum ath_event_type {
+    ATH_EVENT_STEP_START = 1,  /* name: the step */
+    ATH_EVENT_STEP_END,        /* name, ms, ok, text: the error if !ok */
+    ATH_EVENT_LOG,             /* text */
+    ATH_EVENT_URC,             /* port: the port, text: the line */
+    ATH_EVENT_TRANSCRIPT,      /* port, text: one escaped transcript record */
+    ATH_EVENT_DATA,            /* name, json: what the flow emitted */
+    ATH_EVENT_RESULT           /* ok, text: the error if !ok, ms, code */
+} ath_event_type_t;
+
+typedef struct ath_event {
+    ath_event_type_t type;
+    const char *name;    /* step or event name, or NULL */
+    const char *port;    /* port name, or NULL */
+    const char *text;    /* secrets already masked as *** */
+    const char *json;    /* the event as one JSON object */
+    double ms;           /* duration (STEP_END, RESULT) or time since start */
+    int ok;
+    int code;            /* RESULT: ATH_EXIT_* */
+} ath_event_t;
+
+typedef struct ath_host ath_host_t;
+typedef void (*ath_event_cb)(ath_host_t *h, const ath_event_t *ev, void *ud);
+
+typedef struct ath_host_opts {
+    ath_event_cb on_event;   /* NULL: print events to stderr (or stdout as
+                                JSON lines when json is set) */
+    void *ud;
+    int json;                /* default printer: JSON lines on stdout */
+    int quiet;               /* default printer: steps and logs off */
+    const char *transcript;  /* file path, "-" for stderr, or NULL */
+    const char *lib_path;    /* extra Lua search directories, ':'-separated */
+    const char *name;        /* a label for this host's events (a DUT id) */
+} ath_host_opts_t;
+
+/* Creates a host on loop (NULL: a loop of its own). Returns NULL and sets
+ * *err (a static string) when it cannot. */
+ath_host_t *ath_host_new(uv_loop_t *loop, const ath_host_opts_t *opts);
+
+/* Parameters reach the script as its first argument (a table). */
+int ath_host_set_param(ath_host_t *h, const char *key, const char *value);
+/* Merges a JSON object file into the parameters. 0 or -1 (see error). */
+int ath_host_load_config(ath_host_t *h, const char *path);
+/* The default port of athost.port(): a spec and its baud rate (0: default). */
+int ath_host_set_port(ath_host_t *h, const char *spec, int baud);
+/* Registers a value that transcripts, logs and errors print as ***. */
+void ath_host_add_secret(ath_host_t *h, const char *value);
+
+/* Sets the script's global arg table as lua.c does: arg[0] = script,
+ * arg[1..n] = argv. */
+void ath_host_set_argv(ath_host_t *h, const char *script, int n,
+                       char **argv);
+/* The loop the host runs on. */
+uv_loop_t *ath_host_loop(ath_host_t *h);
+
+/* Loads the main flow. Returns 0, or ATH_EXIT_USAGE (see error). */
+int ath_host_load_file(ath_host_t *h, const char *path);
+int ath_host_load_string(ath_host_t *h, const char *chunk, const char *name);
+
+/* Starts the main flow; the result arrives as ATH_EVENT_RESULT. Use with
+ * an embedder's loop. */
+int ath_host_start(ath_host_t *h);
+/* Starts the main flow and runs the loop until it ends; ATH_EXIT_*. */
+int ath_host_run(ath_host_t *h);
+/* Stops the main flow: its waits fail with ECANCELED; the run ends. */
+void ath_host_cancel(ath_host_t *h);
+/* 1 once the main flow ended (result known). */
+int ath_host_done(const ath_host_t *h);
+/* ATH_EXIT_* of a finished run. */
+int ath_host_status(const ath_host_t *h);
+/* The last error message (secrets masked), or "". */
+const char *ath_host_error(const ath_host_t *h);
+/* Closes every handle (running the loop if it is the host's own), then
+ * frees the host. An embedder's loop must be run until the host's handles
+ * are closed: see ath_host_close(). */
+void ath_host_free(ath_host_t *h);
+/* Starts closing the host's handles; 1 when all are closed. */
+int ath_host_close(ath_host_t *h);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,574 @@
+/*
+ * chat.c: the AT chat engine (see chat.h for the contract).
+ *
+ * Buffer layout, as offsets into b:
+ *
+ *   0 ... head ......... ls ....... scan ....... len ... cap
+ *         | backlog      | line being found       |
+ *
+ * [head, ls) holds complete lines kept with no wait in progress; ls is the
+ * start of the next line to classify; [ls, scan) is known to hold no line
+ * end, so each byte is searched once. With a wait in progress head == ls:
+ * what the wait looked at is consumed.
+ */
+#include "chat.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PROMPT_MAX 256          /* longest unterminated line tried as prompt */
+#define COUNT_MAX (64u << 20)   /* largest payload a count may announce */
+
+typedef struct urc {
+    ath_pat_t p;
+    int id;
+} urc_t;
+
+/* A counted match whose payload is still arriving. */
+typedef struct pending {
+    int on;
+    ath_chat_event_t ev;   /* type, index, matched, m; pointers set on emit */
+    size_t hdr_end;        /* end of the matched header (offset in b) */
+    size_t pstart;         /* payload start (offset in b) */
+    size_t plen;
+} pending_t;
+
+struct ath_chat {
+    char *b;
+    size_t cap, len, head, ls, scan;
+    size_t max_line, max_backlog;
+    ath_wait_t w;
+    urc_t *urc;
+    int nurc, urccap;
+    pending_t cnt;
+    size_t cut_a, cut_b;   /* a claimed backlog line to remove, if cut_b */
+};
+
+ath_chat_t *ath_chat_new(size_t max_line, size_t max_backlog)
+{
+    ath_chat_t *c = calloc(1, sizeof *c);
+    if (c == NULL)
+        return NULL;
+    c->cap = 4096;
+    c->b = malloc(c->cap);
+    if (c->b == NULL) {
+        free(c);
+        return NULL;
+    }
+    c->max_line = max_line ? max_line : (1u << 20);
+    c->max_backlog = max_backlog ? max_backlog : (64u << 10);
+    return c;
+}
+
+void ath_chat_free(ath_chat_t *c)
+{
+    if (c == NULL)
+        return;
+    free(c->b);
+    free(c->urc);
+    free(c);
+}
+
+/* Applies a deferred cut of a URC line claimed from inside the backlog. */
+static void chat_apply_cut(ath_chat_t *c)
+{
+    size_t d = c->cut_b - c->cut_a;
+    if (c->cut_b == 0)
+        return;
+    memmove(c->b + c->cut_a, c->b + c->cut_b, c->len - c->cut_b);
+    c->len -= d;
+    c->ls -= d;
+    c->scan -= d;
+    c->cut_a = c->cut_b = 0;
+}
+
+/* Moves unconsumed bytes to the front when that frees enough room. */
+static void chat_compact(ath_chat_t *c)
+{
+    size_t h = c->head;
+    if (h == 0 || (h < c->len - h && h < 65536))
+        return;
+    memmove(c->b, c->b + h, c->len - h);
+    c->len -= h;
+    c->ls -= h;
+    c->scan -= h;
+    c->head = 0;
+    if (c->cnt.on) {
+        c->cnt.hdr_end -= h;
+        c->cnt.pstart -= h;
+    }
+}
+
+int ath_chat_feed(ath_chat_t *c, const char *data, size_t n)
+{
+    chat_apply_cut(c);
+    chat_compact(c);
+    if (c->len + n > c->cap) {
+        size_t cap = c->cap;
+        char *nb;
+        while (cap < c->len + n)
+            cap *= 2;
+        nb = realloc(c->b, cap);
+        if (nb == NULL)
+            return -1;
+        c->b = nb;
+        c->cap = cap;
+    }
+    memcpy(c->b + c->len, data, n);
+    c->len += n;
+    return 0;
+}
+
+int ath_chat_wait(ath_chat_t *c, const ath_wait_t *w)
+{
+    if (c->w.mode != ATH_WAIT_NONE)
+        return -1;
+    chat_apply_cut(c);
+    c->w = *w;
+    /* Revisit the backlog under the new wait's rules. */
+    c->ls = c->scan = c->head;
+    c->cnt.on = 0;
+    return 0;
+}
+
+int ath_chat_waiting(const ath_chat_t *c)
+{
+    return c->w.mode != ATH_WAIT_NONE;
+}
+
+void ath_chat_cancel(ath_chat_t *c)
+{
+    memset(&c->w, 0, sizeof c->w);
+    c->cnt.on = 0;
+}
+
+void ath_chat_flush(ath_chat_t *c)
+{
+    chat_apply_cut(c);
+    c->head = c->ls;
+}
+
+size_t ath_chat_pending(const ath_chat_t *c)
+{
+    return c->len - c->head - (c->cut_b - c->cut_a);
+}
+
+int ath_chat_urc_add(ath_chat_t *c, const ath_pat_t *p, int id)
+{
+    if (c->nurc == c->urccap) {
+        int ncap = c->urccap ? 2 * c->urccap : 8;
+        urc_t *nu = realloc(c->urc, (size_t)ncap * sizeof *nu);
+        if (nu == NULL)
+            return -1;
+        c->urc = nu;
+        c->urccap = ncap;
+    }
+    c->urc[c->nurc].p = *p;
+    c->urc[c->nurc].id = id;
+    c->nurc++;
+    c->cnt.on = 0;
+    return 0;
+}
+
+void ath_chat_urc_remove(ath_chat_t *c, int id)
+{
+    int i;
+    for (i = 0; i < c->nurc; i++) {
+        if (c->urc[i].id == id) {
+            memmove(&c->urc[i], &c->urc[i + 1],
+                    (size_t)(c->nurc - i - 1) * sizeof *c->urc);
+            c->nurc--;
+            c->cnt.on = 0;
+            return;
+        }
+    }
+}
+
+int ath_pat_match(const ath_pat_t *p, const char *s, size_t n, ath_match_t *m)
+{
+    const char *err;
+    if (p->kind == ATH_PAT_LITERAL) {
+        if (n < p->len || memcmp(s, p->text, p->len) != 0)
+            return 0;
+        m->start = 0;
+        m->end = p->len;
+        m->ncap = 0;
+        return 1;
+    }
+    return ath_pat_find(s, n, p->text, p->len, 0, m, &err) == 1;
+}
+
+/* Reads the decimal byte count in capture count_cap; -1 if it is none. */
+static long long chat_count(const ath_pat_t *p, const char *line,
+                            const ath_match_t *m)
+{
+    const ath_cap_t *cap;
+    unsigned long long v = 0;
+    ptrdiff_t i;
+    if (p->count_cap < 1 || p->count_cap > m->ncap)
+        return -1;
+    cap = &m->cap[p->count_cap - 1];
+    if (cap->len <= 0 || cap->len > 9)
+        return -1;
+    for (i = 0; i < cap->len; i++) {
+        unsigned char ch = (unsigned char)line[cap->off + (size_t)i];
+        if (ch < '0' || ch > '9')
+            return -1;
+        v = v * 10 + (ch - '0');
+    }
+    return v > COUNT_MAX ? -1 : (long long)v;
+}
+
+/*
+ * Tries one counted pattern on the line at ls, which ends at t (t == len
+ * when no line end has arrived). On a match whose payload position is
+ * known, fills c->cnt and returns 1; returns 0 for no match and -1 when
+ * the match is there but more bytes are needed to place the payload.
+ */
+static int chat_try_count(ath_chat_t *c, const ath_pat_t *p, size_t t,
+                          int type, int index)
+{
+    ath_match_t m;
+    const char *line = c->b + c->ls;
+    long long n;
+    size_t end, ps;
+    if (p == NULL || p->count_cap < 1)
+        return 0;
+    if (!ath_pat_match(p, line, t - c->ls, &m))
+        return 0;
+    n = chat_count(p, line, &m);
+    if (n < 0)
+        return 0;
+    end = c->ls + m.end;
+    if (end == c->len)
+        return -1;                  /* more digits, or the line end, may come */
+    if (end < t) {
+        ps = end;                   /* inline payload */
+    } else if (c->b[t] == '\r') {
+        if (t + 1 == c->len)
+            return -1;
+        ps = t + 1 + (c->b[t + 1] == '\n');
+    } else {
+        ps = t + 1;
+    }
+    c->cnt.on = 1;
+    memset(&c->cnt.ev, 0, sizeof c->cnt.ev);
+    c->cnt.ev.type = type;
+    c->cnt.ev.index = index;
+    c->cnt.ev.matched = 1;
+    c->cnt.ev.m = m;
+    c->cnt.hdr_end = end;
+    c->cnt.pstart = ps;
+    c->cnt.plen = (size_t)n;
+    return 1;
+}
+
+/* Looks for a counted match at ls under the current wait, then the URCs.
+ * Returns as chat_try_count. */
+static int chat_find_count(ath_chat_t *c, size_t t)
+{
+    const ath_wait_t *w = &c->w;
+    int i, r;
+    if (w->mode == ATH_WAIT_CMD) {
+        if ((r = chat_try_count(c, w->reply, t, ATH_EV_REPLY, 0)) != 0)
+            return r;
+    } else if (w->mode == ATH_WAIT_EXPECT) {
+        for (i = 0; i < w->nalts; i++)
+            if ((r = chat_try_count(c, &w->alts[i], t, ATH_EV_MATCH, i)) != 0)
+                return r;
+    } else if (w->mode == ATH_WAIT_READ) {
+        return 0;
+    }
+    for (i = 0; i < c->nurc; i++)
+        if ((r = chat_try_count(c, &c->urc[i].p, t, ATH_EV_URC,
+                                c->urc[i].id)) != 0)
+            return r;
+    return 0;
+}
+
+/* Marks [from, to) as consumed: under a wait, or by a URC with no wait. */
+static void chat_consume(ath_chat_t *c, size_t from, size_t to)
+{
+    if (c->w.mode != ATH_WAIT_NONE || c->head == from) {
+        c->head = to;
+    } else {
+        c->cut_a = from;
+        c->cut_b = to;
+    }
+    c->ls = c->scan = to;
+}
+
+static void chat_end_wait(ath_chat_t *c)
+{
+    memset(&c->w, 0, sizeof c->w);
+}
+
+static int chat_first(const ath_pat_t *ps, int n, const char *s, size_t len,
+                      ath_match_t *m)
+{
+    int i;
+    for (i = 0; i < n; i++)
+        if (ath_pat_match(&ps[i], s, len, m))
+            return i;
+    return -1;
+}
+
+static int chat_printable(const char *s, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch < 0x20 && ch != '\t')
+            return 0;
+    }
+    return 1;
+}
+
+/* Classifies a final result code; -1 if the line is none. */
+static int chat_final(const ath_wait_t *w, const char *s, size_t n,
+                      ath_match_t *m)
+{
+    int i;
+    while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t'))
+        n--;
+    if ((i = chat_first(w->alts, w->nalts, s, n, m)) >= 0)
+        return ATH_FINAL_ALT + i;
+    if (n == 2 && memcmp(s, "OK", 2) == 0)
+        return ATH_FINAL_OK;
+    if (n == 5 && memcmp(s, "ERROR", 5) == 0)
+        return ATH_FINAL_ERROR;
+    if (n >= 11 && memcmp(s, "+CME ERROR:", 11) == 0)
+        return ATH_FINAL_CME;
+    if (n >= 11 && memcmp(s, "+CMS ERROR:", 11) == 0)
+        return ATH_FINAL_CMS;
+    return -1;
+}
+
+static int chat_urc(const ath_chat_t *c, const char *s, size_t n,
+                    ath_match_t *m)
+{
+    int i;
+    for (i = 0; i < c->nurc; i++)
+        if (c->urc[i].p.count_cap < 1 && ath_pat_match(&c->urc[i].p, s, n, m))
+            return i;
+    return -1;
+}
+
+/*
+ * Classifies the complete line [ls, t), whose terminator ends at next.
+ * Returns 1 with *ev filled, or 0 when the line produced no event.
+ */
+static int chat_line(ath_chat_t *c, size_t t, size_t next,
+                     ath_chat_event_t *ev)
+{
+    ath_wait_t *w = &c->w;
+    const char *s = c->b + c->ls;
+    size_t n = t - c->ls, from = c->ls;
+    int i;
+
+    memset(ev, 0, sizeof *ev);
+    ev->line = s;
+    ev->len = n;
+    ev->matched = 1;
+    if (w->mode == ATH_WAIT_CMD && w->echo != NULL && n == w->echolen &&
+        memcmp(s, w->echo, n) == 0) {
+        chat_consume(c, from, next);
+        return 0;
+    }
+    if (w->mode == ATH_WAIT_CMD || w->mode == ATH_WAIT_EXPECT) {
+        if ((i = chat_first(w->aborts, w->naborts, s, n, &ev->m)) >= 0) {
+            ev->type = ATH_EV_ABORT;
+            ev->index = i;
+            chat_consume(c, from, next);
+            chat_end_wait(c);
+            return 1;
+        }
+    }
+    if (w->mode == ATH_WAIT_CMD) {
+        if ((i = chat_final(w, s, n, &ev->m)) >= 0) {
+            ev->type = ATH_EV_FINAL;
+            ev->index = i;
+            ev->matched = i >= ATH_FINAL_ALT;
+            chat_consume(c, from, next);
+            chat_end_wait(c);
+            return 1;
+        }
+    } else if (w->mode == ATH_WAIT_EXPECT) {
+        if ((i = chat_first(w->alts, w->nalts, s, n, &ev->m)) >= 0) {
+            ev->type = ATH_EV_MATCH;
+            ev->index = i;
+            chat_consume(c, from, next);
+            chat_end_wait(c);
+            return 1;
+        }
+    }
+    if ((i = chat_first(w->prompts, w->nprompts, s, n, &ev->m)) >= 0) {
+        ev->type = ATH_EV_PROMPT;
+        ev->index = i;
+        chat_consume(c, from, next);
+        if (w->mode == ATH_WAIT_CMD)
+            w->nprompts = 0;
+        else
+            chat_end_wait(c);
+        return 1;
+    }
+    if (w->mode == ATH_WAIT_CMD && w->reply != NULL &&
+        ath_pat_match(w->reply, s, n, &ev->m)) {
+        ev->type = ATH_EV_REPLY;
+        chat_consume(c, from, next);
+        return 1;
+    }
+    if ((i = chat_urc(c, s, n, &ev->m)) >= 0) {
+        ev->type = ATH_EV_URC;
+        ev->index = c->urc[i].id;
+        chat_consume(c, from, next);
+        return 1;
+    }
+    ev->matched = 0;
+    switch (w->mode) {
+    case ATH_WAIT_CMD:
+        chat_consume(c, from, next);
+        if (!chat_printable(s, n))
+            return 0;               /* noise between lines */
+        ev->type = ATH_EV_REPLY;
+        return 1;
+    case ATH_WAIT_LINE:
+        ev->type = ATH_EV_LINE;
+        chat_consume(c, from, next);
+        chat_end_wait(c);
+        return 1;
+    case ATH_WAIT_EXPECT:
+        chat_consume(c, from, next);
+        return 0;
+    default:
+        c->ls = c->scan = next;     /* kept in the backlog */
+        return 0;
+    }
+}
+
+/* Emits the counted match in c->cnt if its payload is complete. */
+static int chat_emit_count(ath_chat_t *c, ath_chat_event_t *ev)
+{
+    pending_t *p = &c->cnt;
+    size_t from = c->ls, end = p->pstart + p->plen;
+    if (c->len < end)
+        return 0;
+    *ev = p->ev;
+    ev->line = c->b + from;
+    ev->len = p->hdr_end - from;
+    ev->payload = c->b + p->pstart;
+    ev->plen = p->plen;
+    p->on = 0;
+    chat_consume(c, from, end);
+    if (ev->type == ATH_EV_MATCH)
+        chat_end_wait(c);
+    return 1;
+}
+
+/* Drops the oldest backlog lines while the backlog is over its bound. */
+static int chat_trim_backlog(ath_chat_t *c, ath_chat_event_t *ev)
+{
+    size_t over, cut;
+    if (c->w.mode != ATH_WAIT_NONE || c->ls - c->head <= c->max_backlog)
+        return 0;
+    over = (c->ls - c->head) - c->max_backlog;
+    cut = c->head + over;
+    while (cut < c->ls && c->b[cut] != '\n' && c->b[cut] != '\r')
+        cut++;
+    memset(ev, 0, sizeof *ev);
+    ev->type = ATH_EV_DROP;
+    ev->line = c->b + c->head;
+    ev->len = cut - c->head;
+    c->head = cut;
+    return 1;
+}
+
+/* Serves a raw read from head. */
+static int chat_read(ath_chat_t *c, ath_chat_event_t *ev)
+{
+    size_t n = c->w.nbytes;
+    if (c->len - c->head < n)
+        return 0;
+    memset(ev, 0, sizeof *ev);
+    ev->type = ATH_EV_READ;
+    ev->line = c->b + c->head;
+    ev->len = n;
+    c->head += n;
+    if (c->ls < c->head)
+        c->ls = c->scan = c->head;
+    chat_end_wait(c);
+    return 1;
+}
+
+/* Tries the prompts on the unterminated line [ls, len). */
+static int chat_prompt(ath_chat_t *c, ath_chat_event_t *ev)
+{
+    ath_wait_t *w = &c->w;
+    size_t n = c->len - c->ls, end;
+    int i;
+    if (w->nprompts == 0 || n == 0 || n > PROMPT_MAX)
+        return 0;
+    memset(ev, 0, sizeof *ev);
+    if ((i = chat_first(w->prompts, w->nprompts, c->b + c->ls, n, &ev->m)) < 0)
+        return 0;
+    ev->type = ATH_EV_PROMPT;
+    ev->index = i;
+    ev->matched = 1;
+    ev->line = c->b + c->ls;
+    ev->len = ev->m.end;
+    end = c->ls + ev->m.end;
+    while (end < c->len && c->b[end] == ' ')
+        end++;
+    chat_consume(c, c->ls, end);
+    if (w->mode == ATH_WAIT_CMD)
+        w->nprompts = 0;
+    else
+        chat_end_wait(c);
+    return 1;
+}
+
+int ath_chat_next(ath_chat_t *c, ath_chat_event_t *ev)
+{
+    chat_apply_cut(c);
+    for (;;) {
+        size_t t, next;
+        int r;
+        if (c->w.mode == ATH_WAIT_READ)
+            return chat_read(c, ev);
+        if (c->cnt.on)
+            return chat_emit_count(c, ev);
+        if (chat_trim_backlog(c, ev))
+            return 1;
+        /* Skip the line ends that separate lines. */
+        while (c->ls < c->len && (c->b[c->ls] == '\r' || c->b[c->ls] == '\n')) {
+            if (c->head == c->ls)
+                c->head++;
+            c->ls++;
+        }
+        if (c->scan < c->ls)
+            c->scan = c->ls;
+        if (c->ls == c->len)
+            return 0;
+        for (t = c->scan; t < c->len; t++)
+            if (c->b[t] == '\n' || c->b[t] == '\r')
+                break;
+        c->scan = t;
+        r = chat_find_count(c, t);
+        if (r > 0)
+            return chat_emit_count(c, ev);
+        if (r < 0)
+            return 0;
+        if (t == c->len) {
+            if (chat_prompt(c, ev))
+                return 1;
+            if (c->len - c->ls < c->max_line)
+                return 0;
+            t = next = c->ls + c->max_line;   /* an overlong line, in pieces */
+        } else {
+            next = t + 1;
+        }
+        if (chat_line(c, t, next, ev))
+            return 1;
+    }
+}

@@ -1,0 +1,121 @@
+/*
+ * chat.h: the AT chat engine.
+ *
+ * One engine per port. Received bytes are appended to a persistent buffer
+ * and scanned incrementally: every byte is looked at for a line end once;
+ * what is matched against patterns is one line at a time. The engine knows
+ * nothing of Lua or libuv: the port feeds it bytes, sets at most one wait,
+ * and pulls events with ath_chat_next() until it returns 0.
+ *
+ * Lines end at CR or LF; empty lines are skipped. A line is classified, in
+ * this order, by the wait in progress (command echo, abort patterns, final
+ * result codes, the command's reply prefix, awaited alternatives), then by
+ * the always-on URC handlers. With no wait in progress, a line no URC
+ * handler claims stays in the buffer (the backlog) for the next wait or
+ * read, as in Expect; a new command discards the backlog.
+ *
+ * A pattern may announce a byte count: count_cap names the capture that
+ * holds it, and the payload of that many bytes follows right after the
+ * match (inline, as in `+MSUB: "t",5 byte,hello`) or, when the match ends
+ * at the end of its line, after the line end (as in `+HTTPREAD: 5\r\nhello`).
+ * Payload bytes are never split into lines.
+ */
+#ifndef ATH_CHAT_H
+#define ATH_CHAT_H
+
+#include <stddef.h>
+#include "pattern.h"
+
+enum { ATH_PAT_LITERAL, ATH_PAT_LUA };
+
+typedef struct ath_pat {
+    int kind;           /* ATH_PAT_LITERAL: the line starts with text */
+    const char *text;   /* not owned; must outlive its use by the engine */
+    size_t len;
+    int count_cap;      /* > 0: capture number holding a payload byte count */
+} ath_pat_t;
+
+enum {
+    ATH_WAIT_NONE,
+    ATH_WAIT_EXPECT,    /* one of alts, or a prompt in the partial line */
+    ATH_WAIT_CMD,       /* a final result code; reply lines along the way */
+    ATH_WAIT_LINE,      /* the next line no URC handler claims */
+    ATH_WAIT_READ       /* exactly nbytes raw bytes */
+};
+
+typedef struct ath_wait {
+    int mode;
+    const ath_pat_t *alts;     /* EXPECT: awaited; CMD: extra final codes */
+    int nalts;
+    const ath_pat_t *aborts;
+    int naborts;
+    const ath_pat_t *prompts;  /* also matched against an unterminated line */
+    int nprompts;
+    const ath_pat_t *reply;    /* CMD: pattern of the lines that answer */
+    const char *echo;          /* CMD: the command as sent, to skip its echo */
+    size_t echolen;
+    size_t nbytes;             /* READ */
+} ath_wait_t;
+
+enum {
+    ATH_EV_URC = 1,  /* index = URC id; the wait (if any) goes on */
+    ATH_EV_MATCH,    /* EXPECT: index = alternative (0-based); wait ends */
+    ATH_EV_ABORT,    /* index = abort pattern; wait ends */
+    ATH_EV_FINAL,    /* CMD: index = ATH_FINAL_* or ATH_FINAL_ALT + alt; ends */
+    ATH_EV_REPLY,    /* CMD: a reply line; m holds reply-pattern captures */
+    ATH_EV_PROMPT,   /* CMD or EXPECT: prompt index seen; CMD goes on */
+    ATH_EV_LINE,     /* LINE: the line; wait ends */
+    ATH_EV_READ,     /* READ: line/len are the bytes; wait ends */
+    ATH_EV_DROP      /* len bytes were dropped (overlong line or backlog) */
+};
+
+enum { ATH_FINAL_OK, ATH_FINAL_ERROR, ATH_FINAL_CME, ATH_FINAL_CMS,
+       ATH_FINAL_ALT };
+
+typedef struct ath_chat_event {
+    int type;
+    int index;
+    int matched;            /* m is valid (a pattern matched this line) */
+    const char *line;       /* valid until the next call into the engine */
+    size_t len;
+    ath_match_t m;          /* offsets relative to line */
+    const char *payload;    /* counted payload, or NULL */
+    size_t plen;
+} ath_chat_event_t;
+
+typedef struct ath_chat ath_chat_t;
+
+/* Creates an engine. max_line bounds one line (longer ones are cut into
+ * pieces of that size and an ATH_EV_DROP-free split is reported as lines);
+ * max_backlog bounds what is kept with no wait in progress. */
+ath_chat_t *ath_chat_new(size_t max_line, size_t max_backlog);
+void ath_chat_free(ath_chat_t *c);
+
+/* Appends received bytes. Returns 0, or -1 if memory ran out. */
+int ath_chat_feed(ath_chat_t *c, const char *data, size_t n);
+
+/* Starts a wait; the patterns must stay valid until it ends. Returns -1
+ * if a wait is already in progress. */
+int ath_chat_wait(ath_chat_t *c, const ath_wait_t *w);
+int ath_chat_waiting(const ath_chat_t *c);
+void ath_chat_cancel(ath_chat_t *c);
+
+/* Discards the backlog (complete lines kept with no wait in progress). */
+void ath_chat_flush(ath_chat_t *c);
+
+/* Always-on URC handlers, tried in the order added. The pattern must stay
+ * valid until removed. Returns 0, or -1 if memory ran out. */
+int ath_chat_urc_add(ath_chat_t *c, const ath_pat_t *p, int id);
+void ath_chat_urc_remove(ath_chat_t *c, int id);
+
+/* Produces the next event from what is buffered. Returns 1 with *ev
+ * filled, 0 when more bytes are needed. */
+int ath_chat_next(ath_chat_t *c, ath_chat_event_t *ev);
+
+/* Bytes received but not yet consumed. */
+size_t ath_chat_pending(const ath_chat_t *c);
+
+/* Matches one pattern against s[0, n). Returns 1 on a match. */
+int ath_pat_match(const ath_pat_t *p, const char *s, size_t n, ath_match_t *m);
+
+#endif

@@ -1,0 +1,107 @@
+/*
+ * host.h: what the host's C files share. Not installed.
+ */
+#ifndef ATH_HOST_H
+#define ATH_HOST_H
+
+#include <lua.h>
+#include <lauxlib.h>
+#include <uv.h>
+
+#include "athost.h"
+
+typedef struct ath_tr ath_tr_t;
+
+/* Something of the host's that owns libuv handles: closed when the run
+ * ends. close() must unlink it (ath_host_res_del) and start closing its
+ * handles; each handle's close callback decrements h->handles. */
+typedef struct ath_res {
+    struct ath_res *prev, *next;
+    void (*close)(struct ath_res *r);
+} ath_res_t;
+
+typedef struct ath_ready {
+    lua_State *co;
+    int nargs;
+} ath_ready_t;
+
+struct ath_host {
+    uv_loop_t *loop;
+    uv_loop_t own_loop;
+    int owns_loop;
+    lua_State *L;
+    ath_host_opts_t opts;
+    char *name;
+    ath_event_cb on_event;
+    void *ud;
+    ath_tr_t *tr;
+    /* Coroutines to resume, FIFO; only ath_host_dispatch resumes. */
+    ath_ready_t *ready;
+    size_t nready, readycap, readyhead;
+    int dispatching;
+    int main_ref;            /* the main flow's function, until started */
+    lua_State *main_co;
+    int started, done, status, canceled;
+    char *error;
+    char **secrets;
+    size_t nsecrets;
+    size_t secret_max;
+    double t0;
+    int handles;             /* open handles owned by the host's objects */
+    ath_res_t res;           /* list head of those objects */
+    int port_failed;         /* athost.port() could not open the port */
+    char *port_spec;
+    int port_baud;
+    int port_ref;            /* the default port once opened */
+};
+
+/* host.c */
+void ath_host_res_add(ath_host_t *h, ath_res_t *r);
+void ath_host_res_del(ath_host_t *h, ath_res_t *r);
+/* A close callback for handles whose data is the host: counts them. */
+void ath_host_handle_closed(uv_handle_t *handle);
+double ath_host_now(ath_host_t *h);
+ath_host_t *ath_host_from(lua_State *L);
+/* Queues co (suspended, with nargs values pushed on its stack). */
+void ath_host_wake(ath_host_t *h, lua_State *co, int nargs);
+/* Resumes queued coroutines until none is left. */
+void ath_host_dispatch(ath_host_t *h);
+/* Starts a new flow running the function on top of L's stack with nargs
+ * arguments below... (fn, args...); pops them. Returns the thread, which
+ * stays on L's stack. */
+lua_State *ath_host_spawn(ath_host_t *h, lua_State *L, int nargs);
+/* Raises unless the running coroutine is a flow that may wait. */
+void ath_host_check_flow(lua_State *L);
+/* Emits an event to the embedder or the default printer. */
+void ath_host_emit(ath_host_t *h, ath_event_t *ev);
+void ath_host_log(ath_host_t *h, const char *fmt, ...);
+/* Masks registered secrets: returns a malloc'd copy of s[0,n) with each
+ * secret replaced by ***, length in *outn. */
+char *ath_host_redact(ath_host_t *h, const char *s, size_t n, size_t *outn);
+/* Starts step name of flow co, ending the one in progress. */
+void ath_host_step(ath_host_t *h, lua_State *co, const char *name);
+void ath_host_flow_failed(ath_host_t *h, lua_State *co, const char *msg);
+
+/* The Lua modules, each adding its functions to the table on top. */
+void ath_lhost_open(lua_State *L);   /* lhost.c: flows, timers, steps */
+void ath_lport_open(lua_State *L);   /* lport.c: ports and chat */
+void ath_crypto_open(lua_State *L);  /* crypto.c */
+void ath_tls_open(lua_State *L);     /* tls.c */
+int luaopen_athost(lua_State *L);
+int luaopen_cjson(lua_State *L);
+
+/* transcript.c */
+ath_tr_t *ath_tr_open(ath_host_t *h, const char *path, const char **err);
+/* Records bytes sent ('>') or received ('<') on a port. Received bytes are
+ * held until a line end and written by ath_tr_flush(), so that a secret
+ * the flow registers on reading it never reaches the file. */
+void ath_tr_data(ath_tr_t *t, const char *port, int dir, const char *s,
+                 size_t n);
+void ath_tr_note(ath_tr_t *t, const char *port, const char *text);
+void ath_tr_flush(ath_tr_t *t, int all);
+void ath_tr_close(ath_tr_t *t);
+/* Escapes s[0, n) for a one-line record: \r \n \t \\ \xNN. Returns a
+ * malloc'd string. */
+char *ath_escape(const char *s, size_t n);
+
+#endif

@@ -1,0 +1,461 @@
+/*
+ * lopen.c: opening ports from Lua: athost.open (serial devices, ptys,
+ * tcp:HOST:PORT, sim:NAME), athost.pty, athost.listen and accept.
+ */
+#include "lport.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* Pushes nil, "CODE: what: reason", "CODE" for a negative errno. */
+static int lopen_fail(lua_State *L, int err, const char *what)
+{
+    const char *code = uv_err_name(err);
+    lua_pushnil(L);
+    lua_pushfstring(L, "%s: %s: %s", code, what, uv_strerror(err));
+    lua_pushstring(L, code);
+    return 3;
+}
+
+static int opt_int(lua_State *L, int o, const char *k, int def)
+{
+    int v = def;
+    if (lua_type(L, o) == LUA_TTABLE) {
+        lua_getfield(L, o, k);
+        if (lua_isboolean(L, -1))
+            v = lua_toboolean(L, -1);
+        else if (!lua_isnil(L, -1))
+            v = (int)luaL_checkinteger(L, -1);
+        lua_pop(L, 1);
+    }
+    return v;
+}
+
+static const char *opt_str(lua_State *L, int o, const char *k,
+                           const char *def)
+{
+    const char *v = def;
+    if (lua_type(L, o) == LUA_TTABLE) {
+        lua_getfield(L, o, k);
+        if (!lua_isnil(L, -1))
+            v = luaL_checkstring(L, -1);
+        lua_pop(L, 1);      /* the string stays in the options table */
+    }
+    return v;
+}
+
+/* Applies the options every port shares: timeout, eol. */
+static void lopen_common(lua_State *L, ath_port_t *p, int o)
+{
+    const char *eol = opt_str(L, o, "eol", NULL);
+    p->timeout_ms = opt_int(L, o, "timeout", p->timeout_ms);
+    if (eol) {
+        luaL_argcheck(L, strlen(eol) < sizeof p->eol, 2, "eol is too long");
+        strcpy(p->eol, eol);
+    }
+}
+
+/* Wraps fd in a port and pushes it; closes fd and raises on failure. */
+static ath_port_t *lopen_wrap(lua_State *L, int fd, int kind,
+                              const char *name, int o)
+{
+    ath_port_t *p = ath_port_new(ath_host_from(L), fd, kind, name);
+    if (p == NULL) {
+        close(fd);
+        luaL_error(L, "cannot watch %s (out of memory or not pollable)",
+                   name);
+    }
+    ath_lport_push(L, p);
+    lopen_common(L, p, o);
+    ath_port_watch(p);
+    return p;
+}
+
+static int lopen_serial(lua_State *L, const char *path, int o)
+{
+    ath_serial_opts_t so;
+    const char *parity = opt_str(L, o, "parity", "none");
+    const char *why, *name;
+    ath_port_t *p;
+    int fd;
+    so.baud = opt_int(L, o, "baud", 115200);
+    so.databits = opt_int(L, o, "databits", 8);
+    so.stopbits = opt_int(L, o, "stopbits", 1);
+    so.rtscts = opt_int(L, o, "rtscts", 0);
+    so.dtr = opt_int(L, o, "dtr", -1);
+    so.rts = opt_int(L, o, "rts", -1);
+    so.exclusive = opt_int(L, o, "exclusive", 1);
+    so.parity = parity[0];
+    if (strchr("neo", so.parity) == NULL)
+        luaL_argerror(L, 2, "parity must be none, even or odd");
+    if (so.databits < 5 || so.databits > 8 ||
+        (so.stopbits != 1 && so.stopbits != 2))
+        luaL_argerror(L, 2, "databits must be 5-8 and stopbits 1 or 2");
+    fd = ath_serial_open(path, &so, &why);
+    if (fd < 0) {
+        lua_pushfstring(L, "cannot open %s: %s", path, why);
+        return lopen_fail(L, fd, lua_tostring(L, -1));
+    }
+    name = opt_str(L, o, "name", strncmp(path, "/dev/", 5) == 0 ? path + 5
+                                                                 : path);
+    p = lopen_wrap(L, fd, ATH_PORT_SERIAL, name, o);
+    p->path = strdup(path);
+    return 1;
+}
+
+/* ---- TCP -------------------------------------------------------------- */
+
+typedef struct lopen_dns {
+    uv_getaddrinfo_t req;
+    ath_host_t *h;
+    lua_State *co;
+    int o_ref;
+    char name[300];
+} lopen_dns_t;
+
+void ath_lport_connected(ath_port_t *p, lua_State *L, int err,
+                         const char *what)
+{
+    lua_State *co = p->connecting;
+    if (co == NULL)
+        return;
+    p->connecting = NULL;
+    if (err == 0) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, p->lref);
+        lua_getfield(L, -1, "ud");
+        lua_remove(L, -2);
+        lua_xmove(L, co, 1);
+        ath_host_wake(p->h, co, 1);
+        ath_port_watch(p);
+        return;
+    }
+    lua_pushfstring(L, "%s %s failed", what, p->name);
+    lopen_fail(L, -err, lua_tostring(L, -1));
+    lua_remove(L, -4);
+    lua_xmove(L, co, 3);
+    ath_host_wake(p->h, co, 3);
+    ath_lport_close(p, L);
+}
+
+static void lopen_dns_cb(uv_getaddrinfo_t *req, int status,
+                         struct addrinfo *res)
+{
+    lopen_dns_t *d = req->data;
+    ath_host_t *h = d->h;
+    lua_State *L = h->L;
+    int fd = -1, err = status;
+    struct addrinfo *ai;
+    h->handles--;
+    for (ai = res; status == 0 && ai; ai = ai->ai_next) {
+        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK |
+                    SOCK_CLOEXEC, ai->ai_protocol);
+        if (fd < 0) {
+            err = -errno;
+            continue;
+        }
+        if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0 ||
+            errno == EINPROGRESS)
+            break;
+        err = -errno;
+        close(fd);
+        fd = -1;
+    }
+    uv_freeaddrinfo(res);
+    if (h->done) {
+        if (fd >= 0)
+            close(fd);
+    } else if (fd < 0) {
+        lua_pushfstring(L, "cannot connect to %s", d->name);
+        lopen_fail(L, err, lua_tostring(L, -1));
+        lua_remove(L, -4);
+        lua_xmove(L, d->co, 3);
+        ath_host_wake(h, d->co, 3);
+    } else {
+        int one = 1;
+        ath_port_t *p;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        lua_rawgeti(L, LUA_REGISTRYINDEX, d->o_ref);
+        p = lopen_wrap(L, fd, ATH_PORT_TCP, d->name, lua_gettop(L));
+        lua_pop(L, 2);
+        p->connecting = d->co;
+        ath_port_watch(p);
+    }
+    luaL_unref(L, LUA_REGISTRYINDEX, d->o_ref);
+    free(d);
+    ath_host_dispatch(h);
+}
+
+/* Splits "HOST:PORT" (HOST may be [v6]) into host and port buffers. */
+static int split_hostport(const char *s, char *host, size_t hl, char *port,
+                          size_t pl)
+{
+    const char *colon = strrchr(s, ':');
+    size_t n;
+    if (colon == NULL || colon[1] == '\0' || strlen(colon + 1) >= pl)
+        return -1;
+    n = (size_t)(colon - s);
+    if (n > 1 && s[0] == '[' && s[n - 1] == ']') {
+        s++;
+        n -= 2;
+    }
+    if (n == 0 || n >= hl)
+        return -1;
+    memcpy(host, s, n);
+    host[n] = '\0';
+    strcpy(port, colon + 1);
+    return 0;
+}
+
+static int lopen_tcp(lua_State *L, const char *hostport, int o)
+{
+    ath_host_t *h = ath_host_from(L);
+    struct addrinfo hints;
+    char host[256], port[16];
+    lopen_dns_t *d;
+    int r;
+    if (split_hostport(hostport, host, sizeof host, port, sizeof port) != 0)
+        return luaL_error(L, "bad address '%s' (want HOST:PORT)", hostport);
+    ath_host_check_flow(L);
+    d = calloc(1, sizeof *d);
+    if (d == NULL)
+        return luaL_error(L, "out of memory");
+    d->h = h;
+    d->co = L;
+    d->req.data = d;
+    snprintf(d->name, sizeof d->name, "tcp:%s:%s", host, port);
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    r = uv_getaddrinfo(h->loop, &d->req, lopen_dns_cb, host, port, &hints);
+    if (r != 0) {
+        free(d);
+        return lopen_fail(L, r, "cannot resolve address");
+    }
+    h->handles++;
+    if (lua_isnoneornil(L, o))
+        lua_newtable(L);
+    else
+        lua_pushvalue(L, o);
+    d->o_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    return lua_yield(L, 0);
+}
+
+/* What athost.sim.open returned, below which sit spec, opts, module. */
+static int lopen_sim_k(lua_State *L, int status, lua_KContext ctx)
+{
+    (void)status;
+    (void)ctx;
+    return lua_gettop(L) - 3;
+}
+
+static int l_open(lua_State *L)
+{
+    const char *spec = luaL_checkstring(L, 1);
+    if (!lua_isnoneornil(L, 2))
+        luaL_checktype(L, 2, LUA_TTABLE);
+    if (strncmp(spec, "tcp:", 4) == 0)
+        return lopen_tcp(L, spec + 4, 2);
+    if (strncmp(spec, "sim:", 4) == 0) {
+        /* Virtual modems are Lua: athost.sim opens one on a pty. */
+        lua_settop(L, 2);
+        lua_getglobal(L, "require");
+        lua_pushliteral(L, "athost.sim");
+        lua_call(L, 1, 1);
+        lua_getfield(L, -1, "open");
+        lua_pushstring(L, spec + 4);
+        lua_pushvalue(L, 2);
+        lua_callk(L, 2, LUA_MULTRET, 0, lopen_sim_k);
+        return lopen_sim_k(L, LUA_OK, 0);
+    }
+    return lopen_serial(L, spec, 2);
+}
+
+static void pty_unlink(ath_port_t *p)
+{
+    if (p->link)
+        unlink(p->link);
+}
+
+/* athost.pty([opts]): a raw pty pair; returns the master as a port and
+ * the slave's path. opts.link makes a symlink to the slave. */
+static int l_pty(lua_State *L)
+{
+    char path[128];
+    int sfd, fd = ath_pty_open(&sfd, path, sizeof path);
+    const char *link, *name;
+    ath_port_t *p;
+    if (fd < 0)
+        return lopen_fail(L, fd, "cannot make a pty");
+    name = opt_str(L, 1, "name", "pty");
+    p = lopen_wrap(L, fd, ATH_PORT_PTY, name, 1);
+    p->slave_fd = sfd;
+    p->path = strdup(path);
+    link = opt_str(L, 1, "link", NULL);
+    if (link) {
+        unlink(link);
+        if (symlink(path, link) != 0) {
+            int err = -errno;
+            ath_lport_close(p, L);
+            lua_pushfstring(L, "cannot link %s to %s", link, path);
+            return lopen_fail(L, err, lua_tostring(L, -1));
+        }
+        p->link = strdup(link);
+        p->on_close = pty_unlink;
+    }
+    lua_pushstring(L, path);
+    return 2;
+}
+
+/* athost.listen(host, port[, opts]): a TCP listener; port 0 picks one,
+ * read back as listener.port. */
+static int l_listen(lua_State *L)
+{
+    const char *host = luaL_checkstring(L, 1);
+    int portnum = (int)luaL_checkinteger(L, 2);
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    int fd, one = 1, r;
+    ath_port_t *p;
+    char name[300];
+    if (uv_ip4_addr(host, portnum, (struct sockaddr_in *)&ss) != 0 &&
+        uv_ip6_addr(host, portnum, (struct sockaddr_in6 *)&ss) != 0)
+        return luaL_error(L, "listen needs a numeric address, not '%s'",
+                          host);
+    fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return lopen_fail(L, -errno, "cannot make a socket");
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(fd, (struct sockaddr *)&ss, ss.ss_family == AF_INET ?
+             sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6)) != 0 ||
+        listen(fd, 128) != 0 ||
+        getsockname(fd, (struct sockaddr *)&ss, &sl) != 0) {
+        r = -errno;
+        close(fd);
+        lua_pushfstring(L, "cannot listen on %s:%d", host, portnum);
+        return lopen_fail(L, r, lua_tostring(L, -1));
+    }
+    portnum = ntohs(ss.ss_family == AF_INET ?
+                    ((struct sockaddr_in *)&ss)->sin_port :
+                    ((struct sockaddr_in6 *)&ss)->sin6_port);
+    snprintf(name, sizeof name, "listen:%s:%d", host, portnum);
+    p = lopen_wrap(L, fd, ATH_PORT_LISTEN, name, 3);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, p->lref);
+    lua_pushinteger(L, portnum);
+    lua_setfield(L, -2, "portnum");
+    lua_pop(L, 1);
+    return 1;
+}
+
+static void accept_timeout_cb(uv_timer_t *t)
+{
+    ath_port_t *p = t->data;
+    lua_State *L = p->h->L, *co = p->waiter;
+    if (co == NULL)
+        return;
+    p->waiter = NULL;
+    ath_port_watch(p);
+    lua_pushnil(L);
+    lua_pushfstring(L, "ETIMEDOUT: no connection to %s", p->name);
+    lua_pushliteral(L, "ETIMEDOUT");
+    lua_xmove(L, co, 3);
+    ath_host_wake(p->h, co, 3);
+    ath_host_dispatch(p->h);
+}
+
+void ath_lport_accept(ath_port_t *p, lua_State *L)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    char addr[64], name[100];
+    lua_State *co = p->waiter;
+    ath_port_t *c;
+    int fd, one = 1;
+    if (co == NULL)
+        return;
+    fd = accept4(p->fd, (struct sockaddr *)&ss, &sl,
+                 SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0)
+        return;                 /* EAGAIN, or the client went away */
+    p->waiter = NULL;
+    uv_timer_stop(&p->timer);
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (ss.ss_family == AF_INET6)
+        uv_ip6_name((struct sockaddr_in6 *)&ss, addr, sizeof addr);
+    else
+        uv_ip4_name((struct sockaddr_in *)&ss, addr, sizeof addr);
+    snprintf(name, sizeof name, "tcp:%s:%d", addr,
+             ntohs(((struct sockaddr_in *)&ss)->sin_port));
+    c = ath_port_new(p->h, fd, ATH_PORT_TCP, name);
+    if (c == NULL) {
+        close(fd);
+        lua_pushnil(L);
+        lua_pushliteral(L, "ENOMEM: cannot accept");
+        lua_pushliteral(L, "ENOMEM");
+        lua_xmove(L, co, 3);
+        ath_host_wake(p->h, co, 3);
+        return;
+    }
+    ath_lport_push(L, c);
+    c->timeout_ms = p->timeout_ms;
+    ath_port_watch(c);
+    lua_xmove(L, co, 1);
+    ath_host_wake(p->h, co, 1);
+}
+
+/* listener:accept([opts]): waits for a connection; opts.timeout in ms
+ * (default: no limit). */
+static int l_accept(lua_State *L)
+{
+    ath_port_t *p = ath_lport_check(L, 1);
+    int timeout = opt_int(L, 2, "timeout", 0);
+    if (p->kind != ATH_PORT_LISTEN)
+        return luaL_error(L, "%s is not a listener", p->name);
+    ath_host_check_flow(L);
+    if (p->waiter)
+        return luaL_error(L, "%s is busy: another flow is accepting",
+                          p->name);
+    p->waiter = L;
+    if (timeout > 0)
+        uv_timer_start(&p->timer, accept_timeout_cb, (uint64_t)timeout, 0);
+    ath_port_watch(p);
+    return lua_yield(L, 0);
+}
+
+static int l_connect(lua_State *L)
+{
+    const char *host = luaL_checkstring(L, 1);
+    lua_Integer port = luaL_checkinteger(L, 2);
+    lua_settop(L, 3);
+    lua_pushfstring(L, strchr(host, ':') ? "[%s]:%d" : "%s:%d", host,
+                    (int)port);
+    lua_replace(L, 1);
+    return lopen_tcp(L, lua_tostring(L, 1), 3);
+}
+
+static const luaL_Reg lopen_funcs[] = {
+    { "open", l_open },
+    { "pty", l_pty },
+    { "listen", l_listen },
+    { "connect", l_connect },
+    { NULL, NULL }
+};
+
+void ath_lopen_open(lua_State *L)
+{
+    luaL_setfuncs(L, lopen_funcs, 0);
+    /* accept is a port method, for listeners */
+    luaL_getmetatable(L, ATH_PORT_MT);
+    lua_getfield(L, -1, "__index");
+    lua_getupvalue(L, -1, 1);
+    lua_pushcfunction(L, l_accept);
+    lua_setfield(L, -2, "accept");
+    lua_pop(L, 3);
+}

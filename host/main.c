@@ -1,0 +1,188 @@
+/*
+ * main.c: the athost command, a small user of the host library.
+ *
+ *   athost [options] SCRIPT [key=value ...]
+ *   athost [options] -e CHUNK [key=value ...]
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "athost.h"
+#include "station.h"
+
+static const char usage[] =
+    "usage: athost [options] SCRIPT [key=value ...]\n"
+    "       athost [options] -e CHUNK [key=value ...]\n"
+    "       athost -i -p PORT\n"
+    "\n"
+    "Runs a Lua script that talks AT commands to a cellular module.\n"
+    "\n"
+    "options:\n"
+    "  -p, --port SPEC     the script's port (athost.port()): a device such\n"
+    "                      as /dev/ttyUSB0, tcp:HOST:PORT, or sim:air720 /\n"
+    "                      sim:me3630 for a virtual modem\n"
+    "  -b, --baud N        baud rate of the port (default 115200)\n"
+    "  -l, --log FILE      write a transcript of every byte ('-': stderr)\n"
+    "      --config FILE   JSON object of parameters (key=value wins)\n"
+    "      --json          print events as JSON lines on stdout\n"
+    "  -q, --quiet         print only the result\n"
+    "  -e CHUNK            run CHUNK instead of a script file\n"
+    "  -i                  interactive session on the port\n"
+    "      --ports A,B,... run the script once per port, concurrently\n"
+    "      --ports-file F  the same, one port spec a line\n"
+    "      --table FILE    per-port parameters (.csv or .json), by port or row\n"
+    "      --junit FILE    with --ports: a JUnit XML report\n"
+    "      --logdir DIR    with --ports: one transcript per port\n"
+    "  -h, --help          this help\n"
+    "      --version       the version\n"
+    "\n"
+    "exit codes: 0 success, 1 the script or a step failed, 2 usage error,\n"
+    "            3 the port could not be opened, 4 canceled\n";
+
+static ath_host_t *running;
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+    (void)signum;
+    if (running)
+        ath_host_cancel(running);
+    uv_signal_stop(s);
+}
+
+static int need(int i, int argc, char **argv)
+{
+    if (i + 1 >= argc) {
+        fprintf(stderr, "athost: %s needs a value\n%s", argv[i], usage);
+        exit(ATH_EXIT_USAGE);
+    }
+    return i + 1;
+}
+
+int main(int argc, char **argv)
+{
+    ath_host_opts_t o;
+    ath_station_opts_t so;
+    const char *script = NULL, *chunk = NULL, *config = NULL;
+    const char *port = NULL;
+    int baud = 0, interactive = 0, i, first_arg, rc;
+    ath_host_t *h;
+    uv_signal_t sigint, sigterm;
+
+    memset(&o, 0, sizeof o);
+    memset(&so, 0, sizeof so);
+    for (i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            fputs(usage, stdout);
+            return 0;
+        } else if (strcmp(a, "--version") == 0) {
+            printf("athost %s\n", ATHOST_VERSION);
+            return 0;
+        } else if (strcmp(a, "-p") == 0 || strcmp(a, "--port") == 0) {
+            port = argv[i = need(i, argc, argv)];
+        } else if (strcmp(a, "-b") == 0 || strcmp(a, "--baud") == 0) {
+            baud = atoi(argv[i = need(i, argc, argv)]);
+            if (baud <= 0) {
+                fprintf(stderr, "athost: bad baud rate '%s'\n", argv[i]);
+                return ATH_EXIT_USAGE;
+            }
+        } else if (strcmp(a, "-l") == 0 || strcmp(a, "--log") == 0) {
+            o.transcript = argv[i = need(i, argc, argv)];
+        } else if (strcmp(a, "--config") == 0) {
+            config = argv[i = need(i, argc, argv)];
+        } else if (strcmp(a, "--json") == 0) {
+            o.json = 1;
+        } else if (strcmp(a, "-q") == 0 || strcmp(a, "--quiet") == 0) {
+            o.quiet = 1;
+        } else if (strcmp(a, "-e") == 0) {
+            chunk = argv[i = need(i, argc, argv)];
+            i++;
+            break;
+        } else if (strcmp(a, "-i") == 0) {
+            interactive = 1;
+        } else if (strcmp(a, "--ports") == 0) {
+            so.ports = argv[i = need(i, argc, argv)];
+        } else if (strcmp(a, "--ports-file") == 0) {
+            so.ports_file = argv[i = need(i, argc, argv)];
+        } else if (strcmp(a, "--table") == 0) {
+            so.table = argv[i = need(i, argc, argv)];
+        } else if (strcmp(a, "--junit") == 0) {
+            so.junit = argv[i = need(i, argc, argv)];
+        } else if (strcmp(a, "--logdir") == 0) {
+            so.logdir = argv[i = need(i, argc, argv)];
+        } else if (a[0] == '-' && a[1] != '\0') {
+            fprintf(stderr, "athost: unknown option %s\n%s", a, usage);
+            return ATH_EXIT_USAGE;
+        } else {
+            script = a;
+            i++;
+            break;
+        }
+    }
+    first_arg = i;
+    if (interactive && !script && !chunk)
+        chunk = "require('athost.interactive').run(...)";
+    if (!script && !chunk) {
+        fprintf(stderr, "athost: no script\n%s", usage);
+        return ATH_EXIT_USAGE;
+    }
+    for (i = first_arg; i < argc; i++) {
+        if (strchr(argv[i], '=') == NULL || argv[i][0] == '=') {
+            fprintf(stderr, "athost: argument '%s' is not key=value\n",
+                    argv[i]);
+            return ATH_EXIT_USAGE;
+        }
+    }
+    if (so.ports || so.ports_file) {
+        so.script = script;
+        so.chunk = chunk;
+        so.config = config;
+        so.baud = baud;
+        so.argc = argc - first_arg;
+        so.argv = argv + first_arg;
+        so.json = o.json;
+        so.quiet = o.quiet;
+        return ath_station_main(&so);
+    }
+
+    h = ath_host_new(NULL, &o);
+    if (h == NULL)
+        return ATH_EXIT_USAGE;
+    if (config && ath_host_load_config(h, config) != 0) {
+        fprintf(stderr, "athost: %s\n", ath_host_error(h));
+        ath_host_free(h);
+        return ATH_EXIT_USAGE;
+    }
+    for (i = first_arg; i < argc; i++) {
+        char *eq = strchr(argv[i], '=');
+        *eq = '\0';
+        ath_host_set_param(h, argv[i], eq + 1);
+        *eq = '=';
+    }
+    if (port)
+        ath_host_set_port(h, port, baud);
+    rc = script ? ath_host_load_file(h, script)
+                : ath_host_load_string(h, chunk, "=(command line)");
+    if (rc != 0) {
+        fprintf(stderr, "athost: %s\n", ath_host_error(h));
+        ath_host_free(h);
+        return rc;
+    }
+    ath_host_set_argv(h, script ? script : "-e", argc - first_arg,
+                      argv + first_arg);
+    running = h;
+    uv_signal_init(ath_host_loop(h), &sigint);
+    uv_signal_init(ath_host_loop(h), &sigterm);
+    uv_signal_start(&sigint, on_signal, SIGINT);
+    uv_signal_start(&sigterm, on_signal, SIGTERM);
+    uv_unref((uv_handle_t *)&sigint);
+    uv_unref((uv_handle_t *)&sigterm);
+    rc = ath_host_run(h);
+    uv_close((uv_handle_t *)&sigint, NULL);
+    uv_close((uv_handle_t *)&sigterm, NULL);
+    running = NULL;
+    ath_host_free(h);
+    return rc;
+}

@@ -1,0 +1,390 @@
+/*
+ * port.c: the operating-system side of ports: termios, ptys, sockets, and
+ * the non-blocking read and write paths.
+ */
+#include "port.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/ioctl.h>
+#include <termios.h>
+#include <unistd.h>
+
+
+static const struct { int baud; speed_t speed; } bauds[] = {
+    { 1200, B1200 }, { 2400, B2400 }, { 4800, B4800 }, { 9600, B9600 },
+    { 19200, B19200 }, { 38400, B38400 }, { 57600, B57600 },
+    { 115200, B115200 }, { 230400, B230400 }, { 460800, B460800 },
+    { 500000, B500000 }, { 576000, B576000 }, { 921600, B921600 },
+    { 1000000, B1000000 }, { 1500000, B1500000 }, { 2000000, B2000000 },
+    { 3000000, B3000000 }, { 4000000, B4000000 }, { 0, 0 }
+};
+
+/* Applies raw mode and the line settings to fd. 0 or a negative errno. */
+static int serial_termios(int fd, const ath_serial_opts_t *o)
+{
+    struct termios tio;
+    speed_t speed = 0;
+    int i;
+    if (tcgetattr(fd, &tio) != 0)
+        return -errno;
+    cfmakeraw(&tio);
+    for (i = 0; bauds[i].baud; i++)
+        if (bauds[i].baud == o->baud)
+            speed = bauds[i].speed;
+    if (speed == 0)
+        return -EINVAL;
+    cfsetispeed(&tio, speed);
+    cfsetospeed(&tio, speed);
+    tio.c_cflag &= ~(tcflag_t)(CSIZE | PARENB | PARODD | CSTOPB | CRTSCTS);
+    tio.c_cflag |= CLOCAL | CREAD;
+    switch (o->databits) {
+    case 5: tio.c_cflag |= CS5; break;
+    case 6: tio.c_cflag |= CS6; break;
+    case 7: tio.c_cflag |= CS7; break;
+    default: tio.c_cflag |= CS8; break;
+    }
+    if (o->parity == 'e')
+        tio.c_cflag |= PARENB;
+    else if (o->parity == 'o')
+        tio.c_cflag |= PARENB | PARODD;
+    if (o->stopbits == 2)
+        tio.c_cflag |= CSTOPB;
+    if (o->rtscts)
+        tio.c_cflag |= CRTSCTS;
+    tio.c_cc[VMIN] = 1;
+    tio.c_cc[VTIME] = 0;
+    if (tcsetattr(fd, TCSANOW, &tio) != 0)
+        return -errno;
+    return 0;
+}
+
+int ath_serial_lines(int fd, int dtr, int rts)
+{
+    int set = 0, clr = 0;
+    if (dtr == 1) set |= TIOCM_DTR;
+    if (dtr == 0) clr |= TIOCM_DTR;
+    if (rts == 1) set |= TIOCM_RTS;
+    if (rts == 0) clr |= TIOCM_RTS;
+    /* A pty has no modem lines: that is not an error for a script. */
+    if (set && ioctl(fd, TIOCMBIS, &set) != 0 && errno != ENOTTY &&
+        errno != EINVAL)
+        return -errno;
+    if (clr && ioctl(fd, TIOCMBIC, &clr) != 0 && errno != ENOTTY &&
+        errno != EINVAL)
+        return -errno;
+    return 0;
+}
+
+int ath_serial_open(const char *path, const ath_serial_opts_t *o,
+                    const char **why)
+{
+    int fd, r;
+    *why = "open";
+    fd = open(path, O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    if (!isatty(fd)) {
+        close(fd);
+        *why = "not a serial device or pty";
+        return -ENOTTY;
+    }
+    if (o->exclusive) {
+        /* flock() for other athosts (and most serial tools), TIOCEXCL for
+         * everyone else but root. */
+        if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+            r = -errno;
+            close(fd);
+            *why = "port busy (another program has it open)";
+            return r == -EWOULDBLOCK ? -EBUSY : r;
+        }
+        (void)ioctl(fd, TIOCEXCL);
+    }
+    if ((r = serial_termios(fd, o)) != 0) {
+        close(fd);
+        *why = r == -EINVAL ? "unsupported baud rate" : "termios";
+        return r;
+    }
+    if ((r = ath_serial_lines(fd, o->dtr, o->rts)) != 0) {
+        close(fd);
+        *why = "modem control lines";
+        return r;
+    }
+    tcflush(fd, TCIOFLUSH);
+    return fd;
+}
+
+int ath_pty_open(int *slave_fd, char *path, size_t pathlen)
+{
+    int m, s, r;
+    struct termios tio;
+    m = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (m < 0)
+        return -errno;
+    if (grantpt(m) != 0 || unlockpt(m) != 0 ||
+        ptsname_r(m, path, pathlen) != 0) {
+        r = -errno;
+        close(m);
+        return r;
+    }
+    /* The host keeps the slave open: a master whose slave is closed
+     * reports EIO, and a virtual modem must outlive its clients. */
+    s = open(path, O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (s < 0 || tcgetattr(s, &tio) != 0) {
+        r = -errno;
+        if (s >= 0)
+            close(s);
+        close(m);
+        return r;
+    }
+    cfmakeraw(&tio);
+    tcsetattr(s, TCSANOW, &tio);
+    fcntl(m, F_SETFL, fcntl(m, F_GETFL) | O_NONBLOCK);
+    *slave_fd = s;
+    return m;
+}
+
+static ssize_t fd_read(ath_port_t *p, char *buf, size_t n)
+{
+    ssize_t r = read(p->fd, buf, n);
+    if (r < 0)
+        return errno == EINTR ? -EAGAIN : -errno;
+    return r;
+}
+
+static ssize_t fd_write(ath_port_t *p, char *buf, size_t n)
+{
+    ssize_t r = write(p->fd, buf, n);
+    if (r < 0)
+        return errno == EINTR ? -EAGAIN : -errno;
+    return r;
+}
+
+static void port_freed(ath_port_t *p)
+{
+    ath_tls_free(p);
+    ath_chat_free(p->chat);
+    free(p->xpats);
+    free(p->wq);
+    free(p->name);
+    free(p->path);
+    free(p->link);
+    free(p);
+}
+
+static void port_handle_closed(uv_handle_t *handle)
+{
+    ath_port_t *p = handle->data;
+    p->h->handles--;
+    if (--p->handles == 0)
+        port_freed(p);
+}
+
+static void port_res_close(ath_res_t *r)
+{
+    ath_port_close((ath_port_t *)r);
+}
+
+/* Writes queued bytes until the fd pushes back. 0 or a negative errno. */
+static int port_flush(ath_port_t *p)
+{
+    while (p->woff < p->wlen) {
+        ssize_t n = p->io_write(p, p->wq + p->woff, p->wlen - p->woff);
+        if (n == -EAGAIN)
+            return 0;
+        if (n < 0)
+            return (int)n;
+        p->woff += (size_t)n;
+    }
+    p->woff = p->wlen = 0;
+    return 0;
+}
+
+static void port_read(ath_port_t *p, lua_State *L)
+{
+    char buf[65536];
+    int i;
+    for (i = 0; i < 8 && !p->eof && !p->closed; i++) {
+        ssize_t n = p->io_read(p, buf, sizeof buf);
+        if (n == -EAGAIN)
+            break;
+        if (n <= 0) {
+            p->eof = 1;
+            p->eof_err = (int)-n;
+            ath_lport_broken(p, L);
+            break;
+        }
+        if (p->h->tr)
+            ath_tr_data(p->h->tr, p->name, '<', buf, (size_t)n);
+        if ((size_t)n >= sizeof p->last) {
+            memcpy(p->last, buf + n - sizeof p->last, sizeof p->last);
+            p->lastlen = sizeof p->last;
+        } else {
+            size_t keep = sizeof p->last - (size_t)n;
+            if (p->lastlen > keep) {
+                memmove(p->last, p->last + (p->lastlen - keep), keep);
+                p->lastlen = keep;
+            }
+            memcpy(p->last + p->lastlen, buf, (size_t)n);
+            p->lastlen += (size_t)n;
+        }
+        p->last_t = ath_host_now(p->h);
+        if (ath_chat_feed(p->chat, buf, (size_t)n) != 0) {
+            p->eof = 1;
+            p->eof_err = ENOMEM;
+            ath_lport_broken(p, L);
+            break;
+        }
+        ath_lport_process(p, L);
+        if ((size_t)n < sizeof buf)
+            break;
+    }
+}
+
+static void port_poll_cb(uv_poll_t *w, int status, int events)
+{
+    ath_port_t *p = w->data;
+    lua_State *L = p->h->L;
+    if (status < 0)
+        events = UV_READABLE | UV_WRITABLE;     /* let read/write say why */
+    if (p->connecting && p->tls == NULL && (events & UV_WRITABLE)) {
+        int err = 0;
+        socklen_t len = sizeof err;
+        getsockopt(p->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+        ath_lport_connected(p, L, err, "connect");
+    } else if (p->tls != NULL && ath_tls_step(p, L, events)) {
+        /* the handshake took the events */
+    } else if (p->kind == ATH_PORT_LISTEN) {
+        ath_lport_accept(p, L);
+    } else {
+        if ((events & UV_WRITABLE) && p->wlen > 0 && !p->closed) {
+            int r = port_flush(p);
+            if (r != 0 || p->wlen == 0)
+                ath_lport_drained(p, L, -r);
+        }
+        if (events & UV_READABLE)
+            port_read(p, L);
+    }
+    if (!p->closed)
+        ath_port_watch(p);
+    ath_host_dispatch(p->h);
+}
+
+ath_port_t *ath_port_new(ath_host_t *h, int fd, int kind, const char *name)
+{
+    ath_port_t *p = calloc(1, sizeof *p);
+    if (p == NULL)
+        return NULL;
+    p->h = h;
+    p->fd = fd;
+    p->slave_fd = -1;
+    p->kind = kind;
+    p->name = strdup(name);
+    p->chat = ath_chat_new(0, 0);
+    p->lref = LUA_NOREF;
+    p->io_read = fd_read;
+    p->io_write = fd_write;
+    p->timeout_ms = 5000;
+    strcpy(p->eol, "\r");
+    if (p->name == NULL || p->chat == NULL ||
+        uv_poll_init(h->loop, &p->poll, fd) != 0) {
+        ath_chat_free(p->chat);
+        free(p->name);
+        free(p);
+        return NULL;
+    }
+    uv_timer_init(h->loop, &p->timer);
+    p->poll.data = p->timer.data = p;
+    p->handles = 2;
+    h->handles += 2;
+    p->res.close = port_res_close;
+    ath_host_res_add(h, &p->res);
+    return p;
+}
+
+void ath_port_watch(ath_port_t *p)
+{
+    int ev = 0;
+    if (p->closed)
+        return;
+    if (!p->eof)
+        ev |= UV_READABLE;
+    if (p->wlen > 0 || p->connecting)
+        ev |= UV_WRITABLE;
+    if (p->kind == ATH_PORT_LISTEN && p->waiter == NULL)
+        ev = 0;                 /* level-triggered: accept only on demand */
+    if (p->tls)
+        ev = ath_tls_events(p);
+    if (ev == p->poll_events)
+        return;
+    p->poll_events = ev;
+    if (ev)
+        uv_poll_start(&p->poll, ev, port_poll_cb);
+    else
+        uv_poll_stop(&p->poll);
+}
+
+int ath_port_write(ath_port_t *p, const char *s, size_t n)
+{
+    if (p->closed || (p->eof && p->eof_err))
+        return -EPIPE;
+    if (p->h->tr)
+        ath_tr_data(p->h->tr, p->name, '>', s, n);
+    if (p->wlen == 0 && !p->connecting) {
+        /* The common case: the fd takes it all now. */
+        while (n > 0) {
+            ssize_t w = p->io_write(p, (char *)s, n);
+            if (w == -EAGAIN)
+                break;
+            if (w < 0)
+                return (int)w;
+            s += w;
+            n -= (size_t)w;
+        }
+        if (n == 0)
+            return 0;
+    }
+    if (p->wlen + n > p->wcap) {
+        size_t cap = p->wcap ? p->wcap : 4096;
+        char *nq;
+        if (p->woff > 0) {
+            memmove(p->wq, p->wq + p->woff, p->wlen - p->woff);
+            p->wlen -= p->woff;
+            p->woff = 0;
+        }
+        while (cap < p->wlen + n)
+            cap *= 2;
+        if (cap != p->wcap) {
+            if ((nq = realloc(p->wq, cap)) == NULL)
+                return -ENOMEM;
+            p->wq = nq;
+            p->wcap = cap;
+        }
+    }
+    memcpy(p->wq + p->wlen, s, n);
+    p->wlen += n;
+    ath_port_watch(p);
+    return 0;
+}
+
+void ath_port_close(ath_port_t *p)
+{
+    if (p->closed)
+        return;
+    p->closed = 1;
+    ath_host_res_del(p->h, &p->res);
+    uv_poll_stop(&p->poll);
+    uv_timer_stop(&p->timer);
+    uv_close((uv_handle_t *)&p->poll, port_handle_closed);
+    uv_close((uv_handle_t *)&p->timer, port_handle_closed);
+    if (p->on_close)
+        p->on_close(p);
+    if (p->fd >= 0)
+        close(p->fd);
+    if (p->slave_fd >= 0)
+        close(p->slave_fd);
+    p->fd = p->slave_fd = -1;
+}

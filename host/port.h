@@ -1,0 +1,119 @@
+/*
+ * port.h: ports, the byte pipes the chat engine reads: serial devices and
+ * ptys (termios), pty pairs made by the host, TCP connections and
+ * listeners. Every port is a non-blocking fd watched with uv_poll; TLS (tls.c)
+ * plugs in as a different pair of read/write functions.
+ */
+#ifndef ATH_PORT_H
+#define ATH_PORT_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "chat.h"
+#include "host.h"
+
+enum { ATH_PORT_SERIAL, ATH_PORT_PTY, ATH_PORT_TCP, ATH_PORT_LISTEN };
+
+typedef struct ath_port ath_port_t;
+
+/* Reads or writes up to n bytes: > 0 done, 0 end of file (read only), or
+ * a negative errno (-EAGAIN: try when the fd is ready). */
+typedef ssize_t (*ath_io_fn)(ath_port_t *p, char *buf, size_t n);
+
+#define ATH_PORT_PATS 8
+
+typedef struct ath_serial_opts {
+    int baud, databits, stopbits, rtscts;
+    char parity;                /* 'n', 'e' or 'o' */
+    int dtr, rts;               /* -1: leave as is */
+    int exclusive;
+} ath_serial_opts_t;
+
+struct ath_port {
+    ath_res_t res;
+    ath_host_t *h;
+    int kind;
+    int fd;
+    int slave_fd;               /* pty master: the slave, kept open */
+    int closed;                 /* close() was called */
+    int eof;                    /* the peer closed, or the fd failed */
+    int eof_err;                /* errno of the failure, 0 for a clean EOF */
+    char *name;                 /* for transcripts and messages */
+    char *path;                 /* device path; pty: the slave's path */
+    char *link;                 /* pty: a symlink to the slave, removed on close */
+    uv_poll_t poll;
+    int poll_events;
+    uv_timer_t timer;           /* the wait's timeout */
+    int handles;                /* of poll and timer, still to close */
+    ath_chat_t *chat;
+    ath_io_fn io_read, io_write;
+    void *tls;                  /* tls.c's state, or NULL */
+    /* bytes accepted by send() but not yet written */
+    char *wq;
+    size_t wlen, woff, wcap;
+    /* the flows waiting: on the chat engine, on the write queue */
+    lua_State *waiter;
+    lua_State *drainer;
+    lua_State *connecting;      /* TCP connect or TLS handshake */
+    int sync_n;                 /* values a wait completed with, in place */
+    int lref;                   /* registry: the port's Lua-side table */
+    ath_wait_t w;
+    ath_pat_t pats[ATH_PORT_PATS];
+    ath_pat_t *xpats;           /* more patterns than pats holds */
+    ath_pat_t reply;
+    char replybuf[40];
+    char cmdname[40];
+    double t_wait;              /* when the wait started */
+    int timeout_ms;             /* default wait timeout */
+    char eol[4];
+    /* the last bytes received, for error messages */
+    char last[96];
+    size_t lastlen;
+    double last_t;
+    int urc_next;
+    void (*on_close)(ath_port_t *p);
+};
+
+/* Opens a serial device or pty slave. Returns the fd, or a negative errno
+ * with *why naming the step ("open", "port busy", "termios"). */
+int ath_serial_open(const char *path, const ath_serial_opts_t *o,
+                    const char **why);
+/* Makes a raw pty pair; returns the master fd, slave fd and slave path. */
+int ath_pty_open(int *slave_fd, char *path, size_t pathlen);
+/* Sets DTR/RTS (-1 leaves a line as is). */
+int ath_serial_lines(int fd, int dtr, int rts);
+
+/* Wraps an fd in a port; the port owns it. NULL if memory ran out. */
+ath_port_t *ath_port_new(ath_host_t *h, int fd, int kind, const char *name);
+/* Starts watching the fd for the events the port needs now. */
+void ath_port_watch(ath_port_t *p);
+/* Queues bytes for writing and writes what the fd takes now. 0 or a
+ * negative errno. */
+int ath_port_write(ath_port_t *p, const char *s, size_t n);
+/* Closes the fd and the handles; frees p once they are closed. Wakes no
+ * one: the binding fails its waiters first. */
+void ath_port_close(ath_port_t *p);
+
+/* lport.c: hands what the engine made of new bytes to Lua. L is the
+ * running thread (the host's main thread from a callback). */
+void ath_lport_process(ath_port_t *p, lua_State *L);
+/* lport.c: the port failed or hit EOF: fails its waiters. */
+void ath_lport_broken(ath_port_t *p, lua_State *L);
+/* lport.c: the write queue drained (err 0) or failed. */
+void ath_lport_drained(ath_port_t *p, lua_State *L, int err);
+/* lport.c: a TCP connect or TLS handshake finished (err 0) or failed. */
+void ath_lport_connected(ath_port_t *p, lua_State *L, int err,
+                         const char *what);
+
+/* lport.c: a listener has a connection to accept. */
+void ath_lport_accept(ath_port_t *p, lua_State *L);
+
+/* tls.c: TLS over a connected TCP port. */
+/* Takes the poll events while a handshake runs; 1 if it took them. */
+int ath_tls_step(ath_port_t *p, lua_State *L, int events);
+/* The poll events the TLS state wants. */
+int ath_tls_events(ath_port_t *p);
+void ath_tls_free(ath_port_t *p);
+
+#endif

@@ -1,0 +1,205 @@
+/*
+ * transcript.c: every byte sent and received, with a millisecond
+ * timestamp, the direction and the port, control characters escaped:
+ *
+ *        0.012 pts/3 > AT+CGATT?\r
+ *        0.015 pts/3 < \r\n+CGATT: 1\r\n\r\nOK\r\n
+ *
+ * Received bytes are held per port until a line end and written once the
+ * flows have seen them (ath_tr_flush at the end of each dispatch), so a
+ * secret a flow registers on reading it is already masked. Sending on a
+ * port first writes what it received, to keep the order.
+ */
+#include "host.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define HOLD_MAX 4096
+
+typedef struct tr_rx {
+    char *port;
+    char *buf;
+    size_t len, cap;
+    double t;            /* when the first held byte arrived */
+} tr_rx_t;
+
+struct ath_tr {
+    ath_host_t *h;
+    FILE *f;
+    int owns;
+    tr_rx_t *rx;
+    size_t nrx;
+};
+
+char *ath_escape(const char *s, size_t n)
+{
+    char *out = malloc(4 * n + 1), *o = out;
+    size_t i;
+    if (out == NULL)
+        return NULL;
+    for (i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        switch (c) {
+        case '\r': *o++ = '\\'; *o++ = 'r'; break;
+        case '\n': *o++ = '\\'; *o++ = 'n'; break;
+        case '\t': *o++ = '\\'; *o++ = 't'; break;
+        case '\\': *o++ = '\\'; *o++ = '\\'; break;
+        default:
+            if (c < 0x20 || c >= 0x7f)
+                o += sprintf(o, "\\x%02x", c);
+            else
+                *o++ = (char)c;
+        }
+    }
+    *o = '\0';
+    return out;
+}
+
+ath_tr_t *ath_tr_open(ath_host_t *h, const char *path, const char **err)
+{
+    ath_tr_t *t = calloc(1, sizeof *t);
+    if (t == NULL)
+        return NULL;
+    t->h = h;
+    if (strcmp(path, "-") == 0) {
+        t->f = stderr;
+    } else {
+        t->f = fopen(path, "w");
+        t->owns = 1;
+        if (t->f == NULL) {
+            *err = strerror(errno);
+            free(t);
+            return NULL;
+        }
+    }
+    return t;
+}
+
+/* Writes one record: masks secrets, escapes, stamps. */
+static void tr_record(ath_tr_t *t, double ms, const char *port, int dir,
+                      const char *s, size_t n)
+{
+    size_t rn;
+    char *red = ath_host_redact(t->h, s, n, &rn), *esc;
+    if (red == NULL)
+        return;
+    esc = ath_escape(red, rn);
+    free(red);
+    if (esc == NULL)
+        return;
+    if (t->f) {
+        fprintf(t->f, "%10.3f %s %c %s\n", ms / 1e3, port, dir, esc);
+        fflush(t->f);
+    }
+    if (t->h->on_event) {
+        ath_event_t ev;
+        char dirs[2] = { (char)dir, '\0' };
+        memset(&ev, 0, sizeof ev);
+        ev.type = ATH_EVENT_TRANSCRIPT;
+        ev.port = port;
+        ev.name = dirs;
+        ev.text = esc;
+        ev.ms = ms;
+        ath_host_emit(t->h, &ev);
+    }
+    free(esc);
+}
+
+static tr_rx_t *tr_rx(ath_tr_t *t, const char *port)
+{
+    size_t i;
+    tr_rx_t *nr;
+    for (i = 0; i < t->nrx; i++)
+        if (strcmp(t->rx[i].port, port) == 0)
+            return &t->rx[i];
+    nr = realloc(t->rx, (t->nrx + 1) * sizeof *nr);
+    if (nr == NULL)
+        return NULL;
+    t->rx = nr;
+    memset(&nr[t->nrx], 0, sizeof *nr);
+    if ((nr[t->nrx].port = strdup(port)) == NULL)
+        return NULL;
+    return &t->rx[t->nrx++];
+}
+
+/* Writes the held bytes of r: all, or through the last line end (and
+ * what is over the hold limit, keeping a secret's length back). */
+static void tr_rx_flush(ath_tr_t *t, tr_rx_t *r, int all)
+{
+    size_t n = r->len;
+    if (n == 0)
+        return;
+    if (!all) {
+        while (n > 0 && r->buf[n - 1] != '\n')
+            n--;
+        if (n == 0 && r->len > HOLD_MAX)
+            n = r->len - t->h->secret_max;
+        if (n == 0)
+            return;
+    }
+    tr_record(t, r->t, r->port, '<', r->buf, n);
+    memmove(r->buf, r->buf + n, r->len - n);
+    r->len -= n;
+    r->t = ath_host_now(t->h);
+}
+
+void ath_tr_data(ath_tr_t *t, const char *port, int dir, const char *s,
+                 size_t n)
+{
+    tr_rx_t *r = tr_rx(t, port);
+    if (dir == '>') {
+        if (r)
+            tr_rx_flush(t, r, 1);
+        tr_record(t, ath_host_now(t->h), port, '>', s, n);
+        return;
+    }
+    if (r == NULL)
+        return;
+    if (r->len + n > r->cap) {
+        size_t cap = r->cap ? r->cap : 256;
+        char *nb;
+        while (cap < r->len + n)
+            cap *= 2;
+        if ((nb = realloc(r->buf, cap)) == NULL)
+            return;
+        r->buf = nb;
+        r->cap = cap;
+    }
+    if (r->len == 0)
+        r->t = ath_host_now(t->h);
+    memcpy(r->buf + r->len, s, n);
+    r->len += n;
+}
+
+void ath_tr_note(ath_tr_t *t, const char *port, const char *text)
+{
+    if (t->f) {
+        fprintf(t->f, "%10.3f %s # %s\n", ath_host_now(t->h) / 1e3, port,
+                text);
+        fflush(t->f);
+    }
+}
+
+void ath_tr_flush(ath_tr_t *t, int all)
+{
+    size_t i;
+    for (i = 0; i < t->nrx; i++)
+        tr_rx_flush(t, &t->rx[i], all);
+}
+
+void ath_tr_close(ath_tr_t *t)
+{
+    size_t i;
+    ath_tr_flush(t, 1);
+    for (i = 0; i < t->nrx; i++) {
+        free(t->rx[i].port);
+        free(t->rx[i].buf);
+    }
+    free(t->rx);
+    if (t->owns && t->f)
+        fclose(t->f);
+    free(t);
+}
