@@ -32,9 +32,21 @@ LIB_SRC := host/host.c host/lhost.c host/chat.c host/pattern.c host/port.c \
 LIB_OBJ := $(LIB_SRC:host/%.c=$(BUILD)/%.o)
 HDRS := $(wildcard host/*.h)
 
-.PHONY: all check test bench demo install uninstall clean deps asan
+.PHONY: all check test bench demo install uninstall clean deps asan unit
 
-all: athost $(BUILD)/libathost.a $(BUILD)/libathost.so $(BUILD)/athost.pc
+# C unit tests of single modules (the Lua tests drive the whole program):
+# tests/unit/X_test.c links the host sources it tests, named in its first
+# line as "// unit: host/a.c host/b.c".
+UNIT := $(patsubst tests/unit/%.c,$(BUILD)/unit/%,$(wildcard tests/unit/*_test.c))
+
+unit: $(UNIT)
+
+$(BUILD)/unit/%: tests/unit/%.c $(LIB_SRC) $(HDRS)
+	mkdir -p $(BUILD)/unit
+	$(CC) $(CFLAGS) -Ihost $(LDFLAGS) -o $@ $< \
+	    $$(sed -n '1s|^// unit: ||p' $<) $(shell $(PKG_CONFIG) --libs lua5.4)
+
+all: athost $(BUILD)/libathost.a $(BUILD)/libathost.so $(BUILD)/athost.pc unit
 
 $(BUILD)/%.o: host/%.c $(HDRS) | $(BUILD)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
@@ -60,7 +72,7 @@ $(BUILD)/athost.pc: athost.pc.in Makefile | $(BUILD)
 # The same program built with the sanitizers, for make check.
 asan:
 	$(MAKE) BUILD=build/asan CFLAGS='-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined' \
-	    LDFLAGS='-fsanitize=address,undefined' build/asan/athost
+	    LDFLAGS='-fsanitize=address,undefined' build/asan/athost unit
 
 build/asan/athost: $(BUILD)/main.o $(BUILD)/libathost.a
 	$(CC) $(LDFLAGS) -o $@ $(BUILD)/main.o $(BUILD)/libathost.a $(LDLIBS)
@@ -72,7 +84,7 @@ check:
 	sh scripts/deps.sh
 	$(MAKE) all
 	$(MAKE) asan
-	sh tests/run.sh
+	sh tests/run.sh $(T)
 
 test: check
 

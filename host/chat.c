@@ -487,8 +487,10 @@ static int chat_trim_backlog(ath_chat_t *c, ath_chat_event_t *ev)
 /* Serves a raw read from head. */
 static int chat_read(ath_chat_t *c, ath_chat_event_t *ev)
 {
-    size_t n = c->w.nbytes;
-    if (c->len - c->head < n)
+    size_t n = c->w.nbytes, avail = c->len - c->head;
+    if (c->w.some && avail > 0 && avail < n)
+        n = avail;
+    if (avail < n || (c->w.some && avail == 0))
         return 0;
     memset(ev, 0, sizeof *ev);
     ev->type = ATH_EV_READ;

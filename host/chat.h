@@ -54,7 +54,8 @@ typedef struct ath_wait {
     const ath_pat_t *reply;    /* CMD: pattern of the lines that answer */
     const char *echo;          /* CMD: the command as sent, to skip its echo */
     size_t echolen;
-    size_t nbytes;             /* READ */
+    size_t nbytes;             /* READ: exactly this many bytes */
+    int some;                  /* READ: 1 to nbytes bytes, what is there */
 } ath_wait_t;
 
 enum {

@@ -440,7 +440,35 @@ static int l_connect(lua_State *L)
     return lopen_tcp(L, lua_tostring(L, 1), 3);
 }
 
+static int stdin_flags = -1;
+
+static void stdin_restore(ath_port_t *p)
+{
+    (void)p;
+    if (stdin_flags >= 0)
+        fcntl(0, F_SETFL, stdin_flags);
+    p->fd = -1;                 /* fd 0 stays open for the process */
+}
+
+/* athost.stdin(): standard input as a port (readline, recv), for
+ * interactive tools. */
+static int l_stdin(lua_State *L)
+{
+    int fd = dup(0);
+    ath_port_t *p;
+    if (fd < 0)
+        return lopen_fail(L, -errno, "cannot use standard input");
+    close(fd);
+    if (stdin_flags < 0)
+        stdin_flags = fcntl(0, F_GETFL);
+    fcntl(0, F_SETFL, stdin_flags | O_NONBLOCK);
+    p = lopen_wrap(L, 0, ATH_PORT_SERIAL, "stdin", 1);
+    p->on_close = stdin_restore;
+    return 1;
+}
+
 static const luaL_Reg lopen_funcs[] = {
+    { "stdin", l_stdin },
     { "open", l_open },
     { "pty", l_pty },
     { "listen", l_listen },

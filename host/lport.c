@@ -212,29 +212,19 @@ static void lport_push_match(lua_State *L, const ath_chat_event_t *ev)
 /* Pushes a one-line account of what the port last said. */
 static void lport_push_last(lua_State *L, ath_port_t *p)
 {
-    char *esc;
+    char *esc, ago[32];
     size_t n;
     if (p->lastlen == 0) {
         lua_pushfstring(L, "%s said nothing", p->name);
         return;
     }
     esc = ath_escape(p->last, p->lastlen);
-    n = strlen(esc);
-    lua_pushfstring(L, "%s last said \"%s%s\" %f s ago", p->name,
-                    n > 120 ? "..." : "", n > 120 ? esc + n - 120 : esc,
-                    (ath_host_now(p->h) - p->last_t) / 1e3);
+    n = esc ? strlen(esc) : 0;
+    snprintf(ago, sizeof ago, "%.1f", (ath_host_now(p->h) - p->last_t) / 1e3);
+    lua_pushfstring(L, "%s last said \"%s%s\" %s s ago", p->name,
+                    n > 120 ? "..." : "", n > 120 ? esc + n - 120 : esc ? esc : "",
+                    ago);
     free(esc);
-    /* %f prints six decimals: keep one. */
-    {
-        const char *s = lua_tostring(L, -1);
-        const char *dot = strrchr(s, '.');
-        if (dot && strlen(dot) > 8 && strcmp(dot + 7, " s ago") == 0) {
-            lua_pushlstring(L, s, (size_t)(dot - s) + 2);
-            lua_pushliteral(L, " s ago");
-            lua_concat(L, 2);
-            lua_remove(L, -2);
-        }
-    }
 }
 
 /* Ends the wait: moves the nvals values on top of L to the waiter and
@@ -619,6 +609,20 @@ static int l_port_read(lua_State *L)
     return lport_wait(L, p, 0, timeout);
 }
 
+/* port:recv([max]): what has arrived, 1 to max bytes (default 64 KiB),
+ * for binary protocols. */
+static int l_port_recv(lua_State *L)
+{
+    ath_port_t *p = ath_lport_check(L, 1);
+    lua_Integer n = luaL_optinteger(L, 2, 65536);
+    int timeout = lport_begin(L, p, 3);
+    luaL_argcheck(L, n >= 1 && n <= (1 << 30), 2, "byte count out of range");
+    p->w.mode = ATH_WAIT_READ;
+    p->w.nbytes = (size_t)n;
+    p->w.some = 1;
+    return lport_wait(L, p, 0, timeout);
+}
+
 /* Derives the reply prefix of a command: AT+CGATT? -> "+CGATT:". */
 static void lport_reply_prefix(ath_port_t *p, const char *cmd, size_t n)
 {
@@ -915,6 +919,7 @@ static const luaL_Reg port_methods[] = {
     { "prompt", l_port_prompt },
     { "readline", l_port_readline },
     { "read", l_port_read },
+    { "recv", l_port_recv },
     { "cmd", l_port_cmd },
     { "final", l_port_final },
     { "on", l_port_on },

@@ -1,14 +1,432 @@
 /*
- * station.c: many ports at once.
+ * station.c: many ports at once (athost --ports). One host per port, all
+ * on one libuv loop: a failing DUT never stops the others. Each DUT gets
+ * its own parameters, transcript and result; results go out as JSON lines
+ * and, with --junit, as one JUnit XML report.
  */
+#include "station.h"
+
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include <lauxlib.h>
+#include <lualib.h>
 
 #include "athost.h"
-#include "station.h"
+
+int luaopen_cjson(lua_State *L);
+
+typedef struct dut_step {
+    char *name;
+    double ms;
+    int ok;
+    char *error;
+} dut_step_t;
+
+typedef struct dut {
+    char *spec;
+    char label[64];
+    ath_host_t *h;
+    int done, status;
+    char *error;
+    double ms;
+    dut_step_t *steps;
+    int nsteps;
+    const ath_station_opts_t *o;
+} dut_t;
+
+static int npassed, nfailed;
+
+/* Reads the per-port table: a list of { port = spec?, params = {...} }.
+ * CSV: a header row naming the columns ("port" optional); JSON: an array
+ * of objects, or an object of objects keyed by port. */
+static const char table_lua[] =
+    "local path = ...\n"
+    "local f = assert(io.open(path, 'rb'))\n"
+    "local s = f:read('a') f:close()\n"
+    "local rows = {}\n"
+    "if path:match('%.json$') then\n"
+    "  local t = require('cjson').decode(s)\n"
+    "  if #t > 0 then for _, r in ipairs(t) do rows[#rows+1] = r end\n"
+    "  else for k, r in pairs(t) do r.port = r.port or k rows[#rows+1] = r end end\n"
+    "else\n"
+    "  local function split(line)\n"
+    "    local out, i = {}, 1\n"
+    "    while i <= #line + 1 do\n"
+    "      if line:sub(i, i) == '\"' then\n"
+    "        local j, v = i + 1, ''\n"
+    "        while true do\n"
+    "          local q = line:find('\"', j, true)\n"
+    "          if not q then error('unterminated quote in ' .. path) end\n"
+    "          v = v .. line:sub(j, q - 1)\n"
+    "          if line:sub(q + 1, q + 1) == '\"' then v = v .. '\"' j = q + 2\n"
+    "          else i = q + 2 break end\n"
+    "        end\n"
+    "        out[#out+1] = v\n"
+    "      else\n"
+    "        local c = line:find(',', i, true) or #line + 1\n"
+    "        out[#out+1] = line:sub(i, c - 1):match('^%s*(.-)%s*$')\n"
+    "        i = c + 1\n"
+    "      end\n"
+    "    end\n"
+    "    return out\n"
+    "  end\n"
+    "  local header\n"
+    "  for line in s:gmatch('[^\\r\\n]+') do\n"
+    "    if not line:match('^%s*#') then\n"
+    "      local cells = split(line)\n"
+    "      if not header then header = cells else\n"
+    "        local r = {}\n"
+    "        for i, k in ipairs(header) do r[k] = cells[i] end\n"
+    "        rows[#rows+1] = r\n"
+    "      end\n"
+    "    end\n"
+    "  end\n"
+    "end\n"
+    "return rows\n";
+
+/* Loads the table into L (a list at the top); NULL or an error. */
+static const char *station_table(lua_State *L, const char *path)
+{
+    luaL_requiref(L, "cjson", luaopen_cjson, 0);
+    lua_pop(L, 1);
+    if (luaL_loadstring(L, table_lua) != LUA_OK)
+        return lua_tostring(L, -1);
+    lua_pushstring(L, path);
+    if (lua_pcall(L, 1, 1, 0) != LUA_OK)
+        return lua_tostring(L, -1);
+    return NULL;
+}
+
+/* Pushes the table row for port spec (by its "port" column), or row i. */
+static void station_row(lua_State *L, int table, const char *spec, int i)
+{
+    int n = (int)lua_rawlen(L, table), k;
+    for (k = 1; k <= n; k++) {
+        lua_rawgeti(L, table, k);
+        lua_getfield(L, -1, "port");
+        if (lua_type(L, -1) == LUA_TSTRING &&
+            strcmp(lua_tostring(L, -1), spec) == 0) {
+            lua_pop(L, 1);
+            return;
+        }
+        lua_pop(L, 2);
+    }
+    lua_rawgeti(L, table, i);
+    lua_getfield(L, -1, "port");
+    if (lua_type(L, -1) == LUA_TSTRING) {
+        lua_pop(L, 2);          /* that row names another port */
+        lua_pushnil(L);
+        return;
+    }
+    lua_pop(L, 1);
+}
+
+static void xml_text(FILE *f, const char *s)
+{
+    for (; s && *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        switch (c) {
+        case '<': fputs("&lt;", f); break;
+        case '>': fputs("&gt;", f); break;
+        case '&': fputs("&amp;", f); break;
+        case '"': fputs("&quot;", f); break;
+        default:
+            if (c < 0x20 && c != '\n' && c != '\t')
+                fprintf(f, "\\x%02x", c);
+            else
+                fputc(c, f);
+        }
+    }
+}
+
+static int station_junit(const char *path, dut_t *duts, int n,
+                         const char *script, double total_ms)
+{
+    FILE *f = fopen(path, "w");
+    int i, k;
+    if (f == NULL) {
+        fprintf(stderr, "athost: cannot write %s: %s\n", path,
+                strerror(errno));
+        return -1;
+    }
+    fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    fprintf(f, "<testsuites tests=\"%d\" failures=\"%d\" time=\"%.3f\">\n",
+            n, nfailed, total_ms / 1e3);
+    fprintf(f, "  <testsuite name=\"");
+    xml_text(f, script);
+    fprintf(f, "\" tests=\"%d\" failures=\"%d\" errors=\"0\" time=\"%.3f\">\n",
+            n, nfailed, total_ms / 1e3);
+    for (i = 0; i < n; i++) {
+        dut_t *d = &duts[i];
+        fprintf(f, "    <testcase classname=\"athost.");
+        xml_text(f, script);
+        fprintf(f, "\" name=\"");
+        xml_text(f, d->spec);
+        fprintf(f, "\" time=\"%.3f\">\n", d->ms / 1e3);
+        if (d->status != ATH_EXIT_OK) {
+            fprintf(f, "      <failure type=\"exit %d\" message=\"", d->status);
+            xml_text(f, d->error ? d->error : "failed");
+            fprintf(f, "\">");
+            xml_text(f, d->error ? d->error : "failed");
+            fprintf(f, "</failure>\n");
+        }
+        fprintf(f, "      <system-out>");
+        for (k = 0; k < d->nsteps; k++) {
+            fprintf(f, "%s %s %.1f ms", d->steps[k].ok ? "ok  " : "FAIL",
+                    "", d->steps[k].ms);
+            fprintf(f, " ");
+            xml_text(f, d->steps[k].name);
+            if (d->steps[k].error) {
+                fprintf(f, ": ");
+                xml_text(f, d->steps[k].error);
+            }
+            fprintf(f, "\n");
+        }
+        fprintf(f, "</system-out>\n    </testcase>\n");
+    }
+    fprintf(f, "  </testsuite>\n</testsuites>\n");
+    return fclose(f) == 0 ? 0 : -1;
+}
+
+static char *xstrdup(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+static void station_event(ath_host_t *h, const ath_event_t *ev, void *ud)
+{
+    dut_t *d = ud;
+    (void)h;
+    if (d->o->json && ev->type != ATH_EVENT_TRANSCRIPT) {
+        fputs(ev->json, stdout);
+        fputc('\n', stdout);
+        fflush(stdout);
+    }
+    if (ev->type == ATH_EVENT_STEP_END) {
+        dut_step_t *ns = realloc(d->steps, (size_t)(d->nsteps + 1) * sizeof *ns);
+        if (ns == NULL)
+            return;
+        d->steps = ns;
+        ns[d->nsteps].name = xstrdup(ev->name);
+        ns[d->nsteps].ms = ev->ms;
+        ns[d->nsteps].ok = ev->ok;
+        ns[d->nsteps].error = xstrdup(ev->text);
+        d->nsteps++;
+    } else if (ev->type == ATH_EVENT_RESULT) {
+        d->done = 1;
+        d->status = ev->code;
+        d->ms = ev->ms;
+        d->error = xstrdup(ev->text);
+        if (ev->ok)
+            npassed++;
+        else
+            nfailed++;
+        if (!d->o->json && !d->o->quiet) {
+            if (ev->ok)
+                fprintf(stderr, "PASS %-24s %8.0f ms\n", d->spec, ev->ms);
+            else
+                fprintf(stderr, "FAIL %-24s %8.0f ms  %s\n", d->spec, ev->ms,
+                        ev->text ? ev->text : "");
+            fflush(stderr);
+        }
+    }
+}
+
+/* Splits the port list (commas, or lines of a file; '#' comments). */
+static char **station_ports(const ath_station_opts_t *o, int *n)
+{
+    char *text = NULL, *tok, *save = NULL, **list = NULL;
+    const char *seps = ",";
+    *n = 0;
+    if (o->ports_file) {
+        FILE *f = fopen(o->ports_file, "rb");
+        long len;
+        if (f == NULL) {
+            fprintf(stderr, "athost: cannot read %s: %s\n", o->ports_file,
+                    strerror(errno));
+            return NULL;
+        }
+        fseek(f, 0, SEEK_END);
+        len = ftell(f);
+        rewind(f);
+        text = calloc(1, (size_t)len + 1);
+        if (text == NULL || fread(text, 1, (size_t)len, f) != (size_t)len) {
+            fclose(f);
+            free(text);
+            return NULL;
+        }
+        fclose(f);
+        seps = "\r\n";
+    } else {
+        text = strdup(o->ports);
+    }
+    for (tok = strtok_r(text, seps, &save); tok; tok = strtok_r(NULL, seps, &save)) {
+        char **nl;
+        while (*tok == ' ' || *tok == '\t')
+            tok++;
+        if (*tok == '\0' || *tok == '#')
+            continue;
+        nl = realloc(list, (size_t)(*n + 1) * sizeof *nl);
+        if (nl == NULL)
+            break;
+        list = nl;
+        list[(*n)++] = strdup(tok);
+    }
+    free(text);
+    return list;
+}
+
+/* Creates, configures and starts the host of one DUT. 0 or an exit code. */
+static int station_start(dut_t *d, uv_loop_t *loop, lua_State *T, int table,
+                         int i)
+{
+    const ath_station_opts_t *o = d->o;
+    ath_host_opts_t ho;
+    char logpath[1024], *c;
+    int k, rc;
+    memset(&ho, 0, sizeof ho);
+    ho.on_event = station_event;
+    ho.ud = d;
+    ho.name = d->label;
+    if (o->logdir) {
+        snprintf(logpath, sizeof logpath, "%s/%s.log", o->logdir, d->label);
+        ho.transcript = logpath;
+    }
+    d->h = ath_host_new(loop, &ho);
+    if (d->h == NULL)
+        return ATH_EXIT_USAGE;
+    if (o->config && ath_host_load_config(d->h, o->config) != 0) {
+        fprintf(stderr, "athost: %s\n", ath_host_error(d->h));
+        return ATH_EXIT_USAGE;
+    }
+    if (T) {
+        station_row(T, table, d->spec, i + 1);
+        if (lua_istable(T, -1)) {
+            lua_pushnil(T);
+            while (lua_next(T, -2)) {
+                if (lua_type(T, -2) == LUA_TSTRING && lua_isstring(T, -1))
+                    ath_host_set_param(d->h, lua_tostring(T, -2),
+                                       lua_tostring(T, -1));
+                lua_pop(T, 1);
+            }
+        }
+        lua_pop(T, 1);
+    }
+    for (k = 0; k < o->argc; k++) {
+        c = strchr(o->argv[k], '=');
+        *c = '\0';
+        ath_host_set_param(d->h, o->argv[k], c + 1);
+        *c = '=';
+    }
+    ath_host_set_param(d->h, "dut", d->label);
+    ath_host_set_port(d->h, d->spec, o->baud);
+    rc = o->script ? ath_host_load_file(d->h, o->script)
+                   : ath_host_load_string(d->h, o->chunk, "=(command line)");
+    if (rc != 0) {
+        fprintf(stderr, "athost: %s\n", ath_host_error(d->h));
+        return rc;
+    }
+    ath_host_set_argv(d->h, o->script ? o->script : "-e", o->argc, o->argv);
+    return ath_host_start(d->h) == 0 ? 0 : ATH_EXIT_USAGE;
+}
+
+/* A label safe for file names: the spec with '/' and ':' replaced. */
+static void station_label(dut_t *d, int i)
+{
+    const char *s = d->spec;
+    size_t k = 0;
+    if (strncmp(s, "/dev/", 5) == 0)
+        s += 5;
+    for (; *s && k < sizeof d->label - 8; s++)
+        d->label[k++] = (strchr("/:?&= ", *s) ? '_' : *s);
+    d->label[k] = '\0';
+    if (strncmp(d->spec, "sim:", 4) == 0)
+        snprintf(d->label + k, sizeof d->label - k, "_%d", i + 1);
+}
 
 int ath_station_main(const ath_station_opts_t *o)
 {
-    (void)o;
-    fprintf(stderr, "athost: --ports is not available in this build\n");
-    return ATH_EXIT_USAGE;
+    uv_loop_t loop;
+    lua_State *T = NULL;
+    dut_t *duts;
+    char **specs;
+    int n, i, rc = ATH_EXIT_OK, table = 0;
+    uint64_t t0 = uv_hrtime();
+
+    specs = station_ports(o, &n);
+    if (specs == NULL || n == 0) {
+        fprintf(stderr, "athost: no ports given\n");
+        return ATH_EXIT_USAGE;
+    }
+    if (o->logdir && mkdir(o->logdir, 0777) != 0 && errno != EEXIST) {
+        fprintf(stderr, "athost: cannot make %s: %s\n", o->logdir,
+                strerror(errno));
+        return ATH_EXIT_USAGE;
+    }
+    if (o->table) {
+        const char *err;
+        T = luaL_newstate();
+        luaL_openlibs(T);
+        if ((err = station_table(T, o->table)) != NULL) {
+            fprintf(stderr, "athost: table %s: %s\n", o->table, err);
+            lua_close(T);
+            return ATH_EXIT_USAGE;
+        }
+        table = lua_gettop(T);
+    }
+    uv_loop_init(&loop);
+    duts = calloc((size_t)n, sizeof *duts);
+    for (i = 0; i < n && rc == ATH_EXIT_OK; i++) {
+        duts[i].spec = specs[i];
+        duts[i].o = o;
+        station_label(&duts[i], i);
+        rc = station_start(&duts[i], &loop, T, table, i);
+    }
+    if (T)
+        lua_close(T);
+    if (rc == ATH_EXIT_OK) {
+        uv_run(&loop, UV_RUN_DEFAULT);
+        for (i = 0; i < n; i++) {
+            if (!duts[i].done) {
+                ath_host_cancel(duts[i].h);
+                uv_run(&loop, UV_RUN_DEFAULT);
+            }
+        }
+    }
+    for (i = 0; i < n; i++)
+        if (duts[i].h)
+            ath_host_close(duts[i].h);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    if (rc == ATH_EXIT_OK) {
+        double total = (double)(uv_hrtime() - t0) / 1e6;
+        if (!o->quiet && !o->json)
+            fprintf(stderr, "%d passed, %d failed (%d ports, %.1f s)\n",
+                    npassed, nfailed, n, total / 1e3);
+        if (o->junit && station_junit(o->junit, duts, n,
+                                      o->script ? o->script : "-e",
+                                      total) != 0)
+            rc = ATH_EXIT_FAIL;
+        if (nfailed > 0)
+            rc = ATH_EXIT_FAIL;
+    }
+    for (i = 0; i < n; i++) {
+        int k;
+        ath_host_free(duts[i].h);
+        for (k = 0; k < duts[i].nsteps; k++) {
+            free(duts[i].steps[k].name);
+            free(duts[i].steps[k].error);
+        }
+        free(duts[i].steps);
+        free(duts[i].error);
+        free(specs[i]);
+    }
+    free(duts);
+    free(specs);
+    uv_loop_close(&loop);
+    return rc;
 }

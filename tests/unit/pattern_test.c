@@ -1,3 +1,4 @@
+// unit: host/pattern.c
 /*
  * pattern_test.c: host/pattern.c against the real string.find of Lua 5.4.
  *

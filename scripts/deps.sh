@@ -1,0 +1,31 @@
+#!/bin/sh
+# Installs the Debian packages athost builds, tests and demos with, when
+# they are missing. Needs root (or sudo) only if something is missing.
+set -e
+
+PKGS="gcc make pkg-config liblua5.4-dev libuv1-dev libssl-dev lua-cjson-dev \
+openssl mosquitto mosquitto-clients libxml2-utils iproute2 procps"
+
+missing=""
+for p in $PKGS; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed"; then
+        missing="$missing $p"
+    fi
+done
+[ -z "$missing" ] && exit 0
+
+echo "deps: installing$missing"
+SUDO=""
+if [ "$(id -u)" != 0 ]; then
+    if command -v sudo >/dev/null 2>&1; then
+        SUDO="sudo"
+    else
+        echo "deps: missing packages:$missing (run as root, or install them)" >&2
+        exit 1
+    fi
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+# shellcheck disable=SC2086
+$SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
+echo "deps: done"
