@@ -1,0 +1,119 @@
+-- Alibaba Cloud IoT (Aliyun): provision a device and talk MQTT through the
+-- module, the dialogue of reference 000 (Air720) or 002 (ME3630).
+--
+--   athost clouds/aliyun.lua -p /dev/ttyUSB0 product_key=PK product_secret=PS
+--   athost clouds/aliyun.lua -p /dev/ttyUSB0 product_key=PK device_name=DN device_secret=DS
+--
+-- With a product secret (one secret per product) the device registers
+-- itself, and the device secret it receives is stored under state_dir and
+-- used on later runs: Aliyun refuses to register an active device twice.
+local athost = require("athost")
+local aliyun = require("athost.aliyun")
+local cloudat = require("athost.cloudat")
+local flow = require("athost.flow")
+local modem = require("athost.modem")
+local mqttat = require("athost.mqttat")
+
+local usage = "usage: athost clouds/aliyun.lua -p PORT product_key=PK "
+  .. "(product_secret=PS | device_secret=DS) [device_name=IMEI] "
+  .. "[region=cn-shanghai] [sign_method=hmacmd5|hmacsha1|hmacsha256] "
+  .. "[publish=TEXT] [qos=1] [listen=SECONDS [messages=N]] [state_dir=DIR] [handler=FILE.lua]"
+
+local args = flow.params(..., {
+  product_key = flow.REQUIRED, product_secret = false, device_secret = false,
+  device_name = false, region = "cn-shanghai", sign_method = "hmacmd5",
+  state_dir = false, apn = false, profile = false, publish = false,
+  qos = "1", listen = "0", messages = false, topics = "user", handler = false,
+  keepalive = "300", auth_base = false, mqtt_host = false, mqtt_port = false,
+  retries = false,
+}, usage)
+if not args.product_secret and not args.device_secret then
+  error("give product_secret= (one secret per product) or device_secret= "
+    .. "(one secret per device); " .. usage, 0)
+end
+local handler = flow.handler(args.handler)
+local pk = args.product_key
+
+athost.step("bring-up")
+local m = modem.open(athost.port(), { profile = args.profile })
+local dn = args.device_name or m:imei()
+athost.log(string.format("%s (%s), device %s", m.profile.name,
+  m.info.cgmr or "?", dn))
+
+athost.step("network")
+m:network()
+athost.step("bearer")
+m:bearer(args.apn)
+
+local ds = args.device_secret
+local registered = false
+local dir = aliyun.state_dir(args.state_dir)
+if not ds then
+  ds = aliyun.load_secret(dir, pk, dn)
+  if ds then
+    athost.log("using the device secret stored in " .. dir)
+  elseif not m.profile.http then
+    error(string.format("the %s cannot register a device (no HTTP commands): "
+      .. "give device_secret=", m.profile.name), 0)
+  else
+    athost.step("register")
+    ds = aliyun.register(m, { product_key = pk, product_secret = args.product_secret,
+      device_name = dn, region = args.region, sign_method = args.sign_method,
+      auth_base = args.auth_base })
+    registered = true
+    athost.log("registered; device secret stored in "
+      .. aliyun.save_secret(dir, pk, dn, ds))
+  end
+end
+
+local session
+if m.profile.cloud then
+  -- The ME3630 authenticates and speaks MQTT itself (reference 002).
+  athost.step("auth and connect")
+  session = cloudat.new(m, { product_key = pk, device_name = dn,
+    device_secret = ds })
+else
+  athost.step("auth")
+  local iot_id, token, host, port = aliyun.auth(m, { product_key = pk,
+    device_name = dn, device_secret = ds, region = args.region,
+    sign_method = args.sign_method, auth_base = args.auth_base })
+  athost.log("iotId " .. iot_id)
+  athost.step("connect")
+  session = mqttat.new(m, {
+    host = args.mqtt_host or host or aliyun.mqtt_host(pk, args.region),
+    port = tonumber(args.mqtt_port) or port or 1883, tls = true,
+    client_id = dn, username = iot_id, password = token,
+    keepalive = args.keepalive, retries = args.retries, apn = args.apn })
+end
+session:connect()
+if handler.on_connect then handler.on_connect(session, { device_name = dn }) end
+
+local base = "/" .. pk .. "/" .. dn .. (args.topics == "user" and "/user" or "")
+athost.step("subscribe")
+session:subscribe(base .. "/get", 0)
+
+local received = 0
+local function on_message(msg)
+  received = received + 1
+  flow.message(msg)
+  if handler.on_message then handler.on_message(msg, session) end
+  if args.messages and received >= tonumber(args.messages) then return false end
+end
+
+if args.publish then
+  athost.step("publish")
+  session:publish(base .. "/update", args.publish, tonumber(args.qos))
+  athost.log("published to " .. base .. "/update")
+end
+local listen = flow.seconds(args.listen, 0)
+if listen > 0 then
+  athost.step("listen")
+  athost.log(string.format("listening on %s/get for %d s", base, listen))
+  session:listen(listen * 1000, on_message)
+end
+athost.step("disconnect")
+session:disconnect()
+flow.summary({ device = dn, registered = registered,
+  published = session.stats.published, received = received,
+  reconnects = session.stats.recovered },
+  { "device", "registered", "published", "received", "reconnects" })

@@ -1,0 +1,89 @@
+-- Huawei Cloud IoTDA over MQTTS through the module, the dialogue of
+-- reference 001: check the CA certificate, upload it (AT+FSCREATE /
+-- AT+FSWRITE), set it (AT+SSLCFG), then MQTT with the hour-stamped
+-- credentials.
+--
+--   athost clouds/huawei.lua -p /dev/ttyUSB0 device_id=ID secret=S host=H ca=ca.pem
+local athost = require("athost")
+local flow = require("athost.flow")
+local huawei = require("athost.huawei")
+local modem = require("athost.modem")
+local mqttat = require("athost.mqttat")
+local upload = require("athost.upload")
+
+local usage = "usage: athost clouds/huawei.lua -p PORT device_id=ID secret=S "
+  .. "host=HOST [port=8883] ca=FILE [topics=iotda|legacy] [publish=TEXT] "
+  .. "[listen=SECONDS [messages=N]] [handler=FILE.lua]"
+
+local args = flow.params(..., {
+  device_id = flow.REQUIRED, secret = flow.REQUIRED, host = flow.REQUIRED,
+  port = "8883", ca = flow.REQUIRED, topics = "iotda", publish = false,
+  qos = "0", listen = "0", messages = false, handler = false, apn = false, profile = false,
+  keepalive = "60", ca_name = "server.crt", retries = false,
+}, usage)
+local handler = flow.handler(args.handler)
+
+athost.step("certificate")
+local f = io.open(args.ca, "rb")
+if not f then error("cannot read the CA certificate " .. args.ca, 0) end
+local pem = f:read("a")
+f:close()
+local cert, err = athost.x509(pem)
+if not cert then error(args.ca .. ": " .. err, 0) end
+if cert.expired then
+  error(string.format("%s expired on %s (%s): not uploading it", args.ca,
+    cert.not_after, cert.subject), 0)
+end
+if cert.not_yet_valid then
+  error(string.format("%s is not valid before %s: not uploading it", args.ca,
+    cert.not_before), 0)
+end
+athost.log(string.format("CA %s, valid until %s", cert.subject, cert.not_after))
+
+athost.step("bring-up")
+local m = modem.open(athost.port(), { profile = args.profile })
+athost.step("network")
+m:network()
+
+athost.step("upload CA")
+-- The PEM without its final newline, as reference 001 counts it.
+local body = pem:gsub("\r?\n$", "")
+upload.file(m, args.ca_name, body)
+m:must(string.format(m.profile.ssl.cacert, args.ca_name))
+m:must(string.format(m.profile.ssl.seclevel, 1))
+
+athost.step("connect")
+local cid, user, password = huawei.credentials(args.device_id, args.secret)
+athost.secret(password)
+athost.log("client id " .. cid)
+local session = mqttat.new(m, { host = args.host, port = tonumber(args.port),
+  tls = true, client_id = cid, username = user, password = password,
+  keepalive = args.keepalive, retries = args.retries, apn = args.apn })
+session:connect()
+if handler.on_connect then handler.on_connect(session, { device_id = args.device_id }) end
+
+local topics = huawei.topics(args.device_id, args.topics)
+athost.step("subscribe")
+session:subscribe(topics.down, 0)
+
+local received = 0
+if args.publish then
+  athost.step("publish")
+  session:publish(topics.up, args.publish, tonumber(args.qos))
+  athost.log("published to " .. topics.up)
+end
+local listen = flow.seconds(args.listen, 0)
+if listen > 0 then
+  athost.step("listen")
+  session:listen(listen * 1000, function(msg)
+    received = received + 1
+    flow.message(msg)
+    if handler.on_message then handler.on_message(msg, session) end
+    if args.messages and received >= tonumber(args.messages) then return false end
+  end)
+end
+athost.step("disconnect")
+session:disconnect()
+flow.summary({ device = args.device_id, published = session.stats.published,
+  received = received, reconnects = session.stats.recovered },
+  { "device", "published", "received", "reconnects" })

@@ -1,0 +1,75 @@
+-- What every cloud flow shares: parameters, the user's handler file, the
+-- message printout and the summary.
+local athost = require("athost")
+
+local M = {}
+
+-- Checks parameters against a spec { name = default | M.REQUIRED } and
+-- returns a table with the defaults filled in. Unknown names raise, so a
+-- typo (prodcut_key=) does not pass silently.
+M.REQUIRED = setmetatable({}, { __tostring = function() return "required" end })
+
+function M.params(args, spec, usage)
+  local out, missing = {}, {}
+  for k, v in pairs(args or {}) do
+    if spec[k] == nil then
+      error(string.format("unknown parameter %s=...; %s", k, usage), 0)
+    end
+    out[k] = v
+  end
+  for k, def in pairs(spec) do
+    if out[k] == nil then
+      if def == M.REQUIRED then missing[#missing + 1] = k
+      elseif def ~= false then out[k] = def end
+    end
+  end
+  if #missing > 0 then
+    table.sort(missing)
+    error(string.format("missing parameter%s %s; %s", #missing > 1 and "s" or "",
+      table.concat(missing, ", "), usage), 0)
+  end
+  return out
+end
+
+-- handler=FILE.lua: a table with optional on_connect(session, info) and
+-- on_message(msg, session) functions, so a user can react without
+-- editing the flow.
+function M.handler(path)
+  if not path or path == "" then return {} end
+  local chunk, err = loadfile(path, "t")
+  if not chunk then error("handler " .. err, 0) end
+  local h = chunk()
+  if type(h) ~= "table" then
+    error("handler " .. path .. " must return a table of functions", 0)
+  end
+  return h
+end
+
+-- Shows an arriving message (stdout, one line) and emits it as an event.
+function M.message(msg)
+  local shown = msg.payload:gsub("[%z\1-\31\127-\255]", function(c)
+    return string.format("\\x%02x", c:byte())
+  end)
+  print(string.format("message on %s: %s", msg.topic, shown))
+  io.stdout:flush()
+  athost.emit("message", { topic = msg.topic, payload = msg.payload })
+end
+
+-- The closing summary: a log line and a "summary" event.
+function M.summary(fields, order)
+  local parts = {}
+  for _, k in ipairs(order) do
+    if fields[k] ~= nil then parts[#parts + 1] = k .. " " .. tostring(fields[k]) end
+  end
+  athost.log("done: " .. table.concat(parts, ", "))
+  athost.emit("summary", fields)
+end
+
+-- Whole seconds from a parameter (listen=30).
+function M.seconds(v, def)
+  local n = tonumber(v)
+  if v ~= nil and not n then error("not a number of seconds: " .. tostring(v), 0) end
+  return n or def
+end
+
+return M

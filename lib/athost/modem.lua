@@ -1,0 +1,214 @@
+-- A module on a port: its profile (lib/athost/profiles/), commands with the
+-- profile's timeouts, and the bring-up every flow starts with.
+--
+--   local modem = require("athost.modem")
+--   local m = modem.open(athost.port())     -- autobaud, ATE0, CMEE, identify
+--   m:network()                             -- SIM ready, registered, attached
+--   m:bearer("CMIIOT")
+--
+-- Methods that can fail raise with a one-line message (flows stop there and
+-- the host reports the step); m:cmd returns nil, message, code like
+-- port:cmd for callers that handle failures themselves.
+local athost = require("athost")
+local at = require("athost.at")
+
+local M = {}
+local Modem = {}
+Modem.__index = Modem
+
+M.known = { "air720", "me3630" }
+
+function M.profile(name)
+  local ok, p = pcall(require, "athost.profiles." .. name)
+  if not ok then
+    error(string.format("unknown module profile %q (known: %s)", name,
+      table.concat(M.known, ", ")), 2)
+  end
+  return p
+end
+
+-- Wraps a port. opts.profile names the profile (default: detected).
+function M.new(port, opts)
+  opts = opts or {}
+  local self = setmetatable({ port = port, opts = opts, info = {} }, Modem)
+  if opts.profile then self.profile = M.profile(opts.profile) end
+  return self
+end
+
+-- Wraps a port and brings the module up: autobaud, echo off, numeric
+-- errors, identification.
+function M.open(port, opts)
+  local self = M.new(port, opts)
+  self:autobaud(opts and opts.tries)
+  self:must(self.profile and self.profile.echo_off or "ATE0")
+  self:identify()
+  self:must(self.profile.cmee)
+  return self
+end
+
+function Modem:timeout(cmd)
+  local t = self.profile and self.profile.timeouts or {}
+  return t[at.name(cmd)] or t.default or 5000
+end
+
+function Modem:wait_ms(what)
+  local w = self.profile and self.profile.waits or {}
+  return self.opts[what .. "_timeout"] and tonumber(self.opts[what .. "_timeout"])
+      or w[what] or 30000
+end
+
+-- port:cmd with the profile's timeout for this command.
+function Modem:cmd(cmd, opts)
+  opts = opts or {}
+  if opts.timeout == nil then opts.timeout = self:timeout(cmd) end
+  return self.port:cmd(cmd, opts)
+end
+
+-- Like cmd, but raises on failure.
+function Modem:must(cmd, opts)
+  local r, err = self:cmd(cmd, opts)
+  if not r then error(err, 0) end
+  return r
+end
+
+function Modem:expect(pats, opts)
+  return self.port:expect(pats, opts)
+end
+
+-- Sends an upper-case AT until the module answers (autobaud).
+function Modem:autobaud(tries)
+  tries = tonumber(tries) or 10
+  local err
+  for _ = 1, tries do
+    local r
+    r, err = self.port:cmd("AT", { timeout = 1000 })
+    if r then return true end
+  end
+  error(string.format("the module does not answer AT (%d tries): %s", tries,
+    err), 0)
+end
+
+-- Reads AT+CGMI, AT+CGMR and ATI, picks the profile, checks the firmware.
+function Modem:identify()
+  local text = {}
+  for _, c in ipairs({ "AT+CGMI", "AT+CGMR", "ATI" }) do
+    local r = self.port:cmd(c, { timeout = 2000, reply = false })
+    if r then
+      local lines = table.concat(r.lines, " ")
+      text[#text + 1] = lines
+      self.info[c:sub(4):lower()] = lines
+    end
+  end
+  self.info.revision = self.info.cgmr
+  local all = table.concat(text, " ")
+  if not self.profile then
+    for _, name in ipairs(M.known) do
+      local p = M.profile(name)
+      for _, word in ipairs(p.detect) do
+        if all:find(word, 1, true) then self.profile = p break end
+      end
+      if self.profile then break end
+    end
+  end
+  if not self.profile then
+    error(string.format("unknown module (AT+CGMI/CGMR/ATI said %q); give "
+      .. "profile=air720 or profile=me3630", all), 0)
+  end
+  self.info.model = self.profile.name
+  local p = self.profile
+  if p.min_version and self.info.cgmr then
+    local v = tonumber(self.info.cgmr:match(p.version))
+    if v and v < p.min_version then
+      error(string.format("firmware %s is too old: %s needs V%d or later",
+        self.info.cgmr, p.name, p.min_version), 0)
+    end
+  end
+  return self.profile
+end
+
+-- The IMEI (AT+CGSN): the first line of 14-17 digits.
+function Modem:imei()
+  local r = self:must("AT+CGSN", { reply = false })
+  for _, l in ipairs(r.lines) do
+    local d = l:match("(%d%d%d%d%d%d%d%d%d%d%d%d%d%d%d?%d?%d?)")
+    if d then
+      self.info.imei = d
+      return d
+    end
+  end
+  error("AT+CGSN gave no IMEI: " .. table.concat(r.lines, " "), 0)
+end
+
+-- Polls a query until its reply satisfies ok(capture) or the deadline.
+local function poll(self, q, ok, what, ms)
+  local deadline = athost.now() + ms
+  local last
+  while true do
+    local r = self.port:cmd(q.cmd, { reply = q.pattern, timeout = self:timeout(q.cmd) })
+    if r then
+      last = r.line or r.lines[1] or r.final
+      if ok(r) then return r end
+    else
+      last = r
+    end
+    if athost.now() >= deadline then
+      error(string.format("%s: not after %d s (%s said %q)", what,
+        ms // 1000, q.cmd, tostring(last)), 0)
+    end
+    athost.sleep(1000)
+  end
+end
+
+function Modem:sim_ready()
+  local s = self.profile.sim_ready
+  return poll(self, { cmd = s.cmd }, function(r)
+    for _, l in ipairs(r.lines) do
+      if l:find(s.ok, 1, true) then return true end
+    end
+  end, "SIM ready", 10000)
+end
+
+-- SIM ready, registered, attached: the network part of every flow.
+function Modem:network()
+  local p = self.profile
+  self:sim_ready()
+  local reg = p.registration
+  poll(self, reg, function(r) return r[1] and reg.ok[r[1]] end,
+    "registered", self:wait_ms("registration"))
+  if p.attach then
+    local a = p.attach
+    poll(self, a, function(r) return r[1] == a.ok end, "attached",
+      self:wait_ms("attach"))
+  end
+  return true
+end
+
+-- Activates the data bearer (AT+SAPBR on the Air720, ECM dialing on the
+-- ME3630). Already active is fine.
+function Modem:bearer(apn)
+  local p = self.profile
+  apn = apn or p.default_apn
+  if p.bearer_query then
+    local q = p.bearer_query
+    local r = self.port:cmd(q.cmd, { reply = q.pattern, timeout = self:timeout(q.cmd) })
+    if r and r[1] == q.ok then return true end
+  end
+  for _, c in ipairs(p.bearer) do
+    local cmd = c:find("%s", 1, true) and string.format(c, apn) or c
+    local r, err = self:cmd(cmd, { reply = false })
+    if not r then error(err, 0) end
+    if p.bearer_reply then
+      local seen = false
+      for _, l in ipairs(r.lines) do
+        if l:find(p.bearer_reply, 1, true) then seen = true end
+      end
+      if not seen then
+        error(string.format("%s did not answer %s (said %q)", cmd,
+          p.bearer_reply, table.concat(r.lines, " ")), 0)
+      end
+    end
+  end
+  return true
+end
+
+return M

@@ -1,0 +1,48 @@
+-- Gosuncn ME3630 (firmware AL_ME3630C1CV1.0B01+), reference 002: Aliyun
+-- through the module's own cloud commands. Related modules (Neoway N58,
+-- Fibocom L610) use the same family with more parameters.
+return {
+  name = "me3630",
+  vendor = "Gosuncn",
+  detect = { "ME3630", "GOSUNCN", "Gosuncn" },
+  echo_off = "ATE0",
+  cmee = "AT+CMEE=1",
+  sim_ready = { cmd = "AT+CPIN?", ok = "+CPIN: READY" },
+  registration = { cmd = "AT+ZPAS?", pattern = '^%+ZPAS: "([^"]*)","([^"]*)"',
+                   ok = { LTE = true, ["TD-SCDMA"] = true, WCDMA = true, GSM = true } },
+  -- ECM dialing is the bearer (step 3 of 002).
+  bearer = { "AT+ZECMCALL=1" },
+  bearer_reply = "+ZECMCALL: CONNECT",
+  default_apn = "",
+  timeouts = {
+    default = 5000,
+    ["AT+ZECMCALL"] = 60000,
+    ["AT+CLOUDAUTH"] = 5000,
+    ["AT+CLOUDCONN"] = 30000,
+    ["AT+CLOUDSUB"] = 30000,
+    ["AT+CLOUDPUB"] = 30000,
+  },
+  waits = {
+    registration = 150000,
+    auth = 60000,
+  },
+  limits = {
+    topic = 64,
+    payload = 255,             -- "less than 256"
+    subscriptions = 8,
+    field = 64,
+  },
+  cloud = {
+    auth = "AT+CLOUDAUTH=%s,%s,%s",
+    auth_ok = "+ALIAUTH: OK",
+    auth_fail = { "+ALIAUTH: FAIL", "^%+CME ERROR" },
+    conn = "AT+CLOUDCONN",
+    sub = "AT+CLOUDSUB=%s,%d",
+    suback = "^%+CLOUDSUBACK: ?(.*)",
+    suback_fail = { "^%+CMD ERROR", "^%+CME ERROR" },
+    pub = "AT+CLOUDPUB=%s,%d,%s",
+    unsub = "AT+CLOUDUNSUB=%s",
+    disconn = "AT+CLOUDDISCONN",
+    message = { "^%+CLOUDPUBLISH: ?(%d+),([^,]*),(%d+),", count = 3 },
+  },
+}
