@@ -46,7 +46,7 @@ $(BUILD)/unit/%: tests/unit/%.c $(LIB_SRC) $(HDRS)
 	$(CC) $(CFLAGS) -Ihost $(LDFLAGS) -o $@ $< \
 	    $$(sed -n '1s|^// unit: ||p' $<) $(shell $(PKG_CONFIG) --libs lua5.4)
 
-all: athost $(BUILD)/libathost.a $(BUILD)/libathost.so $(BUILD)/athost.pc unit
+all: athost $(BUILD)/libathost.a $(BUILD)/libathost.so $(BUILD)/athost.pc
 
 $(BUILD)/%.o: host/%.c $(HDRS) | $(BUILD)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
@@ -67,6 +67,7 @@ athost: $(BUILD)/main.o $(BUILD)/libathost.a
 $(BUILD)/athost.pc: athost.pc.in Makefile | $(BUILD)
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
 	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|0.1.0|' \
+	    -e 's|@DATADIR@|$(DATADIR)|' \
 	    -e 's|@CJSON_A@|$(CJSON_A)|' $< > $@
 
 # The same program built with the sanitizers, for make check.
@@ -82,7 +83,7 @@ deps:
 
 check:
 	sh scripts/deps.sh
-	$(MAKE) all
+	$(MAKE) all unit
 	$(MAKE) asan
 	sh tests/run.sh $(T)
 
@@ -98,18 +99,14 @@ demo:
 
 install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR)/pkgconfig \
-	    $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(DATADIR)/lib/athost/sim \
-	    $(DESTDIR)$(DATADIR)/scripts/sim $(DESTDIR)$(DATADIR)/clouds
+	    $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(DATADIR)/lib
 	install -m 755 athost $(DESTDIR)$(BINDIR)/athost
 	install -m 644 $(BUILD)/libathost.a $(DESTDIR)$(LIBDIR)/
 	install -m 755 $(BUILD)/libathost.so $(DESTDIR)$(LIBDIR)/
 	install -m 644 host/athost.h $(DESTDIR)$(INCLUDEDIR)/
 	install -m 644 $(BUILD)/athost.pc $(DESTDIR)$(LIBDIR)/pkgconfig/
-	install -m 644 lib/athost/*.lua $(DESTDIR)$(DATADIR)/lib/athost/
-	-install -m 644 lib/athost/sim/*.lua $(DESTDIR)$(DATADIR)/lib/athost/sim/
-	-install -m 644 scripts/*.lua $(DESTDIR)$(DATADIR)/scripts/
-	-install -m 644 scripts/sim/*.lua $(DESTDIR)$(DATADIR)/scripts/sim/
-	-install -m 644 clouds/*.lua $(DESTDIR)$(DATADIR)/clouds/
+	cp -R lib/athost $(DESTDIR)$(DATADIR)/lib/
+	cp -R scripts clouds $(DESTDIR)$(DATADIR)/
 
 uninstall:
 	rm -rf $(DESTDIR)$(BINDIR)/athost $(DESTDIR)$(LIBDIR)/libathost.* \

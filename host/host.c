@@ -568,11 +568,17 @@ static void host_paths(ath_host_t *h)
         exe[n] = '\0';
         if ((slash = strrchr(exe, '/')) != NULL)
             *slash = '\0';
+        /* The build tree, then an install under any prefix. */
         snprintf(dir, sizeof dir, "%s/lib/athost", exe);
-        if (access(dir, R_OK) == 0)
+        if (access(dir, R_OK) == 0) {
             snprintf(dir, sizeof dir, "%s/lib", exe);
-        else
-            dir[0] = '\0';
+        } else {
+            snprintf(dir, sizeof dir, "%s/../share/athost/lib/athost", exe);
+            if (access(dir, R_OK) == 0)
+                snprintf(dir, sizeof dir, "%s/../share/athost/lib", exe);
+            else
+                dir[0] = '\0';
+        }
     }
     if (dir[0] == '\0')
         snprintf(dir, sizeof dir, "%s", ATHOST_LIBDIR);
