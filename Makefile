@@ -15,6 +15,7 @@ LIBDIR ?= $(PREFIX)/lib
 INCLUDEDIR ?= $(PREFIX)/include
 DATADIR ?= $(PREFIX)/share/athost
 CC ?= cc
+.DEFAULT_GOAL := all
 CFLAGS ?= -O2 -g
 BUILD ?= build
 

@@ -43,6 +43,8 @@ struct ath_chat {
     int nurc, urccap;
     pending_t cnt;
     size_t cut_a, cut_b;   /* a claimed backlog line to remove, if cut_b */
+    int raw;               /* the last wait was a READ: with no wait, line
+                              ends at head are kept for the next read */
 };
 
 ath_chat_t *ath_chat_new(size_t max_line, size_t max_backlog)
@@ -56,8 +58,8 @@ ath_chat_t *ath_chat_new(size_t max_line, size_t max_backlog)
         free(c);
         return NULL;
     }
-    c->max_line = max_line ? max_line : (1u << 20);
-    c->max_backlog = max_backlog ? max_backlog : (64u << 10);
+    c->max_line = max_line ? max_line : ATH_CHAT_MAX_LINE;
+    c->max_backlog = max_backlog ? max_backlog : ATH_CHAT_BACKLOG;
     return c;
 }
 
@@ -126,6 +128,7 @@ int ath_chat_wait(ath_chat_t *c, const ath_wait_t *w)
         return -1;
     chat_apply_cut(c);
     c->w = *w;
+    c->raw = w->mode == ATH_WAIT_READ;
     /* Revisit the backlog under the new wait's rules. */
     c->ls = c->scan = c->head;
     c->cnt.on = 0;
@@ -168,6 +171,11 @@ int ath_chat_urc_add(ath_chat_t *c, const ath_pat_t *p, int id)
     c->urc[c->nurc].id = id;
     c->nurc++;
     c->cnt.on = 0;
+    if (c->w.mode == ATH_WAIT_NONE) {
+        /* Lines already kept may be this URC's. */
+        chat_apply_cut(c);
+        c->ls = c->scan = c->head;
+    }
     return 0;
 }
 
@@ -314,15 +322,21 @@ static int chat_first(const ath_pat_t *ps, int n, const char *s, size_t len,
     return -1;
 }
 
+/* Whether a line is text: no control characters, no bytes that never
+ * occur in UTF-8 (line noise is mostly 0x00 and 0xff), not only blanks. */
 static int chat_printable(const char *s, size_t n)
 {
     size_t i;
+    int blank = 1;
     for (i = 0; i < n; i++) {
         unsigned char ch = (unsigned char)s[i];
-        if (ch < 0x20 && ch != '\t')
+        if ((ch < 0x20 && ch != '\t') || ch == 0x7f || ch == 0xc0 ||
+            ch == 0xc1 || ch >= 0xf5)
             return 0;
+        if (ch != ' ' && ch != '\t')
+            blank = 0;
     }
-    return 1;
+    return !blank;
 }
 
 /* Classifies a final result code; -1 if the line is none. */
@@ -406,6 +420,7 @@ static int chat_line(ath_chat_t *c, size_t t, size_t next,
     if ((i = chat_first(w->prompts, w->nprompts, s, n, &ev->m)) >= 0) {
         ev->type = ATH_EV_PROMPT;
         ev->index = i;
+        ev->len = ev->m.end;        /* as when it comes without a line end */
         chat_consume(c, from, next);
         if (w->mode == ATH_WAIT_CMD)
             w->nprompts = 0;
@@ -544,7 +559,7 @@ int ath_chat_next(ath_chat_t *c, ath_chat_event_t *ev)
             return 1;
         /* Skip the line ends that separate lines. */
         while (c->ls < c->len && (c->b[c->ls] == '\r' || c->b[c->ls] == '\n')) {
-            if (c->head == c->ls)
+            if (c->head == c->ls && (c->w.mode != ATH_WAIT_NONE || !c->raw))
                 c->head++;
             c->ls++;
         }
@@ -567,6 +582,8 @@ int ath_chat_next(ath_chat_t *c, ath_chat_event_t *ev)
             if (c->len - c->ls < c->max_line)
                 return 0;
             t = next = c->ls + c->max_line;   /* an overlong line, in pieces */
+        } else if (t - c->ls > c->max_line) {
+            t = next = c->ls + c->max_line;   /* the same, arrived whole */
         } else {
             next = t + 1;
         }

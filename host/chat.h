@@ -12,7 +12,8 @@
  * result codes, the command's reply prefix, awaited alternatives), then by
  * the always-on URC handlers. With no wait in progress, a line no URC
  * handler claims stays in the buffer (the backlog) for the next wait or
- * read, as in Expect; a new command discards the backlog.
+ * read, as in Expect; a new command discards the backlog. After a READ
+ * the line ends are kept too, so the next READ gets the bytes as sent.
  *
  * A pattern may announce a byte count: count_cap names the capture that
  * holds it, and the payload of that many bytes follows right after the
@@ -86,7 +87,10 @@ typedef struct ath_chat_event {
 
 typedef struct ath_chat ath_chat_t;
 
-/* Creates an engine. max_line bounds one line (longer ones are cut into
+#define ATH_CHAT_MAX_LINE (1u << 20)     /* default bound of one line */
+#define ATH_CHAT_BACKLOG (1u << 20)      /* default bound of the backlog */
+
+/* Creates an engine (0 for either bound: its default). max_line bounds one line (longer ones are cut into
  * pieces of that size and an ATH_EV_DROP-free split is reported as lines);
  * max_backlog bounds what is kept with no wait in progress. */
 ath_chat_t *ath_chat_new(size_t max_line, size_t max_backlog);

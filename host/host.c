@@ -615,8 +615,9 @@ static int host_openlibs(lua_State *L)
     lua_setfield(L, -2, "cjson");
     lua_pop(L, 1);
     host_paths(h);
-    /* Load the module now so that its metatables exist for spawned tasks. */
-    luaL_requiref(L, "athost", luaopen_athost, 0);
+    /* Load the module now so that its metatables exist for spawned tasks;
+     * it is also the global athost, for -e chunks and -i lines. */
+    luaL_requiref(L, "athost", luaopen_athost, 1);
     return 0;
 }
 

@@ -98,6 +98,10 @@ ath_tr_t *ath_tr_open(ath_host_t *h, const char *path, const char **err);
 void ath_tr_data(ath_tr_t *t, const char *port, int dir, const char *s,
                  size_t n);
 void ath_tr_note(ath_tr_t *t, const char *port, const char *text);
+/* Holds (hold 1) what a port received back from ath_tr_flush(t, 0) while
+ * a flow is in the middle of a command whose reply lines it has not seen
+ * yet; hold 0 lets it go. */
+void ath_tr_hold(ath_tr_t *t, const char *port, int hold);
 void ath_tr_flush(ath_tr_t *t, int all);
 void ath_tr_close(ath_tr_t *t);
 /* Escapes s[0, n) for a one-line record: \r \n \t \\ \xNN. Returns a

@@ -87,12 +87,15 @@ typedef struct lhost_timer {
     lua_State *co;       /* sleep: the flow to wake */
     int fn_ref;          /* timer: the function to run */
     int stopped;
+    struct lhost_timer **box;   /* timer: its userdata, cleared on free */
 } lhost_timer_t;
 
 static void timer_closed(uv_handle_t *handle)
 {
     lhost_timer_t *t = handle->data;
     t->h->handles--;
+    if (t->box)
+        *t->box = NULL;
     free(t);
 }
 
@@ -145,6 +148,7 @@ static int l_sleep(lua_State *L)
     ath_host_check_flow(L);
     t = timer_new(L);
     t->co = L;
+    uv_update_time(t->h->loop);     /* the flow may have run for a while */
     uv_timer_start(&t->t, sleep_cb, ms > 0 ? (uint64_t)ms : 0, 0);
     return lua_yield(L, 0);
 }
@@ -173,10 +177,12 @@ static int l_timer(lua_State *L)
     t = timer_new(L);
     lua_pushvalue(L, 2);
     t->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    uv_update_time(t->h->loop);
     uv_timer_start(&t->t, timer_cb, ms > 0 ? (uint64_t)ms : 0,
                    rep > 0 ? (uint64_t)rep : 0);
     box = lua_newuserdatauv(L, sizeof *box, 0);
     *box = t;
+    t->box = box;
     luaL_setmetatable(L, TIMER_MT);
     return 1;
 }
@@ -184,9 +190,18 @@ static int l_timer(lua_State *L)
 static int l_timer_stop(lua_State *L)
 {
     lhost_timer_t **box = luaL_checkudata(L, 1, TIMER_MT);
-    /* A fired one-shot timer is already gone: stopped marks that too. */
+    /* A fired one-shot timer is already gone: *box is NULL then. */
     if (*box && !(*box)->stopped)
         timer_stop(*box);
+    return 0;
+}
+
+/* The userdata goes; the timer runs on until stopped or the run ends. */
+static int l_timer_gc(lua_State *L)
+{
+    lhost_timer_t **box = luaL_checkudata(L, 1, TIMER_MT);
+    if (*box)
+        (*box)->box = NULL;
     *box = NULL;
     return 0;
 }
@@ -235,7 +250,7 @@ static int l_emit(lua_State *L)
     ath_event_t ev;
     size_t n;
     char *red;
-    const char *name = luaL_checkstring(L, 1);
+    const char *name = luaL_checkstring(L, 1), *json;
     lua_settop(L, 2);
     lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
     lua_getfield(L, -1, "cjson");
@@ -245,7 +260,8 @@ static int l_emit(lua_State *L)
     memset(&ev, 0, sizeof ev);
     ev.type = ATH_EVENT_DATA;
     ev.name = name;
-    red = ath_host_redact(h, lua_tolstring(L, -1, &n), n, NULL);
+    json = lua_tolstring(L, -1, &n);    /* n is set before it is passed */
+    red = ath_host_redact(h, json, n, NULL);
     ev.json = red;
     ath_host_emit(h, &ev);
     free(red);
@@ -345,6 +361,8 @@ void ath_lhost_open(lua_State *L)
     }
     lua_pop(L, 1);
     if (luaL_newmetatable(L, TIMER_MT)) {
+        lua_pushcfunction(L, l_timer_gc);
+        lua_setfield(L, -2, "__gc");
         lua_newtable(L);
         lua_pushcfunction(L, l_timer_stop);
         lua_setfield(L, -2, "stop");

@@ -128,6 +128,8 @@ void ath_lport_connected(ath_port_t *p, lua_State *L, int err,
     if (co == NULL)
         return;
     p->connecting = NULL;
+    if (p->tls == NULL)
+        uv_timer_stop(&p->timer);
     if (err == 0) {
         lua_rawgeti(L, LUA_REGISTRYINDEX, p->lref);
         lua_getfield(L, -1, "ud");
@@ -143,6 +145,15 @@ void ath_lport_connected(ath_port_t *p, lua_State *L, int err,
     lua_xmove(L, co, 3);
     ath_host_wake(p->h, co, 3);
     ath_lport_close(p, L);
+}
+
+static void connect_timeout_cb(uv_timer_t *t)
+{
+    ath_port_t *p = t->data;
+    if (p->connecting == NULL)
+        return;
+    ath_lport_connected(p, p->h->L, ETIMEDOUT, "connect");
+    ath_host_dispatch(p->h);
 }
 
 static void lopen_dns_cb(uv_getaddrinfo_t *req, int status,
@@ -187,6 +198,11 @@ static void lopen_dns_cb(uv_getaddrinfo_t *req, int status,
         lua_pop(L, 2);
         p->connecting = d->co;
         ath_port_watch(p);
+        if (p->timeout_ms > 0) {
+            uv_update_time(h->loop);
+            uv_timer_start(&p->timer, connect_timeout_cb,
+                           (uint64_t)p->timeout_ms, 0);
+        }
     }
     luaL_unref(L, LUA_REGISTRYINDEX, d->o_ref);
     free(d);

@@ -52,6 +52,31 @@ ath_port_t *ath_lport_check(lua_State *L, int i)
     return *pp;
 }
 
+/* The port is freed after its handles close: its userdata must not keep
+ * pointing at it. Clears the userdata's pointer and drops the state. */
+static void lport_forget(lua_State *L, ath_port_t *p)
+{
+    ath_port_t **pp;
+    if (p->lref == LUA_NOREF)
+        return;
+    lport_state(L, p);
+    lua_getfield(L, -1, "ud");
+    pp = lua_touserdata(L, -1);
+    if (pp != NULL)
+        *pp = NULL;
+    lua_pop(L, 2);
+    luaL_unref(L, LUA_REGISTRYINDEX, p->lref);
+    p->lref = LUA_NOREF;
+}
+
+/* The host closes the ports still open when the run ends. */
+static void lport_res_close(ath_res_t *r)
+{
+    ath_port_t *p = (ath_port_t *)r;
+    lport_forget(p->h->L, p);
+    ath_port_close(p);
+}
+
 void ath_lport_push(lua_State *L, ath_port_t *p)
 {
     ath_port_t **pp = lua_newuserdatauv(L, sizeof *pp, 0);
@@ -63,6 +88,7 @@ void ath_lport_push(lua_State *L, ath_port_t *p)
     lua_newtable(L);
     lua_setfield(L, -2, "urc");
     p->lref = luaL_ref(L, LUA_REGISTRYINDEX);
+    p->res.close = lport_res_close;
 }
 
 /* ---- patterns ---------------------------------------------------------- */
@@ -105,6 +131,7 @@ static void lport_pat(lua_State *L, int i, ath_pat_t *pat)
 static int lport_npats(lua_State *L, int i)
 {
     int n;
+    i = lua_absindex(L, i);
     switch (lua_type(L, i)) {
     case LUA_TNIL:
     case LUA_TNONE:
@@ -233,6 +260,8 @@ static void lport_finish(ath_port_t *p, lua_State *L, int nvals)
 {
     lua_State *co = p->waiter;
     p->waiter = NULL;
+    if (p->h->tr)
+        ath_tr_hold(p->h->tr, p->name, 0);
     ath_chat_cancel(p->chat);
     uv_timer_stop(&p->timer);
     lua_pushnil(L);
@@ -312,10 +341,14 @@ static void lport_final(ath_port_t *p, lua_State *L,
         return;
     }
     if (ev->index == ATH_FINAL_CME || ev->index == ATH_FINAL_CMS) {
-        const char *num = ev->line + 11;
-        while (*num == ' ')
+        /* +CME ERROR: 767 (CMEE=1), or a text with CMEE=2 */
+        const char *num = ev->line + 11, *end = ev->line + ev->len;
+        while (num < end && *num == ' ')
             num++;
-        lua_pushinteger(L, atoi(num));
+        if (num < end && *num >= '0' && *num <= '9')
+            lua_pushinteger(L, atoi(num));
+        else
+            lua_pushlstring(L, num, (size_t)(end - num));
         lua_setfield(L, r, ev->index == ATH_FINAL_CME ? "cme" : "cms");
     }
     lua_pushstring(L, codes[ev->index]);
@@ -337,6 +370,8 @@ static void lport_reply(ath_port_t *p, lua_State *L,
                         const ath_chat_event_t *ev)
 {
     int r, i;
+    if (p->h->tr)   /* a secret in it is masked once the flow has it */
+        ath_tr_hold(p->h->tr, p->name, 1);
     lport_get(L, p, "r");
     r = lua_gettop(L);
     lua_getfield(L, r, "lines");
@@ -369,10 +404,12 @@ static void lport_prompt(ath_port_t *p, lua_State *L,
     size_t n;
     const char *data;
     if (lport_get(L, p, "data") == LUA_TSTRING) {
+        int r;
         data = lua_tolstring(L, -1, &n);
-        if (ath_port_write(p, data, n) != 0)
+        r = ath_port_write(p, data, n);
+        lua_pop(L, 1);          /* before the results a failure leaves */
+        if (r != 0)
             lport_fail(p, L, "EIO", "cannot send the data", 0);
-        lua_pop(L, 1);
         return;
     }
     lua_pop(L, 1);
@@ -398,12 +435,8 @@ static void lport_urc(ath_port_t *p, lua_State *L,
         lua_pop(L, 1);
         lua_getfield(L, -1, "fn");
         lport_push_match(L, ev);
-        lua_pushstring(L, "line");      /* the index of a URC means nothing */
-        lua_pushnil(L);
-        lua_pushliteral(L, "index");
-        lua_pushnil(L);
-        lua_rawset(L, -4);
-        lua_pop(L, 2);
+        lua_pushnil(L);                 /* the index of a URC means nothing */
+        lua_setfield(L, -2, "index");
         ath_host_spawn(p->h, L, 1);
     }
     lua_settop(L, top);
@@ -431,15 +464,21 @@ void ath_lport_process(ath_port_t *p, lua_State *L)
                 lport_finish(p, L, 1);
             }
             break;
-        case ATH_EV_ABORT:
+        case ATH_EV_ABORT: {
+            /* The results stay on L's stack when L itself waited: remove
+             * the message under them, not what is on top. */
+            int msg;
             lua_pushlstring(L, ev.line, ev.len);
             lua_pushfstring(L, "%s aborted on \"%s\"",
                             p->cmdname[0] ? p->cmdname : "the wait",
                             lua_tostring(L, -1));
-            lport_fail(p, L, "EABORT", lua_tostring(L, -1),
+            lua_remove(L, -2);
+            msg = lua_gettop(L);
+            lport_fail(p, L, "EABORT", lua_tostring(L, msg),
                        p->cmdname[0] != 0);
-            lua_pop(L, 2);
+            lua_remove(L, msg);
             break;
+        }
         case ATH_EV_FINAL:
             lport_final(p, L, &ev);
             break;
@@ -516,12 +555,6 @@ static int lport_wait(lua_State *L, ath_port_t *p, int anchor, int timeout)
         lua_pushvalue(L, anchor);
         lport_set(L, p, "w");
     }
-    if (p->eof) {
-        lua_pushnil(L);
-        lua_pushfstring(L, "EOF: %s is closed", p->name);
-        lua_pushliteral(L, "EOF");
-        return 3;
-    }
     p->waiter = L;
     p->sync_n = -1;
     p->t_wait = ath_host_now(p->h);
@@ -531,8 +564,19 @@ static int lport_wait(lua_State *L, ath_port_t *p, int anchor, int timeout)
     if (p->sync_n >= 0)
         return p->sync_n;
     lua_settop(L, top);
-    if (timeout > 0)
+    if (p->eof) {
+        /* What arrived before the end was served above; now the end. */
+        lport_push_waited(L, p);
+        lport_push_last(L, p);
+        lua_pushfstring(L, "%s is closed, with %s; %s", p->name,
+                        lua_tostring(L, -2), lua_tostring(L, -1));
+        lport_fail(p, L, "EOF", lua_tostring(L, -1), 0);
+        return p->sync_n;
+    }
+    if (timeout > 0) {
+        uv_update_time(p->h->loop);     /* the flow may have run a while */
         uv_timer_start(&p->timer, lport_timeout_cb, (uint64_t)timeout, 0);
+    }
     return lua_yield(L, 0);
 }
 
@@ -879,8 +923,7 @@ void ath_lport_close(ath_port_t *p, lua_State *L)
     if (p->connecting && p->connecting != L)
         ath_lport_connected(p, L, ECANCELED, "close");
     ath_port_close(p);
-    luaL_unref(L, LUA_REGISTRYINDEX, p->lref);
-    p->lref = LUA_NOREF;
+    lport_forget(L, p);
 }
 
 static int l_port_close(lua_State *L)

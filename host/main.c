@@ -66,10 +66,14 @@ int main(int argc, char **argv)
     ath_station_opts_t so;
     const char *script = NULL, *chunk = NULL, *config = NULL;
     const char *port = NULL;
-    int baud = 0, interactive = 0, i, first_arg, rc;
+    int baud = 0, interactive = 0, i, nkv = 0, rc;
+    static char *kv[256];
     ath_host_t *h;
     uv_signal_t sigint, sigterm;
 
+    /* A peer that went away is a write error (EPIPE) for the flow, not a
+     * signal that kills the run. */
+    signal(SIGPIPE, SIG_IGN);
     memset(&o, 0, sizeof o);
     memset(&so, 0, sizeof so);
     for (i = 1; i < argc; i++) {
@@ -98,8 +102,6 @@ int main(int argc, char **argv)
             o.quiet = 1;
         } else if (strcmp(a, "-e") == 0) {
             chunk = argv[i = need(i, argc, argv)];
-            i++;
-            break;
         } else if (strcmp(a, "-i") == 0) {
             interactive = 1;
         } else if (strcmp(a, "--ports") == 0) {
@@ -115,33 +117,32 @@ int main(int argc, char **argv)
         } else if (a[0] == '-' && a[1] != '\0') {
             fprintf(stderr, "athost: unknown option %s\n%s", a, usage);
             return ATH_EXIT_USAGE;
-        } else {
+        } else if (strchr(a, '=') != NULL && a[0] != '=') {
+            if (nkv == (int)(sizeof kv / sizeof kv[0])) {
+                fprintf(stderr, "athost: too many key=value arguments\n");
+                return ATH_EXIT_USAGE;
+            }
+            kv[nkv++] = argv[i];    /* options may come after the script */
+        } else if (!script && !chunk) {
             script = a;
-            i++;
-            break;
+        } else {
+            fprintf(stderr, "athost: argument '%s' is not key=value\n", a);
+            return ATH_EXIT_USAGE;
         }
     }
-    first_arg = i;
     if (interactive && !script && !chunk)
         chunk = "require('athost.interactive').run(...)";
     if (!script && !chunk) {
         fprintf(stderr, "athost: no script\n%s", usage);
         return ATH_EXIT_USAGE;
     }
-    for (i = first_arg; i < argc; i++) {
-        if (strchr(argv[i], '=') == NULL || argv[i][0] == '=') {
-            fprintf(stderr, "athost: argument '%s' is not key=value\n",
-                    argv[i]);
-            return ATH_EXIT_USAGE;
-        }
-    }
     if (so.ports || so.ports_file) {
         so.script = script;
         so.chunk = chunk;
         so.config = config;
         so.baud = baud;
-        so.argc = argc - first_arg;
-        so.argv = argv + first_arg;
+        so.argc = nkv;
+        so.argv = kv;
         so.json = o.json;
         so.quiet = o.quiet;
         return ath_station_main(&so);
@@ -155,10 +156,10 @@ int main(int argc, char **argv)
         ath_host_free(h);
         return ATH_EXIT_USAGE;
     }
-    for (i = first_arg; i < argc; i++) {
-        char *eq = strchr(argv[i], '=');
+    for (i = 0; i < nkv; i++) {
+        char *eq = strchr(kv[i], '=');
         *eq = '\0';
-        ath_host_set_param(h, argv[i], eq + 1);
+        ath_host_set_param(h, kv[i], eq + 1);
         *eq = '=';
     }
     if (port)
@@ -170,8 +171,7 @@ int main(int argc, char **argv)
         ath_host_free(h);
         return rc;
     }
-    ath_host_set_argv(h, script ? script : "-e", argc - first_arg,
-                      argv + first_arg);
+    ath_host_set_argv(h, script ? script : "-e", nkv, kv);
     running = h;
     uv_signal_init(ath_host_loop(h), &sigint);
     uv_signal_init(ath_host_loop(h), &sigterm);

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -157,7 +158,10 @@ static ssize_t fd_read(ath_port_t *p, char *buf, size_t n)
 
 static ssize_t fd_write(ath_port_t *p, char *buf, size_t n)
 {
-    ssize_t r = write(p->fd, buf, n);
+    /* A socket whose peer is gone must fail with EPIPE, not kill the
+     * process (an embedder's too) with SIGPIPE. */
+    ssize_t r = p->kind == ATH_PORT_TCP ? send(p->fd, buf, n, MSG_NOSIGNAL)
+                                        : write(p->fd, buf, n);
     if (r < 0)
         return errno == EINTR ? -EAGAIN : -errno;
     return r;
@@ -207,8 +211,12 @@ static void port_read(ath_port_t *p, lua_State *L)
 {
     char buf[65536];
     int i;
-    for (i = 0; i < 8 && !p->eof && !p->closed; i++) {
-        ssize_t n = p->io_read(p, buf, sizeof buf);
+    for (i = 0; !p->eof && !p->closed; i++) {
+        ssize_t n;
+        /* What TLS has decrypted already, the fd will not announce. */
+        if (i >= 8 && !(p->tls && ath_tls_pending(p)))
+            break;
+        n = p->io_read(p, buf, sizeof buf);
         if (n == -EAGAIN)
             break;
         if (n <= 0) {
@@ -239,7 +247,7 @@ static void port_read(ath_port_t *p, lua_State *L)
             break;
         }
         ath_lport_process(p, L);
-        if ((size_t)n < sizeof buf)
+        if ((size_t)n < sizeof buf && !(p->tls && ath_tls_pending(p)))
             break;
     }
 }
@@ -255,7 +263,7 @@ static void port_poll_cb(uv_poll_t *w, int status, int events)
         socklen_t len = sizeof err;
         getsockopt(p->fd, SOL_SOCKET, SO_ERROR, &err, &len);
         ath_lport_connected(p, L, err, "connect");
-    } else if (p->tls != NULL && ath_tls_step(p, L, events)) {
+    } else if (p->tls != NULL && ath_tls_step(p, L, &events)) {
         /* the handshake took the events */
     } else if (p->kind == ATH_PORT_LISTEN) {
         ath_lport_accept(p, L);

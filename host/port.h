@@ -110,10 +110,16 @@ void ath_lport_connected(ath_port_t *p, lua_State *L, int err,
 void ath_lport_accept(ath_port_t *p, lua_State *L);
 
 /* tls.c: TLS over a connected TCP port. */
-/* Takes the poll events while a handshake runs; 1 if it took them. */
-int ath_tls_step(ath_port_t *p, lua_State *L, int events);
+/* Takes the poll events while a handshake runs; 1 if it took them. After
+ * the handshake it adds to *events what a TLS read or write that waits
+ * for the other direction needs (a read that must write, a write that
+ * must read) and returns 0. */
+int ath_tls_step(ath_port_t *p, lua_State *L, int *events);
 /* The poll events the TLS state wants. */
 int ath_tls_events(ath_port_t *p);
+/* 1 if a read would return something without the fd becoming readable:
+ * bytes OpenSSL has decrypted already, or an end it has seen. */
+int ath_tls_pending(ath_port_t *p);
 void ath_tls_free(ath_port_t *p);
 
 #endif

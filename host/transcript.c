@@ -24,6 +24,7 @@ typedef struct tr_rx {
     char *buf;
     size_t len, cap;
     double t;            /* when the first held byte arrived */
+    int hold;            /* a flow has not seen what was received yet */
 } tr_rx_t;
 
 struct ath_tr {
@@ -183,11 +184,19 @@ void ath_tr_note(ath_tr_t *t, const char *port, const char *text)
     }
 }
 
+void ath_tr_hold(ath_tr_t *t, const char *port, int hold)
+{
+    tr_rx_t *r = tr_rx(t, port);
+    if (r)
+        r->hold = hold;
+}
+
 void ath_tr_flush(ath_tr_t *t, int all)
 {
     size_t i;
     for (i = 0; i < t->nrx; i++)
-        tr_rx_flush(t, &t->rx[i], all);
+        if (all || !t->rx[i].hold)
+            tr_rx_flush(t, &t->rx[i], all);
 }
 
 void ath_tr_close(ath_tr_t *t)

@@ -9,7 +9,7 @@ ROOT=$(pwd)
 LOGS=$ROOT/build/test-logs
 mkdir -p "$LOGS"
 FILTER=${1:-}
-export ATHOST_PATH="$ROOT/tests/lib"
+export ATHOST_PATH="$ROOT/tests/lib:$ROOT/lib"
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:exitcode=86
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:exitcode=87
 
@@ -58,7 +58,7 @@ for variant in plain asan; do
         suite "$variant lua/$(basename "$t" .lua)" "$bin" "$t"
     done
 done
-suite "plain fixtures/broker_test" sh tests/fixtures/broker_test.sh
+suite "plain fixtures/broker_test" bash tests/fixtures/broker_test.sh
 
 for log in $bad; do
     echo

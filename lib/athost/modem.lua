@@ -144,12 +144,13 @@ local function poll(self, q, ok, what, ms)
   local deadline = athost.now() + ms
   local last
   while true do
-    local r = self.port:cmd(q.cmd, { reply = q.pattern, timeout = self:timeout(q.cmd) })
+    local r, err = self.port:cmd(q.cmd, { reply = q.pattern,
+      timeout = self:timeout(q.cmd) })
     if r then
       last = r.line or r.lines[1] or r.final
       if ok(r) then return r end
     else
-      last = r
+      last = err
     end
     if athost.now() >= deadline then
       error(string.format("%s: not after %d s (%s said %q)", what,

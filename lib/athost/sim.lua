@@ -1,0 +1,105 @@
+-- Virtual modems: a model of a cellular module that speaks its AT dialect
+-- on a pty and does real networking (MQTT, HTTP, TLS) behind it.
+--
+--   local port, modem = athost.open("sim:air720?imei=862991419835241")
+--   local modem = sim.start("air720", {link = "/tmp/ttyAIR"})  -- serve a pty
+--
+-- athost.open() calls M.open for specs starting with "sim:". The spec is
+-- a model name with optional options, "air720?k=v&k=v"; opts.sim (a table)
+-- adds more. The other athost.open options (baud, timeout, name, ...) are
+-- for the returned port, the slave side of the pty.
+--
+-- Model options (strings as on the command line, or Lua values):
+--   link=PATH           a symlink to the pty slave
+--   imei=, version=     AT+CGSN and AT+CGMR (default: a fresh IMEI, V461)
+--   csq=N               the RSSI AT+CSQ reports (default 24)
+--   broker=ADDR:PORT    where MQTT connections to hosts not in `hosts` go
+--   hosts=NAME=ADDR[:PORT],NAME:PORT=ADDR:PORT,...   (MQTT and HTTP)
+--   boot=MS             time from power-on to the banner (default 0)
+--   trace=1             log every command and URC
+-- Faults (also methods of the model object, see athost.sim.core):
+--   noise=1             garbage bytes before every line
+--   slow=MS             output one byte every MS milliseconds
+--   echo=1              echo stuck on (ATE0 answered, ignored)
+--   silent=1|WHEN       stop answering (from power-on, or at WHEN)
+--   drop=WHEN           the MQTT link drops: CLOSED
+--   pdp=WHEN            the bearer is lost: +PDP DEACT
+--   reboot=WHEN         reboot: banner, state lost, autobaud again
+--   refuse=AT+X[:N][;AT+Y:N]   answer those commands with +CME ERROR: N
+-- WHEN is milliseconds after power-on, or a command prefix: "AT+MSUB" (the
+-- first one; "AT+MSUB#2" the second). reboot and silent then replace the
+-- answer to that command; drop and pdp follow it.
+--
+-- The model object m: m.path (the slave), m.imei, m.files, m.st (state),
+-- m:drop(), m:pdp_deact(), m:reboot(), m:noise(on), m:slow(ms|false),
+-- m:echo(on), m:silent(on), m:refuse(prefix, n|nil), m:fault(name, v),
+-- m:urc(line), m:close(), m:wait(), m.bugs (handler errors, normally {}).
+local athost = require("athost")
+local core = require("athost.sim.core")
+
+local M = {}
+
+M.models = { air720 = "athost.sim.air720", me3630 = "athost.sim.me3630" }
+
+local function decode(s)
+  return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
+end
+
+-- "air720?k=v&k2=v2" -> "air720", {k = "v", k2 = "v2"} (%XX decoded).
+function M.parse_spec(spec)
+  local name, query = spec:match("^([%w_%-]+)%??(.*)$")
+  if not name then error("sim: bad spec '" .. spec .. "'", 3) end
+  local opts = {}
+  for item in query:gmatch("[^&]+") do
+    local k, v = item:match("^([^=]+)=(.*)$")
+    if k then opts[decode(k)] = decode(v) else opts[decode(item)] = "1" end
+  end
+  return name, opts
+end
+
+-- Starts model `name` on a new pty; returns the model object (m.path is
+-- the slave's path) or nil, message, code.
+function M.start(name, opts)
+  opts = opts or {}
+  local mod = M.models[name]
+  if not mod then
+    local known = {}
+    for k in pairs(M.models) do known[#known + 1] = k end
+    table.sort(known)
+    error(string.format("sim: unknown model '%s' (known: %s)", tostring(name),
+      table.concat(known, ", ")), 2)
+  end
+  local m = core.new(require(mod), opts)
+  local master, path, code = athost.pty { link = opts.link, name = m.name .. "-sim" }
+  if not master then return nil, path, code end
+  m.path, m.link = path, opts.link
+  m:attach(master)
+  return m
+end
+
+-- athost.open("sim:SPEC", opts): the slave side of a new virtual modem,
+-- opened like a device, and the model object.
+function M.open(spec, opts)
+  local name, mopts = M.parse_spec(spec)
+  local popts = {}
+  for k, v in pairs(opts or {}) do
+    if k == "sim" then
+      for sk, sv in pairs(v) do mopts[sk] = sv end
+    else
+      popts[k] = v
+    end
+  end
+  local m, err, code = M.start(name, mopts)
+  if not m then return nil, err, code end
+  popts.name = popts.name or name
+  local p
+  p, err, code = athost.open(m.path, popts)
+  if not p then
+    m:close()
+    return nil, err, code
+  end
+  m.client = p
+  return p, m
+end
+
+return M

@@ -1,0 +1,166 @@
+-- The V.250 and 3GPP TS 27.007 commands every virtual modem answers the
+-- same way: AT, ATE, ATI, ATZ/AT&F, AT+CMEE, identification (+CGMI, +CGMM,
+-- +CGMR, +CGSN, +CIMI, +CCID), +CSQ, +CPIN?, registration (+CREG, +CGREG,
+-- +CEREG), +CGATT, +CFUN, +CGDCONT, +CGACT. A dialect's own table is
+-- looked up first (athost.sim.core), so a model overrides any of them.
+-- The radio state they change is m.net = {cfun, attached, pdp}.
+local atparse = require("athost.sim.atparse")
+
+local M = {}
+
+-- Errors a handler gives for the usual reasons (3GPP TS 27.007 9.2).
+M.E_STATE, M.E_PARAM, M.E_FAILED = 3, 50, 767
+
+
+local C = {}
+M.commands = C
+
+-- The parameters of a set command, or nil after answering the refusal.
+local function params(m, c)
+  local ps = atparse.params(c.rest)
+  if not ps then m:fail(M.E_PARAM) end
+  return ps
+end
+M.params = params
+
+C[""] = function(m) m:ok() end
+
+C.E = function(m, c)
+  local v = c.rest == "" and 0 or tonumber(c.rest)
+  if v ~= 0 and v ~= 1 then return m:error() end
+  m:ok()
+  m.echo_on = v == 1
+end
+
+local function settings(m, c)
+  if c.op == "read" then return m:error() end
+  m.echo_on, m.cmee = m.dialect.echo ~= false, 0
+  m:ok()
+end
+C.Z, C["&F"] = settings, settings
+
+local function accept(m) m:ok() end
+C["&W"], C.V, C.Q, C["&C"], C["&D"] = accept, accept, accept, accept, accept
+
+C.I = function(m, c)
+  if c.op ~= "exec" then return m:error() end
+  for _, l in ipairs(m.dialect.ident.ati or {}) do m:info(l) end
+  m:ok()
+end
+
+C["+CMEE"] = function(m, c)
+  if c.op == "read" then
+    m:info("+CMEE: " .. m.cmee)
+    return m:ok()
+  end
+  local ps = params(m, c)
+  if not ps then return end
+  local v = atparse.int(ps[1] or { value = "0" }, 0, 2)
+  if c.op ~= "set" or not v then return m:fail(M.E_PARAM) end
+  m.cmee = v
+  m:ok()
+end
+
+local function ident(field)
+  return function(m, c)
+    if c.op ~= "exec" then return m:error() end
+    local v = field == "cgmr" and m.opts.version or m.dialect.ident[field]
+    if field == "imei" then v = m.imei end
+    m:info(v)
+    m:ok()
+  end
+end
+C["+CGMI"], C["+GMI"] = ident("cgmi"), ident("cgmi")
+C["+CGMM"], C["+GMM"] = ident("cgmm"), ident("cgmm")
+C["+CGMR"], C["+GMR"] = ident("cgmr"), ident("cgmr")
+C["+CGSN"], C["+GSN"] = ident("imei"), ident("imei")
+C["+CIMI"] = ident("imsi")
+
+C["+CCID"] = function(m, c)
+  if c.op ~= "exec" and c.op ~= "read" then return m:error() end
+  m:info(m.dialect.ident.iccid)
+  m:ok()
+end
+C["+ICCID"] = C["+CCID"]
+
+C["+CSQ"] = function(m, c)
+  if c.op ~= "exec" then return m:error() end
+  m:info(string.format("+CSQ: %d,99", m.net.cfun == 1 and (tonumber(m.opts.csq) or 24) or 99))
+  m:ok()
+end
+
+C["+CPIN"] = function(m, c)
+  if c.op ~= "read" then return m:fail(M.E_STATE) end
+  m:info("+CPIN: READY")
+  m:ok()
+end
+
+local function reg(name)
+  return function(m, c)
+    if c.op == "set" then return m:ok() end
+    if c.op ~= "read" then return m:error() end
+    m:info(string.format("%s: 0,%d", name, m.net.attached and m.net.cfun == 1 and 1 or 0))
+    m:ok()
+  end
+end
+C["+CREG"], C["+CGREG"], C["+CEREG"] = reg("+CREG"), reg("+CGREG"), reg("+CEREG")
+
+C["+CGATT"] = function(m, c)
+  if c.op == "read" then
+    m:info("+CGATT: " .. ((m.net.attached and m.net.cfun == 1) and 1 or 0))
+    return m:ok()
+  end
+  local ps = params(m, c)
+  if not ps then return end
+  local v = atparse.int(ps[1], 0, 1)
+  if c.op ~= "set" or not v then return m:fail(M.E_PARAM) end
+  if v == 1 and m.net.cfun ~= 1 then return m:fail(M.E_STATE) end
+  m:ok()
+  m.net.attached = v == 1
+  if v == 0 then m:net_down() end
+end
+
+C["+CFUN"] = function(m, c)
+  if c.op == "read" then
+    m:info("+CFUN: " .. m.net.cfun)
+    return m:ok()
+  end
+  local ps = params(m, c)
+  if not ps then return end
+  local v, rst = atparse.int(ps[1], 0, 4), atparse.int(ps[2] or { value = "0" }, 0, 1)
+  if c.op ~= "set" or not v or not rst then return m:fail(M.E_PARAM) end
+  m:ok()
+  if rst == 1 then return m:reboot(true) end
+  if v == 1 then
+    m.net = { cfun = 1, attached = true, pdp = true }
+  else
+    m.net.cfun = v
+    m:net_down()
+  end
+end
+
+C["+CGDCONT"] = function(m, c)
+  if c.op == "read" then
+    m:info('+CGDCONT: 1,"IP","' .. (m.apn or "") .. '","10.0.0.2",0,0')
+  end
+  m:ok()
+end
+
+C["+CGACT"] = function(m, c)
+  if c.op == "read" then
+    m:info("+CGACT: 1," .. (m.net.pdp and 1 or 0))
+    return m:ok()
+  end
+  local ps = params(m, c)
+  if not ps then return end
+  local v = atparse.int(ps[1], 0, 1)
+  if c.op ~= "set" or not v then return m:fail(M.E_PARAM) end
+  if v == 1 and not (m.net.cfun == 1 and m.net.attached) then
+    return m:fail(M.E_STATE)
+  end
+  m:ok()
+  m.net.pdp = v == 1
+  if v == 0 then m:net_down() end
+end
+
+return M

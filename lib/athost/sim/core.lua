@@ -1,0 +1,490 @@
+-- What every virtual modem shares: an AT interpreter on the master side of
+-- a pty (autobaud, echo, framing, CMEE, the 27.007 basics), the network
+-- state behind it, the host table, and the faults a test can inject.
+--
+-- A model (athost.sim.air720, athost.sim.me3630) is a *dialect*:
+--   { name, banner = {lines}, ident = {cgmi, cgmm, cgmr, ati = {lines}},
+--     autobaud = true, echo = true, commands = {["+X"] = handler},
+--     tests_handled = false (true: handlers also get AT+X=?, else OK),
+--     reset(m)      fresh model state in m.st after a (re)boot
+--     shutdown(m)   close links and flows quietly (reboot, close)
+--     net_down(m)   the radio or the PDP context went away (CFUN=0, ...)
+--     drop(m), pdp_deact(m)   the link and bearer faults }
+--
+-- Handlers: handler(m, c), c from atparse.command. A handler answers with
+-- m:info(line)... and one final: m:ok(), m:fail(n) (a refusal: "+CME
+-- ERROR: n" with AT+CMEE=1, its text with 2, else "ERROR"), m:error()
+-- (always "ERROR"). Handlers run in order in the modem's command flow and
+-- may wait there for raw bytes (m:read_data). What a handler says after
+-- the modem rebooted under it is dropped.
+--
+-- Input: a command line ends at CR (an LF right after it is skipped);
+-- before the first upper-case "AT" of an autobauding model nothing is
+-- answered; after it a line that is not an AT command gets "ERROR".
+-- Output goes through one ordered queue (athost.sim.outq), each line
+-- framed "\r\n<line>\r\n".
+local athost = require("athost")
+local atparse = require("athost.sim.atparse")
+local basic = require("athost.sim.basic")
+local outq = require("athost.sim.outq")
+
+local M = {}
+local Core = {}
+Core.__index = Core
+M.Core = Core
+
+M.CME_TEXT = {
+  [3] = "operation not allowed", [4] = "operation not supported",
+  [10] = "SIM not inserted", [50] = "incorrect parameters",
+  [100] = "unknown", [767] = "operation failed",
+}
+
+-- Errors a handler gives for the usual reasons (3GPP TS 27.007 9.2), the
+-- parameter parser that answers its own refusal, the basic commands.
+M.E_STATE, M.E_PARAM, M.E_FAILED = basic.E_STATE, basic.E_PARAM, basic.E_FAILED
+M.params = basic.params
+M.commands = basic.commands
+
+---------------------------------------------------------------------------
+-- Options
+---------------------------------------------------------------------------
+
+local function truthy(v)
+  return v == true or v == "1" or v == "true" or v == "on" or v == "yes"
+end
+
+-- IMEIs: TAC 86299141 (an Air720's, reference 000), a serial, Luhn digit.
+local imei_base = math.random(0, 899999)
+local imei_count = 0
+
+function M.luhn(digits)
+  local sum = 0
+  for i = 1, #digits do
+    local d = tonumber(digits:sub(i, i))
+    if i % 2 == 0 then
+      d = d * 2
+      if d > 9 then d = d - 9 end
+    end
+    sum = sum + d
+  end
+  return digits .. tostring((10 - sum % 10) % 10)
+end
+
+function M.new_imei()
+  imei_count = imei_count + 1
+  return M.luhn(string.format("86299141%06d", (imei_base + imei_count) % 1000000))
+end
+
+-- "name=addr:port,name2=addr" (or a table) -> { [lower name] = "addr:port" }.
+local function parse_hosts(v)
+  local t = {}
+  if type(v) == "table" then
+    for k, a in pairs(v) do t[tostring(k):lower()] = tostring(a) end
+  elseif type(v) == "string" then
+    for item in v:gmatch("[^,%s]+") do
+      local k, a = item:match("^([^=]+)=(.+)$")
+      if not k then error("sim: bad hosts entry '" .. item .. "' (want name=addr[:port])", 0) end
+      t[k:lower()] = a
+    end
+  end
+  return t
+end
+
+-- "127.0.0.1:1883", "[::1]:1883", "localhost" -> addr, port or nil.
+function M.split_hostport(s)
+  local a, p = s:match("^%[(.+)%]:(%d+)$")
+  if not a then a, p = s:match("^([^:]+):(%d+)$") end
+  if a then return a, tonumber(p) end
+  return s:match("^%[(.+)%]$") or s, nil
+end
+
+-- "<when>" of a fault: a command prefix ("AT+MSUB", "AT+MSUB#2" for the
+-- second one) or milliseconds after the modem starts.
+local function parse_when(v)
+  v = tostring(v)
+  local prefix, nth = v:match("^([Aa][Tt].-)#(%d+)$")
+  if not prefix and v:match("^[Aa][Tt]") then prefix, nth = v, "1" end
+  if prefix then return { prefix = prefix:upper(), nth = tonumber(nth), seen = 0 } end
+  local ms = tonumber(v)
+  if not ms then error("sim: bad fault time '" .. v .. "' (ms or AT command)", 0) end
+  return { ms = ms }
+end
+
+---------------------------------------------------------------------------
+-- The model object
+---------------------------------------------------------------------------
+
+function M.new(dialect, opts)
+  opts = opts or {}
+  local self = setmetatable({
+    dialect = dialect, opts = opts, name = opts.name or dialect.name,
+    imei = opts.imei or M.new_imei(),
+    boot_ms = tonumber(opts.boot) or 0,
+    max_line = dialect.max_line or 8192,
+    hosts = parse_hosts(opts.hosts),
+    files = {},               -- flash: survives reboots
+    gen = 0, cmd_gen = 0,
+    ibuf = "", refusals = {}, triggers = {}, bugs = {},
+    commands = setmetatable({}, { __index = M.commands }),
+  }, Core)
+  for k, h in pairs(dialect.commands or {}) do self.commands[k] = h end
+  if opts.broker then
+    self.broker = tostring(opts.broker)
+  end
+  self.trace = truthy(opts.trace)
+  return self
+end
+
+-- Starts serving on port (the pty master): boots and reads commands.
+function Core:attach(port)
+  local o = self.opts
+  self.port = port
+  self.out = outq.new(port)
+  self:boot()
+  self.task = athost.spawn(self.run, self)
+  if tonumber(o.slow) then self:slow(tonumber(o.slow)) end
+  self.timers = {}
+  for _, k in ipairs({ "echo", "silent", "noise", "drop", "pdp", "reboot" }) do
+    local v = o[k]
+    local state = k == "echo" or k == "silent" or k == "noise"
+    if state and truthy(v) then
+      self:fault(k, true)                      -- on from power-on
+    elseif v ~= nil and v ~= false and v ~= "0" and v ~= "" then
+      local w = parse_when(v)
+      w.fault = k
+      if w.ms then
+        self.timers[#self.timers + 1] = athost.timer(w.ms, function()
+          if not self.closed then self:fault(k, true) end
+        end)
+      else
+        self.triggers[#self.triggers + 1] = w
+      end
+    end
+  end
+  if o.refuse then
+    for item in tostring(o.refuse):gmatch("[^;]+") do
+      local prefix, n = item:match("^(.-):(%d+)$")
+      self:refuse(prefix or item, tonumber(n) or M.E_STATE)
+    end
+  end
+  return self
+end
+
+-- Power-on: state lost (files kept), autobaud, echo on, the banner.
+function Core:boot()
+  local d = self.dialect
+  self.synced = not d.autobaud
+  self.echo_on = d.echo ~= false
+  self.cmee = 0
+  self.net = { cfun = 1, attached = true, pdp = true }
+  self.st = {}
+  if d.reset then d.reset(self) end
+  self.booting = true
+  local gen = self.gen
+  athost.timer(self.boot_ms, function()
+    if self.gen ~= gen or self.closed then return end
+    self.booting = false
+    for _, l in ipairs(d.banner or {}) do self:urc(l, gen) end
+  end)
+end
+
+-- Restarts now (a watchdog, a brown-out): queued output is lost unless
+-- keep_output (AT+RESET answers OK first).
+function Core:reboot(keep_output)
+  if self.closed then return end
+  self.gen = self.gen + 1
+  if not keep_output then self.out:clear() end
+  if self.dialect.shutdown then self.dialect.shutdown(self) end
+  self.ibuf = ""
+  self:boot()
+end
+
+function Core:close()
+  if self.closed then return end
+  self.gen = self.gen + 1
+  if self.dialect.shutdown then self.dialect.shutdown(self) end
+  self.closed = true
+  for _, t in ipairs(self.timers or {}) do t:stop() end
+  self.out:close()
+  if self.client and not self.client.closed then self.client:close() end
+  if not self.port.closed then self.port:close() end
+end
+
+-- Waits until the modem is closed (the standalone script serves forever).
+function Core:wait()
+  return self.task:join()
+end
+
+---------------------------------------------------------------------------
+-- Output
+---------------------------------------------------------------------------
+
+local NOISE = { "\0", "\x1b", "\xff", "\xfe", "\x80", "~", "\x11", "\x7f", "#" }
+
+function Core:write(s)
+  if self.silenced then return end
+  self.out:write(s)
+end
+
+-- "\r\n<line>\r\n", with garbage before it when the noise fault is on.
+function Core:frame(line)
+  local pre = ""
+  if self.noisy then
+    local n = { "\0" }       -- a control byte: hosts drop such a line
+    for i = 2, math.random(2, 6) do n[i] = NOISE[math.random(#NOISE)] end
+    pre = table.concat(n)
+  end
+  self:write(pre .. "\r\n" .. line .. "\r\n")
+end
+
+local function live(self) return self.cmd_gen == self.gen and not self.closed end
+
+function Core:info(line) if live(self) then self:frame(line) end end
+function Core:ok() if live(self) then self:frame("OK") end end
+function Core:error() if live(self) then self:frame("ERROR") end end
+function Core:raw(s) if live(self) then self:write(s) end end
+
+-- The refusal line for error n under the current AT+CMEE.
+function Core:cme_line(n)
+  if self.cmee == 1 then return "+CME ERROR: " .. n end
+  if self.cmee == 2 then return "+CME ERROR: " .. (M.CME_TEXT[n] or tostring(n)) end
+  return "ERROR"
+end
+
+function Core:fail(n)
+  if live(self) then self:frame(self:cme_line(n or M.E_STATE)) end
+end
+
+-- An unsolicited line; gen (optional) is the boot it belongs to.
+function Core:urc(line, gen)
+  if self.closed or (gen and gen ~= self.gen) then return end
+  if self.trace then athost.log(self.name .. " urc " .. line) end
+  self:frame(line)
+end
+
+---------------------------------------------------------------------------
+-- Input
+---------------------------------------------------------------------------
+
+-- One read from the port into ibuf; nil, code when the port is gone.
+-- While booting or silent, what arrives is lost.
+function Core:fill(timeout)
+  if self.closed or self.port.closed then return nil, "ECLOSED" end
+  local data, _, code = self.port:recv(65536, { timeout = timeout or 0 })
+  if not data then return nil, code end
+  if not self.booting and not self.silenced then
+    self.ibuf = self.ibuf .. data
+  end
+  return true
+end
+
+-- The next line up to CR (V.250 S3), an LF right after it skipped; false
+-- for a line longer than the modem's buffer; nil when the port is gone.
+function Core:next_line()
+  while true do
+    local i = self.ibuf:find("\r", 1, true)
+    if i then
+      local line = self.ibuf:sub(1, i - 1)
+      local j = self.ibuf:byte(i + 1) == 10 and i + 2 or i + 1
+      self.ibuf = self.ibuf:sub(j)
+      if self.overflow then
+        self.overflow = false
+        return false, line
+      end
+      return line
+    end
+    if #self.ibuf > self.max_line then
+      self.ibuf, self.overflow = "", true
+    end
+    if not self:fill(0) then return nil end
+  end
+end
+
+-- Exactly n raw bytes within ms (the data after DOWNLOAD or '>'): the
+-- bytes, or nil, "ETIMEDOUT" (what came is discarded, as a module does),
+-- or nil, "EREBOOT" / "ECLOSED".
+function Core:read_data(n, ms)
+  local gen = self.gen
+  local deadline = athost.now() + ms
+  while #self.ibuf < n do
+    local left = deadline - athost.now()
+    if left <= 0 then
+      self.ibuf = ""
+      return nil, "ETIMEDOUT"
+    end
+    local ok, code = self:fill(math.max(1, math.ceil(left)))
+    if self.gen ~= gen then return nil, "EREBOOT" end
+    if not ok and code ~= "ETIMEDOUT" then return nil, code end
+  end
+  local data = self.ibuf:sub(1, n)
+  self.ibuf = self.ibuf:sub(n + 1)
+  return data
+end
+
+-- Fires the command triggers armed for line; returns the faults to apply
+-- after the answer.
+function Core:triggered(line)
+  local up, after = line:upper(), nil
+  for _, w in ipairs(self.triggers) do
+    if not w.done and up:sub(1, #w.prefix) == w.prefix then
+      w.seen = w.seen + 1
+      if w.seen == w.nth then
+        w.done = true
+        if w.fault == "drop" or w.fault == "pdp" then
+          after = after or {}
+          after[#after + 1] = w.fault
+        else
+          self:fault(w.fault, true)
+        end
+      end
+    end
+  end
+  return after
+end
+
+function Core:dispatch(line, too_long)
+  line = line:gsub("^[%c ]+", "")
+  if not self.synced then
+    -- Autobaud: only an upper-case AT is recognised (reference 000).
+    if line ~= "AT" or too_long then return end
+    self.synced = true
+  end
+  self.cmd_gen = self.gen
+  if self.echo_on or self.echo_stuck then self:raw(line .. "\r") end
+  if too_long then return self:error() end
+  if line == "" then return end
+  if self.trace then athost.log(self.name .. " cmd " .. line) end
+  local gen = self.gen
+  local after = self:triggered(line)
+  if self.gen ~= gen or self.silenced then return end   -- rebooted or hung
+  local up = line:upper()
+  for prefix, n in pairs(self.refusals) do
+    if up:sub(1, #prefix) == prefix then return self:fail(n) end
+  end
+  local c = atparse.command(line)
+  local h = c and self.commands[c.name]
+  if not h then
+    self:error()
+  elseif c.op == "test" and not self.dialect.tests_handled then
+    self:ok()
+  else
+    h(self, c)
+  end
+  for _, f in ipairs(after or {}) do self:fault(f, true) end
+end
+
+-- The command flow: lines in, answers out, until the modem is closed.
+function Core:run()
+  while not self.closed do
+    local line, extra = self:next_line()
+    if line == nil then break end
+    local ok, err = xpcall(self.dispatch, debug.traceback, self,
+      line or extra, line == false)
+    if not ok then
+      -- A bug in a model must not end the host's run: report, answer, go on.
+      self.bugs[#self.bugs + 1] = err
+      io.stderr:write("athost sim ", self.name, ": ", err, "\n")
+      self:error()
+    end
+  end
+end
+
+---------------------------------------------------------------------------
+-- Faults
+---------------------------------------------------------------------------
+
+function Core:noise(on) self.noisy = on and true or false end
+
+function Core:slow(ms) self.out:pace(tonumber(ms)) end
+
+-- Echo stuck on: AT+ATE0 is answered but the echo stays.
+function Core:echo(on) self.echo_stuck = on and true or false end
+
+-- Stops answering: input is read and ignored, nothing is written.
+function Core:silent(on)
+  self.silenced = on and true or false
+  if self.silenced then
+    self.out:clear()
+    self.ibuf = ""
+  end
+end
+
+-- Answers commands starting with prefix with a refusal (+CME ERROR: n);
+-- cme nil stops refusing them.
+function Core:refuse(prefix, cme)
+  self.refusals[prefix:upper()] = cme and (tonumber(cme) or M.E_STATE) or nil
+end
+
+function Core:drop()
+  if self.dialect.drop then self.dialect.drop(self) end
+end
+
+function Core:pdp_deact()
+  if self.dialect.pdp_deact then self.dialect.pdp_deact(self) end
+end
+
+-- A fault by its option name: noise, slow, echo, silent (value on/off or
+-- ms), drop, pdp, reboot (value ignored: now).
+function Core:fault(name, value)
+  if name == "noise" then return self:noise(value)
+  elseif name == "slow" then return self:slow(value)
+  elseif name == "echo" then return self:echo(value)
+  elseif name == "silent" then return self:silent(value)
+  elseif name == "drop" then return self:drop()
+  elseif name == "pdp" then return self:pdp_deact()
+  elseif name == "reboot" then return self:reboot()
+  elseif name == "refuse" then return self:refuse(value[1], value[2])
+  end
+  error("sim: unknown fault '" .. tostring(name) .. "'", 2)
+end
+
+---------------------------------------------------------------------------
+-- Network state and hosts
+---------------------------------------------------------------------------
+
+-- Where a connection to host:port really goes: the hosts table (by
+-- "name:port", then "name"), then for MQTT the broker option, then the
+-- name itself. Returns addr, port, remapped.
+function Core:resolve(host, port, kind)
+  local key = host:lower()
+  local v = self.hosts[key .. ":" .. port] or self.hosts[key]
+  if not v and kind == "mqtt" then v = self.broker end
+  if not v then return host, port, false end
+  local a, p = M.split_hostport(v)
+  return a, p or port, true
+end
+
+-- A connected port to host:port through the hosts table, with TLS when
+-- tls is a port:tls options table (its hostname defaults to the name
+-- asked for, or to the address when the table remapped it). Returns the
+-- port or nil, message, code.
+function Core:connect(host, port, tls, kind)
+  local addr, p, remapped = self:resolve(host, port, kind)
+  local c, err, code = athost.connect(addr, p)
+  if not c then return nil, err, code end
+  if not tls then return c end
+  if not c.tls then
+    c:close()
+    return nil, "ENOTSUP: this host has no port:tls", "ENOTSUP"
+  end
+  tls.hostname = tls.hostname or (remapped and addr or host)
+  local ok
+  ok, err, code = c:tls(tls)
+  if not ok then
+    if not c.closed then c:close() end
+    return nil, err, code
+  end
+  return type(ok) == "userdata" and ok or c
+end
+
+-- Data can flow: radio on, attached, PDP context active.
+function Core:online()
+  local n = self.net
+  return n.cfun == 1 and n.attached and n.pdp
+end
+
+function Core:net_down()
+  if self.dialect.net_down then self.dialect.net_down(self) end
+end
+
+return M

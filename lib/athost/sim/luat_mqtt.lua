@@ -1,0 +1,398 @@
+-- The Luat MQTT AT commands (references 000, 001, 003; PROTOCOLS.md) for
+-- virtual modems of the Luat family: AT+MCONFIG, AT+(SSL)MIPSTART,
+-- AT+MCONNECT, AT+MSUB/MUNSUB, AT+MPUB/MPUBEX, AT+MQTTMSGSET/MQTTMSGGET,
+-- AT+MQTTMODE, AT+MQTTSTATU, AT+MDISCONNECT, AT+MIPCLOSE, AT+CIPSHUT, and
+-- the link faults (CLOSED, +PDP DEACT). Each command answers at once; the
+-- broker's answer comes later as a URC, as on the module.
+--
+-- Wording chosen where the references are silent:
+--   a refused CONNACK:  the line "+CME ERROR: 767" (AT+CMEE=1), its text
+--                       (=2) or "ERROR" (=0) after MCONNECT's OK, then
+--                       "CLOSED" when the broker drops the link
+--   a refused SUBSCRIBE (granted 0x80): the same line instead of SUBACK
+--   AT+CIPSHUT:         "SHUT OK" (dialect.shut_ok), like SIMCom's
+--   cached delivery:    4 slots; a message that finds none free is dropped
+--   HEX mode:           "<n> byte" counts the hex digits that follow, so
+--                       the count always frames what is on the line
+local core = require("athost.sim.core")
+local atparse = require("athost.sim.atparse")
+local mqttlink = require("athost.sim.mqttlink")
+
+local M = {}
+local C = {}
+M.commands = C
+
+local E_STATE, E_PARAM, E_FAILED = core.E_STATE, core.E_PARAM, core.E_FAILED
+local params = core.params
+
+M.limits = {
+  field = 256,            -- each AT+MCONFIG field
+  mpub = 4100,            -- bytes in AT+MPUB's message
+  mpubex = 10240,         -- bytes after AT+MPUBEX's prompt
+  mpubex_ms = 20000,      -- to send them
+  slots = 4,              -- AT+MQTTMSGSET=1 cache
+  connect_ms = 15000,     -- TCP/TLS connect before CONNECT FAIL
+}
+
+function M.reset(m)
+  m.st.mqtt = { msgset = 0, mode = 0, slots = {} }
+  m.st.ssl = {}
+end
+
+-- Closes the link without a word (reboot, MIPCLOSE, CIPSHUT, radio off).
+local function close_link(m)
+  local q = m.st.mqtt
+  if q and q.link then
+    q.link:close()
+    q.link = nil
+  end
+end
+M.shutdown = close_link
+M.net_down = close_link
+
+-- The link drops under the modem: "CLOSED" (or CONNECT FAIL if it was
+-- still connecting).
+function M.drop(m)
+  local l = m.st.mqtt.link
+  if l and l.state == "open" then
+    l:lose("EOF: dropped by a fault")
+  elseif l and l.state == "connecting" then
+    l:close()
+    m.st.mqtt.link = nil
+    m:urc("CONNECT FAIL")
+  end
+end
+
+-- The bearer is lost: "+PDP DEACT"; MQTT and HTTP need a new context.
+function M.pdp_deact(m)
+  m:urc("+PDP DEACT")
+  m.net.pdp = false
+  close_link(m)
+end
+
+---------------------------------------------------------------------------
+-- Link events -> URCs
+---------------------------------------------------------------------------
+
+local function payload_text(q, p)
+  return q.mode == 1 and atparse.hex(p) or p
+end
+
+local function deliver(m, q, ev, gen)
+  if q.msgset == 0 then
+    local body = payload_text(q, ev.payload)
+    return m:urc(string.format('+MSUB: "%s",%d byte,%s', ev.topic, #body, body), gen)
+  end
+  for slot = 0, M.limits.slots - 1 do
+    if not q.slots[slot] then
+      q.slots[slot] = { topic = ev.topic, payload = ev.payload }
+      return m:urc("+MSUB: " .. slot, gen)
+    end
+  end
+end
+
+local function on_event(m, q, l, ev, gen)
+  if m.gen ~= gen or q.link ~= l then return end     -- rebooted, replaced
+  local t = ev.type
+  if t == "open" then
+    m:urc("CONNECT OK", gen)
+  elseif t == "fail" then
+    q.link = nil
+    m:urc("CONNECT FAIL", gen)
+  elseif t == "connack" then
+    m:urc(ev.rc == 0 and "CONNACK OK" or m:cme_line(E_FAILED), gen)
+  elseif t == "message" then
+    deliver(m, q, ev, gen)
+  elseif t == "puback" then
+    m:urc("PUBACK", gen)
+  elseif t == "suback" then
+    m:urc(ev.granted[1] == 0x80 and m:cme_line(E_FAILED) or "SUBACK", gen)
+  elseif t == "unsuback" then
+    m:urc("UNSUBACK", gen)
+  elseif t == "closed" and not l.expected then
+    q.link = nil
+    m:urc("CLOSED", gen)
+  end
+end
+
+---------------------------------------------------------------------------
+-- Commands
+---------------------------------------------------------------------------
+
+-- Parameters of a set command, or nil after answering the refusal.
+local function set_params(m, c, min, max)
+  if c.op ~= "set" then
+    m:error()
+    return nil
+  end
+  local ps = params(m, c)
+  if ps and (#ps < min or #ps > (max or min)) then
+    m:fail(E_PARAM)
+    return nil
+  end
+  return ps
+end
+
+local function connected_link(m)
+  local l = m.st.mqtt.link
+  return l and l:connected() and l or nil
+end
+
+C["+MCONFIG"] = function(m, c)
+  local ps = set_params(m, c, 3, 7)
+  if not ps then return end
+  if #ps ~= 3 and #ps ~= 7 then return m:fail(E_PARAM) end
+  for _, p in ipairs(ps) do
+    if #p.value > M.limits.field then return m:fail(E_PARAM) end
+  end
+  local user, pwd = ps[2].value, ps[3].value
+  local cfg = { client_id = ps[1].value,
+    username = user ~= "" and user or nil, password = pwd ~= "" and pwd or nil }
+  if cfg.password and not cfg.username then cfg.username = "" end
+  if #ps == 7 then
+    local wq, wr = atparse.int(ps[4], 0, 2), atparse.int(ps[5], 0, 1)
+    if not wq or not wr or ps[6].value == "" then return m:fail(E_PARAM) end
+    cfg.will = { qos = wq, retain = wr == 1, topic = ps[6].value,
+      payload = ps[7].value }
+  end
+  m.st.mqtt.cfg = cfg
+  m:ok()
+end
+
+-- TLS options for SSL context 88 (AT+SSLCFG): seclevel 0 no checks, 1 the
+-- broker against the CA file, 2 also our certificate. nil, why when a
+-- configured file is missing.
+local function tls_options(m)
+  local s = m.st.ssl and m.st.ssl[88] or {}
+  local level = s.seclevel or 0
+  local o = { verify = level >= 1 }
+  if level >= 1 then
+    o.ca = s.cacert and m.files[s.cacert]
+    if not o.ca or o.ca == "" then return nil, "no CA file" end
+  end
+  if level >= 2 then
+    o.cert = s.clientcert and m.files[s.clientcert]
+    o.key = s.clientkey and m.files[s.clientkey]
+    if not o.cert or not o.key then return nil, "no client certificate or key" end
+  end
+  return o
+end
+
+local function mipstart(tls)
+  return function(m, c)
+    local ps = set_params(m, c, 2)
+    if not ps then return end
+    local host, port = ps[1].value, atparse.int(ps[2], 1, 65535)
+    if host == "" or not port then return m:fail(E_PARAM) end
+    local q = m.st.mqtt
+    local l = q.link
+    if l and l.state == "open" and not l.expected then
+      m:ok()
+      return m:urc("ALREADY CONNECT", m.gen)
+    end
+    if l and l.state == "connecting" then return m:fail(E_STATE) end
+    if not m:online() then return m:fail(E_STATE) end
+    if l then close_link(m) end
+    m:ok()
+    local addr, p, remapped = m:resolve(host, port, "mqtt")
+    local topts, why
+    if tls then
+      topts, why = tls_options(m)
+      if not topts then
+        if m.trace then require("athost").log(m.name .. " TLS: " .. why) end
+        return m:urc("CONNECT FAIL", m.gen)
+      end
+      topts.hostname = remapped and addr or host
+    end
+    local gen = m.gen
+    q.link = mqttlink.open { host = addr, port = p, tls = topts,
+      timeout = M.limits.connect_ms,
+      on = function(link, ev) on_event(m, q, link, ev, gen) end }
+  end
+end
+C["+MIPSTART"] = mipstart(false)
+C["+SSLMIPSTART"] = mipstart(true)
+
+C["+MCONNECT"] = function(m, c)
+  local ps = set_params(m, c, 2)
+  if not ps then return end
+  local clean, ka = atparse.int(ps[1], 0, 1), atparse.int(ps[2], 0, 65535)
+  if not clean or not ka then return m:fail(E_PARAM) end
+  local q = m.st.mqtt
+  local l = q.link
+  if not l or l.state ~= "open" or l.expected
+      or l.session.state == "connecting" or l.session.state == "connected" then
+    return m:fail(E_STATE)
+  end
+  local cfg = q.cfg or { client_id = m.imei }
+  local ok = l:connect { client_id = cfg.client_id, username = cfg.username,
+    password = cfg.password, keepalive = ka, clean = clean == 1, will = cfg.will }
+  if not ok then return m:fail(E_PARAM) end
+  m:ok()
+end
+
+C["+MSUB"] = function(m, c)
+  local ps = set_params(m, c, 2)
+  if not ps then return end
+  local qos = atparse.int(ps[2], 0, 1)
+  if not qos then return m:fail(E_PARAM) end
+  local l = connected_link(m)
+  if not l then return m:fail(E_STATE) end
+  if not l:subscribe(ps[1].value, qos) then return m:fail(E_PARAM) end
+  m:ok()
+end
+
+C["+MUNSUB"] = function(m, c)
+  local ps = set_params(m, c, 1)
+  if not ps then return end
+  local l = connected_link(m)
+  if not l then return m:fail(E_STATE) end
+  if not l:unsubscribe(ps[1].value) then return m:fail(E_PARAM) end
+  m:ok()
+end
+
+local function publish(m, l, topic, payload, qos, retain)
+  if not l:publish(topic, payload, qos, retain == 1) then return m:fail(E_PARAM) end
+  m:ok()
+end
+
+C["+MPUB"] = function(m, c)
+  local ps = set_params(m, c, 4)
+  if not ps then return end
+  local qos, retain = atparse.int(ps[2], 0, 1), atparse.int(ps[3], 0, 1)
+  -- The message must be quoted; its \HH escapes are decoded (or, in HEX
+  -- mode, it is hex).
+  if not qos or not retain or not ps[4].quoted then return m:fail(E_PARAM) end
+  local q = m.st.mqtt
+  local payload
+  if q.mode == 1 then
+    payload = atparse.unhex(ps[4].value)
+  else
+    payload = atparse.unescape(ps[4].value)
+  end
+  if not payload or #payload > M.limits.mpub then return m:fail(E_PARAM) end
+  local l = connected_link(m)
+  if not l then return m:fail(E_STATE) end
+  publish(m, l, ps[1].value, payload, qos, retain)
+end
+
+C["+MPUBEX"] = function(m, c)
+  local ps = set_params(m, c, 4)
+  if not ps then return end
+  local qos, retain = atparse.int(ps[2], 0, 1), atparse.int(ps[3], 0, 1)
+  local len = atparse.int(ps[4], 1, M.limits.mpubex)
+  if not qos or not retain or not len then return m:fail(E_PARAM) end
+  if not connected_link(m) then return m:fail(E_STATE) end
+  m:raw(">")
+  local payload = m:read_data(len, M.limits.mpubex_ms)
+  if not payload then return m:error() end
+  local l = connected_link(m)
+  if not l then return m:fail(E_STATE) end
+  publish(m, l, ps[1].value, payload, qos, retain)
+end
+
+local function switch(field)
+  local name = "+" .. field:upper()
+  return function(m, c)
+    local q = m.st.mqtt
+    local key = field == "mqttmsgset" and "msgset" or "mode"
+    if c.op == "read" then
+      m:info(name .. ": " .. q[key])
+      return m:ok()
+    end
+    local ps = set_params(m, c, 1)
+    if not ps then return end
+    local v = atparse.int(ps[1], 0, 1)
+    if not v then return m:fail(E_PARAM) end
+    q[key] = v
+    m:ok()
+  end
+end
+C["+MQTTMSGSET"] = switch("mqttmsgset")
+C["+MQTTMODE"] = switch("mqttmode")
+
+-- Reference 003: "+MQTTMSGGET: <slot>,VALID|INVALID" for each slot; the
+-- exec form prints the cached messages (topic unquoted) and frees them.
+C["+MQTTMSGGET"] = function(m, c)
+  local q = m.st.mqtt
+  if c.op == "read" then
+    for slot = 0, M.limits.slots - 1 do
+      m:info(string.format("+MQTTMSGGET: %d,%s", slot,
+        q.slots[slot] and "VALID" or "INVALID"))
+    end
+    return m:ok()
+  end
+  if c.op ~= "exec" then return m:error() end
+  for slot = 0, M.limits.slots - 1 do
+    local msg = q.slots[slot]
+    if msg then
+      local body = payload_text(q, msg.payload)
+      m:info(string.format("+MSUB: %s,%d byte,%s", msg.topic, #body, body))
+      q.slots[slot] = nil
+    end
+  end
+  m:ok()
+end
+
+-- "+MQTTSTATU :<0 offline|1 online|2 TCP only>" (space before the colon).
+C["+MQTTSTATU"] = function(m, c)
+  if c.op ~= "exec" then return m:error() end
+  local l, s = m.st.mqtt.link, 0
+  if l and l.state == "open" then
+    s = (l.session.state == "connected" and not l.expected) and 1 or 2
+  end
+  m:info("+MQTTSTATU :" .. s)
+  m:ok()
+end
+
+C["+MDISCONNECT"] = function(m, c)
+  if c.op ~= "exec" then return m:error() end
+  local l = connected_link(m)
+  if not l then return m:fail(E_STATE) end
+  l.expected = true        -- the broker closes the link: no CLOSED
+  l:disconnect()
+  m:ok()
+end
+
+C["+MIPCLOSE"] = function(m, c)
+  if c.op ~= "exec" then return m:error() end
+  if not m.st.mqtt.link then return m:fail(E_STATE) end
+  close_link(m)
+  m:ok()
+end
+
+-- Closes every link and re-arms the PDP context (reference 003's
+-- recovery after +PDP DEACT starts here).
+C["+CIPSHUT"] = function(m, c)
+  if c.op ~= "exec" then return m:error() end
+  close_link(m)
+  if m.net.cfun == 1 and m.net.attached then m.net.pdp = true end
+  m:info(m.dialect.shut_ok or "SHUT OK")
+end
+
+C["+SSLCFG"] = function(m, c)
+  if c.op == "read" then return m:ok() end
+  local ps = set_params(m, c, 3)
+  if not ps then return end
+  local what, ctx = ps[1].value:lower(), atparse.int(ps[2], 0, 255)
+  if not ctx then return m:fail(E_PARAM) end
+  m.st.ssl = m.st.ssl or {}
+  local s = m.st.ssl[ctx] or {}
+  m.st.ssl[ctx] = s
+  if what == "cacert" or what == "clientcert" or what == "clientkey" then
+    if ps[3].value == "" then return m:fail(E_PARAM) end
+    s[what] = ps[3].value
+  elseif what == "seclevel" then
+    local v = atparse.int(ps[3], 0, 2)
+    if not v then return m:fail(E_PARAM) end
+    s.seclevel = v
+  elseif what == "sslversion" or what == "ciphersuite"
+      or what == "ignorelocaltime" or what == "negotiatetime" then
+    s[what] = ps[3].value
+  else
+    return m:fail(E_PARAM)
+  end
+  m:ok()
+end
+
+return M

@@ -1,0 +1,280 @@
+-- The athost command, driven as a user drives it: options, exit codes,
+-- parameters, --json events, secrets.
+local t = require("t")
+local athost = require("athost")
+
+local BIN = os.getenv("ATHOST_BIN") or (arg and arg[-1]) or "./athost"
+
+-- Runs fn(dir) in a fresh temporary directory and removes it afterwards.
+local function in_tmpdir(fn)
+  local dir = t.tmpdir()
+  local ok, err = xpcall(fn, debug.traceback, dir)
+  os.execute("rm -rf '" .. dir .. "'")
+  if not ok then error(err, 0) end
+end
+
+local function write(path, s)
+  local f = assert(io.open(path, "w"))
+  f:write(s)
+  f:close()
+end
+
+-- Runs `athost ARGS` (ARGS already shell-quoted where needed); returns the
+-- exit code, stdout and stderr.
+local function athost_cmd(dir, args)
+  local _, how, code = os.execute(string.format("%s %s >%s/out 2>%s/err",
+    BIN, args, dir, dir))
+  local out, err = t.slurp(dir .. "/out") or "", t.slurp(dir .. "/err") or ""
+  t.eq(how, "exit", "the command exited (stderr: " .. err .. ")")
+  return code, out, err
+end
+
+local function lines(s)
+  local r = {}
+  for l in s:gmatch("[^\n]+") do r[#r + 1] = l end
+  return r
+end
+
+-- ---- options and exit codes --------------------------------------------------
+
+t.test("--version and -h exit 0", function()
+  in_tmpdir(function(dir)
+    local code, out = athost_cmd(dir, "--version")
+    t.eq(code, 0, "--version exit code")
+    t.match(out, "^athost %d+%.%d+%.%d+\n$", "--version output")
+    t.match(out, athost.version, "the module's version")
+    code, out = athost_cmd(dir, "-h")
+    t.eq(code, 0, "-h exit code")
+    t.match(out, "^usage: athost", "-h prints the usage")
+    t.match(out, "exit codes", "-h explains exit codes")
+    code = athost_cmd(dir, "--help")
+    t.eq(code, 0, "--help exit code")
+  end)
+end)
+
+t.test("usage errors exit 2", function()
+  in_tmpdir(function(dir)
+    local code, _, err = athost_cmd(dir, "--bogus")
+    t.eq(code, 2, "unknown option")
+    t.match(err, "unknown option %-%-bogus", "message")
+    code = athost_cmd(dir, "")
+    t.eq(code, 2, "no script")
+    code = athost_cmd(dir, "-p")
+    t.eq(code, 2, "an option without its value")
+    write(dir .. "/ok.lua", "return true")
+    code, _, err = athost_cmd(dir, dir .. "/ok.lua notkeyvalue")
+    t.eq(code, 2, "an argument that is not key=value")
+    t.match(err, "notkeyvalue", "message")
+    code = athost_cmd(dir, dir .. "/missing.lua")
+    t.eq(code, 2, "a script that does not exist")
+  end)
+end)
+
+t.test("a script with a syntax error exits 2", function()
+  in_tmpdir(function(dir)
+    write(dir .. "/bad.lua", "local x = = 1\n")
+    local code, out, err = athost_cmd(dir, dir .. "/bad.lua")
+    t.eq(code, 2, "exit code")
+    t.match(err, "bad%.lua:1:", "the message names file and line")
+    t.eq(out, "", "stdout")
+    code = athost_cmd(dir, "-e 'if then'")
+    t.eq(code, 2, "a chunk with a syntax error")
+  end)
+end)
+
+t.test("a failing script exits 1 with one line naming the step", function()
+  in_tmpdir(function(dir)
+    write(dir .. "/fail.lua", [[
+local athost = require("athost")
+athost.step("attach")
+error("no network")
+]])
+    local code, _, err = athost_cmd(dir, "-q " .. dir .. "/fail.lua")
+    t.eq(code, 1, "exit code")
+    local l = lines(err)
+    t.eq(#l, 1, "one line on stderr with -q, got: " .. err)
+    t.match(l[1], '^athost: step "attach" failed: .*fail%.lua:3: no network$', "the line")
+    -- without -q the progress lines come first; the failure is still one line
+    code, _, err = athost_cmd(dir, dir .. "/fail.lua")
+    t.eq(code, 1, "exit code without -q")
+    l = lines(err)
+    t.match(l[#l], '^athost: step "attach" failed: ', "last line")
+    t.nomatch(err, "stack traceback", "stderr")
+    local n = 0
+    for _, x in ipairs(l) do if x:find("^athost:") then n = n + 1 end end
+    t.eq(n, 1, "failure lines")
+  end)
+end)
+
+t.test("-p with a port that cannot be opened exits 3", function()
+  in_tmpdir(function(dir)
+    local code, _, err = athost_cmd(dir,
+      "-p /nonexistent/ttyUSB9 -e 'local p = require(\"athost\").port() print(p)'")
+    t.eq(code, 3, "exit code")
+    t.match(err, "/nonexistent/ttyUSB9", "the message names the port")
+    -- a script that never asks for the port does not fail on it
+    code = athost_cmd(dir, "-p /nonexistent/ttyUSB9 -e 'return true'")
+    t.eq(code, 0, "port not used")
+  end)
+end)
+
+t.test("athost.port() without -p raises (exit 1)", function()
+  in_tmpdir(function(dir)
+    local code, _, err = athost_cmd(dir, "-e 'require(\"athost\").port()'")
+    t.eq(code, 1, "exit code")
+    t.match(err, "%-p", "the message says how to give a port")
+  end)
+end)
+
+-- ---- -e and parameters ---------------------------------------------------------
+
+t.test("-e runs a chunk: the HMAC vector", function()
+  in_tmpdir(function(dir)
+    local code, out = athost_cmd(dir, "-e 'local athost = require(\"athost\") "
+      .. "print(athost.hmac(\"md5\", \"mRMyB50qafv74A5FofvhxZ2h9iTL9wX7\", "
+      .. "\"clientId862991419835241deviceName862991419835241productKeyb1KCi45LcCP\"))'")
+    t.eq(code, 0, "exit code")
+    t.eq(out, "70e7bb641d7566ad26a305dd20e8e261\n", "hmac")
+  end)
+end)
+
+t.test("key=value arguments reach the script", function()
+  in_tmpdir(function(dir)
+    write(dir .. "/args.lua", [[
+local args = ...
+local athost = require("athost")
+assert(athost.params() == args, "athost.params() is the argument table")
+print(args.product_key, args.url, args.empty == "" and "<empty>" or args.empty)
+print(arg[0], arg[1])
+]])
+    local code, out, err = athost_cmd(dir, dir .. "/args.lua product_key=a1B2c3 "
+      .. "'url=http://x/?a=b&c=d' empty=")
+    t.eq(code, 0, "exit code (" .. err .. ")")
+    local l = lines(out)
+    t.eq(l[1], "a1B2c3\thttp://x/?a=b&c=d\t<empty>", "values (split at the first =)")
+    t.eq(l[2], dir .. "/args.lua\tproduct_key=a1B2c3", "arg table")
+    code, out = athost_cmd(dir, "-e 'local a = ... print(a.x)' x=42")
+    t.eq(code, 0, "-e exit code")
+    t.eq(out, "42\n", "-e arguments")
+  end)
+end)
+
+t.test("--config JSON is merged; key=value wins", function()
+  in_tmpdir(function(dir)
+    write(dir .. "/c.json", '{"product_key":"fromjson","region":"cn-shanghai","keepalive":60}')
+    write(dir .. "/show.lua", [[
+local a = ...
+print(a.product_key, a.region, a.keepalive == 60)
+]])
+    local code, out, err = athost_cmd(dir, "--config " .. dir .. "/c.json "
+      .. dir .. "/show.lua product_key=fromarg")
+    t.eq(code, 0, "exit code (" .. err .. ")")
+    t.eq(out, "fromarg\tcn-shanghai\ttrue\n", "merged parameters")
+    write(dir .. "/bad.json", "{not json")
+    code, _, err = athost_cmd(dir, "--config " .. dir .. "/bad.json " .. dir .. "/show.lua")
+    t.eq(code, 2, "a config that is not JSON")
+    t.match(err, "bad%.json", "message")
+    code = athost_cmd(dir, "--config " .. dir .. "/none.json " .. dir .. "/show.lua")
+    t.eq(code, 2, "a config that does not exist")
+  end)
+end)
+
+-- ---- --json ----------------------------------------------------------------------
+
+t.test("--json: one JSON object a line: steps, logs, data, result", function()
+  in_tmpdir(function(dir)
+    write(dir .. "/j.lua", [[
+local athost = require("athost")
+athost.step("attach")
+athost.log("IMEI", "862991419835241")
+athost.step("connect")
+athost.emit("message", { topic = "/a/b", n = 1 })
+]])
+    local code, out = athost_cmd(dir, "--json " .. dir .. "/j.lua")
+    t.eq(code, 0, "exit code")
+    local ev = {}
+    for _, l in ipairs(lines(out)) do
+      local ok, obj = pcall(athost.json.decode, l)
+      t.ok(ok and type(obj) == "table", "not a JSON object: " .. l)
+      t.eq(type(obj.t), "number", "t in " .. l)
+      ev[#ev + 1] = obj
+    end
+    local seq = {}
+    for _, e in ipairs(ev) do
+      seq[#seq + 1] = e.event .. (e.state and ("/" .. e.state) or "")
+        .. (e.name and (":" .. e.name) or "")
+    end
+    t.deepeq(seq, { "step/start:attach", "log", "step/end:attach", "step/start:connect",
+      "data:message", "step/end:connect", "result" }, "events")
+    t.eq(ev[2].text, "IMEI 862991419835241", "log text")
+    t.eq(ev[3].ok, true, "step end ok")
+    t.eq(type(ev[3].ms), "number", "step end ms")
+    t.deepeq(ev[5].data, { topic = "/a/b", n = 1 }, "data")
+    t.eq(ev[7].ok, true, "result ok")
+    t.eq(ev[7].code, 0, "result code")
+  end)
+end)
+
+t.test("--json: a failure is a step end and a result with the error", function()
+  in_tmpdir(function(dir)
+    write(dir .. "/f.lua", [[
+local athost = require("athost")
+athost.step("attach")
+error("no network", 0)
+]])
+    local code, out = athost_cmd(dir, "--json " .. dir .. "/f.lua")
+    t.eq(code, 1, "exit code")
+    local l = lines(out)
+    local last = athost.json.decode(l[#l])
+    t.eq(last.event, "result", "last event")
+    t.eq(last.ok, false, "ok")
+    t.eq(last.code, 1, "code")
+    t.match(last.error, 'step "attach" failed: no network', "error")
+    local endev = athost.json.decode(l[#l - 1])
+    t.eq(endev.event, "step", "step end")
+    t.eq(endev.state, "end", "state")
+    t.eq(endev.ok, false, "step end ok")
+  end)
+end)
+
+-- ---- secrets -----------------------------------------------------------------------
+
+t.test("a product_secret argument never shows in --json output or the transcript", function()
+  in_tmpdir(function(dir)
+    local secret = "Pr0dS3cretVWII9f"
+    write(dir .. "/s.lua", [[
+local athost = require("athost")
+local args = ...
+local m, path = assert(athost.pty { name = "modem" })
+local p = assert(athost.open(path, { name = "dut" }))
+athost.log("signing with", args.product_secret)
+athost.emit("auth", { secret = args.product_secret })
+local modem = athost.spawn(function()
+  local line = assert(m:readline())
+  assert(m:send("\r\n+ECHO: " .. line .. "\r\n\r\nOK\r\n"))
+end)
+local r = assert(p:cmd("AT+AUTH=\"" .. args.product_secret .. "\""))
+assert(r.lines[1]:find(args.product_secret, 1, true), "the script sees it")
+modem:join()
+athost.step("fail")
+error("rejected " .. args.product_secret, 0)
+]])
+    local log = dir .. "/tr.log"
+    local code, out, err = athost_cmd(dir, "--json -l " .. log .. " " .. dir
+      .. "/s.lua product_secret=" .. secret)
+    t.eq(code, 1, "exit code (" .. err .. ")")
+    local tr = t.slurp(log) or ""
+    t.nomatch(out, secret, "--json output")
+    t.nomatch(err, secret, "stderr")
+    t.nomatch(tr, secret, "transcript")
+    t.match(out, "signing with %*%*%*", "the log, masked")
+    t.match(out, '"rejected %*%*%*"', "the result's error, masked")
+    t.match(tr, 'dut > AT%+AUTH="%*%*%*"\\r', "sent, masked")
+    t.match(tr, 'dut < \\r\\n%+ECHO: AT%+AUTH="%*%*%*"\\r\\n', "received, masked")
+    for _, l in ipairs(lines(out)) do
+      t.ok(pcall(athost.json.decode, l), "not JSON: " .. l)
+    end
+  end)
+end)
+
+t.run()

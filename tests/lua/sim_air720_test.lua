@@ -1,0 +1,776 @@
+-- The virtual Air720 (athost.sim.air720) driven with raw AT commands
+-- through athost ports, in front of a real mosquitto (tests/fixtures/
+-- broker.sh, plain, TLS and mutual-TLS listeners) and a local HTTP
+-- server; what reaches the broker is checked with mosquitto_sub and
+-- mosquitto_pub.
+--
+--   ATHOST_PATH=tests/lib ./athost tests/lua/sim_air720_test.lua
+local t = require("t")
+local athost = require("athost")
+local http = require("athost.http11")
+
+local here = ((arg and arg[0]) or "tests/lua/x"):match("^(.*)/[^/]*$") or "."
+local ROOT = here .. "/../.."
+local BROKER_SH = here .. "/../fixtures/broker.sh"
+local DIR = t.tmpdir()
+local B = {}                  -- BROKER_* from broker.env, without the prefix
+
+local function shell(cmd)
+  local f = assert(io.popen(cmd .. " 2>&1"))
+  local out = f:read("a")
+  local ok = f:close()
+  return out, ok
+end
+
+local function uid() return athost.random(4, "hex") end
+
+---------------------------------------------------------------------------
+-- Helpers: modems, MQTT dialogues, mosquitto clients
+---------------------------------------------------------------------------
+
+-- Runs fn(port, model) on a fresh virtual Air720 and closes it, also when
+-- fn fails; the model must not have hit a bug of its own.
+local function with_modem(query, fn)
+  local p, m = assert(athost.open("sim:air720" .. (query and "?" .. query or ""),
+    { timeout = 5000 }))
+  local ok, err = xpcall(fn, debug.traceback, p, m)
+  m:close()
+  if not ok then error(err, 0) end
+  t.eq(#m.bugs, 0, "model errors: " .. table.concat(m.bugs, "\n"))
+end
+
+-- Autobaud, echo off, numeric errors: what every flow starts with.
+local function up(p)
+  assert(p:cmd("AT", { timeout = 2000 }))
+  assert(p:cmd("ATE0"))
+  assert(p:cmd("AT+CMEE=1"))
+end
+
+-- Waits for pat; the lines in `abort` fail the test. They are given to
+-- port:expect as further alternatives rather than as its abort option:
+-- an abort line already buffered when expect starts comes back as
+-- (line, message, nil) instead of (nil, "EABORT: ...", "EABORT") (a host
+-- bug in lport.c, reported).
+local function must_expect(p, pat, opts)
+  opts = opts or {}
+  local alts = { pat }
+  for _, a in ipairs(type(opts.abort) == "table" and opts.abort or { opts.abort }) do
+    alts[#alts + 1] = a
+  end
+  local m = assert(p:expect(alts, { timeout = opts.timeout or 10000 }))
+  if m.index ~= 1 then
+    error(string.format("expected %s, got %q", type(pat) == "table" and pat[1] or pat,
+      m.line), 2)
+  end
+  return m
+end
+
+local CONNECT_FAIL = { "CONNECT FAIL", "CLOSED", "+CME ERROR", "ERROR" }
+
+-- MCONFIG, (SSL)MIPSTART, CONNECT OK, MCONNECT, CONNACK OK.
+local function mqtt_up(p, o)
+  o = o or {}
+  assert(p:cmd(string.format('AT+MCONFIG="%s","%s","%s"', o.client_id or
+    "sim-" .. uid(), o.user or B.USER, o.pass or B.PASS)))
+  assert(p:cmd(string.format('AT+%s="%s",%d', o.tls and "SSLMIPSTART" or
+    "MIPSTART", o.host or "127.0.0.1", o.port or B.PORT)))
+  must_expect(p, "CONNECT OK", { abort = CONNECT_FAIL })
+  assert(p:cmd("AT+MCONNECT=1," .. (o.keepalive or 60)))
+  must_expect(p, "CONNACK OK", { abort = { "+CME ERROR", "ERROR", "CLOSED" } })
+end
+
+local function mqtt_status(p)
+  return assert(p:cmd("AT+MQTTSTATU", { reply = "^%+MQTTSTATU :(%d)$" }))[1]
+end
+
+local function mosq_args(port)
+  return string.format("-h 127.0.0.1 -p %d -u %s -P %s", port or B.PORT,
+    B.USER, B.PASS)
+end
+
+local function wait_file(file, what, done)
+  local deadline = athost.now() + 10000
+  while true do
+    local s = t.slurp(file) or ""
+    local r = done(s)
+    if r then return r end
+    if athost.now() > deadline then
+      error(string.format("%s: not within 10 s; %s holds %q", what, file, s), 3)
+    end
+    athost.sleep(20)
+  end
+end
+
+-- Starts mosquitto_sub on topic in the background and returns once it is
+-- subscribed (its debug output shows the SUBACK); the returned function
+-- waits for the one message it then receives.
+local function subscriber(topic)
+  local id = "sub-" .. uid()
+  local file = DIR .. "/" .. id
+  os.execute(string.format("mosquitto_sub -i %s %s -t '%s' -q 1 -C 1 -W 15 "
+    .. "-F 'MSG|%%t|%%q|%%r|%%x' > %s 2>&1 &", id, mosq_args(), topic, file))
+  -- mosquitto_sub's own output is block-buffered; the broker's log is not.
+  wait_file(B.DIR .. "/mosquitto.log", "mosquitto_sub subscribed", function(s)
+    return s:find("Sending SUBACK to " .. id, 1, true)
+  end)
+  return function()
+    return wait_file(file, "a message at mosquitto_sub", function(s)
+      local tp, q, r, x = s:match("MSG|([^|\n]*)|(%d)|(%d)|(%x*)")
+      if tp then
+        return { topic = tp, qos = tonumber(q), retain = r == "1",
+          payload = athost.unhex(x) }
+      end
+    end)
+  end
+end
+
+-- mosquitto_pub of exactly these bytes.
+local function publish(topic, payload, qos)
+  local file = DIR .. "/pub-" .. uid()
+  local f = assert(io.open(file, "wb"))
+  f:write(payload)
+  f:close()
+  local out, ok = shell(string.format("mosquitto_pub %s -t '%s' -q %d -f %s",
+    mosq_args(), topic, qos or 0, file))
+  t.ok(ok, "mosquitto_pub: " .. out)
+end
+
+local MSUB = { '^%+MSUB: "([^"]*)",(%d+) byte,', count = 2 }
+
+local function topic() return "athost/sim/" .. uid() end
+
+-- Raw bytes after sending s, until `stop` shows up (or ms pass).
+local function raw(p, s, stop, ms)
+  p:flush()
+  if s then assert(p:send(s)) end
+  local got, chunks, deadline = "", 0, athost.now() + (ms or 3000)
+  while not got:find(stop, 1, true) do
+    local left = deadline - athost.now()
+    if left <= 0 then break end
+    local d = p:recv(4096, { timeout = math.ceil(left) })
+    if not d then break end
+    got, chunks = got .. d, chunks + 1
+  end
+  return got, chunks
+end
+
+local function upload(p, name, data)
+  assert(p:cmd(string.format('AT+FSCREATE="%s"', name)))
+  assert(p:cmd(string.format('AT+FSWRITE="%s",0,%d,15', name, #data),
+    { prompt = ">", data = data }))
+end
+
+---------------------------------------------------------------------------
+-- The dialect
+---------------------------------------------------------------------------
+
+t.test("autobaud: only an upper-case AT is answered after power-on", function()
+  with_modem("imei=862991419835241", function(p)
+    t.fails("ETIMEDOUT", p:cmd("at", { timeout = 300 }))
+    t.fails("ETIMEDOUT", p:cmd("AT+CGMR", { timeout = 300 }))
+    t.eq(assert(p:cmd("AT")).final, "OK", "AT")
+    t.eq(assert(p:cmd("at")).final, "OK", "at once synchronised")
+  end)
+end)
+
+t.test("echo is on after power-on, ATE0 turns it off", function()
+  with_modem(nil, function(p)
+    assert(p:cmd("AT"))
+    t.eq(raw(p, "AT+CGMR\r", "OK\r\n"), "AT+CGMR\r\r\nAirM2M_720_V461_LTE_AT\r\n\r\nOK\r\n",
+      "echo, then the framed reply")
+    assert(p:cmd("ATE0"))
+    t.eq(raw(p, "AT+CGATT?\r", "OK\r\n"), "\r\n+CGATT: 1\r\n\r\nOK\r\n", "no echo")
+  end)
+end)
+
+t.test("identity, SIM, registration, attach, signal", function()
+  with_modem("imei=862991419835241&version=AirM2M_720_V499_LTE_AT", function(p)
+    up(p)
+    local function lines(c) return table.concat(assert(p:cmd(c, { reply = false })).lines, "|") end
+    t.eq(lines("AT+CGMR"), "AirM2M_720_V499_LTE_AT", "CGMR")
+    t.eq(lines("AT+CGMI"), "AirM2M", "CGMI")
+    t.eq(lines("AT+CGSN"), "862991419835241", "CGSN")
+    t.eq(lines("ATI"), "AirM2M|Air720|Revision:AirM2M_720_V499_LTE_AT", "ATI")
+    t.eq(lines("AT+CPIN?"), "+CPIN: READY", "CPIN")
+    t.eq(lines("AT+CGREG?"), "+CGREG: 0,1", "CGREG")
+    t.eq(lines("AT+CGATT?"), "+CGATT: 1", "CGATT")
+    t.match(lines("AT+CSQ"), "^%+CSQ: %d+,99$", "CSQ")
+    t.fails("ERROR", p:cmd("AT+NOSUCH"))
+    t.fails("ERROR", p:cmd("HELLO"))
+  end)
+end)
+
+t.test("AT+CFUN=0/1 takes the network away and back; AT+RESET reboots", function()
+  with_modem(nil, function(p)
+    up(p)
+    mqtt_up(p)
+    assert(p:cmd("AT+CFUN=0"))
+    t.eq(assert(p:cmd("AT+CGATT?")).lines[1], "+CGATT: 0", "detached")
+    t.eq(assert(p:cmd("AT+CGREG?")).lines[1], "+CGREG: 0,0", "not registered")
+    t.eq(mqtt_status(p), "0", "the link went with the radio")
+    t.fails("CME", p:cmd(string.format('AT+MIPSTART="127.0.0.1",%d', B.PORT)))
+    assert(p:cmd("AT+CFUN=1"))
+    t.eq(assert(p:cmd("AT+CGATT?")).lines[1], "+CGATT: 1", "attached")
+    mqtt_up(p)
+    assert(p:cmd("AT+RESET"))
+    must_expect(p, "RDY")
+    t.fails("ETIMEDOUT", p:cmd("AT+CGATT?", { timeout = 300 }))
+    up(p)
+    t.eq(mqtt_status(p), "0", "state lost")
+  end)
+end)
+
+t.test("a fresh IMEI per modem, with a valid check digit", function()
+  local a, b
+  with_modem(nil, function(_, m) a = m.imei end)
+  with_modem(nil, function(_, m) b = m.imei end)
+  t.match(a, "^%d%d%d%d%d%d%d%d%d%d%d%d%d%d%d$", "IMEI")
+  t.ok(a ~= b, "two modems, two IMEIs")
+  t.eq(require("athost.sim.core").luhn(a:sub(1, 14)), a, "Luhn")
+end)
+
+t.test("AT+CMEE 0/1/2 and the refusal fault", function()
+  with_modem("refuse=AT+CSQ:100", function(p, m)
+    assert(p:cmd("AT"))
+    t.fails("ERROR", p:cmd("AT+CSQ"))
+    assert(p:cmd("AT+CMEE=1"))
+    local _, msg, code, r = p:cmd("AT+CSQ")
+    t.eq(code, "CME", msg)
+    t.eq(r.cme, 100, "+CME ERROR number")
+    m:refuse("AT+CGATT?", 30)
+    _, msg, code, r = p:cmd("AT+CGATT?")
+    t.eq(code, "CME", msg)
+    t.eq(r.cme, 30, "refused with the given number")
+    assert(p:cmd("AT+CMEE=2"))
+    t.match(t.fails("CME", p:cmd("AT+HTTPTERM")), "operation not allowed", "verbose")
+    m:refuse("AT+CGATT?", nil)
+    assert(p:cmd("AT+CGATT?"))
+  end)
+end)
+
+t.test("files: FSCREATE, FSWRITE after a bare '>', FSREAD, FSLS, FSDEL", function()
+  with_modem(nil, function(p)
+    up(p)
+    t.fails("CME", p:cmd('AT+FSWRITE="a.txt",0,5,10'))       -- no such file
+    assert(p:cmd('AT+FSCREATE="a.txt"'))
+    t.eq(raw(p, 'AT+FSWRITE="a.txt",0,5,10\r', ">"), ">", "the prompt, no CR/LF")
+    assert(p:send("hel\r\n"))
+    t.eq(assert(p:final()).final, "OK", "5 bytes taken")
+    assert(p:cmd('AT+FSWRITE="a.txt",1,2,10', { prompt = ">", data = "lo" }))
+    t.eq(raw(p, 'AT+FSREAD="a.txt"\r', "OK\r\n"), "\r\nhel\r\nlo\r\n\r\nOK\r\n", "FSREAD")
+    upload(p, "b.txt", "x")
+    t.eq(table.concat(assert(p:cmd("AT+FSLS", { reply = false })).lines, ","),
+      "a.txt,b.txt", "FSLS")
+    assert(p:cmd('AT+FSDEL="b.txt"'))
+    t.fails("CME", p:cmd('AT+FSDEL="b.txt"'))
+    -- Too few bytes within the timeout: ERROR, the file unchanged.
+    local t0 = athost.now()
+    t.fails("ERROR", p:cmd('AT+FSWRITE="a.txt",0,10,1', { prompt = ">",
+      data = "abc", timeout = 3000 }))
+    t.ok(athost.now() - t0 >= 900, "waited the second")
+    t.eq(assert(p:cmd('AT+FSFLSIZE="a.txt"')).lines[1], "+FSFLSIZE: 7", "size")
+  end)
+end)
+
+---------------------------------------------------------------------------
+-- MQTT over TCP
+---------------------------------------------------------------------------
+
+t.test("MPUB QoS 0 and QoS 1 (PUBACK) reach mosquitto_sub", function()
+  with_modem(nil, function(p)
+    up(p)
+    mqtt_up(p)
+    t.eq(mqtt_status(p), "1", "online")
+    local tp = topic()
+    local got = subscriber(tp)
+    assert(p:cmd(string.format('AT+MPUB="%s",0,0,"test0"', tp)))
+    local msg = got()
+    t.eq(msg.payload, "test0", "QoS 0 payload")
+    t.eq(msg.qos, 0, "QoS 0")
+    got = subscriber(tp)
+    assert(p:cmd(string.format('AT+MPUB="%s",1,0,"{\\22a\\22:\\5C1,\\0D\\0Ab}"', tp)))
+    must_expect(p, "PUBACK")
+    msg = got()
+    t.eq(msg.payload, '{"a":\\1,\r\nb}', "escapes decoded")
+    t.eq(msg.qos, 1, "QoS 1")
+  end)
+end)
+
+t.test("MPUB refusals: unquoted message, not connected, bad QoS", function()
+  with_modem(nil, function(p)
+    up(p)
+    t.fails("CME", p:cmd('AT+MPUB="t",0,0,"x"'))            -- no MQTT yet
+    mqtt_up(p)
+    t.fails("CME", p:cmd('AT+MPUB="t",0,0,x'))
+    t.fails("CME", p:cmd('AT+MPUB="t",2,0,"x"'))
+    t.fails("CME", p:cmd('AT+MPUB="a/#",0,0,"x"'))
+    t.fails("CME", p:cmd('AT+MSUB="a/#/b",0'))
+  end)
+end)
+
+t.test("MPUBEX: '>' then exactly len raw bytes", function()
+  with_modem(nil, function(p)
+    up(p)
+    mqtt_up(p)
+    local tp = topic()
+    local got = subscriber(tp)
+    local payload = 'bin\0ary "quoted"\r\n\\end'
+    t.eq(raw(p, string.format('AT+MPUBEX="%s",1,0,%d\r', tp, #payload), ">"), ">",
+      "prompt")
+    assert(p:send(payload))
+    assert(p:final())
+    must_expect(p, "PUBACK")
+    t.eq(got().payload, payload, "bytes as sent")
+  end)
+end)
+
+t.test("mosquitto_pub arrives as +MSUB (direct) and via MQTTMSGGET (cached)", function()
+  with_modem(nil, function(p)
+    up(p)
+    mqtt_up(p)
+    local tp = topic()
+    assert(p:cmd(string.format('AT+MSUB="%s",1', tp)))
+    must_expect(p, "SUBACK")
+    assert(p:cmd("AT+MQTTMSGSET=0"))
+    publish(tp, "hello, world\r\nline 2", 1)
+    local m = must_expect(p, MSUB)
+    t.eq(m[1], tp, "topic")
+    t.eq(m.payload, "hello, world\r\nline 2", "payload")
+    t.eq(m[2], "20", "length")
+    -- Cached: +MSUB: <slot>, then AT+MQTTMSGGET (reference 003).
+    assert(p:cmd("AT+MQTTMSGSET=1"))
+    publish(tp, "SSSSddddd", 0)
+    t.eq(must_expect(p, "^%+MSUB: (%d)$")[1], "0", "slot")
+    t.eq(table.concat(assert(p:cmd("AT+MQTTMSGGET?")).lines, "|"),
+      "+MQTTMSGGET: 0,VALID|+MQTTMSGGET: 1,INVALID|+MQTTMSGGET: 2,INVALID|"
+      .. "+MQTTMSGGET: 3,INVALID", "slots")
+    local r = assert(p:cmd("AT+MQTTMSGGET",
+      { reply = { "^%+MSUB: ([^,]*),(%d+) byte,", count = 2 } }))
+    t.eq(r.line, "+MSUB: " .. tp .. ",9 byte,", "unquoted topic")
+    t.eq(r.payload, "SSSSddddd", "cached payload")
+    t.match(table.concat(assert(p:cmd("AT+MQTTMSGGET?")).lines, "|"),
+      "^%+MQTTMSGGET: 0,INVALID", "read frees the slot")
+    assert(p:cmd(string.format('AT+MUNSUB="%s"', tp)))
+    must_expect(p, "UNSUBACK")
+  end)
+end)
+
+t.test("HEX mode both ways (AT+MQTTMODE=1), direct and cached", function()
+  with_modem(nil, function(p)
+    up(p)
+    mqtt_up(p)
+    local tp = topic()
+    assert(p:cmd("AT+MQTTMODE=1"))
+    local got = subscriber(tp)
+    assert(p:cmd(string.format('AT+MPUB="%s",0,0,"313233000A"', tp)))
+    t.eq(got().payload, "123\0\n", "hex decoded")
+    t.fails("CME", p:cmd(string.format('AT+MPUB="%s",0,0,"31G"', tp)))
+    assert(p:cmd(string.format('AT+MSUB="%s",0', tp)))
+    must_expect(p, "SUBACK")
+    publish(tp, "Hi\r\n")
+    local m = must_expect(p, MSUB)
+    t.eq(m.payload, "48690D0A", "hex text")
+    t.eq(m[2], "8", "the count frames the hex digits")
+    assert(p:cmd("AT+MQTTMSGSET=1"))
+    publish(tp, "\1\2")
+    must_expect(p, "^%+MSUB: %d$")
+    t.eq(assert(p:cmd("AT+MQTTMSGGET", { reply = { "^%+MSUB: [^,]*,(%d+) byte,",
+      count = 1 } })).payload, "0102", "cached hex")
+  end)
+end)
+
+t.test("keepalive pings hold a 1 s session open", function()
+  with_modem(nil, function(p)
+    up(p)
+    local cid = "ka-" .. uid()
+    mqtt_up(p, { client_id = cid, keepalive = 1 })
+    t.fails("ETIMEDOUT", p:expect("CLOSED", { timeout = 3500 }))
+    t.eq(mqtt_status(p), "1", "still online")
+    t.ok(t.slurp(B.DIR .. "/mosquitto.log"):find("PINGREQ from " .. cid, 1, true),
+      "the broker saw pings")
+  end)
+end)
+
+t.test("MDISCONNECT then MIPCLOSE: OK, OK, no CLOSED (reference 003)", function()
+  with_modem(nil, function(p)
+    up(p)
+    mqtt_up(p)
+    assert(p:cmd("AT+MDISCONNECT"))
+    assert(p:cmd("AT+MIPCLOSE"))
+    t.fails("ETIMEDOUT", p:expect("CLOSED", { timeout = 300 }))
+    t.eq(mqtt_status(p), "0", "offline")
+    t.fails("CME", p:cmd("AT+MIPCLOSE"))
+    mqtt_up(p)
+  end)
+end)
+
+t.test("MIPSTART twice: ALREADY CONNECT; MCONNECT without a link refused", function()
+  with_modem(nil, function(p)
+    up(p)
+    t.fails("CME", p:cmd("AT+MCONNECT=1,60"))
+    mqtt_up(p)
+    assert(p:cmd(string.format('AT+MIPSTART="127.0.0.1",%d', B.PORT)))
+    must_expect(p, "ALREADY CONNECT")
+  end)
+end)
+
+t.test("wrong credentials: the broker's refusal follows MCONNECT", function()
+  with_modem(nil, function(p)
+    up(p)
+    assert(p:cmd(string.format('AT+MCONFIG="sim-%s","%s","wrong"', uid(), B.USER)))
+    assert(p:cmd(string.format('AT+MIPSTART="127.0.0.1",%d', B.PORT)))
+    must_expect(p, "CONNECT OK", { abort = CONNECT_FAIL })
+    assert(p:cmd("AT+MCONNECT=1,60"))
+    local r = assert(p:expect({ "CONNACK OK", "+CME ERROR", "ERROR" }, { timeout = 10000 }))
+    t.eq(r.line, "+CME ERROR: 767", "the refusal")
+    must_expect(p, "CLOSED")
+    t.eq(mqtt_status(p), "0", "offline")
+  end)
+end)
+
+t.test("a closed port: CONNECT FAIL; the hosts table redirects names", function()
+  local l = assert(athost.listen("127.0.0.1", 0))
+  local dead = l.port
+  l:close()
+  with_modem(string.format("hosts=broker.example=127.0.0.1:%d", B.PORT), function(p)
+    up(p)
+    assert(p:cmd(string.format('AT+MIPSTART="127.0.0.1",%d', dead)))
+    must_expect(p, "CONNECT FAIL", { abort = "CONNECT OK" })
+    t.eq(mqtt_status(p), "0", "offline")
+    mqtt_up(p, { host = "broker.example", port = 1883 })
+  end)
+end)
+
+---------------------------------------------------------------------------
+-- MQTT over TLS
+---------------------------------------------------------------------------
+
+t.test("SSLMIPSTART with seclevel 0: TLS without verification", function()
+  with_modem(nil, function(p)
+    up(p)
+    assert(p:cmd('AT+SSLCFG="seclevel",88,0'))
+    mqtt_up(p, { tls = true, port = B.TLS_PORT })
+    local tp = topic()
+    local got = subscriber(tp)
+    assert(p:cmd(string.format('AT+MPUB="%s",1,0,"over tls"', tp)))
+    must_expect(p, "PUBACK")
+    t.eq(got().payload, "over tls", "payload")
+  end)
+end)
+
+t.test("seclevel 1: the broker verified against the uploaded CA", function()
+  with_modem(string.format("hosts=mqtt.example.com=127.0.0.1:%d", B.TLS_PORT), function(p)
+    up(p)
+    upload(p, "ca.crt", t.slurp(B.CA))
+    assert(p:cmd('AT+SSLCFG="cacert",88,"ca.crt"'))
+    assert(p:cmd('AT+SSLCFG="seclevel",88,1'))
+    mqtt_up(p, { tls = true, port = B.TLS_PORT })
+    assert(p:cmd("AT+MIPCLOSE"))
+    mqtt_up(p, { tls = true, host = "mqtt.example.com", port = 8883 })
+  end)
+end)
+
+t.test("seclevel 1 with the wrong CA: CONNECT FAIL", function()
+  with_modem(nil, function(p)
+    up(p)
+    upload(p, "ca.crt", t.slurp(B.WRONG_CA))
+    assert(p:cmd('AT+SSLCFG="cacert",88,"ca.crt"'))
+    assert(p:cmd('AT+SSLCFG="seclevel",88,1'))
+    assert(p:cmd(string.format('AT+SSLMIPSTART="127.0.0.1",%d', B.TLS_PORT)))
+    must_expect(p, "CONNECT FAIL", { abort = "CONNECT OK" })
+    -- A CA file that does not exist fails the same way.
+    assert(p:cmd('AT+SSLCFG="cacert",88,"none.crt"'))
+    assert(p:cmd(string.format('AT+SSLMIPSTART="127.0.0.1",%d', B.TLS_PORT)))
+    must_expect(p, "CONNECT FAIL", { abort = "CONNECT OK" })
+  end)
+end)
+
+t.test("seclevel 2: mutual TLS with the uploaded client certificate", function()
+  with_modem(nil, function(p)
+    up(p)
+    upload(p, "ca.crt", t.slurp(B.CA))
+    upload(p, "client.crt", t.slurp(B.CLIENT_CERT))
+    upload(p, "client.key", t.slurp(B.CLIENT_KEY))
+    assert(p:cmd('AT+SSLCFG="cacert",88,"ca.crt"'))
+    assert(p:cmd('AT+SSLCFG="clientcert",88,"client.crt"'))
+    assert(p:cmd('AT+SSLCFG="clientkey",88,"client.key"'))
+    assert(p:cmd('AT+SSLCFG="seclevel",88,2'))
+    mqtt_up(p, { tls = true, port = B.MTLS_PORT })
+    local tp = topic()
+    assert(p:cmd(string.format('AT+MSUB="%s",1', tp)))
+    must_expect(p, "SUBACK")
+    publish(tp, "mutual")
+    t.eq(must_expect(p, MSUB).payload, "mutual", "message over mTLS")
+  end)
+end)
+
+---------------------------------------------------------------------------
+-- HTTP
+---------------------------------------------------------------------------
+
+-- A local HTTP server; returns its port, the requests it saw, a stopper.
+local function http_server(reply)
+  local l = assert(athost.listen("127.0.0.1", 0))
+  local seen = {}
+  athost.spawn(http.serve, l, function(req)
+    seen[#seen + 1] = req
+    return reply(req)
+  end)
+  return l.port, seen, function() l:close() end
+end
+
+local function bearer(p)
+  assert(p:cmd('AT+SAPBR=3,1,"CONTYPE","GPRS"'))
+  assert(p:cmd('AT+SAPBR=3,1,"APN","CMIIOT"'))
+  assert(p:cmd("AT+SAPBR=1,1"))
+end
+
+local ACTION = "^%+HTTPACTION: (%d+),(%d+),(%d+)$"
+
+t.test("HTTP POST as in reference 000, against a local server", function()
+  local reply = '{"code":200,"data":{"deviceSecret":"s3cr3t"},"message":"success"}'
+  local port, seen, stop = http_server(function()
+    return 200, { ["Content-Type"] = "application/json" }, reply
+  end)
+  with_modem(nil, function(p)
+    up(p)
+    bearer(p)
+    t.match(assert(p:cmd("AT+SAPBR=2,1")).lines[1], '^%+SAPBR: 1,1,"10%.', "bearer up")
+    t.fails("CME", p:cmd("AT+HTTPACTION=1"))            -- before HTTPINIT
+    assert(p:cmd("AT+HTTPINIT"))
+    t.fails("CME", p:cmd("AT+HTTPINIT"))                -- twice
+    t.fails("CME", p:cmd("AT+HTTPACTION=1"))            -- no URL
+    assert(p:cmd(string.format('AT+HTTPPARA="URL","http://127.0.0.1:%d/auth/register/device"', port)))
+    assert(p:cmd('AT+HTTPPARA="USER_DEFINED","Content-Type: application/x-www-form-urlencoded"'))
+    local body = "productKey=b1KCi45LcCP&deviceName=862991419835241&random=123456"
+    assert(p:cmd(string.format("AT+HTTPDATA=%d,20000", #body),
+      { prompt = "DOWNLOAD", data = body }))
+    assert(p:cmd("AT+HTTPACTION=1"))
+    local a = must_expect(p, ACTION)
+    t.eq(a[1] .. "," .. a[2] .. "," .. a[3], "1,200," .. #reply, "+HTTPACTION")
+    local r = assert(p:cmd("AT+HTTPREAD", { reply = { "^%+HTTPREAD: (%d+)", count = 1 } }))
+    t.eq(r.payload, reply, "HTTPREAD body")
+    assert(p:cmd("AT+HTTPTERM"))
+    t.fails("CME", p:cmd("AT+HTTPTERM"))
+    t.eq(#seen, 1, "requests")
+    t.eq(seen[1].method, "POST", "method")
+    t.eq(seen[1].path, "/auth/register/device", "path")
+    t.eq(seen[1].headers["content-type"], "application/x-www-form-urlencoded", "header")
+    t.eq(seen[1].body, body, "body")
+  end)
+  stop()
+end)
+
+t.test("HTTP GET through the hosts table; 601 without bearer or server", function()
+  local port, seen, stop = http_server(function() return 200, {}, "pong" end)
+  local l = assert(athost.listen("127.0.0.1", 0))
+  local dead = l.port
+  l:close()
+  with_modem(string.format("hosts=iot-auth.example.com=127.0.0.1:%d", port), function(p)
+    up(p)
+    assert(p:cmd("AT+HTTPINIT"))
+    assert(p:cmd('AT+HTTPPARA="URL","http://iot-auth.example.com/ping"'))
+    assert(p:cmd("AT+HTTPACTION=0"))
+    t.eq(must_expect(p, ACTION)[2], "601", "no bearer")
+    bearer(p)
+    assert(p:cmd("AT+HTTPACTION=0"))
+    local a = must_expect(p, ACTION)
+    t.eq(a[1] .. "," .. a[2] .. "," .. a[3], "0,200,4", "GET")
+    t.eq(seen[1].headers.host, "iot-auth.example.com", "Host header")
+    assert(p:cmd(string.format('AT+HTTPPARA="URL","http://127.0.0.1:%d/"', dead)))
+    assert(p:cmd("AT+HTTPACTION=0"))
+    t.eq(must_expect(p, ACTION)[2], "601", "connection refused")
+  end)
+  stop()
+end)
+
+t.test("HTTPDATA with a wrong length: too few bytes time out, too many spill", function()
+  local port, seen, stop = http_server(function() return 200, {}, "ok" end)
+  with_modem(nil, function(p)
+    up(p)
+    bearer(p)
+    assert(p:cmd("AT+HTTPINIT"))
+    assert(p:cmd(string.format('AT+HTTPPARA="URL","http://127.0.0.1:%d/"', port)))
+    local t0 = athost.now()
+    t.fails("ERROR", p:cmd("AT+HTTPDATA=10,1000", { prompt = "DOWNLOAD",
+      data = "short", timeout = 3000 }))
+    t.ok(athost.now() - t0 >= 900, "waited for the bytes")
+    -- Three bytes announced, six sent: the rest starts the next line.
+    assert(p:cmd("AT+HTTPDATA=3,1000", { prompt = "DOWNLOAD", data = "abcdef" }))
+    t.fails("ERROR", p:cmd("AT+HTTPACTION=1"))
+    assert(p:cmd("AT+HTTPACTION=1"))
+    must_expect(p, ACTION)
+    t.eq(seen[1].body, "abc", "the server got the announced bytes")
+  end)
+  stop()
+end)
+
+---------------------------------------------------------------------------
+-- Faults
+---------------------------------------------------------------------------
+
+t.test("fault: the link drops -> CLOSED, then reconnect from MIPSTART", function()
+  with_modem(nil, function(p, m)
+    up(p)
+    mqtt_up(p)
+    m:drop()
+    must_expect(p, "CLOSED")
+    t.eq(mqtt_status(p), "0", "offline")
+    t.fails("CME", p:cmd("AT+MIPCLOSE"))         -- 003: ignore its error
+    mqtt_up(p)
+  end)
+  with_modem("drop=AT+MQTTSTATU", function(p)
+    up(p)
+    mqtt_up(p)
+    t.eq(mqtt_status(p), "1", "answered first")
+    must_expect(p, "CLOSED")
+  end)
+end)
+
+t.test("fault: the bearer is lost -> +PDP DEACT; CIPSHUT recovers", function()
+  with_modem(nil, function(p, m)
+    up(p)
+    bearer(p)
+    mqtt_up(p)
+    m:pdp_deact()
+    must_expect(p, "+PDP DEACT")
+    t.eq(mqtt_status(p), "0", "offline")
+    t.match(assert(p:cmd("AT+SAPBR=2,1")).lines[1], "^%+SAPBR: 1,3,", "bearer down")
+    t.fails("CME", p:cmd(string.format('AT+MIPSTART="127.0.0.1",%d', B.PORT)))
+    assert(p:cmd("AT+CIPSHUT", { final = { "SHUT OK" } }))
+    bearer(p)
+    mqtt_up(p)
+  end)
+end)
+
+t.test("fault: noise between lines", function()
+  with_modem("noise=1", function(p)
+    up(p)
+    for _ = 1, 5 do
+      t.deepeq(assert(p:cmd("AT+CGATT?")).lines, { "+CGATT: 1" }, "reply")
+    end
+    local got = raw(p, "AT+CGMR\r", "OK\r\n")
+    t.ok(got:find("\0", 1, true), "garbage on the wire: " .. got:gsub("%c", "."))
+    t.match(got, "\r\nAirM2M_720_V461_LTE_AT\r\n", "the line intact")
+  end)
+end)
+
+t.test("fault: output one byte at a time", function()
+  with_modem("slow=3", function(p)
+    up(p)
+    athost.sleep(50)          -- the LF after up()'s last OK is still coming
+    local t0 = athost.now()
+    local got, chunks = raw(p, "AT+CGMR\r", "OK\r\n")
+    t.eq(got, "\r\nAirM2M_720_V461_LTE_AT\r\n\r\nOK\r\n", "bytes")
+    t.ok(chunks >= #got // 2, string.format("%d bytes in %d reads", #got, chunks))
+    t.ok(athost.now() - t0 >= 2 * #got, "paced")
+    t.eq(assert(p:cmd("AT+CGSN")).final, "OK", "a command still works")
+  end)
+end)
+
+t.test("fault: echo stuck on", function()
+  with_modem(nil, function(p, m)
+    up(p)
+    m:echo(true)
+    assert(p:cmd("ATE0"))
+    t.eq(raw(p, "AT+CGATT?\r", "OK\r\n"), "AT+CGATT?\r\r\n+CGATT: 1\r\n\r\nOK\r\n",
+      "echo despite ATE0")
+    t.deepeq(assert(p:cmd("AT+CGATT?")).lines, { "+CGATT: 1" }, "flows skip it")
+  end)
+end)
+
+t.test("fault: reboot mid-dialogue -> banner, state lost, autobaud", function()
+  with_modem(nil, function(p, m)
+    up(p)
+    upload(p, "keep.txt", "flash")
+    mqtt_up(p)
+    m:reboot()
+    must_expect(p, "RDY")
+    t.fails("ETIMEDOUT", p:cmd("AT+MQTTSTATU", { timeout = 300 }))
+    assert(p:cmd("AT"))
+    t.eq(raw(p, "AT+MQTTSTATU\r", "OK\r\n"), "AT+MQTTSTATU\r\r\n+MQTTSTATU :0\r\n\r\nOK\r\n",
+      "echo back on, offline")
+    assert(p:cmd("ATE0"))
+    t.eq(assert(p:cmd('AT+FSFLSIZE="keep.txt"')).lines[1], "+FSFLSIZE: 5", "files kept")
+  end)
+  with_modem("reboot=AT+HTTPDATA", function(p)
+    up(p)
+    assert(p:cmd("AT+HTTPINIT"))
+    t.fails("EABORT", p:cmd("AT+HTTPDATA=5,1000", { prompt = "DOWNLOAD", data = "hello",
+      abort = "RDY" }))
+    assert(p:cmd("AT", { timeout = 2000 }))
+    assert(p:cmd("AT+HTTPINIT"))                  -- the old session is gone
+  end)
+end)
+
+t.test("fault: silence -> the command times out", function()
+  with_modem(nil, function(p, m)
+    up(p)
+    m:silent(true)
+    t.fails("ETIMEDOUT", p:cmd("AT", { timeout = 500 }))
+    m:silent(false)
+    assert(p:cmd("AT"))
+  end)
+  with_modem("silent=AT+CGATT?", function(p)
+    up(p)
+    local msg = t.fails("ETIMEDOUT", p:cmd("AT+CGATT?", { timeout = 500 }))
+    t.match(msg, "no final result to AT%+CGATT%?", "message")
+    t.fails("ETIMEDOUT", p:cmd("AT", { timeout = 300 }))
+  end)
+end)
+
+---------------------------------------------------------------------------
+-- Standalone
+---------------------------------------------------------------------------
+
+t.test("athost scripts/sim/air720.lua serves a separate athost -p", function()
+  local link, out, pidf = DIR .. "/ttyAIR", DIR .. "/sim.out", DIR .. "/sim.pid"
+  assert(os.execute(string.format("%s/athost %s/scripts/sim/air720.lua link=%s "
+    .. "imei=861234567890123 > %s 2>&1 & echo $! > %s", ROOT, ROOT, link, out, pidf)))
+  local pid = wait_file(pidf, "pid", function(s) return s:match("%d+") end)
+  local ok, err = pcall(function()
+    wait_file(out, "the slave path", function(s) return s:find("/dev/pts/") end)
+    local chunk = "local p = require('athost').port() assert(p:cmd('AT')) "
+      .. "print(assert(p:cmd('AT+CGSN')).lines[1])"
+    local res, okc = shell(string.format("%s/athost -p %s -e \"%s\"", ROOT, link, chunk))
+    t.ok(okc, "client: " .. res)
+    t.match(res, "861234567890123", "IMEI from the standalone modem")
+    res, okc = shell(string.format("%s/athost -p 'sim:air720?imei=869999999999999' -e \"%s\"",
+      ROOT, chunk))
+    t.ok(okc, "-p sim: " .. res)
+    t.match(res, "869999999999999", "IMEI from -p sim:air720")
+  end)
+  os.execute("kill -TERM " .. pid)
+  wait_file(out, "the simulator to exit", function()
+    return not os.execute("kill -0 " .. pid .. " 2>/dev/null")
+  end)
+  if not ok then error(err, 0) end
+end)
+
+-- Last: it restarts the broker.
+t.test("fault: broker restart -> CLOSED, reconnect afterwards", function()
+  with_modem(nil, function(p)
+    up(p)
+    mqtt_up(p)
+    local out, ok = shell(BROKER_SH .. " restart " .. DIR)
+    t.ok(ok, "broker.sh restart: " .. out)
+    must_expect(p, "CLOSED")
+    t.eq(mqtt_status(p), "0", "offline")
+    mqtt_up(p)
+  end)
+end)
+
+---------------------------------------------------------------------------
+
+local out, ok = shell(BROKER_SH .. " start " .. DIR)
+if not ok then error("broker.sh start failed:\n" .. out, 0) end
+for k, v in out:gmatch("BROKER_([%w_]+)=([^\n]*)") do
+  B[k] = v:match("^'(.*)'$") or v
+end
+B.PORT, B.TLS_PORT, B.MTLS_PORT = tonumber(B.PORT), tonumber(B.TLS_PORT),
+  tonumber(B.MTLS_PORT)
+
+local passed, err = pcall(t.run)
+shell(BROKER_SH .. " stop " .. DIR)
+shell("rm -rf " .. DIR)
+if not passed then error(err, 0) end
