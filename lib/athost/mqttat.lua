@@ -180,7 +180,7 @@ function S:recover()
     self.status_before = self:status()
     m:cmd(p.close)                   -- its ERROR means already closed
     if why == p.pdp_deact then
-      m:cmd(m.profile.shut)
+      m:cmd(m.profile.shut, { final = m.profile.shut_ok })
       local ok, err = pcall(function()
         m:network()
         m:bearer(self.o.apn)

@@ -24,6 +24,7 @@ return {
   bearer_close = "AT+SAPBR=0,1",
   default_apn = "CMIIOT",
   shut = "AT+CIPSHUT",
+  shut_ok = "SHUT OK",          -- its final result (SIMCom-style), not OK
   timeouts = {                  -- ms, by command name
     default = 5000,
     ["AT+SAPBR"] = 85000,
