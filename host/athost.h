@@ -26,46 +26,46 @@ extern "C" {
 
 /* Exit codes of the command, and results of a run. */
 enum {
-    ATH_EXIT_OK = 0,        /* the flow finished */
-    ATH_EXIT_FAIL = 1,      /* the flow or one of its steps failed */
-    ATH_EXIT_USAGE = 2,     /* bad arguments or a script that does not load */
-    ATH_EXIT_PORT = 3,      /* the port could not be opened */
-    ATH_EXIT_CANCELED = 4   /* ath_host_cancel() or a signal stopped it */
+    ATH_EXIT_OK = 0,      /* the flow finished */
+    ATH_EXIT_FAIL = 1,    /* the flow or one of its steps failed */
+    ATH_EXIT_USAGE = 2,   /* bad arguments or a script that does not load */
+    ATH_EXIT_PORT = 3,    /* the port could not be opened */
+    ATH_EXIT_CANCELED = 4 /* ath_host_cancel() or a signal stopped it */
 };
 
 typedef enum ath_event_type {
-    ATH_EVENT_STEP_START = 1,  /* name: the step */
-    ATH_EVENT_STEP_END,        /* name, ms, ok, text: the error if !ok */
-    ATH_EVENT_LOG,             /* text */
-    ATH_EVENT_URC,             /* port: the port, text: the line */
-    ATH_EVENT_TRANSCRIPT,      /* port, text: one escaped transcript record */
-    ATH_EVENT_DATA,            /* name, json: what the flow emitted */
-    ATH_EVENT_RESULT           /* ok, text: the error if !ok, ms, code */
+    ATH_EVENT_STEP_START = 1, /* name: the step */
+    ATH_EVENT_STEP_END,       /* name, ms, ok, text: the error if !ok */
+    ATH_EVENT_LOG,            /* text */
+    ATH_EVENT_URC,            /* port: the port, text: the line */
+    ATH_EVENT_TRANSCRIPT,     /* port, text: one escaped transcript record */
+    ATH_EVENT_DATA,           /* name, json: what the flow emitted */
+    ATH_EVENT_RESULT          /* ok, text: the error if !ok, ms, code */
 } ath_event_type_t;
 
 typedef struct ath_event {
     ath_event_type_t type;
-    const char *name;    /* step or event name, or NULL */
-    const char *port;    /* port name, or NULL */
-    const char *text;    /* secrets already masked as *** */
-    const char *json;    /* the event as one JSON object */
-    double ms;           /* duration (STEP_END, RESULT) or time since start */
+    const char *name; /* step or event name, or NULL */
+    const char *port; /* port name, or NULL */
+    const char *text; /* secrets already masked as *** */
+    const char *json; /* the event as one JSON object */
+    double ms;        /* duration (STEP_END, RESULT) or time since start */
     int ok;
-    int code;            /* RESULT: ATH_EXIT_* */
+    int code; /* RESULT: ATH_EXIT_* */
 } ath_event_t;
 
 typedef struct ath_host ath_host_t;
 typedef void (*ath_event_cb)(ath_host_t *h, const ath_event_t *ev, void *ud);
 
 typedef struct ath_host_opts {
-    ath_event_cb on_event;   /* NULL: print events to stderr (or stdout as
-                                JSON lines when json is set) */
+    ath_event_cb on_event; /* NULL: print events to stderr (or stdout as
+                              JSON lines when json is set) */
     void *ud;
-    int json;                /* default printer: JSON lines on stdout */
-    int quiet;               /* default printer: steps and logs off */
-    const char *transcript;  /* file path, "-" for stderr, or NULL */
-    const char *lib_path;    /* extra Lua search directories, ':'-separated */
-    const char *name;        /* a label for this host's events (a DUT id) */
+    int json;               /* default printer: JSON lines on stdout */
+    int quiet;              /* default printer: steps and logs off */
+    const char *transcript; /* file path, "-" for stderr, or NULL */
+    const char *lib_path;   /* extra Lua search directories, ':'-separated */
+    const char *name;       /* a label for this host's events (a DUT id) */
 } ath_host_opts_t;
 
 /* Creates a host on loop (NULL: a loop of its own). Returns NULL and sets
@@ -83,8 +83,7 @@ void ath_host_add_secret(ath_host_t *h, const char *value);
 
 /* Sets the script's global arg table as lua.c does: arg[0] = script,
  * arg[1..n] = argv. */
-void ath_host_set_argv(ath_host_t *h, const char *script, int n,
-                       char **argv);
+void ath_host_set_argv(ath_host_t *h, const char *script, int n, char **argv);
 /* The loop the host runs on. */
 uv_loop_t *ath_host_loop(ath_host_t *h);
 

@@ -17,8 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define PROMPT_MAX 256          /* longest unterminated line tried as prompt */
-#define COUNT_MAX (64u << 20)   /* largest payload a count may announce */
+#define PROMPT_MAX 256        /* longest unterminated line tried as prompt */
+#define COUNT_MAX (64u << 20) /* largest payload a count may announce */
 
 typedef struct urc {
     ath_pat_t p;
@@ -28,9 +28,9 @@ typedef struct urc {
 /* A counted match whose payload is still arriving. */
 typedef struct pending {
     int on;
-    ath_chat_event_t ev;   /* type, index, matched, m; pointers set on emit */
-    size_t hdr_end;        /* end of the matched header (offset in b) */
-    size_t pstart;         /* payload start (offset in b) */
+    ath_chat_event_t ev; /* type, index, matched, m; pointers set on emit */
+    size_t hdr_end;      /* end of the matched header (offset in b) */
+    size_t pstart;       /* payload start (offset in b) */
     size_t plen;
 } pending_t;
 
@@ -42,9 +42,9 @@ struct ath_chat {
     urc_t *urc;
     int nurc, urccap;
     pending_t cnt;
-    size_t cut_a, cut_b;   /* a claimed backlog line to remove, if cut_b */
-    int raw;               /* the last wait was a READ: with no wait, line
-                              ends at head are kept for the next read */
+    size_t cut_a, cut_b; /* a claimed backlog line to remove, if cut_b */
+    int raw;             /* the last wait was a READ: with no wait, line
+                            ends at head are kept for the next read */
 };
 
 ath_chat_t *ath_chat_new(size_t max_line, size_t max_backlog)
@@ -234,8 +234,8 @@ static long long chat_count(const ath_pat_t *p, const char *line,
  * known, fills c->cnt and returns 1; returns 0 for no match and -1 when
  * the match is there but more bytes are needed to place the payload.
  */
-static int chat_try_count(ath_chat_t *c, const ath_pat_t *p, size_t t,
-                          int type, int index)
+static int chat_try_count(ath_chat_t *c, const ath_pat_t *p, size_t t, int type,
+                          int index)
 {
     ath_match_t m;
     const char *line = c->b + c->ls;
@@ -250,9 +250,9 @@ static int chat_try_count(ath_chat_t *c, const ath_pat_t *p, size_t t,
         return 0;
     end = c->ls + m.end;
     if (end == c->len)
-        return -1;                  /* more digits, or the line end, may come */
+        return -1; /* more digits, or the line end, may come */
     if (end < t) {
-        ps = end;                   /* inline payload */
+        ps = end; /* inline payload */
     } else if (c->b[t] == '\r') {
         if (t + 1 == c->len)
             return -1;
@@ -373,8 +373,7 @@ static int chat_urc(const ath_chat_t *c, const char *s, size_t n,
  * Classifies the complete line [ls, t), whose terminator ends at next.
  * Returns 1 with *ev filled, or 0 when the line produced no event.
  */
-static int chat_line(ath_chat_t *c, size_t t, size_t next,
-                     ath_chat_event_t *ev)
+static int chat_line(ath_chat_t *c, size_t t, size_t next, ath_chat_event_t *ev)
 {
     ath_wait_t *w = &c->w;
     const char *s = c->b + c->ls;
@@ -420,7 +419,7 @@ static int chat_line(ath_chat_t *c, size_t t, size_t next,
     if ((i = chat_first(w->prompts, w->nprompts, s, n, &ev->m)) >= 0) {
         ev->type = ATH_EV_PROMPT;
         ev->index = i;
-        ev->len = ev->m.end;        /* as when it comes without a line end */
+        ev->len = ev->m.end; /* as when it comes without a line end */
         chat_consume(c, from, next);
         if (w->mode == ATH_WAIT_CMD)
             w->nprompts = 0;
@@ -445,7 +444,7 @@ static int chat_line(ath_chat_t *c, size_t t, size_t next,
     case ATH_WAIT_CMD:
         chat_consume(c, from, next);
         if (!chat_printable(s, n))
-            return 0;               /* noise between lines */
+            return 0; /* noise between lines */
         ev->type = ATH_EV_REPLY;
         return 1;
     case ATH_WAIT_LINE:
@@ -453,11 +452,9 @@ static int chat_line(ath_chat_t *c, size_t t, size_t next,
         chat_consume(c, from, next);
         chat_end_wait(c);
         return 1;
-    case ATH_WAIT_EXPECT:
-        chat_consume(c, from, next);
-        return 0;
+    case ATH_WAIT_EXPECT: chat_consume(c, from, next); return 0;
     default:
-        c->ls = c->scan = next;     /* kept in the backlog */
+        c->ls = c->scan = next; /* kept in the backlog */
         return 0;
     }
 }
@@ -581,9 +578,9 @@ int ath_chat_next(ath_chat_t *c, ath_chat_event_t *ev)
                 return 1;
             if (c->len - c->ls < c->max_line)
                 return 0;
-            t = next = c->ls + c->max_line;   /* an overlong line, in pieces */
+            t = next = c->ls + c->max_line; /* an overlong line, in pieces */
         } else if (t - c->ls > c->max_line) {
-            t = next = c->ls + c->max_line;   /* the same, arrived whole */
+            t = next = c->ls + c->max_line; /* the same, arrived whole */
         } else {
             next = t + 1;
         }

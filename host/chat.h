@@ -30,69 +30,75 @@
 enum { ATH_PAT_LITERAL, ATH_PAT_LUA };
 
 typedef struct ath_pat {
-    int kind;           /* ATH_PAT_LITERAL: the line starts with text */
-    const char *text;   /* not owned; must outlive its use by the engine */
+    int kind;         /* ATH_PAT_LITERAL: the line starts with text */
+    const char *text; /* not owned; must outlive its use by the engine */
     size_t len;
-    int count_cap;      /* > 0: capture number holding a payload byte count */
+    int count_cap; /* > 0: capture number holding a payload byte count */
 } ath_pat_t;
 
 enum {
     ATH_WAIT_NONE,
-    ATH_WAIT_EXPECT,    /* one of alts, or a prompt in the partial line */
-    ATH_WAIT_CMD,       /* a final result code; reply lines along the way */
-    ATH_WAIT_LINE,      /* the next line no URC handler claims */
-    ATH_WAIT_READ       /* exactly nbytes raw bytes */
+    ATH_WAIT_EXPECT, /* one of alts, or a prompt in the partial line */
+    ATH_WAIT_CMD,    /* a final result code; reply lines along the way */
+    ATH_WAIT_LINE,   /* the next line no URC handler claims */
+    ATH_WAIT_READ    /* exactly nbytes raw bytes */
 };
 
 typedef struct ath_wait {
     int mode;
-    const ath_pat_t *alts;     /* EXPECT: awaited; CMD: extra final codes */
+    const ath_pat_t *alts; /* EXPECT: awaited; CMD: extra final codes */
     int nalts;
     const ath_pat_t *aborts;
     int naborts;
-    const ath_pat_t *prompts;  /* also matched against an unterminated line */
+    const ath_pat_t *prompts; /* also matched against an unterminated line */
     int nprompts;
-    const ath_pat_t *reply;    /* CMD: pattern of the lines that answer */
-    const char *echo;          /* CMD: the command as sent, to skip its echo */
+    const ath_pat_t *reply; /* CMD: pattern of the lines that answer */
+    const char *echo;       /* CMD: the command as sent, to skip its echo */
     size_t echolen;
-    size_t nbytes;             /* READ: exactly this many bytes */
-    int some;                  /* READ: 1 to nbytes bytes, what is there */
+    size_t nbytes; /* READ: exactly this many bytes */
+    int some;      /* READ: 1 to nbytes bytes, what is there */
 } ath_wait_t;
 
 enum {
-    ATH_EV_URC = 1,  /* index = URC id; the wait (if any) goes on */
-    ATH_EV_MATCH,    /* EXPECT: index = alternative (0-based); wait ends */
-    ATH_EV_ABORT,    /* index = abort pattern; wait ends */
-    ATH_EV_FINAL,    /* CMD: index = ATH_FINAL_* or ATH_FINAL_ALT + alt; ends */
-    ATH_EV_REPLY,    /* CMD: a reply line; m holds reply-pattern captures */
-    ATH_EV_PROMPT,   /* CMD or EXPECT: prompt index seen; CMD goes on */
-    ATH_EV_LINE,     /* LINE: the line; wait ends */
-    ATH_EV_READ,     /* READ: line/len are the bytes; wait ends */
-    ATH_EV_DROP      /* len bytes were dropped (overlong line or backlog) */
+    ATH_EV_URC = 1, /* index = URC id; the wait (if any) goes on */
+    ATH_EV_MATCH,   /* EXPECT: index = alternative (0-based); wait ends */
+    ATH_EV_ABORT,   /* index = abort pattern; wait ends */
+    ATH_EV_FINAL,   /* CMD: index = ATH_FINAL_* or ATH_FINAL_ALT + alt; ends */
+    ATH_EV_REPLY,   /* CMD: a reply line; m holds reply-pattern captures */
+    ATH_EV_PROMPT,  /* CMD or EXPECT: prompt index seen; CMD goes on */
+    ATH_EV_LINE,    /* LINE: the line; wait ends */
+    ATH_EV_READ,    /* READ: line/len are the bytes; wait ends */
+    ATH_EV_DROP     /* len bytes were dropped (overlong line or backlog) */
 };
 
-enum { ATH_FINAL_OK, ATH_FINAL_ERROR, ATH_FINAL_CME, ATH_FINAL_CMS,
-       ATH_FINAL_ALT };
+enum {
+    ATH_FINAL_OK,
+    ATH_FINAL_ERROR,
+    ATH_FINAL_CME,
+    ATH_FINAL_CMS,
+    ATH_FINAL_ALT
+};
 
 typedef struct ath_chat_event {
     int type;
     int index;
-    int matched;            /* m is valid (a pattern matched this line) */
-    const char *line;       /* valid until the next call into the engine */
+    int matched;      /* m is valid (a pattern matched this line) */
+    const char *line; /* valid until the next call into the engine */
     size_t len;
-    ath_match_t m;          /* offsets relative to line */
-    const char *payload;    /* counted payload, or NULL */
+    ath_match_t m;       /* offsets relative to line */
+    const char *payload; /* counted payload, or NULL */
     size_t plen;
 } ath_chat_event_t;
 
 typedef struct ath_chat ath_chat_t;
 
-#define ATH_CHAT_MAX_LINE (1u << 20)     /* default bound of one line */
-#define ATH_CHAT_BACKLOG (1u << 20)      /* default bound of the backlog */
+#define ATH_CHAT_MAX_LINE (1u << 20) /* default bound of one line */
+#define ATH_CHAT_BACKLOG (1u << 20)  /* default bound of the backlog */
 
-/* Creates an engine (0 for either bound: its default). max_line bounds one line (longer ones are cut into
- * pieces of that size and an ATH_EV_DROP-free split is reported as lines);
- * max_backlog bounds what is kept with no wait in progress. */
+/* Creates an engine (0 for either bound: its default). max_line bounds one line
+ * (longer ones are cut into pieces of that size and an ATH_EV_DROP-free split
+ * is reported as lines); max_backlog bounds what is kept with no wait in
+ * progress. */
 ath_chat_t *ath_chat_new(size_t max_line, size_t max_backlog);
 void ath_chat_free(ath_chat_t *c);
 

@@ -23,8 +23,8 @@
 #define ATHOST_LIBDIR "/usr/local/share/athost/lib"
 #endif
 
-static const char HOST_KEY = 'h';      /* registry: light userdata host */
-#define FLOWS "athost.flows"           /* registry: thread -> task table */
+static const char HOST_KEY = 'h'; /* registry: light userdata host */
+#define FLOWS "athost.flows"      /* registry: thread -> task table */
 #define PARAMS "athost.params"
 
 ath_host_t *ath_host_from(lua_State *L)
@@ -48,7 +48,7 @@ void ath_host_add_secret(ath_host_t *h, const char *value)
     size_t i, n = strlen(value);
     char **ns;
     if (n < 3)
-        return;             /* masking "" or "1" would mask everything */
+        return; /* masking "" or "1" would mask everything */
     for (i = 0; i < h->nsecrets; i++)
         if (strcmp(h->secrets[i], value) == 0)
             return;
@@ -66,7 +66,7 @@ void ath_host_add_secret(ath_host_t *h, const char *value)
 char *ath_host_redact(ath_host_t *h, const char *s, size_t n, size_t *outn)
 {
     size_t i, o = 0, k;
-    char *out = malloc(n + 1);      /* "***" is never longer than a secret */
+    char *out = malloc(n + 1); /* "***" is never longer than a secret */
     if (out == NULL)
         return NULL;
     for (i = 0; i < n;) {
@@ -111,9 +111,8 @@ static void json_str(luaL_Buffer *b, const char *s)
     luaL_addchar(b, '"');
 }
 
-static const char *event_names[] = {
-    "", "step", "step", "log", "urc", "transcript", "data", "result"
-};
+static const char *event_names[] = {"",    "step",       "step", "log",
+                                    "urc", "transcript", "data", "result"};
 
 /* Builds the event's JSON line unless it has one; leaves it on L's stack. */
 static void event_json(ath_host_t *h, ath_event_t *ev)
@@ -152,8 +151,9 @@ static void event_json(ath_host_t *h, ath_event_t *ev)
     }
     if (ev->text) {
         luaL_addstring(&b, ev->type == ATH_EVENT_STEP_END ||
-                           ev->type == ATH_EVENT_RESULT ? ",\"error\":"
-                                                        : ",\"text\":");
+                                   ev->type == ATH_EVENT_RESULT
+                               ? ",\"error\":"
+                               : ",\"text\":");
         json_str(&b, ev->text);
     }
     if (ev->json) {
@@ -187,8 +187,7 @@ static void event_print(ath_host_t *h, const ath_event_t *ev)
         if (!ev->ok && ev->text)
             fprintf(stderr, "athost:%s%s %s\n", sep, who, ev->text);
         break;
-    default:
-        break;
+    default: break;
     }
     fflush(stderr);
 }
@@ -243,7 +242,7 @@ void ath_host_wake(ath_host_t *h, lua_State *co, int nargs)
         ath_ready_t *nr = malloc(ncap * sizeof *nr);
         size_t i;
         if (nr == NULL)
-            abort();        /* cannot queue a wake-up: nothing sane to do */
+            abort(); /* cannot queue a wake-up: nothing sane to do */
         for (i = 0; i < h->nready; i++)
             nr[i] = h->ready[(h->readyhead + i) % h->readycap];
         free(h->ready);
@@ -433,10 +432,10 @@ static void host_resume(ath_host_t *h, lua_State *co, int nargs)
     int nres, st;
     if (lua_status(co) != LUA_YIELD && lua_status(co) != LUA_OK) {
         lua_pop(co, nargs);
-        return;                         /* died meanwhile */
+        return; /* died meanwhile */
     }
     if (lua_status(co) == LUA_OK && lua_gettop(co) == 0)
-        return;                         /* finished meanwhile */
+        return; /* finished meanwhile */
     st = lua_resume(co, h->L, nargs, &nres);
     if (st == LUA_YIELD) {
         lua_pop(co, nres);
@@ -449,7 +448,8 @@ static void host_resume(ath_host_t *h, lua_State *co, int nargs)
             const char *why = nres >= 2 ? lua_tostring(co, -nres + 1) : NULL;
             flow_done(h, co, 1, 0);
             host_finish(h, fail ? ATH_EXIT_FAIL : ATH_EXIT_OK,
-                        fail ? (why ? why : "the script returned false") : NULL);
+                        fail ? (why ? why : "the script returned false")
+                             : NULL);
             return;
         }
         flow_done(h, co, 1, nres);
@@ -482,7 +482,7 @@ void ath_host_dispatch(ath_host_t *h)
         h->readyhead = (h->readyhead + 1) % h->readycap;
         h->nready--;
         if (h->done)
-            continue;           /* the run is over: no flow goes on */
+            continue; /* the run is over: no flow goes on */
         host_resume(h, r.co, r.nargs);
     }
     h->dispatching = 0;
@@ -492,11 +492,11 @@ void ath_host_dispatch(ath_host_t *h)
 
 lua_State *ath_host_spawn(ath_host_t *h, lua_State *L, int nargs)
 {
-    lua_State *co = lua_newthread(L);       /* fn args... co */
-    lua_insert(L, -(nargs + 2));            /* co fn args... */
+    lua_State *co = lua_newthread(L); /* fn args... co */
+    lua_insert(L, -(nargs + 2));      /* co fn args... */
     lua_xmove(L, co, nargs + 1);
     lua_getfield(L, LUA_REGISTRYINDEX, FLOWS);
-    lua_pushvalue(L, -2);                   /* co flows co */
+    lua_pushvalue(L, -2); /* co flows co */
     lua_createtable(L, 0, 4);
     lua_pushvalue(L, -3);
     lua_setfield(L, -2, "co");
@@ -671,8 +671,8 @@ ath_host_t *ath_host_new(uv_loop_t *loop, const ath_host_opts_t *opts)
 /* Arguments named like secrets are masked without the script asking. */
 static int param_is_secret(const char *key)
 {
-    static const char *words[] = { "secret", "password", "passwd", "token",
-                                   "psk", NULL };
+    static const char *words[] = {"secret", "password", "passwd",
+                                  "token",  "psk",      NULL};
     int i;
     for (i = 0; words[i]; i++)
         if (strstr(key, words[i]))
@@ -743,8 +743,7 @@ int ath_host_load_config(ath_host_t *h, const char *path)
     return 0;
 }
 
-void ath_host_set_argv(ath_host_t *h, const char *script, int n,
-                       char **argv)
+void ath_host_set_argv(ath_host_t *h, const char *script, int n, char **argv)
 {
     int i;
     lua_createtable(h->L, n, 1);
@@ -790,9 +789,9 @@ int ath_host_load_file(ath_host_t *h, const char *path)
 
 int ath_host_load_string(ath_host_t *h, const char *chunk, const char *name)
 {
-    return host_loaded(h, luaL_loadbufferx(h->L, chunk, strlen(chunk),
-                                           name ? name : "=(command line)",
-                                           "t"));
+    return host_loaded(h,
+                       luaL_loadbufferx(h->L, chunk, strlen(chunk),
+                                        name ? name : "=(command line)", "t"));
 }
 
 int ath_host_start(ath_host_t *h)
@@ -815,8 +814,9 @@ int ath_host_run(ath_host_t *h)
         return ATH_EXIT_USAGE;
     while (!h->done || h->handles > 0)
         if (uv_run(h->loop, UV_RUN_ONCE) == 0 && !h->done) {
-            host_finish(h, ATH_EXIT_FAIL, "the flow is waiting for nothing "
-                                          "(no port, timer or task can wake it)");
+            host_finish(h, ATH_EXIT_FAIL,
+                        "the flow is waiting for nothing "
+                        "(no port, timer or task can wake it)");
         }
     return h->status;
 }

@@ -39,7 +39,7 @@ struct ath_host {
     ath_ready_t *ready;
     size_t nready, readycap, readyhead;
     int dispatching;
-    int main_ref;            /* the main flow's function, until started */
+    int main_ref; /* the main flow's function, until started */
     lua_State *main_co;
     int started, done, status, canceled;
     char *error;
@@ -47,12 +47,12 @@ struct ath_host {
     size_t nsecrets;
     size_t secret_max;
     double t0;
-    int handles;             /* open handles owned by the host's objects */
-    ath_res_t res;           /* list head of those objects */
-    int port_failed;         /* athost.port() could not open the port */
+    int handles;     /* open handles owned by the host's objects */
+    ath_res_t res;   /* list head of those objects */
+    int port_failed; /* athost.port() could not open the port */
     char *port_spec;
     int port_baud;
-    int port_ref;            /* the default port once opened */
+    int port_ref; /* the default port once opened */
 };
 
 /* host.c */
@@ -83,10 +83,10 @@ void ath_host_step(ath_host_t *h, lua_State *co, const char *name);
 void ath_host_flow_failed(ath_host_t *h, lua_State *co, const char *msg);
 
 /* The Lua modules, each adding its functions to the table on top. */
-void ath_lhost_open(lua_State *L);   /* lhost.c: flows, timers, steps */
-void ath_lport_open(lua_State *L);   /* lport.c: ports and chat */
-void ath_crypto_open(lua_State *L);  /* crypto.c */
-void ath_tls_open(lua_State *L);     /* tls.c */
+void ath_lhost_open(lua_State *L);  /* lhost.c: flows, timers, steps */
+void ath_lport_open(lua_State *L);  /* lport.c: ports and chat */
+void ath_crypto_open(lua_State *L); /* crypto.c */
+void ath_tls_open(lua_State *L);    /* tls.c */
 int luaopen_athost(lua_State *L);
 int luaopen_cjson(lua_State *L);
 

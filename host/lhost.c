@@ -84,10 +84,10 @@ typedef struct lhost_timer {
     ath_res_t res;
     uv_timer_t t;
     ath_host_t *h;
-    lua_State *co;       /* sleep: the flow to wake */
-    int fn_ref;          /* timer: the function to run */
+    lua_State *co; /* sleep: the flow to wake */
+    int fn_ref;    /* timer: the function to run */
     int stopped;
-    struct lhost_timer **box;   /* timer: its userdata, cleared on free */
+    struct lhost_timer **box; /* timer: its userdata, cleared on free */
 } lhost_timer_t;
 
 static void timer_closed(uv_handle_t *handle)
@@ -148,7 +148,7 @@ static int l_sleep(lua_State *L)
     ath_host_check_flow(L);
     t = timer_new(L);
     t->co = L;
-    uv_update_time(t->h->loop);     /* the flow may have run for a while */
+    uv_update_time(t->h->loop); /* the flow may have run for a while */
     uv_timer_start(&t->t, sleep_cb, ms > 0 ? (uint64_t)ms : 0, 0);
     return lua_yield(L, 0);
 }
@@ -260,7 +260,7 @@ static int l_emit(lua_State *L)
     memset(&ev, 0, sizeof ev);
     ev.type = ATH_EVENT_DATA;
     ev.name = name;
-    json = lua_tolstring(L, -1, &n);    /* n is set before it is passed */
+    json = lua_tolstring(L, -1, &n); /* n is set before it is passed */
     red = ath_host_redact(h, json, n, NULL);
     ev.json = red;
     ath_host_emit(h, &ev);
@@ -337,18 +337,10 @@ static int port_k(lua_State *L, int status, lua_KContext ctx)
 }
 
 static const luaL_Reg lhost_funcs[] = {
-    { "spawn", l_spawn },
-    { "sleep", l_sleep },
-    { "timer", l_timer },
-    { "now", l_now },
-    { "step", l_step },
-    { "log", l_log },
-    { "emit", l_emit },
-    { "secret", l_secret },
-    { "params", l_params },
-    { "port", l_port },
-    { NULL, NULL }
-};
+    {"spawn", l_spawn}, {"sleep", l_sleep},   {"timer", l_timer},
+    {"now", l_now},     {"step", l_step},     {"log", l_log},
+    {"emit", l_emit},   {"secret", l_secret}, {"params", l_params},
+    {"port", l_port},   {NULL, NULL}};
 
 void ath_lhost_open(lua_State *L)
 {

@@ -39,15 +39,14 @@ static int opt_int(lua_State *L, int o, const char *k, int def)
     return v;
 }
 
-static const char *opt_str(lua_State *L, int o, const char *k,
-                           const char *def)
+static const char *opt_str(lua_State *L, int o, const char *k, const char *def)
 {
     const char *v = def;
     if (lua_type(L, o) == LUA_TTABLE) {
         lua_getfield(L, o, k);
         if (!lua_isnil(L, -1))
             v = luaL_checkstring(L, -1);
-        lua_pop(L, 1);      /* the string stays in the options table */
+        lua_pop(L, 1); /* the string stays in the options table */
     }
     return v;
 }
@@ -64,14 +63,13 @@ static void lopen_common(lua_State *L, ath_port_t *p, int o)
 }
 
 /* Wraps fd in a port and pushes it; closes fd and raises on failure. */
-static ath_port_t *lopen_wrap(lua_State *L, int fd, int kind,
-                              const char *name, int o)
+static ath_port_t *lopen_wrap(lua_State *L, int fd, int kind, const char *name,
+                              int o)
 {
     ath_port_t *p = ath_port_new(ath_host_from(L), fd, kind, name);
     if (p == NULL) {
         close(fd);
-        luaL_error(L, "cannot watch %s (out of memory or not pollable)",
-                   name);
+        luaL_error(L, "cannot watch %s (out of memory or not pollable)", name);
     }
     ath_lport_push(L, p);
     lopen_common(L, p, o);
@@ -104,8 +102,8 @@ static int lopen_serial(lua_State *L, const char *path, int o)
         lua_pushfstring(L, "cannot open %s: %s", path, why);
         return lopen_fail(L, fd, lua_tostring(L, -1));
     }
-    name = opt_str(L, o, "name", strncmp(path, "/dev/", 5) == 0 ? path + 5
-                                                                 : path);
+    name =
+        opt_str(L, o, "name", strncmp(path, "/dev/", 5) == 0 ? path + 5 : path);
     p = lopen_wrap(L, fd, ATH_PORT_SERIAL, name, o);
     p->path = strdup(path);
     return 1;
@@ -121,8 +119,7 @@ typedef struct lopen_dns {
     char name[300];
 } lopen_dns_t;
 
-void ath_lport_connected(ath_port_t *p, lua_State *L, int err,
-                         const char *what)
+void ath_lport_connected(ath_port_t *p, lua_State *L, int err, const char *what)
 {
     lua_State *co = p->connecting;
     if (co == NULL)
@@ -166,8 +163,9 @@ static void lopen_dns_cb(uv_getaddrinfo_t *req, int status,
     struct addrinfo *ai;
     h->handles--;
     for (ai = res; status == 0 && ai; ai = ai->ai_next) {
-        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK |
-                    SOCK_CLOEXEC, ai->ai_protocol);
+        fd = socket(ai->ai_family,
+                    ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                    ai->ai_protocol);
         if (fd < 0) {
             err = -errno;
             continue;
@@ -343,14 +341,14 @@ static int l_listen(lua_State *L)
     char name[300];
     if (uv_ip4_addr(host, portnum, (struct sockaddr_in *)&ss) != 0 &&
         uv_ip6_addr(host, portnum, (struct sockaddr_in6 *)&ss) != 0)
-        return luaL_error(L, "listen needs a numeric address, not '%s'",
-                          host);
+        return luaL_error(L, "listen needs a numeric address, not '%s'", host);
     fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return lopen_fail(L, -errno, "cannot make a socket");
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (bind(fd, (struct sockaddr *)&ss, ss.ss_family == AF_INET ?
-             sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6)) != 0 ||
+    if (bind(fd, (struct sockaddr *)&ss,
+             ss.ss_family == AF_INET ? sizeof(struct sockaddr_in)
+                                     : sizeof(struct sockaddr_in6)) != 0 ||
         listen(fd, 128) != 0 ||
         getsockname(fd, (struct sockaddr *)&ss, &sl) != 0) {
         r = -errno;
@@ -358,9 +356,9 @@ static int l_listen(lua_State *L)
         lua_pushfstring(L, "cannot listen on %s:%d", host, portnum);
         return lopen_fail(L, r, lua_tostring(L, -1));
     }
-    portnum = ntohs(ss.ss_family == AF_INET ?
-                    ((struct sockaddr_in *)&ss)->sin_port :
-                    ((struct sockaddr_in6 *)&ss)->sin6_port);
+    portnum = ntohs(ss.ss_family == AF_INET
+                        ? ((struct sockaddr_in *)&ss)->sin_port
+                        : ((struct sockaddr_in6 *)&ss)->sin6_port);
     snprintf(name, sizeof name, "listen:%s:%d", host, portnum);
     p = lopen_wrap(L, fd, ATH_PORT_LISTEN, name, 3);
     lua_rawgeti(L, LUA_REGISTRYINDEX, p->lref);
@@ -399,7 +397,7 @@ void ath_lport_accept(ath_port_t *p, lua_State *L)
     fd = accept4(p->fd, (struct sockaddr *)&ss, &sl,
                  SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0)
-        return;                 /* EAGAIN, or the client went away */
+        return; /* EAGAIN, or the client went away */
     p->waiter = NULL;
     uv_timer_stop(&p->timer);
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -436,8 +434,7 @@ static int l_accept(lua_State *L)
         return luaL_error(L, "%s is not a listener", p->name);
     ath_host_check_flow(L);
     if (p->waiter)
-        return luaL_error(L, "%s is busy: another flow is accepting",
-                          p->name);
+        return luaL_error(L, "%s is busy: another flow is accepting", p->name);
     p->waiter = L;
     if (timeout > 0)
         uv_timer_start(&p->timer, accept_timeout_cb, (uint64_t)timeout, 0);
@@ -463,7 +460,7 @@ static void stdin_restore(ath_port_t *p)
     (void)p;
     if (stdin_flags >= 0)
         fcntl(0, F_SETFL, stdin_flags);
-    p->fd = -1;                 /* fd 0 stays open for the process */
+    p->fd = -1; /* fd 0 stays open for the process */
 }
 
 /* athost.stdin(): standard input as a port (readline, recv), for
@@ -484,13 +481,8 @@ static int l_stdin(lua_State *L)
 }
 
 static const luaL_Reg lopen_funcs[] = {
-    { "stdin", l_stdin },
-    { "open", l_open },
-    { "pty", l_pty },
-    { "listen", l_listen },
-    { "connect", l_connect },
-    { NULL, NULL }
-};
+    {"stdin", l_stdin},   {"open", l_open},       {"pty", l_pty},
+    {"listen", l_listen}, {"connect", l_connect}, {NULL, NULL}};
 
 void ath_lopen_open(lua_State *L)
 {

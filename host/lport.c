@@ -105,7 +105,7 @@ static void lport_pat(lua_State *L, int i, ath_pat_t *pat)
         lua_pop(L, 1);
         lua_rawgeti(L, i, 1);
         pat->text = lua_tolstring(L, -1, &pat->len);
-        lua_pop(L, 1);      /* still anchored by the spec table */
+        lua_pop(L, 1); /* still anchored by the spec table */
         if (pat->text == NULL)
             luaL_error(L, "a pattern table needs its pattern at [1]");
     } else {
@@ -114,16 +114,15 @@ static void lport_pat(lua_State *L, int i, ath_pat_t *pat)
             luaL_error(L, "a pattern must be a string or a table, not %s",
                        luaL_typename(L, i));
     }
-    pat->kind = pat->len > 0 && pat->text[0] == '^' ? ATH_PAT_LUA
-                                                     : ATH_PAT_LITERAL;
+    pat->kind =
+        pat->len > 0 && pat->text[0] == '^' ? ATH_PAT_LUA : ATH_PAT_LITERAL;
     if (pat->kind == ATH_PAT_LUA &&
         ath_pat_check(pat->text, pat->len, &err) != 0)
         luaL_error(L, "bad pattern '%s': %s", pat->text, err);
     if (pat->count_cap > 0 && pat->kind != ATH_PAT_LUA)
         luaL_error(L, "a counted pattern must be a Lua pattern ('^...')");
     if (pat->count_cap < 0 || pat->count_cap > ATH_PAT_MAXCAPTURES)
-        luaL_error(L, "count must name a capture (1-%d)",
-                   ATH_PAT_MAXCAPTURES);
+        luaL_error(L, "count must name a capture (1-%d)", ATH_PAT_MAXCAPTURES);
 }
 
 /* Number of specs at index i: nil 0, a string or counted table 1, else
@@ -134,10 +133,8 @@ static int lport_npats(lua_State *L, int i)
     i = lua_absindex(L, i);
     switch (lua_type(L, i)) {
     case LUA_TNIL:
-    case LUA_TNONE:
-        return 0;
-    case LUA_TSTRING:
-        return 1;
+    case LUA_TNONE: return 0;
+    case LUA_TSTRING: return 1;
     case LUA_TTABLE:
         lua_getfield(L, i, "count");
         n = lua_isnil(L, -1) ? (int)lua_rawlen(L, i) : 1;
@@ -249,7 +246,10 @@ static void lport_push_last(lua_State *L, ath_port_t *p)
     n = esc ? strlen(esc) : 0;
     snprintf(ago, sizeof ago, "%.1f", (ath_host_now(p->h) - p->last_t) / 1e3);
     lua_pushfstring(L, "%s last said \"%s%s\" %s s ago", p->name,
-                    n > 120 ? "..." : "", n > 120 ? esc + n - 120 : esc ? esc : "",
+                    n > 120 ? "..." : "",
+                    n > 120 ? esc + n - 120
+                    : esc   ? esc
+                            : "",
                     ago);
     free(esc);
 }
@@ -292,8 +292,8 @@ static void lport_push_waited(lua_State *L, ath_port_t *p)
     if (p->cmdname[0] && p->w.mode == ATH_WAIT_CMD)
         lua_pushfstring(L, "no final result to %s", p->cmdname);
     else if (p->w.mode == ATH_WAIT_READ)
-        lua_pushfstring(L, "%d of %d bytes",
-                        (int)ath_chat_pending(p->chat), (int)p->w.nbytes);
+        lua_pushfstring(L, "%d of %d bytes", (int)ath_chat_pending(p->chat),
+                        (int)p->w.nbytes);
     else if (p->w.mode == ATH_WAIT_LINE)
         lua_pushliteral(L, "no line");
     else if (p->w.nalts > 0 || p->w.nprompts > 0) {
@@ -325,10 +325,9 @@ static void lport_timeout_cb(uv_timer_t *t)
 }
 
 /* The final result of a command: r on OK, else nil, msg, code, r. */
-static void lport_final(ath_port_t *p, lua_State *L,
-                        const ath_chat_event_t *ev)
+static void lport_final(ath_port_t *p, lua_State *L, const ath_chat_event_t *ev)
 {
-    static const char *codes[] = { "OK", "ERROR", "CME", "CMS" };
+    static const char *codes[] = {"OK", "ERROR", "CME", "CMS"};
     int r;
     lport_get(L, p, "r");
     r = lua_gettop(L);
@@ -366,11 +365,10 @@ static void lport_final(ath_port_t *p, lua_State *L,
 
 /* A reply line of the command in flight: kept in r.lines; the first line
  * the reply pattern matched gives r's captures and r.line. */
-static void lport_reply(ath_port_t *p, lua_State *L,
-                        const ath_chat_event_t *ev)
+static void lport_reply(ath_port_t *p, lua_State *L, const ath_chat_event_t *ev)
 {
     int r, i;
-    if (p->h->tr)   /* a secret in it is masked once the flow has it */
+    if (p->h->tr) /* a secret in it is masked once the flow has it */
         ath_tr_hold(p->h->tr, p->name, 1);
     lport_get(L, p, "r");
     r = lua_gettop(L);
@@ -407,7 +405,7 @@ static void lport_prompt(ath_port_t *p, lua_State *L,
         int r;
         data = lua_tolstring(L, -1, &n);
         r = ath_port_write(p, data, n);
-        lua_pop(L, 1);          /* before the results a failure leaves */
+        lua_pop(L, 1); /* before the results a failure leaves */
         if (r != 0)
             lport_fail(p, L, "EIO", "cannot send the data", 0);
         return;
@@ -419,8 +417,7 @@ static void lport_prompt(ath_port_t *p, lua_State *L,
     lport_finish(p, L, 1);
 }
 
-static void lport_urc(ath_port_t *p, lua_State *L,
-                      const ath_chat_event_t *ev)
+static void lport_urc(ath_port_t *p, lua_State *L, const ath_chat_event_t *ev)
 {
     ath_event_t e;
     int top = lua_gettop(L);
@@ -435,7 +432,7 @@ static void lport_urc(ath_port_t *p, lua_State *L,
         lua_pop(L, 1);
         lua_getfield(L, -1, "fn");
         lport_push_match(L, ev);
-        lua_pushnil(L);                 /* the index of a URC means nothing */
+        lua_pushnil(L); /* the index of a URC means nothing */
         lua_setfield(L, -2, "index");
         ath_host_spawn(p->h, L, 1);
     }
@@ -447,9 +444,7 @@ void ath_lport_process(ath_port_t *p, lua_State *L)
     ath_chat_event_t ev;
     while (!p->closed && ath_chat_next(p->chat, &ev)) {
         switch (ev.type) {
-        case ATH_EV_URC:
-            lport_urc(p, L, &ev);
-            break;
+        case ATH_EV_URC: lport_urc(p, L, &ev); break;
         case ATH_EV_MATCH:
             lport_push_match(L, &ev);
             lport_finish(p, L, 1);
@@ -479,12 +474,8 @@ void ath_lport_process(ath_port_t *p, lua_State *L)
             lua_remove(L, msg);
             break;
         }
-        case ATH_EV_FINAL:
-            lport_final(p, L, &ev);
-            break;
-        case ATH_EV_REPLY:
-            lport_reply(p, L, &ev);
-            break;
+        case ATH_EV_FINAL: lport_final(p, L, &ev); break;
+        case ATH_EV_REPLY: lport_reply(p, L, &ev); break;
         case ATH_EV_LINE:
         case ATH_EV_READ:
             lua_pushlstring(L, ev.line, ev.len);
@@ -493,8 +484,10 @@ void ath_lport_process(ath_port_t *p, lua_State *L)
         case ATH_EV_DROP:
             if (p->h->tr) {
                 char note[96];
-                snprintf(note, sizeof note, "(dropped %zu bytes nobody "
-                         "waited for)", ev.len);
+                snprintf(note, sizeof note,
+                         "(dropped %zu bytes nobody "
+                         "waited for)",
+                         ev.len);
                 ath_tr_note(p->h->tr, p->name, note);
             }
             break;
@@ -505,7 +498,7 @@ void ath_lport_process(ath_port_t *p, lua_State *L)
 void ath_lport_broken(ath_port_t *p, lua_State *L)
 {
     if (p->waiter) {
-        ath_lport_process(p, L);     /* what came before the end counts */
+        ath_lport_process(p, L); /* what came before the end counts */
     }
     if (p->waiter) {
         lport_push_waited(L, p);
@@ -574,7 +567,7 @@ static int lport_wait(lua_State *L, ath_port_t *p, int anchor, int timeout)
         return p->sync_n;
     }
     if (timeout > 0) {
-        uv_update_time(p->h->loop);     /* the flow may have run a while */
+        uv_update_time(p->h->loop); /* the flow may have run a while */
         uv_timer_start(&p->timer, lport_timeout_cb, (uint64_t)timeout, 0);
     }
     return lua_yield(L, 0);
@@ -673,8 +666,8 @@ static void lport_reply_prefix(ath_port_t *p, const char *cmd, size_t n)
     size_t i = 2, k = 0;
     p->w.reply = NULL;
     if (n < 4 || (cmd[0] != 'A' && cmd[0] != 'a') ||
-        (cmd[1] != 'T' && cmd[1] != 't') || (cmd[2] != '+' && cmd[2] != '^' &&
-                                             cmd[2] != '$' && cmd[2] != '%'))
+        (cmd[1] != 'T' && cmd[1] != 't') ||
+        (cmd[2] != '+' && cmd[2] != '^' && cmd[2] != '$' && cmd[2] != '%'))
         return;
     while (i < n && k < sizeof p->replybuf - 2 && cmd[i] != '=' &&
            cmd[i] != '?' && cmd[i] != ' ' && cmd[i] != ';')
@@ -718,7 +711,7 @@ static int lport_cmd(lua_State *L, ath_port_t *p, const char *cmd, size_t n,
         lport_cmdname(p, cmd, n);
         p->w.echo = cmd;
         p->w.echolen = n;
-        ath_chat_flush(p->chat);    /* a new command, a new dialogue */
+        ath_chat_flush(p->chat); /* a new command, a new dialogue */
     } else {
         lua_getfield(L, 1, "name");
         lport_get(L, p, "lastcmd");
@@ -770,8 +763,8 @@ static int lport_cmd(lua_State *L, ath_port_t *p, const char *cmd, size_t n,
             lua_pop(L, 2);
             if (r != 0) {
                 lua_pushnil(L);
-                lua_pushfstring(L, "EIO: cannot send %s to %s: %s",
-                                p->cmdname, p->name, strerror(-r));
+                lua_pushfstring(L, "EIO: cannot send %s to %s: %s", p->cmdname,
+                                p->name, strerror(-r));
                 lua_pushliteral(L, "EIO");
                 return 3;
             }
@@ -955,23 +948,21 @@ static int l_port_tostring(lua_State *L)
     return 1;
 }
 
-static const luaL_Reg port_methods[] = {
-    { "send", l_port_send },
-    { "sendline", l_port_sendline },
-    { "expect", l_port_expect },
-    { "prompt", l_port_prompt },
-    { "readline", l_port_readline },
-    { "read", l_port_read },
-    { "recv", l_port_recv },
-    { "cmd", l_port_cmd },
-    { "final", l_port_final },
-    { "on", l_port_on },
-    { "off", l_port_off },
-    { "flush", l_port_flush },
-    { "set", l_port_set },
-    { "close", l_port_close },
-    { NULL, NULL }
-};
+static const luaL_Reg port_methods[] = {{"send", l_port_send},
+                                        {"sendline", l_port_sendline},
+                                        {"expect", l_port_expect},
+                                        {"prompt", l_port_prompt},
+                                        {"readline", l_port_readline},
+                                        {"read", l_port_read},
+                                        {"recv", l_port_recv},
+                                        {"cmd", l_port_cmd},
+                                        {"final", l_port_final},
+                                        {"on", l_port_on},
+                                        {"off", l_port_off},
+                                        {"flush", l_port_flush},
+                                        {"set", l_port_set},
+                                        {"close", l_port_close},
+                                        {NULL, NULL}};
 
 /* Methods, then the fields name, path, port, pending, eof, closed. */
 static int l_port_index(lua_State *L)
@@ -980,7 +971,7 @@ static int l_port_index(lua_State *L)
     const char *k = luaL_checkstring(L, 2);
     ath_port_t *p = *pp;
     if (lua_getfield(L, lua_upvalueindex(1), k) != LUA_TNIL)
-        return 1;               /* a method: the common case first */
+        return 1; /* a method: the common case first */
     lua_pop(L, 1);
     if (strcmp(k, "closed") == 0) {
         lua_pushboolean(L, p == NULL || p->closed);
@@ -1012,12 +1003,10 @@ static int l_port_index(lua_State *L)
     return 1;
 }
 
-static const luaL_Reg port_meta[] = {
-    { "__gc", l_port_gc },
-    { "__close", l_port_close },
-    { "__tostring", l_port_tostring },
-    { NULL, NULL }
-};
+static const luaL_Reg port_meta[] = {{"__gc", l_port_gc},
+                                     {"__close", l_port_close},
+                                     {"__tostring", l_port_tostring},
+                                     {NULL, NULL}};
 
 void ath_lport_open(lua_State *L)
 {

@@ -19,18 +19,18 @@
 
 #define ESC '%'
 #define SPECIALS "^$*+?.([%-"
-#define MAXDEPTH 200             /* Lua's MAXCCALLS */
+#define MAXDEPTH 200 /* Lua's MAXCCALLS */
 #define CAP_UNFINISHED (-1)
 
 typedef struct {
-    const char *src, *src_end;   /* the whole subject, for %f and results */
+    const char *src, *src_end; /* the whole subject, for %f and results */
     const char *pat_end;
-    int depth;                   /* match() calls still allowed */
-    int level;                   /* captures opened on the current path */
-    const char *err;             /* the first error, or NULL */
+    int depth;       /* match() calls still allowed */
+    int level;       /* captures opened on the current path */
+    const char *err; /* the first error, or NULL */
     struct {
         const char *init;
-        ptrdiff_t len;           /* or CAP_UNFINISHED, ATH_CAP_POSITION */
+        ptrdiff_t len; /* or CAP_UNFINISHED, ATH_CAP_POSITION */
     } cap[ATH_PAT_MAXCAPTURES];
 } mstate;
 
@@ -39,8 +39,7 @@ static const char *const bad_index[10] = {
     "invalid capture index %2", "invalid capture index %3",
     "invalid capture index %4", "invalid capture index %5",
     "invalid capture index %6", "invalid capture index %7",
-    "invalid capture index %8", "invalid capture index %9"
-};
+    "invalid capture index %8", "invalid capture index %9"};
 
 static const char *match(mstate *ms, const char *s, const char *p);
 
@@ -86,7 +85,7 @@ static const char *class_end(const char *p, const char *pe, const char **err)
         }
         c = (unsigned char)*p++;
         if (c == ESC && p < pe)
-            p++;   /* an escaped byte never closes the set: "[%]]" */
+            p++; /* an escaped byte never closes the set: "[%]]" */
     } while (pat_byte(p, pe) != ']');
     return p + 1;
 }
@@ -108,7 +107,7 @@ static int class_match(int c, int cl)
     case 'u': res = isupper(c); break;
     case 'w': res = isalnum(c); break;
     case 'x': res = isxdigit(c); break;
-    case 'z': res = c == 0; break;   /* undocumented since 5.2, still in 5.4 */
+    case 'z': res = c == 0; break; /* undocumented since 5.2, still in 5.4 */
     default: return cl == c;
     }
     return isupper(cl) ? !res : res != 0;
@@ -121,7 +120,7 @@ static int class_match(int c, int cl)
  */
 static int set_match(int c, const char *p, const char *ec)
 {
-    int in = 1;   /* the answer when c is a member */
+    int in = 1; /* the answer when c is a member */
 
     if (*++p == '^') {
         in = 0;
@@ -320,7 +319,7 @@ static int step_single(mstate *ms, const char **sp, const char **pp)
     q = pat_byte(ep, ms->pat_end);
     if (!single_match(ms, s, p, ep)) {
         if (q == '*' || q == '?' || q == '-') {
-            *pp = ep + 1;   /* zero repetitions are fine */
+            *pp = ep + 1; /* zero repetitions are fine */
             return 1;
         }
         *sp = NULL;
@@ -357,12 +356,10 @@ static int step(mstate *ms, const char **sp, const char **pp)
         else
             *sp = start_capture(ms, s, p + 1, CAP_UNFINISHED);
         return 0;
-    case ')':
-        *sp = end_capture(ms, s, p + 1);
-        return 0;
+    case ')': *sp = end_capture(ms, s, p + 1); return 0;
     case '$':
         if (p + 1 != pe)
-            break;   /* a '$' elsewhere is an ordinary byte */
+            break; /* a '$' elsewhere is an ordinary byte */
         *sp = s == ms->src_end ? s : NULL;
         return 0;
     case ESC:
@@ -373,10 +370,17 @@ static int step(mstate *ms, const char **sp, const char **pp)
                 return 0;
             *pp = p + 4;
             return 1;
-        case 'f':
-            return step_frontier(ms, sp, pp);
-        case '0': case '1': case '2': case '3': case '4':
-        case '5': case '6': case '7': case '8': case '9':
+        case 'f': return step_frontier(ms, sp, pp);
+        case '0':
+        case '1':
+        case '2':
+        case '3':
+        case '4':
+        case '5':
+        case '6':
+        case '7':
+        case '8':
+        case '9':
             *sp = match_backref(ms, s, (unsigned char)p[1]);
             if (*sp == NULL)
                 return 0;
@@ -472,7 +476,7 @@ int ath_pat_find(const char *s, size_t ls, const char *p, size_t lp,
     int anchor;
 
     if (s == NULL)
-        s = "";   /* only with ls == 0: no arithmetic on a null pointer */
+        s = ""; /* only with ls == 0: no arithmetic on a null pointer */
     if (p == NULL)
         p = "";
     if (init > ls)
@@ -518,8 +522,8 @@ int ath_pat_find(const char *s, size_t ls, const char *p, size_t lp,
  * found by one walk over the pattern.
  */
 typedef struct {
-    int level;                       /* captures opened so far */
-    int open[ATH_PAT_MAXCAPTURES];   /* whether capture i is still open */
+    int level;                     /* captures opened so far */
+    int open[ATH_PAT_MAXCAPTURES]; /* whether capture i is still open */
     const char *err;
 } cstate;
 
@@ -566,7 +570,7 @@ static const char *check_item(cstate *cs, const char *p, const char *pe)
             return NULL;
         }
         if (pat_byte(p + 1, pe) == ')') {
-            cs->open[cs->level++] = 0;   /* a position capture never opens */
+            cs->open[cs->level++] = 0; /* a position capture never opens */
             return p + 2;
         }
         cs->open[cs->level++] = 1;

@@ -32,13 +32,13 @@
 #define ATH_CAP_POSITION (-2)
 
 typedef struct {
-    size_t off;      /* byte offset in the subject */
-    ptrdiff_t len;   /* length, or ATH_CAP_POSITION */
+    size_t off;    /* byte offset in the subject */
+    ptrdiff_t len; /* length, or ATH_CAP_POSITION */
 } ath_cap_t;
 
 typedef struct {
-    size_t start, end;   /* the match is subject[start, end) */
-    int ncap;            /* number of captures (0 if the pattern has none) */
+    size_t start, end; /* the match is subject[start, end) */
+    int ncap;          /* number of captures (0 if the pattern has none) */
     ath_cap_t cap[ATH_PAT_MAXCAPTURES];
 } ath_match_t;
 

@@ -14,15 +14,28 @@
 #include <termios.h>
 #include <unistd.h>
 
-
-static const struct { int baud; speed_t speed; } bauds[] = {
-    { 1200, B1200 }, { 2400, B2400 }, { 4800, B4800 }, { 9600, B9600 },
-    { 19200, B19200 }, { 38400, B38400 }, { 57600, B57600 },
-    { 115200, B115200 }, { 230400, B230400 }, { 460800, B460800 },
-    { 500000, B500000 }, { 576000, B576000 }, { 921600, B921600 },
-    { 1000000, B1000000 }, { 1500000, B1500000 }, { 2000000, B2000000 },
-    { 3000000, B3000000 }, { 4000000, B4000000 }, { 0, 0 }
-};
+static const struct {
+    int baud;
+    speed_t speed;
+} bauds[] = {{1200, B1200},
+             {2400, B2400},
+             {4800, B4800},
+             {9600, B9600},
+             {19200, B19200},
+             {38400, B38400},
+             {57600, B57600},
+             {115200, B115200},
+             {230400, B230400},
+             {460800, B460800},
+             {500000, B500000},
+             {576000, B576000},
+             {921600, B921600},
+             {1000000, B1000000},
+             {1500000, B1500000},
+             {2000000, B2000000},
+             {3000000, B3000000},
+             {4000000, B4000000},
+             {0, 0}};
 
 /* Applies raw mode and the line settings to fd. 0 or a negative errno. */
 static int serial_termios(int fd, const ath_serial_opts_t *o)
@@ -66,10 +79,14 @@ static int serial_termios(int fd, const ath_serial_opts_t *o)
 int ath_serial_lines(int fd, int dtr, int rts)
 {
     int set = 0, clr = 0;
-    if (dtr == 1) set |= TIOCM_DTR;
-    if (dtr == 0) clr |= TIOCM_DTR;
-    if (rts == 1) set |= TIOCM_RTS;
-    if (rts == 0) clr |= TIOCM_RTS;
+    if (dtr == 1)
+        set |= TIOCM_DTR;
+    if (dtr == 0)
+        clr |= TIOCM_DTR;
+    if (rts == 1)
+        set |= TIOCM_RTS;
+    if (rts == 0)
+        clr |= TIOCM_RTS;
     /* A pty has no modem lines: that is not an error for a script. */
     if (set && ioctl(fd, TIOCMBIS, &set) != 0 && errno != ENOTTY &&
         errno != EINVAL)
@@ -257,7 +274,7 @@ static void port_poll_cb(uv_poll_t *w, int status, int events)
     ath_port_t *p = w->data;
     lua_State *L = p->h->L;
     if (status < 0)
-        events = UV_READABLE | UV_WRITABLE;     /* let read/write say why */
+        events = UV_READABLE | UV_WRITABLE; /* let read/write say why */
     if (p->connecting && p->tls == NULL && (events & UV_WRITABLE)) {
         int err = 0;
         socklen_t len = sizeof err;
@@ -323,7 +340,7 @@ void ath_port_watch(ath_port_t *p)
     if (p->wlen > 0 || p->connecting)
         ev |= UV_WRITABLE;
     if (p->kind == ATH_PORT_LISTEN && p->waiter == NULL)
-        ev = 0;                 /* level-triggered: accept only on demand */
+        ev = 0; /* level-triggered: accept only on demand */
     if (p->tls)
         ev = ath_tls_events(p);
     if (ev == p->poll_events)

@@ -25,8 +25,8 @@ typedef ssize_t (*ath_io_fn)(ath_port_t *p, char *buf, size_t n);
 
 typedef struct ath_serial_opts {
     int baud, databits, stopbits, rtscts;
-    char parity;                /* 'n', 'e' or 'o' */
-    int dtr, rts;               /* -1: leave as is */
+    char parity;  /* 'n', 'e' or 'o' */
+    int dtr, rts; /* -1: leave as is */
     int exclusive;
 } ath_serial_opts_t;
 
@@ -35,37 +35,37 @@ struct ath_port {
     ath_host_t *h;
     int kind;
     int fd;
-    int slave_fd;               /* pty master: the slave, kept open */
-    int closed;                 /* close() was called */
-    int eof;                    /* the peer closed, or the fd failed */
-    int eof_err;                /* errno of the failure, 0 for a clean EOF */
-    char *name;                 /* for transcripts and messages */
-    char *path;                 /* device path; pty: the slave's path */
-    char *link;                 /* pty: a symlink to the slave, removed on close */
+    int slave_fd; /* pty master: the slave, kept open */
+    int closed;   /* close() was called */
+    int eof;      /* the peer closed, or the fd failed */
+    int eof_err;  /* errno of the failure, 0 for a clean EOF */
+    char *name;   /* for transcripts and messages */
+    char *path;   /* device path; pty: the slave's path */
+    char *link;   /* pty: a symlink to the slave, removed on close */
     uv_poll_t poll;
     int poll_events;
-    uv_timer_t timer;           /* the wait's timeout */
-    int handles;                /* of poll and timer, still to close */
+    uv_timer_t timer; /* the wait's timeout */
+    int handles;      /* of poll and timer, still to close */
     ath_chat_t *chat;
     ath_io_fn io_read, io_write;
-    void *tls;                  /* tls.c's state, or NULL */
+    void *tls; /* tls.c's state, or NULL */
     /* bytes accepted by send() but not yet written */
     char *wq;
     size_t wlen, woff, wcap;
     /* the flows waiting: on the chat engine, on the write queue */
     lua_State *waiter;
     lua_State *drainer;
-    lua_State *connecting;      /* TCP connect or TLS handshake */
-    int sync_n;                 /* values a wait completed with, in place */
-    int lref;                   /* registry: the port's Lua-side table */
+    lua_State *connecting; /* TCP connect or TLS handshake */
+    int sync_n;            /* values a wait completed with, in place */
+    int lref;              /* registry: the port's Lua-side table */
     ath_wait_t w;
     ath_pat_t pats[ATH_PORT_PATS];
-    ath_pat_t *xpats;           /* more patterns than pats holds */
+    ath_pat_t *xpats; /* more patterns than pats holds */
     ath_pat_t reply;
     char replybuf[40];
     char cmdname[40];
-    double t_wait;              /* when the wait started */
-    int timeout_ms;             /* default wait timeout */
+    double t_wait;  /* when the wait started */
+    int timeout_ms; /* default wait timeout */
     char eol[4];
     /* the last bytes received, for error messages */
     char last[96];

@@ -27,7 +27,7 @@
 #include <openssl/x509v3.h>
 
 /* as athost.x509 prints names: "CN=localhost, O=athost" */
-#define TLS_NAME_FLAGS \
+#define TLS_NAME_FLAGS                                                         \
     ((XN_FLAG_RFC2253 & ~XN_FLAG_SEP_MASK) | XN_FLAG_SEP_CPLUS_SPC)
 
 enum { TLS_HANDSHAKE, TLS_OPEN, TLS_FAILED };
@@ -36,23 +36,23 @@ typedef struct ath_tls {
     SSL_CTX *ctx;
     SSL *ssl;
     int fd;
-    int in_eof;                 /* recv() returned 0 */
-    int sys_errno;              /* errno of the last failed recv/send */
-    uv_timer_t *timer;          /* the handshake's timeout, while it runs */
+    int in_eof;        /* recv() returned 0 */
+    int sys_errno;     /* errno of the last failed recv/send */
+    uv_timer_t *timer; /* the handshake's timeout, while it runs */
     int timeout_ms;
     int state;
-    int want;                   /* handshake: the poll events it waits for */
-    int read_wants_write;       /* SSL_read waits for the fd to be writable */
-    int write_wants_read;       /* SSL_write waits for it to be readable */
-    int fatal;                  /* failed: no close_notify on close */
-    int has_rerr;               /* SSL_read ended after returning bytes; */
-    ssize_t rerr;               /* the next read returns this */
+    int want;             /* handshake: the poll events it waits for */
+    int read_wants_write; /* SSL_read waits for the fd to be writable */
+    int write_wants_read; /* SSL_write waits for it to be readable */
+    int fatal;            /* failed: no close_notify on close */
+    int has_rerr;         /* SSL_read ended after returning bytes; */
+    ssize_t rerr;         /* the next read returns this */
     void (*next_close)(ath_port_t *p);
 } ath_tls_t;
 
 /* A PEM source: text, or a file to read it from. */
 typedef struct tls_pem {
-    const char *name;           /* the option, for messages */
+    const char *name; /* the option, for messages */
     const char *text, *file;
     size_t len;
 } tls_pem_t;
@@ -101,22 +101,19 @@ static long tls_bio_ctrl(BIO *b, int cmd, long num, void *ptr)
     (void)num;
     (void)ptr;
     switch (cmd) {
-    case BIO_CTRL_FLUSH:
-        return 1;
-    case BIO_CTRL_EOF:          /* a TCP EOF counts as close_notify */
-        return t->in_eof;
-    default:
-        return 0;
+    case BIO_CTRL_FLUSH: return 1;
+    case BIO_CTRL_EOF: /* a TCP EOF counts as close_notify */ return t->in_eof;
+    default: return 0;
     }
 }
 
-static BIO_METHOD *tls_bm;      /* one for the process, never freed */
+static BIO_METHOD *tls_bm; /* one for the process, never freed */
 static CRYPTO_ONCE tls_bm_once = CRYPTO_ONCE_STATIC_INIT;
 
 static void tls_bio_init(void)
 {
-    BIO_METHOD *m = BIO_meth_new(BIO_TYPE_SOURCE_SINK | BIO_get_new_index(),
-                                 "athost port");
+    BIO_METHOD *m =
+        BIO_meth_new(BIO_TYPE_SOURCE_SINK | BIO_get_new_index(), "athost port");
     if (m && BIO_meth_set_write(m, tls_bio_write) &&
         BIO_meth_set_read(m, tls_bio_read) &&
         BIO_meth_set_ctrl(m, tls_bio_ctrl))
@@ -129,8 +126,8 @@ static void tls_bio_init(void)
 static BIO *tls_bio_new(ath_tls_t *t)
 {
     BIO *b;
-    if (!CRYPTO_THREAD_run_once(&tls_bm_once, tls_bio_init) ||
-        tls_bm == NULL || (b = BIO_new(tls_bm)) == NULL)
+    if (!CRYPTO_THREAD_run_once(&tls_bm_once, tls_bio_init) || tls_bm == NULL ||
+        (b = BIO_new(tls_bm)) == NULL)
         return NULL;
     BIO_set_data(b, t);
     BIO_set_init(b, 1);
@@ -154,8 +151,9 @@ static void tls_why(ath_tls_t *t, int e, char *buf, size_t n)
         }
         if (t && t->ssl && ERR_GET_LIB(code) == ERR_LIB_SSL &&
             ERR_GET_REASON(code) == SSL_R_CERTIFICATE_VERIFY_FAILED)
-            snprintf(buf, n, "%s: %s", r, X509_verify_cert_error_string(
-                         SSL_get_verify_result(t->ssl)));
+            snprintf(
+                buf, n, "%s: %s", r,
+                X509_verify_cert_error_string(SSL_get_verify_result(t->ssl)));
         else
             snprintf(buf, n, "%s", r);
     } else if (e == SSL_ERROR_SYSCALL && t && t->sys_errno) {
@@ -176,7 +174,7 @@ static int tls_nopass(char *buf, int size, int rw, void *u)
     (void)size;
     (void)rw;
     (void)u;
-    return 0;                   /* never prompt on a terminal */
+    return 0; /* never prompt on a terminal */
 }
 
 /* Opens a BIO on a PEM source; NULL with the reason in err. */
@@ -202,7 +200,7 @@ static BIO *tls_pem_bio(const tls_pem_t *pem, char *err, size_t n)
  * not NULL) and the rest, or all of them, into the stack. Returns how
  * many, or -1 with the reason in err. */
 static int tls_read_certs(const tls_pem_t *pem, X509 **leaf,
-                          STACK_OF(X509) *rest, char *err, size_t n)
+                          STACK_OF(X509) * rest, char *err, size_t n)
 {
     BIO *b = tls_pem_bio(pem, err, n);
     X509 *x;
@@ -221,7 +219,7 @@ static int tls_read_certs(const tls_pem_t *pem, X509 **leaf,
     last = ERR_peek_last_error();
     if (count > 0 && ERR_GET_LIB(last) == ERR_LIB_PEM &&
         ERR_GET_REASON(last) == PEM_R_NO_START_LINE) {
-        ERR_clear_error();      /* the end of the text */
+        ERR_clear_error(); /* the end of the text */
         return count;
     }
     if (count == 0 && ERR_GET_REASON(last) == PEM_R_NO_START_LINE) {
@@ -238,8 +236,7 @@ static int tls_read_certs(const tls_pem_t *pem, X509 **leaf,
 }
 
 /* Trusts the certificates of the ca source. 0 or -1 (reason in err). */
-static int tls_load_ca(SSL_CTX *ctx, const tls_pem_t *pem, char *err,
-                       size_t n)
+static int tls_load_ca(SSL_CTX *ctx, const tls_pem_t *pem, char *err, size_t n)
 {
     STACK_OF(X509) *certs = sk_X509_new_null();
     X509_STORE *store = SSL_CTX_get_cert_store(ctx);
@@ -264,8 +261,7 @@ static int tls_load_ca(SSL_CTX *ctx, const tls_pem_t *pem, char *err,
 
 /* Loads our certificate (and the chain after it) and private key, and
  * checks that they belong together. 0 or -1 (reason in err). */
-static int tls_load_cert(SSL_CTX *ctx, const tls_opts_t *o, char *err,
-                         size_t n)
+static int tls_load_cert(SSL_CTX *ctx, const tls_opts_t *o, char *err, size_t n)
 {
     STACK_OF(X509) *chain = sk_X509_new_null();
     X509 *leaf = NULL;
@@ -314,13 +310,13 @@ static SSL_CTX *tls_ctx_new(const tls_opts_t *o, char *err, size_t n)
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
     /* A peer that closes TCP without close_notify ends the stream as
      * a plain port's EOF does; no renegotiation mid-stream. */
-    SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF |
-                        SSL_OP_NO_RENEGOTIATION);
+    SSL_CTX_set_options(ctx,
+                        SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_RENEGOTIATION);
     /* port_flush retries from a queue that may move and grow. */
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
-                     SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+                              SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     if (o->server)
-        SSL_CTX_set_num_tickets(ctx, 0);    /* nothing could resume them */
+        SSL_CTX_set_num_tickets(ctx, 0); /* nothing could resume them */
     if ((o->ca.text || o->ca.file) && tls_load_ca(ctx, &o->ca, err, n) != 0)
         goto fail;
     if ((o->cert.text || o->cert.file) && tls_load_cert(ctx, o, err, n) != 0)
@@ -346,15 +342,14 @@ fail:
 
 static void tls_free(ath_tls_t *t)
 {
-    SSL_free(t->ssl);           /* and its BIO */
+    SSL_free(t->ssl); /* and its BIO */
     SSL_CTX_free(t->ctx);
     free(t);
 }
 
 /* Sets SNI and, when verifying, the name or address the peer's
  * certificate must carry. 0 or -1 (reason in err). */
-static int tls_hostname(ath_tls_t *t, const tls_opts_t *o, char *err,
-                        size_t n)
+static int tls_hostname(ath_tls_t *t, const tls_opts_t *o, char *err, size_t n)
 {
     unsigned char addr[16];
     int ip = inet_pton(AF_INET, o->hostname, addr) == 1 ||
@@ -445,7 +440,7 @@ void ath_tls_free(ath_port_t *p)
     if (t == NULL)
         return;
     p->tls = NULL;
-    tls_timer_close(t, p->h);   /* only if the port never closed */
+    tls_timer_close(t, p->h); /* only if the port never closed */
     tls_free(t);
 }
 
@@ -462,8 +457,7 @@ static void tls_begin(ath_tls_t *t)
 /* Maps a failed SSL_read/SSL_write (e from SSL_get_error): -EAGAIN, with
  * *other set when it waits for the other direction of the fd; 0 for the
  * end of the stream; else a negative errno, noted in the transcript. */
-static ssize_t tls_io_error(ath_port_t *p, int e, int want_other,
-                            int *other)
+static ssize_t tls_io_error(ath_port_t *p, int e, int want_other, int *other)
 {
     ath_tls_t *t = p->tls;
     char why[300], note[340];
@@ -596,8 +590,8 @@ static int tls_push_result(lua_State *L, ath_port_t *p, const char *code,
     }
     lua_pushnil(L);
     if (strcmp(code, "ETLS") == 0)
-        lua_pushfstring(L, "ETLS: TLS handshake with %s failed: %s",
-                        p->name, why);
+        lua_pushfstring(L, "ETLS: TLS handshake with %s failed: %s", p->name,
+                        why);
     else
         lua_pushfstring(L, "%s: %s", code, why);
     lua_pushstring(L, code);
@@ -659,12 +653,10 @@ int ath_tls_step(ath_port_t *p, lua_State *L, int *events)
 /* ---- Lua ----------------------------------------------------------------- */
 
 static const char *const tls_keys[] = {
-    "server", "ca", "cert", "key", "ca_file", "cert_file", "key_file",
-    "verify", "hostname", "timeout", NULL
-};
+    "server",   "ca",     "cert",     "key",     "ca_file", "cert_file",
+    "key_file", "verify", "hostname", "timeout", NULL};
 
-static const char *tls_opt_str(lua_State *L, int o, const char *k,
-                               size_t *len)
+static const char *tls_opt_str(lua_State *L, int o, const char *k, size_t *len)
 {
     const char *s = NULL;
     if (lua_getfield(L, o, k) != LUA_TNIL) {
@@ -675,7 +667,7 @@ static const char *tls_opt_str(lua_State *L, int o, const char *k,
         if (*len > INT_MAX)
             luaL_error(L, "TLS option %s is too long", k);
     }
-    lua_pop(L, 1);              /* the string stays in the options */
+    lua_pop(L, 1); /* the string stays in the options */
     return s;
 }
 
@@ -692,8 +684,8 @@ static int tls_opt_bool(lua_State *L, int o, const char *k, int def)
 }
 
 /* Fills *pem from option k (PEM text) or k_file (a path). */
-static void tls_opt_pem(lua_State *L, int o, const char *k,
-                        const char *kfile, tls_pem_t *pem)
+static void tls_opt_pem(lua_State *L, int o, const char *k, const char *kfile,
+                        tls_pem_t *pem)
 {
     size_t n = 0;
     pem->text = tls_opt_str(L, o, k, &pem->len);
@@ -709,13 +701,13 @@ static void tls_opts(lua_State *L, int o, ath_port_t *p, tls_opts_t *opts)
     int has_ca, has_cert, has_key, i;
     lua_pushnil(L);
     while (lua_next(L, o) != 0) {
-        const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2)
-                                                       : "";
+        const char *k =
+            lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "";
         for (i = 0; tls_keys[i] && strcmp(tls_keys[i], k) != 0; i++)
             ;
         if (tls_keys[i] == NULL)
-            luaL_error(L, "unknown TLS option '%s'", luaL_tolstring(L, -2,
-                                                                    NULL));
+            luaL_error(L, "unknown TLS option '%s'",
+                       luaL_tolstring(L, -2, NULL));
         lua_pop(L, 1);
     }
     memset(opts, 0, sizeof *opts);
@@ -778,7 +770,8 @@ static int l_port_tls(lua_State *L)
     ath_host_check_flow(L);
     if (ath_chat_pending(p->chat) > 0) {
         lua_pushnil(L);
-        lua_pushfstring(L, "ETLS: %d bytes arrived on %s before tls() (call "
+        lua_pushfstring(L,
+                        "ETLS: %d bytes arrived on %s before tls() (call "
                         "it right after connect or accept)",
                         (int)ath_chat_pending(p->chat), p->name);
         lua_pushliteral(L, "ETLS");
@@ -849,10 +842,7 @@ static int l_port_tls_info(lua_State *L)
 }
 
 static const luaL_Reg tls_methods[] = {
-    { "tls", l_port_tls },
-    { "tls_info", l_port_tls_info },
-    { NULL, NULL }
-};
+    {"tls", l_port_tls}, {"tls_info", l_port_tls_info}, {NULL, NULL}};
 
 void ath_tls_open(lua_State *L)
 {

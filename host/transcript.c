@@ -23,8 +23,8 @@ typedef struct tr_rx {
     char *port;
     char *buf;
     size_t len, cap;
-    double t;            /* when the first held byte arrived */
-    int hold;            /* a flow has not seen what was received yet */
+    double t; /* when the first held byte arrived */
+    int hold; /* a flow has not seen what was received yet */
 } tr_rx_t;
 
 struct ath_tr {
@@ -44,10 +44,22 @@ char *ath_escape(const char *s, size_t n)
     for (i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
         switch (c) {
-        case '\r': *o++ = '\\'; *o++ = 'r'; break;
-        case '\n': *o++ = '\\'; *o++ = 'n'; break;
-        case '\t': *o++ = '\\'; *o++ = 't'; break;
-        case '\\': *o++ = '\\'; *o++ = '\\'; break;
+        case '\r':
+            *o++ = '\\';
+            *o++ = 'r';
+            break;
+        case '\n':
+            *o++ = '\\';
+            *o++ = 'n';
+            break;
+        case '\t':
+            *o++ = '\\';
+            *o++ = 't';
+            break;
+        case '\\':
+            *o++ = '\\';
+            *o++ = '\\';
+            break;
         default:
             if (c < 0x20 || c >= 0x7f)
                 o += sprintf(o, "\\x%02x", c);
@@ -97,7 +109,7 @@ static void tr_record(ath_tr_t *t, double ms, const char *port, int dir,
     }
     if (t->h->on_event) {
         ath_event_t ev;
-        char dirs[2] = { (char)dir, '\0' };
+        char dirs[2] = {(char)dir, '\0'};
         memset(&ev, 0, sizeof ev);
         ev.type = ATH_EVENT_TRANSCRIPT;
         ev.port = port;
@@ -178,8 +190,7 @@ void ath_tr_data(ath_tr_t *t, const char *port, int dir, const char *s,
 void ath_tr_note(ath_tr_t *t, const char *port, const char *text)
 {
     if (t->f) {
-        fprintf(t->f, "%10.3f %s # %s\n", ath_host_now(t->h) / 1e3, port,
-                text);
+        fprintf(t->f, "%10.3f %s # %s\n", ath_host_now(t->h) / 1e3, port, text);
         fflush(t->f);
     }
 }
