@@ -278,14 +278,12 @@ static void flow_forget(lua_State *L, lua_State *co)
 
 void ath_host_check_flow(lua_State *L)
 {
-    ath_host_t *h = ath_host_from(L);
-    if (!lua_isyieldable(L) || flow_task(h->L, L) != LUA_TTABLE) {
-        lua_pop(h->L, 1);
+    /* Flows carry their host in the thread's extra space (set by
+     * ath_host_spawn); other coroutines inherit the main thread's NULL. */
+    if (!lua_isyieldable(L) || *(void **)lua_getextraspace(L) == NULL)
         luaL_error(L, "this call waits, so it must run in a flow (the "
                       "script itself, athost.spawn or a handler), not in a "
                       "plain coroutine");
-    }
-    lua_pop(h->L, 1);
 }
 
 static void host_finish(ath_host_t *h, int status, const char *msg)
@@ -493,6 +491,7 @@ void ath_host_dispatch(ath_host_t *h)
 lua_State *ath_host_spawn(ath_host_t *h, lua_State *L, int nargs)
 {
     lua_State *co = lua_newthread(L); /* fn args... co */
+    *(void **)lua_getextraspace(co) = h;
     lua_insert(L, -(nargs + 2));      /* co fn args... */
     lua_xmove(L, co, nargs + 1);
     lua_getfield(L, LUA_REGISTRYINDEX, FLOWS);

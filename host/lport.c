@@ -186,8 +186,13 @@ static void lport_wait_pats(lua_State *L, ath_port_t *p, int a, int o,
     int na, nb, np;
     ath_pat_t *room;
     o = lua_absindex(L, o);
-    lua_getfield(L, o, "abort");
-    lua_getfield(L, o, prompt_alts ? "__none" : "prompt");
+    if (lua_istable(L, o)) {
+        lua_getfield(L, o, "abort");
+        lua_getfield(L, o, prompt_alts ? "__none" : "prompt");
+    } else {
+        lua_pushnil(L); /* no options: no aborts, no prompts */
+        lua_pushnil(L);
+    }
     na = a ? lport_npats(L, a) : 0;
     nb = lport_npats(L, -2);
     np = prompt_alts ? na : lport_npats(L, -1);
@@ -698,13 +703,12 @@ static int lport_cmd(lua_State *L, ath_port_t *p, const char *cmd, size_t n,
                      int o)
 {
     int timeout = lport_begin(L, p, o);
-    int t;
-    if (lua_isnoneornil(L, o)) {
-        lua_newtable(L);
-        lua_replace(L, o);
-    }
+    int t, has_o = lua_istable(L, o);
     p->w.mode = ATH_WAIT_CMD;
-    lua_getfield(L, o, "final");
+    if (has_o)
+        lua_getfield(L, o, "final");
+    else
+        lua_pushnil(L);
     lport_wait_pats(L, p, lua_gettop(L), o, 0);
     lua_pop(L, 1);
     if (cmd) {
@@ -713,13 +717,12 @@ static int lport_cmd(lua_State *L, ath_port_t *p, const char *cmd, size_t n,
         p->w.echolen = n;
         ath_chat_flush(p->chat); /* a new command, a new dialogue */
     } else {
-        lua_getfield(L, 1, "name");
         lport_get(L, p, "lastcmd");
         if (lua_isstring(L, -1))
             lport_cmdname(p, lua_tostring(L, -1), lua_rawlen(L, -1));
-        lua_pop(L, 2);
+        lua_pop(L, 1);
     }
-    t = lua_getfield(L, o, "reply");
+    t = has_o ? lua_getfield(L, o, "reply") : (lua_pushnil(L), LUA_TNIL);
     if (t == LUA_TNIL && cmd) {
         lport_reply_prefix(p, cmd, n);
     } else if (t != LUA_TNIL && t != LUA_TBOOLEAN) {
@@ -729,7 +732,7 @@ static int lport_cmd(lua_State *L, ath_port_t *p, const char *cmd, size_t n,
     lua_pop(L, 1);
     /* the result table, and what to send at the prompt */
     lua_createtable(L, 0, 4);
-    lua_newtable(L);
+    lua_createtable(L, 2, 0);
     lua_setfield(L, -2, "lines");
     if (cmd) {
         lua_pushvalue(L, 2);
@@ -738,36 +741,54 @@ static int lport_cmd(lua_State *L, ath_port_t *p, const char *cmd, size_t n,
         lport_set(L, p, "lastcmd");
     }
     lport_set(L, p, "r");
-    lua_getfield(L, o, "data");
-    if (!lua_isnil(L, -1))
+    if (has_o && lua_getfield(L, o, "data") != LUA_TNIL) {
         luaL_checktype(L, -1, LUA_TSTRING);
-    lport_set(L, p, "data");
-    /* anchor: the options and the command string */
-    lua_createtable(L, 2, 0);
-    lua_pushvalue(L, o);
-    lua_rawseti(L, -2, 1);
+        lport_set(L, p, "data");
+    } else {
+        if (has_o)
+            lua_pop(L, 1);
+        lua_pushnil(L);
+        lport_set(L, p, "data");
+    }
+    /* anchor: what the wait points into (the options, the command) */
+    if (has_o) {
+        lua_createtable(L, 2, 0);
+        lua_pushvalue(L, o);
+        lua_rawseti(L, -2, 1);
+        if (cmd) {
+            lua_pushvalue(L, 2);
+            lua_rawseti(L, -2, 2);
+        }
+    } else {
+        lua_pushvalue(L, cmd ? 2 : 1);
+    }
     if (cmd) {
-        lua_pushvalue(L, 2);
-        lua_rawseti(L, -2, 2);
-        lua_getfield(L, o, "eol");
-        {
-            size_t el;
-            const char *eol = luaL_optlstring(L, -1, p->eol, &el);
-            luaL_Buffer b;
-            int r;
-            luaL_buffinit(L, &b);
-            luaL_addlstring(&b, cmd, n);
-            luaL_addlstring(&b, eol, el);
-            luaL_pushresult(&b);
-            r = ath_port_write(p, lua_tostring(L, -1), lua_rawlen(L, -1));
-            lua_pop(L, 2);
-            if (r != 0) {
-                lua_pushnil(L);
-                lua_pushfstring(L, "EIO: cannot send %s to %s: %s", p->cmdname,
-                                p->name, strerror(-r));
-                lua_pushliteral(L, "EIO");
-                return 3;
-            }
+        size_t el;
+        const char *eol = p->eol;
+        char buf[256];
+        int r;
+        if (has_o && lua_getfield(L, o, "eol") != LUA_TNIL)
+            eol = luaL_checkstring(L, -1); /* anchored by the options */
+        if (has_o)
+            lua_pop(L, 1);
+        el = strlen(eol);
+        if (n + el <= sizeof buf) {
+            memcpy(buf, cmd, n);
+            memcpy(buf + n, eol, el);
+            r = ath_port_write(p, buf, n + el);
+        } else {
+            lua_pushlstring(L, cmd, n);
+            lua_pushstring(L, eol);
+            lua_concat(L, 2);
+            r = ath_port_write(p, lua_tostring(L, -1), n + el);
+            lua_pop(L, 1);
+        }
+        if (r != 0) {
+            lua_pushnil(L);
+            lua_pushfstring(L, "EIO: cannot send %s to %s: %s", p->cmdname,
+                            p->name, strerror(-r));
+            lua_pushliteral(L, "EIO");
+            return 3;
         }
     }
     return lport_wait(L, p, lua_gettop(L), timeout);
