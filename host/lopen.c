@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* Pushes nil, "CODE: what: reason", "CODE" for a negative errno. */
@@ -469,9 +470,13 @@ static int l_stdin(lua_State *L)
 {
     int fd = dup(0);
     ath_port_t *p;
+    struct stat st;
     if (fd < 0)
         return lopen_fail(L, -errno, "cannot use standard input");
     close(fd);
+    if (fstat(0, &st) == 0 && S_ISREG(st.st_mode))
+        return lopen_fail(L, -ENOTSUP, "standard input is a file (read it "
+                                       "with io.read)");
     if (stdin_flags < 0)
         stdin_flags = fcntl(0, F_GETFL);
     fcntl(0, F_SETFL, stdin_flags | O_NONBLOCK);

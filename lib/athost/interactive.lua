@@ -38,9 +38,21 @@ local function run_lua(src, env)
   end
 end
 
+-- Input from a file (athost -i < commands.txt): one line at a time, each
+-- once the module has been quiet for a moment, as a person would type.
+local function file_lines(quiet_ms, last)
+  return function()
+    while athost.now() - last() < quiet_ms do
+      athost.sleep(quiet_ms - (athost.now() - last()))
+    end
+    return io.stdin:read("l")
+  end
+end
+
 function M.run(args)
   local port = athost.port()
-  local stdin = assert(athost.stdin())
+  local stdin, _, code = athost.stdin()
+  if not stdin and code ~= "ENOTSUP" then error(_, 0) end
   local env = setmetatable({ port = port, athost = athost }, { __index = _G })
   io.stderr:write(string.format("athost %s on %s: type AT commands, !lua, "
     .. "Ctrl-D to quit\n", athost.version, port.name))
@@ -56,8 +68,11 @@ function M.run(args)
       show(bytes)
     end
   end)
+  local quiet = tonumber(args and args.quiet_ms) or 500
+  local next_line = stdin and function() return stdin:readline({ timeout = 0 }) end
+    or file_lines(200, function() return last end)
   while true do
-    local line, _, code = stdin:readline({ timeout = 0 })
+    local line = next_line()
     if not line then break end
     if line:sub(1, 1) == "!" then
       run_lua(line:sub(2), env)
@@ -65,9 +80,8 @@ function M.run(args)
       assert(port:sendline(line))
     end
   end
-  stdin:close()
+  if stdin then stdin:close() end
   -- Input ended (a pipe, or Ctrl-D): let the module finish what it says.
-  local quiet = tonumber(args and args.quiet_ms) or 500
   while athost.now() - last < quiet do
     athost.sleep(quiet - (athost.now() - last))
   end
