@@ -52,11 +52,12 @@ if not ds then
   ds = aliyun.load_secret(dir, pk, dn)
   if ds then
     athost.log("using the device secret stored in " .. dir)
-  elseif not m.profile.http then
-    error(string.format("the %s cannot register a device (no HTTP commands): "
-      .. "give device_secret=", m.profile.name), 0)
   else
     athost.step("register")
+    if not m.profile.http then
+      error(string.format("the %s cannot register a device (no HTTP commands): "
+        .. "give device_secret=", m.profile.name), 0)
+    end
     ds = aliyun.register(m, { product_key = pk, product_secret = args.product_secret,
       device_name = dn, region = args.region, sign_method = args.sign_method,
       auth_base = args.auth_base })

@@ -58,18 +58,31 @@ function M.mqtt_host(pk, region)
   return string.format("%s.iot-as-mqtt.%s.aliyuncs.com", pk, region)
 end
 
+-- The secrets in a reply (deviceSecret, iotToken), masked from the moment
+-- the flow has read them, before the transcript writes the reply.
+local function mask(body)
+  local ok, v = pcall(athost.json.decode, body)
+  local data = ok and type(v) == "table" and v.data
+  if type(data) ~= "table" then return end
+  for _, k in ipairs({ "deviceSecret", "iotToken" }) do
+    if type(data[k]) == "string" and data[k] ~= "" then athost.secret(data[k]) end
+  end
+end
+
 -- POSTs a form through the module and decodes the JSON reply; raises
 -- with Aliyun's code and message unless it is 200.
 local function call(m, url, form, what)
   local status, body = httpat.post(m, url, form,
-    "application/x-www-form-urlencoded")
+    "application/x-www-form-urlencoded", { seen = mask })
   if status ~= 200 then
     error(string.format("%s: HTTP %d from %s: %s", what, status, url,
       body:sub(1, 200)), 0)
   end
   local reply = httpat.json(body, what)
   if reply.code ~= 200 then
-    error(string.format("%s refused: code %s %s", what, tostring(reply.code),
+    -- cjson decodes every number as a float: 6289 would print as 6289.0.
+    local code = math.tointeger(reply.code) or reply.code
+    error(string.format("%s refused: code %s %s", what, tostring(code),
       tostring(reply.message or "")), 0)
   end
   return reply.data or {}

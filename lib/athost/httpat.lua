@@ -13,7 +13,10 @@ local function fail(what, err)
 end
 
 -- One request. Returns status (number), body; raises on a module-side
--- failure (ERROR, timeouts, 60x statuses).
+-- failure (ERROR, timeouts, 60x statuses). opts.seen(body), if given, is
+-- called as soon as the body is read, before anything else is sent: the
+-- transcript writes what was received at the next send, so a secret in the
+-- body must be registered there to be masked.
 function M.request(m, method, url, body, content_type, opts)
   opts = opts or {}
   local h = m.profile.http
@@ -70,6 +73,7 @@ function M.request(m, method, url, body, content_type, opts)
       fail("HTTP read", err)
     end
     text = r.payload or ""
+    if opts.seen then opts.seen(text) end
   end
   m:cmd(h.term)
   return status, text
