@@ -33,7 +33,7 @@ LIB_SRC := host/host.c host/lhost.c host/chat.c host/pattern.c host/port.c \
 LIB_OBJ := $(LIB_SRC:host/%.c=$(BUILD)/%.o)
 HDRS := $(wildcard host/*.h)
 
-.PHONY: all check test bench demo install uninstall clean deps asan unit
+.PHONY: all check test bench demo install uninstall clean deps asan unit FORCE
 
 # C unit tests of single modules (the Lua tests drive the whole program):
 # tests/unit/X_test.c links the host sources it tests, named in its first
@@ -52,6 +52,14 @@ all: athost $(BUILD)/libathost.a $(BUILD)/libathost.so $(BUILD)/athost.pc
 $(BUILD)/%.o: host/%.c $(HDRS) | $(BUILD)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
 
+# The install paths are compiled in (host.c) and written into athost.pc:
+# both are rebuilt when PREFIX, LIBDIR or DATADIR change.
+PATHS := $(PREFIX):$(LIBDIR):$(INCLUDEDIR):$(DATADIR)
+$(BUILD)/paths.stamp: FORCE | $(BUILD)
+	@[ "$$(cat $@ 2>/dev/null)" = "$(PATHS)" ] || echo "$(PATHS)" > $@
+$(BUILD)/host.o: $(BUILD)/paths.stamp
+FORCE:
+
 $(BUILD):
 	mkdir -p $(BUILD)
 
@@ -65,7 +73,7 @@ $(BUILD)/libathost.so: $(LIB_OBJ)
 athost: $(BUILD)/main.o $(BUILD)/libathost.a
 	$(CC) $(LDFLAGS) -o $@ $(BUILD)/main.o $(BUILD)/libathost.a $(LDLIBS)
 
-$(BUILD)/athost.pc: athost.pc.in Makefile | $(BUILD)
+$(BUILD)/athost.pc: athost.pc.in Makefile $(BUILD)/paths.stamp | $(BUILD)
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
 	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|0.1.0|' \
 	    -e 's|@DATADIR@|$(DATADIR)|' \

@@ -16,6 +16,8 @@
 #            optional: skipped if `expect` is not installed;
 #   pexpect  bench/cgatt_pexpect.py (python3 pexpect.fdpexpect), optional:
 #            skipped if python3 or its pexpect module is missing.
+# Last, bench/station.sh: one `athost --ports-file` station provisioning 256
+# virtual modems at once (time as a ratio to one modem, peak RSS per port).
 # Every contender runs under bench/rss, which reports the peak RSS of the whole
 # process (start-up included).  The machine may be noisy, so the bare loop runs
 # both first and last and the best of the two is used as the floor.
@@ -261,6 +263,15 @@ if [ ${#SKIPPED[@]} -gt 0 ]; then
     echo
     echo "Skipped:"
     for s in "${SKIPPED[@]}"; do echo "  $s"; done
+fi
+
+# ---- the factory station: N modems at once (bench/station.sh) -------------
+if [ -n "$athost_ok" ]; then
+    echo
+    if ! bash "$here/station.sh" "$ATHOST"; then
+        ORDER+=(station) STATUS[station]=FAILED WHY[station]="bench/station.sh failed"
+        FAILED=1
+    fi
 fi
 if [ "$FAILED" -ne 0 ]; then
     echo

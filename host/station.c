@@ -7,6 +7,7 @@
 #include "station.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +41,27 @@ typedef struct dut {
 } dut_t;
 
 static int npassed, nfailed;
+
+typedef struct station_sig {
+    dut_t *duts;
+    int n;
+    int canceled;
+} station_sig_t;
+
+/* SIGINT, SIGTERM: the DUTs still running are canceled (their results
+ * come as exit 4), the report is still written, and the station exits 4.
+ * A second signal kills as usual. */
+static void station_signal(uv_signal_t *sig, int signum)
+{
+    station_sig_t *st = sig->data;
+    int i;
+    (void)signum;
+    st->canceled = 1;
+    for (i = 0; i < st->n; i++)
+        if (st->duts[i].h && !st->duts[i].done)
+            ath_host_cancel(st->duts[i].h);
+    uv_signal_stop(sig);
+}
 
 /* Reads the per-port table: a list of { port = spec?, params = {...} }.
  * CSV: a header row naming the columns ("port" optional); JSON: an array
@@ -118,7 +140,7 @@ static void station_row(lua_State *L, int table, const char *spec, int i)
     }
     lua_rawgeti(L, table, i);
     lua_getfield(L, -1, "port");
-    if (lua_type(L, -1) == LUA_TSTRING) {
+    if (lua_type(L, -1) == LUA_TSTRING && lua_rawlen(L, -1) > 0) {
         lua_pop(L, 2);          /* that row names another port */
         lua_pushnil(L);
         return;
@@ -309,7 +331,9 @@ static int station_start(dut_t *d, uv_loop_t *loop, lua_State *T, int table,
         if (lua_istable(T, -1)) {
             lua_pushnil(T);
             while (lua_next(T, -2)) {
-                if (lua_type(T, -2) == LUA_TSTRING && lua_isstring(T, -1))
+                /* the port column selects the row; it is no parameter */
+                if (lua_type(T, -2) == LUA_TSTRING && lua_isstring(T, -1) &&
+                    strcmp(lua_tostring(T, -2), "port") != 0)
                     ath_host_set_param(d->h, lua_tostring(T, -2),
                                        lua_tostring(T, -1));
                 lua_pop(T, 1);
@@ -323,7 +347,6 @@ static int station_start(dut_t *d, uv_loop_t *loop, lua_State *T, int table,
         ath_host_set_param(d->h, o->argv[k], c + 1);
         *c = '=';
     }
-    ath_host_set_param(d->h, "dut", d->label);
     ath_host_set_port(d->h, d->spec, o->baud);
     rc = o->script ? ath_host_load_file(d->h, o->script)
                    : ath_host_load_string(d->h, o->chunk, "=(command line)");
@@ -357,6 +380,8 @@ int ath_station_main(const ath_station_opts_t *o)
     char **specs;
     int n, i, rc = ATH_EXIT_OK, table = 0;
     uint64_t t0 = uv_hrtime();
+    uv_signal_t sigs[2];
+    station_sig_t st;
 
     specs = station_ports(o, &n);
     if (specs == NULL || n == 0) {
@@ -389,6 +414,15 @@ int ath_station_main(const ath_station_opts_t *o)
     }
     if (T)
         lua_close(T);
+    st.duts = duts;
+    st.n = n;
+    st.canceled = 0;
+    for (i = 0; i < 2; i++) {
+        uv_signal_init(&loop, &sigs[i]);
+        sigs[i].data = &st;
+        uv_signal_start(&sigs[i], station_signal, i == 0 ? SIGINT : SIGTERM);
+        uv_unref((uv_handle_t *)&sigs[i]);
+    }
     if (rc == ATH_EXIT_OK) {
         uv_run(&loop, UV_RUN_DEFAULT);
         for (i = 0; i < n; i++) {
@@ -401,6 +435,8 @@ int ath_station_main(const ath_station_opts_t *o)
     for (i = 0; i < n; i++)
         if (duts[i].h)
             ath_host_close(duts[i].h);
+    for (i = 0; i < 2; i++)
+        uv_close((uv_handle_t *)&sigs[i], NULL);
     uv_run(&loop, UV_RUN_DEFAULT);
     if (rc == ATH_EXIT_OK) {
         double total = (double)(uv_hrtime() - t0) / 1e6;
@@ -413,6 +449,8 @@ int ath_station_main(const ath_station_opts_t *o)
             rc = ATH_EXIT_FAIL;
         if (nfailed > 0)
             rc = ATH_EXIT_FAIL;
+        if (st.canceled)
+            rc = ATH_EXIT_CANCELED;
     }
     for (i = 0; i < n; i++) {
         int k;

@@ -14,9 +14,11 @@
 #define _POSIX_C_SOURCE 200809L
 #include <athost.h>
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define MAX_DUTS 1024
 
@@ -164,6 +166,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "station: no DUTs in %s\n", list);
         return 2;
     }
+    if (mkdir(logdir, 0777) != 0 && errno != EEXIST) {
+        fprintf(stderr, "station: cannot make %s: %s\n", logdir, strerror(errno));
+        return 2;
+    }
     uv_loop_init(&loop);
     t0 = uv_hrtime();
     for (i = 0; i < nduts; i++) {
@@ -189,7 +195,6 @@ int main(int argc, char **argv)
             set_params(d->host, argv[k]);
         while ((tok = strtok_r(NULL, " \t", &d->rest)) != NULL)
             set_params(d->host, tok);       /* this DUT's own parameters */
-        ath_host_set_param(d->host, "dut", d->name);
         ath_host_set_port(d->host, d->spec, 0);
         if (ath_host_load_file(d->host, flow) != 0) {
             fprintf(stderr, "station: %s\n", ath_host_error(d->host));

@@ -1,0 +1,235 @@
+#!/usr/bin/env bash
+# bench/station.sh ATHOST_BINARY   (bench/run.sh runs it last: `make bench`)
+#
+# What is measured: one station process, `athost --ports-file` with N lines
+# (default 256), provisioning N virtual Air720s at once with clouds/mqtt.lua
+# (autobaud, identification, network, MQTT connect, publish, disconnect)
+# against local mosquittos (tests/fixtures/broker.sh), one per 80 DUTs:
+# mosquitto listens with a backlog of 100, and N connections at once would
+# overflow it (dropped SYNs, 1 s retransmits: the broker's limit, not the
+# station's; a cloud broker takes thousands). Per-DUT parameters
+# (client id, topic, payload) come from a --table CSV; a JUnit report is
+# written. The modems are served by a separate athost process
+# (bench/modems.lua: N models on N pty links, no artificial delays), so what
+# the station itself does per DUT is what the wall time shows.
+#
+#   ratio     median wall time of the N-port run / median of a 1-port run
+#             (same modems process, same broker, port 1 only; process
+#             start-up included in both). Target: < 4.
+#   KiB/port  peak RSS of the N-port station (bench/rss, a run of its own)
+#             / N; also the marginal cost (peak N - peak 1) / (N - 1).
+#             Target: < 256.
+#
+# Then a profile: station CPU time per DUT, the Lua heap of one host at the
+# start and end of the flow, and (a what-if, not athost as shipped) the
+# N-port run with the Lua library precompiled (string.dump) first on
+# ATHOST_PATH, which shows what parsing the modules in every host costs.
+# This is a benchmark: it fails only when a run fails (a DUT failed, a hang).
+#
+# Environment: BENCH_STATION_N (default 256), BENCH_STATION_RUNS (N-port
+# runs, median; default 3), BENCH_STATION_RUNS1 (1-port runs; default 5).
+
+set -u
+
+[ $# -eq 1 ] || { echo "usage: $0 ATHOST_BINARY" >&2; exit 2; }
+N=${BENCH_STATION_N:-256}
+RUNS=${BENCH_STATION_RUNS:-3}
+RUNS1=${BENCH_STATION_RUNS1:-5}
+for v in "$N" "$RUNS" "$RUNS1"; do
+    case $v in '' | *[!0-9]* | 0) echo "station.sh: counts must be positive integers" >&2; exit 2 ;; esac
+done
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+build=$here/build
+ATHOST=$1
+case $ATHOST in */*) ATHOST=$(cd "$(dirname "$ATHOST")" && pwd)/$(basename "$ATHOST") ;; esac
+FLOW=$root/clouds/mqtt.lua
+
+skip() {
+    echo "== station: SKIPPED ($1)"
+    exit 0
+}
+for c in mosquitto mosquitto_pub mosquitto_passwd openssl timeout; do
+    command -v "$c" >/dev/null 2>&1 || skip "'$c' is not installed"
+done
+[ -x "$build/rss" ] || { mkdir -p "$build" && cc -O2 -o "$build/rss" "$here/rss.c"; } || exit 2
+
+# Every modem is a pty pair and an MQTT socket in the modems process, a
+# pty in the station and a socket in mosquitto.
+need=$((N * 3 + 256))
+if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt "$need" ]; then
+    ulimit -n "$need" 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+fi
+if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt "$need" ]; then
+    echo "station.sh: need $need file descriptors, ulimit -n allows $(ulimit -n)" >&2
+    exit 1
+fi
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/athost-station.XXXXXX") || exit 2
+MODEMS_PID=
+# shellcheck disable=SC2317  # invoked via trap
+cleanup() {
+    if [ -n "$MODEMS_PID" ]; then
+        kill "$MODEMS_PID" 2>/dev/null
+        wait "$MODEMS_PID" 2>/dev/null
+    fi
+    local d
+    for d in "$tmp"/broker*; do
+        [ -d "$d" ] && bash "$root/tests/fixtures/broker.sh" stop "$d" >/dev/null 2>&1
+    done
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+NB=$(((N + 79) / 80))
+echo "== station: $N virtual Air720s (one athost process) provisioned by one athost --ports-file ($NB brokers)"
+BROKERS=
+for ((b = 1; b <= NB; b++)); do
+    d=$tmp/broker$b
+    if [ "$b" -gt 1 ]; then    # the same certificates: no key generation
+        mkdir -p "$d" && chmod 700 "$d" && cp "$tmp"/broker1/*.pem "$tmp"/broker1/*.key "$d"/
+    fi
+    if ! bash "$root/tests/fixtures/broker.sh" start "$d" >"$tmp/broker$b.out" 2>&1; then
+        cat "$tmp/broker$b.out" >&2
+        echo "station.sh: broker.sh start failed" >&2
+        exit 1
+    fi
+    BROKERS=$BROKERS${BROKERS:+,}127.0.0.1:$(sed -n 's/^BROKER_PORT=//p' "$d/broker.env")
+done
+BROKER_USER=$(sed -n "s/^BROKER_USER=//p" "$tmp/broker1/broker.env" | sed "s/^'\(.*\)'\$/\1/")
+BROKER_PASS=$(sed -n "s/^BROKER_PASS=//p" "$tmp/broker1/broker.env" | sed "s/^'\(.*\)'\$/\1/")
+BROKER_PORT=${BROKERS%%,*}
+BROKER_PORT=${BROKER_PORT##*:}
+
+mkdir -p "$tmp/m"
+: >"$tmp/modems.out"
+"$ATHOST" "$here/modems.lua" "n=$N" "dir=$tmp/m" "brokers=$BROKERS" >"$tmp/modems.out" 2>"$tmp/modems.err" &
+MODEMS_PID=$!
+for ((i = 0; i < 3000; i++)); do
+    grep -q "^ready $N\$" "$tmp/modems.out" && break
+    kill -0 "$MODEMS_PID" 2>/dev/null || break
+    sleep 0.01
+done
+if ! grep -q "^ready $N\$" "$tmp/modems.out"; then
+    echo "station.sh: the modems did not start: $(tail -n 5 "$tmp/modems.err")" >&2
+    exit 1
+fi
+
+{
+    echo "port,client_id,topic,publish"
+    for ((i = 1; i <= N; i++)); do
+        echo "$tmp/m/ttyAIR$i,bench-station-$i,bench/station/$i,hello from DUT $i"
+    done
+} >"$tmp/table.csv"
+for ((i = 1; i <= N; i++)); do echo "$tmp/m/ttyAIR$i"; done >"$tmp/ports"
+head -n 1 "$tmp/ports" >"$tmp/ports1"
+
+# station LABEL PORTS_FILE [rss]: one run; sets WALL (s) and CPU (s), and
+# with rss RSS (KiB, peak, from bench/rss: a run of its own, as its fork
+# and exec would add to the wall time of short runs). Extra environment for
+# athost comes from STATION_ENV.
+STATION_ENV=()
+station() {
+    local label=$1 ports=$2 n t0 t1 rc cpu pre=()
+    n=$(wc -l <"$ports")
+    [ ${#STATION_ENV[@]} -gt 0 ] && pre=(env "${STATION_ENV[@]}")
+    [ "${3:-}" = rss ] && pre+=("$build/rss")
+    TIMEFORMAT='%U %S'
+    t0=$EPOCHREALTIME
+    { time timeout 300 "${pre[@]}" "$ATHOST" --ports-file "$ports" \
+        --table "$tmp/table.csv" --junit "$tmp/$label.xml" "$FLOW" host=127.0.0.1 \
+        "port=$BROKER_PORT" "username=$BROKER_USER" "password=$BROKER_PASS" \
+        </dev/null >"$tmp/$label.out" 2>"$tmp/$label.err"; } 2>"$tmp/$label.time"
+    rc=$?
+    t1=$EPOCHREALTIME
+    WALL=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.4f", b - a }')
+    RSS=$(sed -n 's/^peak_rss_kib=\([0-9]*\)$/\1/p' "$tmp/$label.err" | tail -n 1)
+    cpu=$(tail -n 1 "$tmp/$label.time")
+    CPU=$(awk -v u="${cpu% *}" -v s="${cpu#* }" 'BEGIN { printf "%.3f", u + s }')
+    if [ "$rc" -ne 0 ] || ! grep -q "^$n passed, 0 failed" "$tmp/$label.err"; then
+        echo "   FAILED: $label (exit $rc):"
+        grep -v '^PASS' "$tmp/$label.err" | tail -n 10 | sed 's/^/   /'
+        exit 1
+    fi
+}
+
+median() { sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
+
+# runs COUNT PORTS_FILE: COUNT timed runs and one under bench/rss; sets
+# MED_WALL, MED_CPU, RSS.
+runs() {
+    local k walls="" cpus=""
+    for ((k = 1; k <= $1; k++)); do
+        station "run$k" "$2"
+        walls="$walls$WALL"$'\n'
+        cpus="$cpus$CPU"$'\n'
+        printf '   %-9s wall %7.1f ms  cpu %7.1f ms\n' "run $k" \
+            "$(awk -v w="$WALL" 'BEGIN { print w * 1000 }')" \
+            "$(awk -v c="$CPU" 'BEGIN { print c * 1000 }')"
+    done
+    MED_WALL=$(printf '%s' "$walls" | median)
+    MED_CPU=$(printf '%s' "$cpus" | median)
+    station rss "$2" rss
+    printf '   %-9s peak RSS %d KiB\n' "rss run" "$RSS"
+}
+
+station warmup "$tmp/ports1"
+echo "-- 1 port, $RUNS1 runs"
+runs "$RUNS1" "$tmp/ports1"
+W1=$MED_WALL R1=$RSS C1=$MED_CPU
+echo "-- $N ports, $RUNS runs"
+runs "$RUNS" "$tmp/ports"
+WN=$MED_WALL RN=$RSS CN=$MED_CPU
+
+# Profile: the Lua heap of one host around the flow.
+heap=$("$ATHOST" --ports-file "$tmp/ports1" --table "$tmp/table.csv" -q -e "
+local args = ...
+local k0 = collectgarbage('count')
+assert(loadfile('$FLOW'))(args)
+local k1 = collectgarbage('count')
+collectgarbage()
+io.stderr:write(string.format('heap %.0f %.0f %.0f\n', k0, k1, collectgarbage('count')))
+" host=127.0.0.1 "port=$BROKER_PORT" "username=$BROKER_USER" "password=$BROKER_PASS" 2>&1 |
+    sed -n 's/^heap //p')
+
+# What-if: the library precompiled, first on ATHOST_PATH.
+mkdir -p "$tmp/bc"
+"$ATHOST" -e "
+local src, out = '$root/lib', '$tmp/bc'
+for path in io.popen('cd ' .. src .. ' && find athost -name \"*.lua\"'):lines() do
+  assert(os.execute('mkdir -p ' .. out .. '/' .. path:match('^(.*)/')))
+  local f = assert(io.open(out .. '/' .. path, 'wb'))
+  f:write(string.dump(assert(loadfile(src .. '/' .. path))))
+  f:close()
+end" || exit 1
+echo "-- what-if: $N ports, modules precompiled on ATHOST_PATH, $RUNS runs"
+STATION_ENV=("ATHOST_PATH=$tmp/bc${ATHOST_PATH:+:$ATHOST_PATH}")
+runs "$RUNS" "$tmp/ports"
+WB=$MED_WALL
+STATION_ENV=()
+
+echo
+echo "Station results ($N DUTs, clouds/mqtt.lua, modems in a separate process, $(getconf _NPROCESSORS_ONLN 2>/dev/null || echo '?') CPUs):"
+echo
+awk -v w1="$W1" -v wn="$WN" -v wb="$WB" -v r1="$R1" -v rn="$RN" -v c1="$C1" -v cn="$CN" \
+    -v n="$N" -v heap="$heap" 'BEGIN {
+    split(heap, h, " ")
+    ratio = wn / w1
+    kib = rn / n
+    printf "  1 port:    wall %8.1f ms (median)   peak RSS %7d KiB   cpu %6.1f ms\n", w1 * 1000, r1, c1 * 1000
+    printf "  %d ports:  wall %8.1f ms (median)   peak RSS %7d KiB   cpu %6.1f ms\n", n, wn * 1000, rn, cn * 1000
+    printf "\n"
+    printf "  ratio %d/1:        %6.1fx   (target < 4: %s)\n", n, ratio, ratio < 4 ? "met" : "MISSED"
+    printf "  peak RSS per port: %6.0f KiB (target < 256: %s); marginal (peak %d - peak 1) / %d: %.0f KiB\n",
+        kib, kib < 256 ? "met" : "MISSED", n, n - 1, (rn - r1) / (n - 1)
+    printf "\n  profile:\n"
+    printf "    station cpu per DUT:         %.2f ms ((cpu %d - cpu 1) / %d: %.2f ms)\n",
+        cn / n * 1000, n, n - 1, (cn - c1) / (n - 1) * 1000
+    printf "    wall per extra DUT:          %.2f ms\n", (wn - w1) / (n - 1) * 1000
+    if (h[1] != "")
+        printf "    Lua heap of one host:        %s KiB at the flow start, %s KiB at its end, %s KiB live after a full GC\n", h[1], h[2], h[3]
+    printf "    what-if, modules precompiled: %.1f ms for %d ports, ratio %.1fx\n", wb * 1000, n, wb / w1
+}'

@@ -1,0 +1,415 @@
+-- The factory station: the example station (tests/station/station.c, built
+-- through pkg-config against a `make install` of this tree) provisions 32
+-- virtual Air720s at once with clouds/mqtt.lua against a real mosquitto
+-- (tests/fixtures/broker.sh); then the built-in `athost --ports` station.
+-- What the DUTs did is checked where it lands: the station's table and
+-- exit code, mosquitto_sub on the broker, the transcripts, the JUnit
+-- report against tests/station/junit.xsd.
+--
+--   ATHOST_PATH=tests/lib:lib ./athost tests/lua/station_test.lua
+local t = require("t")
+local athost = require("athost")
+
+local BIN = os.getenv("ATHOST_BIN") or (arg and arg[-1]) or "./athost"
+local here = ((arg and arg[0]) or "tests/lua/x"):match("^(.*)/[^/]*$") or "."
+local DIR = t.tmpdir()
+local B = {}                  -- BROKER_* from broker.env, without the prefix
+local started = {}            -- file prefixes of the background processes
+local STATION                 -- the example station, once built
+
+local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+
+-- Runs a shell command; returns its output (stdout and stderr) and success.
+local function shell(cmd)
+  local f = assert(io.popen(cmd .. " 2>&1"))
+  local out = f:read("a")
+  return out, f:close()
+end
+
+local ROOT = shell("cd " .. q(here .. "/../..") .. " && pwd"):match("[^\n]+")
+
+local function write(path, s)
+  local f = assert(io.open(path, "wb"))
+  f:write(s)
+  f:close()
+end
+
+local function lines(s)
+  local r = {}
+  for l in (s or ""):gmatch("[^\n]+") do r[#r + 1] = l end
+  return r
+end
+
+local function count(s, plain)
+  local n, i = 0, 1
+  while true do
+    local j = s:find(plain, i, true)
+    if not j then return n end
+    n, i = n + 1, j + #plain
+  end
+end
+
+-- Polls until done() returns a value (external processes: the broker's
+-- log, a subscriber's exit); raises after ms.
+local function wait_for(what, ms, done)
+  local deadline = athost.now() + ms
+  while true do
+    local r = done()
+    if r then return r end
+    if athost.now() > deadline then error(what .. ": not within " .. ms .. " ms", 2) end
+    athost.sleep(20)
+  end
+end
+
+local function luhn(digits)
+  local sum = 0
+  for i = 1, #digits do
+    local d = tonumber(digits:sub(i, i))
+    if i % 2 == 0 then d = d * 2 if d > 9 then d = d - 9 end end
+    sum = sum + d
+  end
+  return digits .. (10 - sum % 10) % 10
+end
+
+-- n IMEIs of a run: TAC 86299141, serials run*1000 + 1..n.
+local function imeis(run, n)
+  local r = {}
+  for i = 1, n do r[i] = luhn(string.format("86299141%06d", run * 1000 + i)) end
+  return r
+end
+
+local function broker_args()
+  return string.format("host=127.0.0.1 port=%d username=%s password=%s", B.PORT,
+    q(B.USER), q(B.PASS))
+end
+
+-- Starts cmd in the background with its output in PREFIX.out and .err;
+-- returns PREFIX. Its pid goes to PREFIX.pid, its exit code to PREFIX.rc.
+local function background(name, cmd)
+  local f = DIR .. "/" .. name
+  started[#started + 1] = f
+  assert(os.execute(string.format("(%s >%s.out 2>%s.err & echo $! >%s.pid; wait $!; "
+    .. "echo $? >%s.rc) >/dev/null 2>&1 &", cmd, f, f, f, f)))
+  return f
+end
+
+-- Waits for a background process to exit; returns its exit code (a string).
+local function exited(f, what, ms)
+  return wait_for(what, ms, function() return (t.slurp(f .. ".rc") or ""):match("%d+") end)
+end
+
+-- Starts mosquitto_sub on a wildcard topic, to exit after n messages, and
+-- returns once the broker has its subscription (the broker's log shows
+-- the SUBACK; mosquitto_sub's own output is block-buffered). The returned
+-- function waits for it to exit and returns { [topic] = payload } and the
+-- number of messages.
+local function subscriber(topic, n)
+  local id = "station-sub-" .. athost.random(4, "hex")
+  local f = background(id, string.format("mosquitto_sub -h 127.0.0.1 -p %d -u %s -P %s "
+    .. "-i %s -t %s -q 1 -C %d -W 30 -F '%%t|%%p'", B.PORT, q(B.USER), q(B.PASS), id,
+    q(topic), n))
+  wait_for("mosquitto_sub " .. id .. " subscribed", 10000, function()
+    return (t.slurp(B.DIR .. "/mosquitto.log") or ""):find("Sending SUBACK to " .. id, 1, true)
+  end)
+  return function()
+    local rc = exited(f, "mosquitto_sub to receive " .. n .. " messages", 35000)
+    local out = t.slurp(f .. ".out") or ""
+    t.eq(rc, "0", "mosquitto_sub exit code (got " .. out .. (t.slurp(f .. ".err") or "") .. ")")
+    local got, msgs = {}, 0
+    for _, l in ipairs(lines(out)) do
+      local tp, payload = l:match("^([^|]*)|(.*)$")
+      t.ok(tp, "a topic|payload line: " .. l)
+      t.eq(got[tp], nil, "a second message on " .. tp)
+      got[tp], msgs = payload, msgs + 1
+    end
+    return got, msgs
+  end
+end
+
+local function validate(xml)
+  local out, ok = shell("xmllint --noout --schema " .. q(ROOT .. "/tests/station/junit.xsd")
+    .. " " .. q(xml))
+  t.ok(ok, "xmllint --schema junit.xsd " .. xml .. ": " .. out)
+end
+
+---------------------------------------------------------------------------
+-- The example station
+---------------------------------------------------------------------------
+
+t.test("the example station builds through pkg-config against make install", function()
+  local src, prefix = DIR .. "/src", DIR .. "/prefix"
+  -- Installed from a copy of the tree: a build under another PREFIX must
+  -- not relink the ./athost and build/ that other suites are using.
+  local out, ok = shell(string.format("mkdir -p %s && cd %s && cp -R Makefile athost.pc.in "
+    .. "host lib clouds scripts %s/", q(src), q(ROOT), q(src)))
+  t.ok(ok, "copy: " .. out)
+  out, ok = shell(string.format("env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make -C %s -j2 "
+    .. "install PREFIX=%s", q(src), q(prefix)))
+  t.ok(ok, "make install: " .. out:sub(-3000))
+  local pc = "PKG_CONFIG_PATH=" .. q(prefix .. "/lib/pkgconfig") .. " pkg-config "
+  local luadir = shell(pc .. "--variable=luadir athost"):match("[^\n]*")
+  t.eq(luadir, prefix .. "/share/athost/lib", "luadir in the installed athost.pc")
+  t.ok(t.slurp(luadir .. "/athost/modem.lua"), "the Lua library is installed under luadir")
+  out, ok = shell(string.format("cc -std=c11 -Wall -Wextra -Wpedantic -Werror -o %s "
+    .. "%s $(%s --cflags --libs athost) -DATHOST_LUADIR='\"%s\"' -Wl,-rpath,%s",
+    q(DIR .. "/station"), q(ROOT .. "/tests/station/station.c"), pc, luadir,
+    q(prefix .. "/lib")))
+  t.ok(ok, "cc station.c: " .. out)
+  out = shell("ldd " .. q(DIR .. "/station"))
+  t.match(out, "libathost%.so => " .. prefix:gsub("%p", "%%%0") .. "/lib/libathost%.so",
+    "linked against the installed libathost")
+  STATION = DIR .. "/station"
+end)
+
+-- Writes the DUT list of a run (a port spec and the DUT's own parameters
+-- a line; extra[i] adds model options to DUT i's spec), runs the example
+-- station with the installed clouds/mqtt.lua, and returns its exit code,
+-- table (stdout), stderr and its run directory.
+local function run_station(run, ids, extra)
+  t.ok(STATION, "the example station was built")
+  local dir = DIR .. "/" .. run
+  assert(os.execute("mkdir -p " .. q(dir)))
+  local duts = {}
+  for i, imei in ipairs(ids) do
+    duts[i] = string.format("sim:air720?imei=%s%s client_id=%s topic=station/%s/%s "
+      .. "publish=hello-%s", imei, extra[i] or "", imei, run, imei, imei)
+  end
+  write(dir .. "/duts", "# port spec, then this DUT's parameters\n"
+    .. table.concat(duts, "\n") .. "\n")
+  -- Without ATHOST_PATH: the library comes from the installed luadir.
+  local _, how, code = os.execute(string.format("env -u ATHOST_PATH %s --junit %s "
+    .. "--logdir %s %s %s %s >%s 2>%s", q(STATION), q(dir .. "/report.xml"),
+    q(dir .. "/logs"), q(DIR .. "/prefix/share/athost/clouds/mqtt.lua"), q(dir .. "/duts"),
+    broker_args(), q(dir .. "/table"), q(dir .. "/stderr")))
+  t.eq(how, "exit", "the station exited")
+  return code, t.slurp(dir .. "/table") or "", t.slurp(dir .. "/stderr") or "", dir
+end
+
+-- The station's table: { dutNN = "PASS" | "FAIL" } and its last line.
+local function results(tbl)
+  local r, n, last = {}, 0, nil
+  for _, l in ipairs(lines(tbl)) do
+    local name, res = l:match("^(dut%d+)%s+(%u+)%s")
+    if name then r[name], n = res, n + 1 end
+    last = l
+  end
+  return r, n, last
+end
+
+local function dut(i) return string.format("dut%02d", i) end
+
+t.test("32 DUTs provisioned at once: table, broker, transcripts, JUnit", function()
+  local ids = imeis(1, 32)
+  local received = subscriber("station/pass/#", 32)
+  local code, tbl, err, dir = run_station("pass", ids, {})
+  local res, n, last = results(tbl)
+  t.eq(n, 32, "rows in the table:\n" .. tbl .. err)
+  for i = 1, 32 do t.eq(res[dut(i)], "PASS", dut(i) .. " in the table:\n" .. tbl) end
+  t.eq(last, "32 passed, 0 failed", "the table's last line")
+  t.eq(code, 0, "exit code (stderr: " .. err .. ")")
+
+  local got, msgs = received()
+  t.eq(msgs, 32, "messages at mosquitto_sub")
+  for _, imei in ipairs(ids) do
+    t.eq(got["station/pass/" .. imei], "hello-" .. imei, "the message of " .. imei)
+  end
+  -- each DUT connected as itself
+  local blog = t.slurp(B.DIR .. "/mosquitto.log") or ""
+  for _, imei in ipairs(ids) do
+    t.ok(blog:find(" as " .. imei .. " (", 1, true), "a connection with client id " .. imei)
+  end
+
+  local logs = lines(shell("ls " .. q(dir .. "/logs")))
+  t.eq(#logs, 32, "transcripts: " .. table.concat(logs, " "))
+  for i, imei in ipairs(ids) do
+    local tr = t.slurp(dir .. "/logs/" .. dut(i) .. ".log") or ""
+    t.ok(#tr > 0, dut(i) .. ".log is not empty")
+    t.ok(tr:find(string.format('> AT+MPUB="station/pass/%s",0,0,"hello-%s"\\r', imei, imei),
+      1, true), dut(i) .. ".log holds its own AT+MPUB:\n" .. tr)
+    t.eq(count(tr, "AT+MPUB="), 2, dut(i) .. ": one AT+MPUB (sent and seen by the model)")
+    t.nomatch(tr, B.PASS, dut(i) .. ".log (the password is a secret)")
+  end
+
+  local xml = dir .. "/report.xml"
+  validate(xml)
+  local s = t.slurp(xml)
+  t.match(s, '<testsuites tests="32" failures="0"', "totals")
+  t.eq(count(s, "<testcase "), 32, "test cases")
+  t.eq(count(s, "<failure"), 0, "failures")
+end)
+
+t.test("DUT 7 refuses AT+MCONFIG: only its test case fails, exit non-zero", function()
+  local ids = imeis(2, 32)
+  local code, tbl, err, dir = run_station("fail", ids, { [7] = "&refuse=AT+MCONFIG:767" })
+  local res, n, last = results(tbl)
+  t.eq(n, 32, "rows in the table:\n" .. tbl .. err)
+  for i = 1, 32 do
+    t.eq(res[dut(i)], i == 7 and "FAIL" or "PASS", dut(i) .. " in the table:\n" .. tbl)
+  end
+  t.match(tbl, "\ndut07%s+FAIL%s+%d+ms%s+step \"connect\" failed: %+CME ERROR: 767 at AT%+MCONFIG",
+    "dut07's row names the step and the error")
+  t.eq(last, "31 passed, 1 failed", "the table's last line")
+  t.eq(code, 1, "exit code")
+
+  local xml = dir .. "/report.xml"
+  validate(xml)
+  local s = t.slurp(xml)
+  t.match(s, '<testsuites tests="32" failures="1"', "totals")
+  t.eq(count(s, "<testcase "), 32, "test cases")
+  t.eq(count(s, "<failure"), 1, "failures")
+  local failed = s:match('<testcase [^>]*name="(dut%d+)"[^>]*>%s*<failure')
+  t.eq(failed, "dut07", "the test case with the failure")
+  t.match(s, '<failure type="step" message="step &quot;connect&quot; failed: %+CME ERROR: 767 '
+    .. 'at AT%+MCONFIG">failed in step connect</failure>', "the failure")
+
+  t.eq(#lines(shell("ls " .. q(dir .. "/logs"))), 32, "transcripts")
+  local tr = t.slurp(dir .. "/logs/dut07.log") or ""
+  t.match(tr, "\\r\\n%+CME ERROR: 767\\r\\n", "dut07.log shows the refusal")
+  t.nomatch(tr, "AT+MPUB", "dut07.log (it never got to publish)")
+  t.ok((t.slurp(dir .. "/logs/dut08.log") or ""):find("> AT+MPUB=", 1, true),
+    "dut08 published")
+end)
+
+---------------------------------------------------------------------------
+-- The built-in station: athost --ports
+---------------------------------------------------------------------------
+
+t.test("athost --ports: 4 virtual modems, --table, --junit, --logdir, --json", function()
+  local ids = imeis(3, 4)
+  local dir = DIR .. "/builtin"
+  assert(os.execute("mkdir -p " .. q(dir)))
+  local ports, payload = {}, { "one", "two", "three, with a comma", "four" }
+  for i, imei in ipairs(ids) do ports[i] = "sim:air720?imei=" .. imei end
+  -- Rows by their port column (out of order), or by position where the
+  -- port cell is empty.
+  local function row(i, with_port)
+    return string.format('%s,%s,builtin/%s,"%s"', with_port and ports[i] or "", ids[i],
+      ids[i], payload[i])
+  end
+  write(dir .. "/duts.csv", table.concat({ "port,client_id,topic,publish", row(1),
+    row(4, true), row(3), row(2, true) }, "\n") .. "\n")
+  local received = subscriber("builtin/#", 4)
+  local _, how, code = os.execute(string.format("%s --ports %s --table %s --junit %s "
+    .. "--logdir %s --json %s %s >%s 2>%s", BIN, q(table.concat(ports, ",")),
+    q(dir .. "/duts.csv"), q(dir .. "/report.xml"), q(dir .. "/logs"),
+    q(ROOT .. "/clouds/mqtt.lua"), broker_args(), q(dir .. "/out"), q(dir .. "/err")))
+  local out, err = t.slurp(dir .. "/out") or "", t.slurp(dir .. "/err") or ""
+  t.eq(how, "exit", "athost exited")
+  t.eq(code, 0, "exit code (stdout: " .. out .. " stderr: " .. err .. ")")
+
+  local results, hosts = {}, {}
+  for _, l in ipairs(lines(out)) do
+    local ok, ev = pcall(athost.json.decode, l)
+    t.ok(ok and type(ev) == "table", "not a JSON object: " .. l)
+    t.eq(type(ev.host), "string", "host in " .. l)
+    hosts[ev.host] = true
+    if ev.event == "result" then results[#results + 1] = ev end
+  end
+  t.eq(#results, 4, "result events")
+  local seen = {}
+  for _, ev in ipairs(results) do
+    t.eq(ev.ok, true, "result of " .. ev.host)
+    t.eq(ev.code, 0, "code of " .. ev.host)
+    t.eq(seen[ev.host], nil, "a second result for " .. ev.host)
+    seen[ev.host] = true
+  end
+
+  local got, msgs = received()
+  t.eq(msgs, 4, "messages at mosquitto_sub")
+  for i, imei in ipairs(ids) do
+    t.eq(got["builtin/" .. imei], payload[i], "the message of port " .. i)
+  end
+
+  local logs = lines(shell("ls " .. q(dir .. "/logs")))
+  t.eq(#logs, 4, "transcripts: " .. table.concat(logs, " "))
+  for i, imei in ipairs(ids) do
+    local name
+    for _, f in ipairs(logs) do if f:find(imei, 1, true) then name = f end end
+    t.ok(name, "a transcript named after port " .. i .. ": " .. table.concat(logs, " "))
+    t.ok(hosts[name:gsub("%.log$", "")], "events of " .. name)
+    local tr = t.slurp(dir .. "/logs/" .. name)
+    t.ok(tr:find(string.format('> AT+MPUB="builtin/%s",0,0,"%s"\\r', imei, payload[i]), 1,
+      true), name .. " holds the AT+MPUB of its row:\n" .. tr)
+    t.ok(tr:find(string.format('> AT+MCONFIG="%s","%s","***"', imei, B.USER), 1, true),
+      name .. ": client id from its row, the password masked")
+  end
+
+  local xml = dir .. "/report.xml"
+  validate(xml)
+  local s = t.slurp(xml)
+  t.match(s, '<testsuites tests="4" failures="0"', "totals")
+  for _, p in ipairs(ports) do
+    t.ok(s:find('name="' .. p .. '"', 1, true), "a test case for " .. p)
+  end
+  t.eq(count(s, "<failure"), 0, "failures")
+end)
+
+t.test("--table: the port column picks a row and is no parameter of the flow", function()
+  local dir = DIR .. "/table"
+  assert(os.execute("mkdir -p " .. q(dir)))
+  -- A has no row of its own: it takes row 1, whose port cell is empty.
+  write(dir .. "/t.csv", "port,x\n,one\nB,two\n")
+  local out, ok = shell(string.format("%s --ports A,B --table %s --json -e %s", BIN,
+    q(dir .. "/t.csv"), q('local a = ... require("athost").emit("row", '
+      .. '{ x = a.x, port = a.port or "none" })')))
+  t.ok(ok, "athost --ports: " .. out)
+  local rows = {}
+  for _, l in ipairs(lines(out)) do
+    local ev = athost.json.decode(l)
+    if ev.event == "data" then rows[ev.host] = ev.data end
+  end
+  t.deepeq(rows, { A = { x = "one", port = "none" }, B = { x = "two", port = "none" } },
+    "parameters per port")
+end)
+
+t.test("athost --ports: SIGTERM cancels the DUTs, writes the report, exits 4", function()
+  local dir = DIR .. "/signal"
+  assert(os.execute("mkdir -p " .. q(dir)))
+  local chunk = 'local athost = require("athost") assert(athost.port():cmd("AT")) '
+    .. 'athost.log("waiting") athost.sleep(60000)'
+  local f = background("signal/station", string.format("%s --ports %s --json --junit %s -e %s",
+    BIN, q("sim:air720,sim:air720"), q(dir .. "/report.xml"), q(chunk)))
+  local pid = wait_for("the station's pid", 10000, function()
+    return (t.slurp(f .. ".pid") or ""):match("%d+")
+  end)
+  wait_for("both DUTs waiting", 10000, function()
+    return count(t.slurp(f .. ".out") or "", '"text":"waiting"') == 2
+  end)
+  assert(os.execute("kill -TERM " .. pid))
+  local rc = exited(f, "the station to exit", 10000)
+  t.eq(rc, "4", "exit code (stderr: " .. (t.slurp(f .. ".err") or "") .. ")")
+  local results = 0
+  for _, l in ipairs(lines(t.slurp(f .. ".out"))) do
+    local ev = athost.json.decode(l)
+    if ev.event == "result" then
+      results = results + 1
+      t.eq(ev.code, 4, "result code of " .. ev.host)
+    end
+  end
+  t.eq(results, 2, "result events")
+  local xml = dir .. "/report.xml"
+  validate(xml)
+  local s = t.slurp(xml)
+  t.match(s, '<testsuites tests="2" failures="2"', "totals")
+  t.eq(count(s, '<failure type="exit 4" message="canceled">'), 2, "canceled test cases")
+end)
+
+---------------------------------------------------------------------------
+
+local out, ok = shell(q(ROOT .. "/tests/fixtures/broker.sh") .. " start " .. q(DIR .. "/broker"))
+if not ok then error("broker.sh start failed:\n" .. out, 0) end
+for k, v in out:gmatch("BROKER_([%w_]+)=([^\n]*)") do
+  B[k] = v:match("^'(.*)'$") or v
+end
+B.PORT = tonumber(B.PORT)
+
+local passed, err = pcall(t.run)
+for _, f in ipairs(started) do
+  if not t.slurp(f .. ".rc") then
+    local pid = (t.slurp(f .. ".pid") or ""):match("%d+")
+    if pid then os.execute("kill " .. pid .. " 2>/dev/null") end
+  end
+end
+shell(q(ROOT .. "/tests/fixtures/broker.sh") .. " stop " .. q(DIR .. "/broker"))
+shell("rm -rf " .. q(DIR))
+if not passed then error(err, 0) end
