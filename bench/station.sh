@@ -213,6 +213,8 @@ STATION_ENV=()
 
 echo
 echo "Station results ($N DUTs, clouds/mqtt.lua, modems in a separate process, $(getconf _NPROCESSORS_ONLN 2>/dev/null || echo '?') CPUs):"
+echo "  (the flow paces commands as on a real module: the Air720 profile's 20 ms"
+echo "  after each final result; the virtual modems answer at once)"
 echo
 awk -v w1="$W1" -v wn="$WN" -v wb="$WB" -v r1="$R1" -v rn="$RN" -v c1="$C1" -v cn="$CN" \
     -v n="$N" -v heap="$heap" 'BEGIN {

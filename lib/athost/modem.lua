@@ -57,11 +57,21 @@ function Modem:wait_ms(what)
       or w[what] or 30000
 end
 
--- port:cmd with the profile's timeout for this command.
+-- port:cmd with the profile's timeout for this command, sent no sooner
+-- than the profile's gap after the last final result: modules drop a
+-- command that follows the previous OK too closely (PROTOCOLS.md: about
+-- 20 ms). gap=0 turns that off.
 function Modem:cmd(cmd, opts)
   opts = opts or {}
   if opts.timeout == nil then opts.timeout = self:timeout(cmd) end
-  return self.port:cmd(cmd, opts)
+  local gap = tonumber(self.opts.gap) or (self.profile and self.profile.gap_ms) or 20
+  if gap > 0 and self.last_final then
+    local wait = self.last_final + gap - athost.now()
+    if wait > 0 then athost.sleep(wait) end
+  end
+  local r, err, code, r2 = self.port:cmd(cmd, opts)
+  self.last_final = athost.now()
+  return r, err, code, r2
 end
 
 -- Like cmd, but raises on failure.
@@ -81,7 +91,7 @@ function Modem:autobaud(tries)
   local err
   for _ = 1, tries do
     local r
-    r, err = self.port:cmd("AT", { timeout = 1000 })
+    r, err = self:cmd("AT", { timeout = 1000 })
     if r then return true end
   end
   error(string.format("the module does not answer AT (%d tries): %s", tries,
@@ -92,7 +102,7 @@ end
 function Modem:identify()
   local text = {}
   for _, c in ipairs({ "AT+CGMI", "AT+CGMR", "ATI" }) do
-    local r = self.port:cmd(c, { timeout = 2000, reply = false })
+    local r = self:cmd(c, { timeout = 2000, reply = false })
     if r then
       local lines = table.concat(r.lines, " ")
       text[#text + 1] = lines
@@ -144,8 +154,7 @@ local function poll(self, q, ok, what, ms)
   local deadline = athost.now() + ms
   local last
   while true do
-    local r, err = self.port:cmd(q.cmd, { reply = q.pattern,
-      timeout = self:timeout(q.cmd) })
+    local r, err = self:cmd(q.cmd, { reply = q.pattern })
     if r then
       last = r.line or r.lines[1] or r.final
       if ok(r) then return r end
@@ -191,7 +200,7 @@ function Modem:bearer(apn)
   apn = apn or p.default_apn
   if p.bearer_query then
     local q = p.bearer_query
-    local r = self.port:cmd(q.cmd, { reply = q.pattern, timeout = self:timeout(q.cmd) })
+    local r = self:cmd(q.cmd, { reply = q.pattern })
     if r and r[1] == q.ok then return true end
   end
   for _, c in ipairs(p.bearer) do

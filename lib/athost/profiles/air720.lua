@@ -9,6 +9,7 @@ return {
   min_version = 461,            -- Aliyun support needs firmware >= V461 (000)
   version = "_V(%d+)",          -- how to read that number out of AT+CGMR
   echo_off = "ATE0",
+  gap_ms = 20,                  -- after a final result, before the next command
   cmee = "AT+CMEE=1",
   sim_ready = { cmd = "AT+CPIN?", ok = "+CPIN: READY" },
   registration = { cmd = "AT+CGREG?", pattern = "^%+CGREG: %d,(%d)",
@@ -85,6 +86,7 @@ return {
     connack_fail = { "^CONNACK FAIL", "^CONNACK ERROR", "^%+CME ERROR", "CLOSED", "ERROR" },
     sub = "AT+MSUB=%s,%d",
     suback = "SUBACK",
+    suback_fail = { "^%+CME ERROR", "ERROR", "CLOSED" },   -- a refused SUBSCRIBE
     unsub = "AT+MUNSUB=%s",
     unsuback = "UNSUBACK",
     pub = "AT+MPUB=%s,%d,%d,%s",

@@ -6,6 +6,7 @@ return {
   vendor = "Gosuncn",
   detect = { "ME3630", "GOSUNCN", "Gosuncn" },
   echo_off = "ATE0",
+  gap_ms = 20,                  -- after a final result, before the next command
   cmee = "AT+CMEE=1",
   sim_ready = { cmd = "AT+CPIN?", ok = "+CPIN: READY" },
   registration = { cmd = "AT+ZPAS?", pattern = '^%+ZPAS: "([^"]*)","([^"]*)"',
