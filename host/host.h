@@ -55,13 +55,19 @@ struct ath_host {
     int port_ref; /* the default port once opened */
 };
 
+/* registry: thread -> task table of each flow */
+#define ATH_HOST_FLOWS "athost.flows"
+
 /* host.c */
 void ath_host_res_add(ath_host_t *h, ath_res_t *r);
 void ath_host_res_del(ath_host_t *h, ath_res_t *r);
-/* A close callback for handles whose data is the host: counts them. */
-void ath_host_handle_closed(uv_handle_t *handle);
 double ath_host_now(ath_host_t *h);
 ath_host_t *ath_host_from(lua_State *L);
+/* Ends the run (the first call only) with status and msg (masked):
+ * emits the result, then closes what the host holds. */
+void ath_host_finish(ath_host_t *h, int status, const char *msg);
+
+/* flow.c */
 /* Queues co (suspended, with nargs values pushed on its stack). */
 void ath_host_wake(ath_host_t *h, lua_State *co, int nargs);
 /* Resumes queued coroutines until none is left. */
@@ -72,21 +78,23 @@ void ath_host_dispatch(ath_host_t *h);
 lua_State *ath_host_spawn(ath_host_t *h, lua_State *L, int nargs);
 /* Raises unless the running coroutine is a flow that may wait. */
 void ath_host_check_flow(lua_State *L);
+/* Starts step name of flow co, ending the one in progress. */
+void ath_host_step(ath_host_t *h, lua_State *co, const char *name);
+void ath_host_flow_failed(ath_host_t *h, lua_State *co, const char *msg);
+
+/* event.c */
 /* Emits an event to the embedder or the default printer. */
 void ath_host_emit(ath_host_t *h, ath_event_t *ev);
 void ath_host_log(ath_host_t *h, const char *fmt, ...);
 /* Masks registered secrets: returns a malloc'd copy of s[0,n) with each
  * secret replaced by ***, length in *outn. */
 char *ath_host_redact(ath_host_t *h, const char *s, size_t n, size_t *outn);
-/* Starts step name of flow co, ending the one in progress. */
-void ath_host_step(ath_host_t *h, lua_State *co, const char *name);
-void ath_host_flow_failed(ath_host_t *h, lua_State *co, const char *msg);
 
 /* The Lua modules, each adding its functions to the table on top. */
 void ath_lhost_open(lua_State *L);  /* lhost.c: flows, timers, steps */
 void ath_lport_open(lua_State *L);  /* lport.c: ports and chat */
 void ath_crypto_open(lua_State *L); /* crypto.c */
-void ath_tls_open(lua_State *L);    /* tls.c */
+void ath_tls_open(lua_State *L);    /* ltls.c */
 int luaopen_athost(lua_State *L);
 int luaopen_cjson(lua_State *L);
 

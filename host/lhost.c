@@ -19,7 +19,7 @@ static int l_spawn(lua_State *L)
     int n = lua_gettop(L);
     luaL_checktype(L, 1, LUA_TFUNCTION);
     ath_host_spawn(h, L, n - 1);
-    lua_getfield(L, LUA_REGISTRYINDEX, "athost.flows");
+    lua_getfield(L, LUA_REGISTRYINDEX, ATH_HOST_FLOWS);
     lua_insert(L, -2);
     lua_rawget(L, -2);
     return 1;

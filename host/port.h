@@ -95,21 +95,49 @@ int ath_port_write(ath_port_t *p, const char *s, size_t n);
  * one: the binding fails its waiters first. */
 void ath_port_close(ath_port_t *p);
 
-/* lport.c: hands what the engine made of new bytes to Lua. L is the
+/* lchat.c: hands what the engine made of new bytes to Lua. L is the
  * running thread (the host's main thread from a callback). */
 void ath_lport_process(ath_port_t *p, lua_State *L);
-/* lport.c: the port failed or hit EOF: fails its waiters. */
+/* lchat.c: the port failed or hit EOF: fails its waiters. */
 void ath_lport_broken(ath_port_t *p, lua_State *L);
-/* lport.c: the write queue drained (err 0) or failed. */
+/* lchat.c: the write queue drained (err 0) or failed. */
 void ath_lport_drained(ath_port_t *p, lua_State *L, int err);
-/* lport.c: a TCP connect or TLS handshake finished (err 0) or failed. */
+/* lopen.c: a TCP connect or TLS handshake finished (err 0) or failed. */
 void ath_lport_connected(ath_port_t *p, lua_State *L, int err,
                          const char *what);
 
-/* lport.c: a listener has a connection to accept. */
+/* lopen.c: a listener has a connection to accept. */
 void ath_lport_accept(ath_port_t *p, lua_State *L);
 
 /* tls.c: TLS over a connected TCP port. */
+/* A PEM source: text, or a file to read it from. */
+typedef struct ath_tls_pem {
+    const char *name; /* the option, for messages */
+    const char *text, *file;
+    size_t len;
+} ath_tls_pem_t;
+
+/* What port:tls() asks for (ltls.c reads it from the options). */
+typedef struct ath_tls_opts {
+    int server, verify, timeout;
+    ath_tls_pem_t ca, cert, key;
+    const char *hostname;
+} ath_tls_opts_t;
+
+/* Makes p speak TLS as o says: from now on its reads and writes go
+ * through OpenSSL, and the handshake is ready to start. 0, or -1 with the
+ * reason in err and p as it was (the options did not load). */
+int ath_tls_attach(ath_port_t *p, const ath_tls_opts_t *o, char *err, size_t n);
+/* Runs the handshake as far as the fd allows: 1 done, -1 failed with the
+ * reason in err, 0 waiting: its timeout (the options' timeout ms) runs and
+ * ath_tls_step goes on when the fd is ready, waking p->connecting. */
+int ath_tls_handshake(ath_port_t *p, char *err, size_t n);
+/* Pushes the result of tls(): true (code NULL), or nil, "CODE: why",
+ * CODE. Returns how many values. */
+int ath_tls_push_result(lua_State *L, ath_port_t *p, const char *code,
+                        const char *why);
+/* The OpenSSL SSL of p once its handshake is done, else NULL. */
+struct ssl_st *ath_tls_session(ath_port_t *p);
 /* Takes the poll events while a handshake runs; 1 if it took them. After
  * the handshake it adds to *events what a TLS read or write that waits
  * for the other direction needs (a read that must write, a write that

@@ -1,7 +1,7 @@
 /*
- * tls.c: TLS over a connected TCP port (OpenSSL): port:tls(opts) runs the
- * handshake while the calling flow waits; port:tls_info() describes the
- * session.
+ * tls.c: TLS over a connected TCP port (OpenSSL): the context, PEM
+ * certificates and keys, the handshake while a flow waits, reading and
+ * writing. The Lua binding (port:tls, port:tls_info) is ltls.c.
  *
  * After the handshake SSL_read and SSL_write are the port's io_read and
  * io_write, so the chat engine, send and the transcript see plaintext as
@@ -16,7 +16,6 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -25,10 +24,6 @@
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
-
-/* as athost.x509 prints names: "CN=localhost, O=athost" */
-#define TLS_NAME_FLAGS                                                         \
-    ((XN_FLAG_RFC2253 & ~XN_FLAG_SEP_MASK) | XN_FLAG_SEP_CPLUS_SPC)
 
 enum { TLS_HANDSHAKE, TLS_OPEN, TLS_FAILED };
 
@@ -49,19 +44,6 @@ typedef struct ath_tls {
     ssize_t rerr;         /* the next read returns this */
     void (*next_close)(ath_port_t *p);
 } ath_tls_t;
-
-/* A PEM source: text, or a file to read it from. */
-typedef struct tls_pem {
-    const char *name; /* the option, for messages */
-    const char *text, *file;
-    size_t len;
-} tls_pem_t;
-
-typedef struct tls_opts {
-    int server, verify, timeout;
-    tls_pem_t ca, cert, key;
-    const char *hostname;
-} tls_opts_t;
 
 /* ---- the fd as a BIO ----------------------------------------------------- */
 
@@ -178,7 +160,7 @@ static int tls_nopass(char *buf, int size, int rw, void *u)
 }
 
 /* Opens a BIO on a PEM source; NULL with the reason in err. */
-static BIO *tls_pem_bio(const tls_pem_t *pem, char *err, size_t n)
+static BIO *tls_pem_bio(const ath_tls_pem_t *pem, char *err, size_t n)
 {
     BIO *b;
     if (pem->text)
@@ -199,7 +181,7 @@ static BIO *tls_pem_bio(const tls_pem_t *pem, char *err, size_t n)
 /* Reads the certificates of a PEM source: first into *leaf (when leaf is
  * not NULL) and the rest, or all of them, into the stack. Returns how
  * many, or -1 with the reason in err. */
-static int tls_read_certs(const tls_pem_t *pem, X509 **leaf,
+static int tls_read_certs(const ath_tls_pem_t *pem, X509 **leaf,
                           STACK_OF(X509) * rest, char *err, size_t n)
 {
     BIO *b = tls_pem_bio(pem, err, n);
@@ -236,7 +218,8 @@ static int tls_read_certs(const tls_pem_t *pem, X509 **leaf,
 }
 
 /* Trusts the certificates of the ca source. 0 or -1 (reason in err). */
-static int tls_load_ca(SSL_CTX *ctx, const tls_pem_t *pem, char *err, size_t n)
+static int tls_load_ca(SSL_CTX *ctx, const ath_tls_pem_t *pem, char *err,
+                       size_t n)
 {
     STACK_OF(X509) *certs = sk_X509_new_null();
     X509_STORE *store = SSL_CTX_get_cert_store(ctx);
@@ -261,7 +244,8 @@ static int tls_load_ca(SSL_CTX *ctx, const tls_pem_t *pem, char *err, size_t n)
 
 /* Loads our certificate (and the chain after it) and private key, and
  * checks that they belong together. 0 or -1 (reason in err). */
-static int tls_load_cert(SSL_CTX *ctx, const tls_opts_t *o, char *err, size_t n)
+static int tls_load_cert(SSL_CTX *ctx, const ath_tls_opts_t *o, char *err,
+                         size_t n)
 {
     STACK_OF(X509) *chain = sk_X509_new_null();
     X509 *leaf = NULL;
@@ -299,7 +283,7 @@ done:
 
 /* A context for one port: TLS 1.2 or later, our certificate, whom we
  * trust and whether we check the peer. NULL with the reason in err. */
-static SSL_CTX *tls_ctx_new(const tls_opts_t *o, char *err, size_t n)
+static SSL_CTX *tls_ctx_new(const ath_tls_opts_t *o, char *err, size_t n)
 {
     SSL_CTX *ctx = SSL_CTX_new(TLS_method());
     int mode = SSL_VERIFY_NONE;
@@ -349,7 +333,8 @@ static void tls_free(ath_tls_t *t)
 
 /* Sets SNI and, when verifying, the name or address the peer's
  * certificate must carry. 0 or -1 (reason in err). */
-static int tls_hostname(ath_tls_t *t, const tls_opts_t *o, char *err, size_t n)
+static int tls_hostname(ath_tls_t *t, const ath_tls_opts_t *o, char *err,
+                        size_t n)
 {
     unsigned char addr[16];
     int ip = inet_pton(AF_INET, o->hostname, addr) == 1 ||
@@ -372,7 +357,7 @@ fail:
 
 /* The TLS state for p, ready to shake hands. NULL with the reason in
  * err. */
-static ath_tls_t *tls_new(ath_port_t *p, const tls_opts_t *o, char *err,
+static ath_tls_t *tls_new(ath_port_t *p, const ath_tls_opts_t *o, char *err,
                           size_t n)
 {
     ath_tls_t *t = calloc(1, sizeof *t);
@@ -581,8 +566,8 @@ static int tls_shake(ath_port_t *p, char *err, size_t n)
 }
 
 /* Pushes the result of tls(): true, or nil, "CODE: why", CODE. */
-static int tls_push_result(lua_State *L, ath_port_t *p, const char *code,
-                           const char *why)
+int ath_tls_push_result(lua_State *L, ath_port_t *p, const char *code,
+                        const char *why)
 {
     if (code == NULL) {
         lua_pushboolean(L, 1);
@@ -607,7 +592,7 @@ static void tls_done(ath_port_t *p, lua_State *L, const char *code,
     int n;
     p->connecting = NULL;
     tls_timer_close(p->tls, p->h);
-    n = tls_push_result(L, p, code, why);
+    n = ath_tls_push_result(L, p, code, why);
     lua_xmove(L, co, n);
     ath_host_wake(p->h, co, n);
     if (code == NULL)
@@ -650,206 +635,36 @@ int ath_tls_step(ath_port_t *p, lua_State *L, int *events)
     return 0;
 }
 
-/* ---- Lua ----------------------------------------------------------------- */
-
-static const char *const tls_keys[] = {
-    "server",   "ca",     "cert",     "key",     "ca_file", "cert_file",
-    "key_file", "verify", "hostname", "timeout", NULL};
-
-static const char *tls_opt_str(lua_State *L, int o, const char *k, size_t *len)
+int ath_tls_attach(ath_port_t *p, const ath_tls_opts_t *o, char *err, size_t n)
 {
-    const char *s = NULL;
-    if (lua_getfield(L, o, k) != LUA_TNIL) {
-        if (lua_type(L, -1) != LUA_TSTRING)
-            luaL_error(L, "TLS option %s must be a string, not %s", k,
-                       luaL_typename(L, -1));
-        s = lua_tolstring(L, -1, len);
-        if (*len > INT_MAX)
-            luaL_error(L, "TLS option %s is too long", k);
-    }
-    lua_pop(L, 1); /* the string stays in the options */
-    return s;
-}
-
-static int tls_opt_bool(lua_State *L, int o, const char *k, int def)
-{
-    int t = lua_getfield(L, o, k);
-    if (t != LUA_TNIL && t != LUA_TBOOLEAN)
-        luaL_error(L, "TLS option %s must be a boolean, not %s", k,
-                   luaL_typename(L, -1));
-    if (t != LUA_TNIL)
-        def = lua_toboolean(L, -1);
-    lua_pop(L, 1);
-    return def;
-}
-
-/* Fills *pem from option k (PEM text) or k_file (a path). */
-static void tls_opt_pem(lua_State *L, int o, const char *k, const char *kfile,
-                        tls_pem_t *pem)
-{
-    size_t n = 0;
-    pem->text = tls_opt_str(L, o, k, &pem->len);
-    pem->file = tls_opt_str(L, o, kfile, &n);
-    if (pem->text && pem->file)
-        luaL_error(L, "TLS options %s and %s exclude each other", k, kfile);
-    pem->name = pem->file ? kfile : k;
-}
-
-/* Reads and checks the options at index o (a table); raises on misuse. */
-static void tls_opts(lua_State *L, int o, ath_port_t *p, tls_opts_t *opts)
-{
-    int has_ca, has_cert, has_key, i;
-    lua_pushnil(L);
-    while (lua_next(L, o) != 0) {
-        const char *k =
-            lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "";
-        for (i = 0; tls_keys[i] && strcmp(tls_keys[i], k) != 0; i++)
-            ;
-        if (tls_keys[i] == NULL)
-            luaL_error(L, "unknown TLS option '%s'",
-                       luaL_tolstring(L, -2, NULL));
-        lua_pop(L, 1);
-    }
-    memset(opts, 0, sizeof *opts);
-    opts->server = tls_opt_bool(L, o, "server", 0);
-    tls_opt_pem(L, o, "ca", "ca_file", &opts->ca);
-    tls_opt_pem(L, o, "cert", "cert_file", &opts->cert);
-    tls_opt_pem(L, o, "key", "key_file", &opts->key);
-    has_ca = opts->ca.text || opts->ca.file;
-    has_cert = opts->cert.text || opts->cert.file;
-    has_key = opts->key.text || opts->key.file;
-    opts->verify = tls_opt_bool(L, o, "verify", has_ca && !opts->server);
-    {
-        size_t n;
-        opts->hostname = tls_opt_str(L, o, "hostname", &n);
-    }
-    lua_getfield(L, o, "timeout");
-    opts->timeout = (int)luaL_optinteger(L, -1, p->timeout_ms);
-    lua_pop(L, 1);
-    if (has_cert != has_key)
-        luaL_error(L, "TLS options cert and key go together");
-    if (opts->server && !has_cert)
-        luaL_error(L, "a TLS server needs cert and key");
-    if (opts->server && opts->verify && !has_ca)
-        luaL_error(L, "a TLS server that verifies clients needs ca");
-}
-
-/* Raises unless p is a TCP connection that may start TLS now. */
-static void tls_check_port(lua_State *L, ath_port_t *p)
-{
-    if (p->kind != ATH_PORT_TCP)
-        luaL_error(L, "%s is not a TCP connection", p->name);
-    if (p->tls)
-        luaL_error(L, "%s already speaks TLS", p->name);
-    if (p->connecting)
-        luaL_error(L, "%s is still connecting", p->name);
-    if (p->waiter || p->drainer || p->wlen > p->woff)
-        luaL_error(L, "%s is busy: tls() wants no read or send in progress",
-                   p->name);
-}
-
-/* port:tls([opts]): TLS over a connected TCP port, client or server (see
- * the README). Waits for the handshake; returns true, or nil, "ETLS:
- * why", "ETLS" (a failed handshake closes the port; options that do not
- * load leave it as it was), or ETIMEDOUT after opts.timeout ms. */
-static int l_port_tls(lua_State *L)
-{
-    ath_port_t *p = ath_lport_check(L, 1);
-    tls_opts_t o;
-    ath_tls_t *t;
-    char why[400];
-    int r;
-    if (lua_isnoneornil(L, 2)) {
-        lua_settop(L, 1);
-        lua_newtable(L);
-    }
-    luaL_checktype(L, 2, LUA_TTABLE);
-    lua_settop(L, 2);
-    tls_check_port(L, p);
-    tls_opts(L, 2, p, &o);
-    ath_host_check_flow(L);
-    if (ath_chat_pending(p->chat) > 0) {
-        lua_pushnil(L);
-        lua_pushfstring(L,
-                        "ETLS: %d bytes arrived on %s before tls() (call "
-                        "it right after connect or accept)",
-                        (int)ath_chat_pending(p->chat), p->name);
-        lua_pushliteral(L, "ETLS");
-        return 3;
-    }
-    if ((t = tls_new(p, &o, why, sizeof why)) == NULL) {
-        lua_pushnil(L);
-        lua_pushfstring(L, "ETLS: %s", why);
-        lua_pushliteral(L, "ETLS");
-        return 3;
-    }
+    ath_tls_t *t = tls_new(p, o, err, n);
+    if (t == NULL)
+        return -1;
     p->tls = t;
     p->io_read = tls_read;
     p->io_write = tls_write;
     t->next_close = p->on_close;
     p->on_close = tls_on_close;
-    t->timeout_ms = o.timeout;
-    if ((r = tls_shake(p, why, sizeof why)) != 0) {
-        r = tls_push_result(L, p, r > 0 ? NULL : "ETLS", why);
-        if (r > 1)
-            ath_lport_close(p, L);
-        else
-            ath_port_watch(p);
-        return r;
-    }
-    if (o.timeout > 0 && (t->timer = malloc(sizeof *t->timer)) != NULL) {
+    t->timeout_ms = o->timeout;
+    return 0;
+}
+
+int ath_tls_handshake(ath_port_t *p, char *err, size_t n)
+{
+    ath_tls_t *t = p->tls;
+    int r = tls_shake(p, err, n);
+    if (r == 0 && t->timeout_ms > 0 &&
+        (t->timer = malloc(sizeof *t->timer)) != NULL) {
         uv_timer_init(p->h->loop, t->timer);
         p->h->handles++;
         t->timer->data = p;
-        uv_timer_start(t->timer, tls_timeout_cb, (uint64_t)o.timeout, 0);
+        uv_timer_start(t->timer, tls_timeout_cb, (uint64_t)t->timeout_ms, 0);
     }
-    p->connecting = L;
-    ath_port_watch(p);
-    return lua_yield(L, 0);
+    return r;
 }
 
-/* port:tls_info(): { version, cipher, peer_subject } of the session, or
- * nil when the port does not speak TLS. */
-static int l_port_tls_info(lua_State *L)
+struct ssl_st *ath_tls_session(ath_port_t *p)
 {
-    ath_port_t *p = ath_lport_check(L, 1);
     ath_tls_t *t = p->tls;
-    X509 *peer;
-    char name[512];
-    int n = 0;
-    if (t == NULL || t->state != TLS_OPEN) {
-        lua_pushnil(L);
-        return 1;
-    }
-    if ((peer = SSL_get0_peer_certificate(t->ssl)) != NULL) {
-        BIO *b = BIO_new(BIO_s_mem());
-        if (b && X509_NAME_print_ex(b, X509_get_subject_name(peer), 0,
-                                    TLS_NAME_FLAGS) >= 0)
-            n = BIO_read(b, name, sizeof name);
-        BIO_free(b);
-        ERR_clear_error();
-    }
-    lua_createtable(L, 0, 3);
-    lua_pushstring(L, SSL_get_version(t->ssl));
-    lua_setfield(L, -2, "version");
-    lua_pushstring(L, SSL_get_cipher_name(t->ssl));
-    lua_setfield(L, -2, "cipher");
-    if (peer) {
-        lua_pushlstring(L, name, n > 0 ? (size_t)n : 0);
-        lua_setfield(L, -2, "peer_subject");
-    }
-    return 1;
-}
-
-static const luaL_Reg tls_methods[] = {
-    {"tls", l_port_tls}, {"tls_info", l_port_tls_info}, {NULL, NULL}};
-
-void ath_tls_open(lua_State *L)
-{
-    /* port methods, next to those of lport.c */
-    luaL_getmetatable(L, ATH_PORT_MT);
-    lua_getfield(L, -1, "__index");
-    lua_getupvalue(L, -1, 1);
-    luaL_setfuncs(L, tls_methods, 0);
-    lua_pop(L, 3);
+    return t != NULL && t->state == TLS_OPEN ? t->ssl : NULL;
 }

@@ -1,0 +1,266 @@
+/*
+ * flow.c: the scheduler. Flows are Lua coroutines. A flow that waits (on a
+ * port, a timer, a task) yields from C; whatever ends the wait pushes the
+ * results on the flow's stack and queues it with ath_host_wake().
+ * ath_host_dispatch() is the one place that resumes coroutines, and every
+ * libuv callback of the host ends by calling it. A flow's task table (in
+ * the registry's ATH_HOST_FLOWS) holds its step, its outcome and whoever
+ * joins it.
+ */
+#include "host.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void ath_host_wake(ath_host_t *h, lua_State *co, int nargs)
+{
+    if (h->nready == h->readycap) {
+        size_t ncap = h->readycap ? 2 * h->readycap : 16;
+        ath_ready_t *nr = malloc(ncap * sizeof *nr);
+        size_t i;
+        if (nr == NULL)
+            abort(); /* cannot queue a wake-up: nothing sane to do */
+        for (i = 0; i < h->nready; i++)
+            nr[i] = h->ready[(h->readyhead + i) % h->readycap];
+        free(h->ready);
+        h->ready = nr;
+        h->readycap = ncap;
+        h->readyhead = 0;
+    }
+    h->ready[(h->readyhead + h->nready) % h->readycap].co = co;
+    h->ready[(h->readyhead + h->nready) % h->readycap].nargs = nargs;
+    h->nready++;
+}
+
+/* Pushes the task table of co (or nil). */
+static int flow_task(lua_State *L, lua_State *co)
+{
+    lua_getfield(L, LUA_REGISTRYINDEX, ATH_HOST_FLOWS);
+    lua_pushthread(co);
+    lua_xmove(co, L, 1);
+    lua_rawget(L, -2);
+    lua_remove(L, -2);
+    return lua_type(L, -1);
+}
+
+static void flow_forget(lua_State *L, lua_State *co)
+{
+    lua_getfield(L, LUA_REGISTRYINDEX, ATH_HOST_FLOWS);
+    lua_pushthread(co);
+    lua_xmove(co, L, 1);
+    lua_pushnil(L);
+    lua_rawset(L, -3);
+    lua_pop(L, 1);
+}
+
+void ath_host_check_flow(lua_State *L)
+{
+    /* Flows carry their host in the thread's extra space (set by
+     * ath_host_spawn); other coroutines inherit the main thread's NULL. */
+    if (!lua_isyieldable(L) || *(void **)lua_getextraspace(L) == NULL)
+        luaL_error(L, "this call waits, so it must run in a flow (the "
+                      "script itself, athost.spawn or a handler), not in a "
+                      "plain coroutine");
+}
+
+/* Ends the step in progress of task table at index t, if any. */
+static void flow_end_step(ath_host_t *h, lua_State *L, int t, int ok,
+                          const char *err)
+{
+    ath_event_t ev;
+    if (lua_getfield(L, t, "step") != LUA_TSTRING) {
+        lua_pop(L, 1);
+        return;
+    }
+    memset(&ev, 0, sizeof ev);
+    ev.type = ATH_EVENT_STEP_END;
+    ev.name = lua_tostring(L, -1);
+    lua_getfield(L, t, "step_t0");
+    ev.ms = ath_host_now(h) - lua_tonumber(L, -1);
+    ev.ok = ok;
+    ev.text = err;
+    ath_host_emit(h, &ev);
+    lua_pop(L, 2);
+    lua_pushnil(L);
+    lua_setfield(L, t, "step");
+}
+
+void ath_host_flow_failed(ath_host_t *h, lua_State *co, const char *msg)
+{
+    lua_State *L = h->L;
+    int t;
+    luaL_Buffer b;
+    flow_task(L, co);
+    t = lua_gettop(L);
+    luaL_buffinit(L, &b);
+    if (lua_type(L, t) == LUA_TTABLE &&
+        lua_getfield(L, t, "step") == LUA_TSTRING) {
+        const char *step = lua_tostring(L, -1);
+        lua_pop(L, 1);
+        luaL_addstring(&b, "step \"");
+        luaL_addstring(&b, step);
+        luaL_addstring(&b, "\" failed: ");
+    } else if (lua_type(L, t) == LUA_TTABLE) {
+        lua_pop(L, 1);
+    }
+    luaL_addstring(&b, msg);
+    luaL_pushresult(&b);
+    if (lua_type(L, t) == LUA_TTABLE) {
+        flow_end_step(h, L, t, 0, msg);
+        lua_pushvalue(L, t + 1);
+        lua_setfield(L, t, "error");
+    }
+    if (co == h->main_co || lua_type(L, t) != LUA_TTABLE ||
+        lua_getfield(L, t, "joiners") == LUA_TNIL) {
+        /* No one will see this error but the run. */
+        ath_host_finish(h, h->port_failed ? ATH_EXIT_PORT : ATH_EXIT_FAIL,
+                        lua_tostring(L, t + 1));
+    }
+    lua_settop(L, t - 1);
+}
+
+/* Stores a finished task's outcome and wakes those who join it. The
+ * results are the nres values on top of co's stack, or the error. */
+static void flow_done(ath_host_t *h, lua_State *co, int ok, int nres)
+{
+    lua_State *L = h->L;
+    int t, i, n;
+    if (flow_task(L, co) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        return;
+    }
+    t = lua_gettop(L);
+    if (ok)
+        flow_end_step(h, L, t, 1, NULL);
+    lua_pushboolean(L, 1);
+    lua_setfield(L, t, "done");
+    lua_pushboolean(L, ok);
+    lua_setfield(L, t, "ok");
+    lua_createtable(L, nres, 1);
+    n = lua_gettop(L);
+    lua_xmove(co, L, nres);
+    for (i = nres; i >= 1; i--)
+        lua_rawseti(L, n, i);
+    lua_pushinteger(L, nres);
+    lua_setfield(L, -2, "n");
+    lua_setfield(L, t, "results");
+    if (lua_getfield(L, t, "joiners") == LUA_TTABLE) {
+        n = (int)lua_rawlen(L, -1);
+        for (i = 1; i <= n; i++) {
+            lua_State *j;
+            lua_rawgeti(L, -1, i);
+            j = lua_tothread(L, -1);
+            lua_pop(L, 1);
+            lua_pushvalue(L, t);
+            lua_xmove(L, j, 1);
+            ath_host_wake(h, j, 1);
+        }
+    }
+    lua_settop(L, t - 1);
+    flow_forget(L, co);
+}
+
+void ath_host_step(ath_host_t *h, lua_State *co, const char *name)
+{
+    lua_State *L = h->L;
+    ath_event_t ev;
+    int t;
+    if (flow_task(L, co) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        return;
+    }
+    t = lua_gettop(L);
+    flow_end_step(h, L, t, 1, NULL);
+    lua_pushstring(L, name);
+    lua_setfield(L, t, "step");
+    lua_pushnumber(L, ath_host_now(h));
+    lua_setfield(L, t, "step_t0");
+    memset(&ev, 0, sizeof ev);
+    ev.type = ATH_EVENT_STEP_START;
+    ev.name = name;
+    ath_host_emit(h, &ev);
+    lua_settop(L, t - 1);
+}
+
+/* Resumes one coroutine and deals with how it stopped. */
+static void host_resume(ath_host_t *h, lua_State *co, int nargs)
+{
+    int nres, st;
+    if (lua_status(co) != LUA_YIELD && lua_status(co) != LUA_OK) {
+        lua_pop(co, nargs);
+        return; /* died meanwhile */
+    }
+    if (lua_status(co) == LUA_OK && lua_gettop(co) == 0)
+        return; /* finished meanwhile */
+    st = lua_resume(co, h->L, nargs, &nres);
+    if (st == LUA_YIELD) {
+        lua_pop(co, nres);
+        return;
+    }
+    if (st == LUA_OK) {
+        if (co == h->main_co) {
+            int fail = nres >= 1 && lua_type(co, -nres) == LUA_TBOOLEAN &&
+                       !lua_toboolean(co, -nres);
+            const char *why = nres >= 2 ? lua_tostring(co, -nres + 1) : NULL;
+            flow_done(h, co, 1, 0);
+            ath_host_finish(h, fail ? ATH_EXIT_FAIL : ATH_EXIT_OK,
+                            fail ? (why ? why : "the script returned false")
+                                 : NULL);
+            return;
+        }
+        flow_done(h, co, 1, nres);
+        return;
+    }
+    {
+        const char *msg = lua_tostring(co, -1);
+        if (msg == NULL)
+            msg = "(error object is not a string)";
+        if (getenv("ATHOST_TRACE")) {
+            luaL_traceback(h->L, co, msg, 0);
+            fprintf(stderr, "%s\n", lua_tostring(h->L, -1));
+            lua_pop(h->L, 1);
+        }
+        lua_pushstring(h->L, msg);
+        ath_host_flow_failed(h, co, lua_tostring(h->L, -1));
+        lua_pop(h->L, 1);
+        flow_done(h, co, 0, 0);
+        lua_resetthread(co);
+    }
+}
+
+void ath_host_dispatch(ath_host_t *h)
+{
+    if (h->dispatching)
+        return;
+    h->dispatching = 1;
+    while (h->nready > 0) {
+        ath_ready_t r = h->ready[h->readyhead];
+        h->readyhead = (h->readyhead + 1) % h->readycap;
+        h->nready--;
+        if (h->done)
+            continue; /* the run is over: no flow goes on */
+        host_resume(h, r.co, r.nargs);
+    }
+    h->dispatching = 0;
+    if (h->tr)
+        ath_tr_flush(h->tr, 0);
+}
+
+lua_State *ath_host_spawn(ath_host_t *h, lua_State *L, int nargs)
+{
+    lua_State *co = lua_newthread(L); /* fn args... co */
+    *(void **)lua_getextraspace(co) = h;
+    lua_insert(L, -(nargs + 2)); /* co fn args... */
+    lua_xmove(L, co, nargs + 1);
+    lua_getfield(L, LUA_REGISTRYINDEX, ATH_HOST_FLOWS);
+    lua_pushvalue(L, -2); /* co flows co */
+    lua_createtable(L, 0, 4);
+    lua_pushvalue(L, -3);
+    lua_setfield(L, -2, "co");
+    luaL_setmetatable(L, "athost.task");
+    lua_rawset(L, -3);
+    lua_pop(L, 1);
+    ath_host_wake(h, co, nargs);
+    return co;
+}
