@@ -70,6 +70,13 @@ end
 -- MCONFIG, (SSL)MIPSTART, CONNECT OK, MCONNECT at once, CONNACK OK.
 function S:connect()
   local o, p, m = self.o, self.p, self.m
+  -- An AT string cannot carry these; name the field, never its value
+  -- (the password is a secret, and at.q would print it escaped).
+  for _, f in ipairs({ "client_id", "username", "password" }) do
+    if tostring(o[f] or ""):find('["\r\n]') then
+      fail("AT+MCONFIG", f .. " contains a double quote or a line end")
+    end
+  end
   m:must(string.format(p.msgset, self.delivery == "cached" and 1 or 0))
   m:must(string.format(p.mode, self.mode == "hex" and 1 or 0))
   m:must(string.format(p.config, at.q(o.client_id), at.q(o.username or ""),
@@ -99,14 +106,53 @@ function S:connect()
   return true
 end
 
+-- Waits for the URC that completes a request (SUBACK, PUBACK), or the
+-- lost link that aborts it. CLOSED or +PDP DEACT that came with the
+-- command's answer went to their handlers (the wait had not begun): let
+-- them run, then fail at once as on an abort.
+function S:await(pat, abort, what)
+  local p = self.p
+  athost.sleep(0)
+  if self.lost then
+    return nil, "EABORT: the link was lost (" .. self.lost .. ")", "EABORT"
+  end
+  return self.port:expect(pat, { abort = concat(abort, p.closed, p.pdp_deact),
+    timeout = self.m:wait_ms(what) })
+end
+
+-- The link loss a request failed on (CLOSED or +PDP DEACT, which recover
+-- handles differently), or nil when it failed for another reason.
+function S:loss(err, code)
+  local p = self.p
+  if self.lost then return self.lost end
+  if code == "EABORT" and err:find(p.pdp_deact, 1, true) then return p.pdp_deact end
+  if (code == "EABORT" and err:find(p.closed, 1, true)) or code == "EOF" then
+    return p.closed
+  end
+end
+
+-- One subscribe attempt; returns true or nil, err, code.
+function S:subscribe_once(topic, qos)
+  local m, p = self.m, self.p
+  local r, err, code = m:cmd(string.format(p.sub, at.q(topic), qos), { reply = false })
+  if not r then return nil, err, code end
+  r, err, code = self:await(p.suback, p.suback_fail or "ERROR", "suback")
+  if not r then return nil, (err:gsub("^EABORT: .- aborted on ", "")), code end
+  return true
+end
+
+-- Subscribes; after a lost link it recovers and tries once more.
 function S:subscribe(topic, qos)
   qos = qos or 0
-  local m, p = self.m, self.p
-  local r, err = m:cmd(string.format(p.sub, at.q(topic), qos), { reply = false })
-  if not r then fail("subscribing to " .. topic, err) end
-  r, err = self.port:expect(p.suback, { abort = concat(p.closed, "ERROR"),
-    timeout = m:wait_ms("suback") })
-  if not r then fail("subscribing to " .. topic, err) end
+  if self.lost then self:recover() end
+  local ok, err, code = self:subscribe_once(topic, qos)
+  local lost = not ok and self:loss(err, code)
+  if lost then
+    self.lost = lost
+    self:recover()
+    ok, err = self:subscribe_once(topic, qos)
+  end
+  if not ok then fail("subscribing to " .. topic, err) end
   self.subs[topic] = qos
   return true
 end
@@ -136,8 +182,7 @@ function S:publish_once(topic, payload, qos, retain)
   if not r then return nil, err, code end
   if qos > 0 then
     -- QoS 1: wait for PUBACK before the next publish (000).
-    r, err, code = self.port:expect(p.puback, { abort = concat(p.closed, p.pdp_deact),
-      timeout = m:wait_ms("puback") })
+    r, err, code = self:await(p.puback, nil, "puback")
     if not r then return nil, err, code end
   end
   self.stats.published = self.stats.published + 1
@@ -150,8 +195,9 @@ function S:publish(topic, payload, qos, retain)
   if self.lost then self:recover() end
   local ok, err, code = self:publish_once(topic, payload, qos, retain)
   if ok then return true end
-  if self.lost or code == "EABORT" or code == "EOF" then
-    self.lost = self.lost or err
+  local lost = self:loss(err, code)
+  if lost then
+    self.lost = lost
     self:recover()
     ok, err = self:publish_once(topic, payload, qos, retain)
     if ok then return true end
@@ -189,7 +235,15 @@ function S:recover()
     end
     local ok, err = pcall(self.connect, self)
     if ok then
-      for topic, qos in pairs(self.subs) do self:subscribe(topic, qos) end
+      for topic, qos in pairs(self.subs) do
+        local sok, serr = self:subscribe_once(topic, qos)
+        if not sok then
+          ok, err = false, "subscribing to " .. topic .. ": " .. tostring(serr)
+          break
+        end
+      end
+    end
+    if ok then
       self.stats.recovered = self.stats.recovered + 1
       athost.log(string.format("reconnected (attempt %d)", i))
       return true
@@ -203,12 +257,21 @@ function S:recover()
   fail(string.format("reconnecting after %s (%d attempts)", why, tries), last)
 end
 
--- Reads cached message slot n (AT+MQTTMSGGET).
+-- Reads the cached messages (AT+MQTTMSGGET prints every full slot and
+-- frees them). A command keeps only its first reply's payload, so the
+-- messages are taken as URCs while it runs; the slots queued so far are
+-- all read by it.
 function S:fetch()
   local p = self.p
-  local r, err = self.m:cmd(p.msgget, { reply = p.cached_message })
+  for i = #self.queue, 1, -1 do
+    if self.queue[i].slot then table.remove(self.queue, i) end
+  end
+  local id = self.port:on(p.cached_message, function(mt)
+    self:push(mt[1], mt.payload)
+  end)
+  local r, err = self.m:cmd(p.msgget, { reply = false })
+  self.port:off(id)
   if not r then fail("reading cached messages", err) end
-  if r.payload then self:push(r[1], r.payload) end
 end
 
 -- Delivers queued and arriving messages to fn for up to ms, or until fn
@@ -218,6 +281,9 @@ function S:listen(ms, fn)
   local deadline = athost.now() + ms
   local n = 0
   while true do
+    -- URC handlers woken by the bytes that ended the last command run
+    -- first: what they queue (a message, a lost link) is not waited for.
+    athost.sleep(0)
     while #self.queue > 0 do
       local msg = table.remove(self.queue, 1)
       if msg.slot then

@@ -1,0 +1,643 @@
+-- clouds/mqtt.lua end to end, as a user runs it: `athost clouds/mqtt.lua
+-- -p sim:air720 ...` as a child process on the virtual Air720, against one
+-- real mosquitto (tests/fixtures/broker.sh) at every TLS level, in ASCII
+-- and HEX mode, with direct and cached delivery. mosquitto_sub and
+-- mosquitto_pub check that messages cross both ways; the broker's log
+-- says when a subscription is in place, so nothing waits blindly.
+--
+--   ATHOST_PATH=tests/lib:lib ./athost tests/lua/flow_mqtt_test.lua
+--   ATHOST_BIN=build/asan/athost ...    (the children too)
+local t = require("t")
+local athost = require("athost")
+local mqtt311 = require("athost.mqtt311")
+
+local BIN = os.getenv("ATHOST_BIN") or "./athost"
+local here = ((arg and arg[0]) or "tests/lua/x"):match("^(.*)/[^/]*$") or "."
+local ROOT = here .. "/../.."
+local BROKER_SH = ROOT .. "/tests/fixtures/broker.sh"
+local FLOW = ROOT .. "/clouds/mqtt.lua"
+local DIR = t.tmpdir()
+local B = {}                  -- BROKER_* from broker.env, without the prefix
+
+local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+
+local function shell(cmd)
+  local f = assert(io.popen(cmd .. " 2>&1"))
+  local out = f:read("a")
+  local ok = f:close()
+  return out, ok
+end
+
+local function uid() return athost.random(4, "hex") end
+
+-- Calls fn every 20 ms until it returns a true value, for up to ms; the
+-- error names what was awaited and what fn's second result last showed.
+local function poll(what, ms, fn)
+  local deadline = athost.now() + ms
+  while true do
+    local v, seen = fn()
+    if v then return v end
+    if athost.now() > deadline then
+      error(string.format("%s: not within %d ms; last seen: %s", what, ms,
+        tostring(seen)), 2)
+    end
+    athost.sleep(20)
+  end
+end
+
+---------------------------------------------------------------------------
+-- Background processes: each test's are stopped when it ends
+---------------------------------------------------------------------------
+
+local running = {}
+
+-- Runs cmd in the background with its output in NAME.out/.err, its pid in
+-- NAME.pid and, once it ended, its exit code in NAME.rc.
+local function background(cmd, name)
+  local base = DIR .. "/" .. name
+  assert(os.execute(string.format("( %s >%s.out 2>%s.err </dev/null & echo $! >%s.pid; "
+    .. "wait $!; echo $? >%s.rc ) >/dev/null 2>&1 </dev/null &", cmd, base, base,
+    base, base)))
+  local pid = poll("the pid of " .. name, 5000, function()
+    return (t.slurp(base .. ".pid") or ""):match("^(%d+)\n")
+  end)
+  running[#running + 1] = { pid = pid, base = base }
+  return base
+end
+
+local function stop_running()
+  for _, p in ipairs(running) do
+    if not t.slurp(p.base .. ".rc") then
+      os.execute("kill -TERM " .. p.pid .. " 2>/dev/null")
+      pcall(poll, "the end of " .. p.base, 5000, function()
+        return t.slurp(p.base .. ".rc")
+      end)
+    end
+  end
+  running = {}
+end
+
+local function test(name, fn)
+  t.test(name, function()
+    local ok, err = xpcall(fn, debug.traceback)
+    stop_running()
+    if not ok then error(err, 0) end
+  end)
+end
+
+---------------------------------------------------------------------------
+-- The broker's log, mosquitto_sub, mosquitto_pub
+---------------------------------------------------------------------------
+
+local function broker_log() return t.slurp(B.DIR .. "/mosquitto.log") or "" end
+
+-- Waits until the broker logged, since byte `from` of its log, its
+-- connects-th CONNACK to client id (default the first) and a SUBACK after
+-- it; fails early when the process `run` (if given) has ended.
+local function subscribed(id, from, connects, run)
+  poll(string.format("CONNACK #%d and then SUBACK to %s in the broker log",
+    connects or 1, id), 20000, function()
+    if run and run.done() then
+      error("the flow ended before it subscribed: exit " .. run.done()
+        .. ", stderr:\n" .. (t.slurp(run.base .. ".err") or ""), 0)
+    end
+    local s = broker_log():sub(from + 1)
+    local at = 0
+    for _ = 1, connects or 1 do
+      at = s:find("Sending CONNACK to " .. id .. " ", at + 1, true)
+      if not at then return false, s:sub(-400) end
+    end
+    return s:find("Sending SUBACK to " .. id .. "\n", at, true), s:sub(-400)
+  end)
+end
+
+local function auth()
+  return string.format("-h 127.0.0.1 -p %d -u %s -P %s", B.PORT, q(B.USER), q(B.PASS))
+end
+
+-- mosquitto_sub on topic, started and known to be subscribed. Returns a
+-- function that waits until pred(payloads) holds for what it received
+-- (exact bytes) and returns the payloads.
+local function subscriber(topic)
+  local id = "sub-" .. uid()
+  local from = #broker_log()
+  -- stdbuf: mosquitto_sub's stdout is block-buffered in a file.
+  local base = background(string.format("timeout 60 stdbuf -oL mosquitto_sub -i %s %s "
+    .. "-t %s -q 1 -W 55 -F %%x", id, auth(), q(topic)), id)
+  subscribed(id, from)
+  return function(pred, what)
+    return poll(what or "messages at mosquitto_sub", 20000, function()
+      local got = {}
+      for hex in (t.slurp(base .. ".out") or ""):gmatch("(%x*)\n") do
+        got[#got + 1] = athost.unhex(hex)
+      end
+      if pred(got) then return got end
+      return nil, #got .. " message(s): " .. table.concat(got, " | "):sub(1, 300)
+    end)
+  end
+end
+
+-- mosquitto_pub of exactly these bytes (retained if asked).
+local function publish(topic, payload, retain)
+  local file = DIR .. "/pub-" .. uid()
+  local f = assert(io.open(file, "wb"))
+  f:write(payload)
+  f:close()
+  local out, ok = shell(string.format("mosquitto_pub %s -t %s -q 1 %s-f %s", auth(),
+    q(topic), retain and "-r " or "", file))
+  t.ok(ok, "mosquitto_pub: " .. out)
+end
+
+---------------------------------------------------------------------------
+-- The flow as a child process
+---------------------------------------------------------------------------
+
+-- Starts `athost -l TRANSCRIPT clouds/mqtt.lua -p 'sim:air720?SIM' k=v...`
+-- (or -p PORT, a module this process serves). run.done() is its exit code
+-- once it ended; run.wait() waits for that and returns { rc, out, err, tr }.
+local function flow(sim, args, port)
+  local name = "flow-" .. uid()
+  local keys, words = {}, {}
+  for k, v in pairs(args) do if v ~= false then keys[#keys + 1] = k end end
+  table.sort(keys)
+  for _, k in ipairs(keys) do words[#words + 1] = q(k .. "=" .. args[k]) end
+  local tr = DIR .. "/" .. name .. ".tr"
+  local run = {}
+  run.base = background(string.format("timeout -s TERM 60 %s -l %s %s -p %s %s", BIN,
+    tr, FLOW, q(port or "sim:air720" .. (sim and "?" .. sim or "")), table.concat(words, " ")),
+    name)
+  function run.done()
+    local rc = t.slurp(run.base .. ".rc")
+    return rc and tonumber(rc:match("%d+"))
+  end
+  function run.wait(ms)
+    local rc = poll("the flow to end", ms or 45000, run.done)
+    return { rc = rc, out = t.slurp(run.base .. ".out") or "",
+      err = t.slurp(run.base .. ".err") or "", tr = t.slurp(tr) or "" }
+  end
+  return run
+end
+
+-- What the flow prints for an arriving message (athost.flow.message).
+local function shown(topic, payload)
+  return string.format("message on %s: %s\n", topic,
+    payload:gsub("[%z\1-\31\127-\255]", function(c)
+      return string.format("\\x%02x", c:byte())
+    end))
+end
+
+-- Transcript text as sent, without its escapes (\r \n \t \\ \xHH).
+local ESC = { r = "\r", n = "\n", t = "\t", ["\\"] = "\\" }
+local function unescape(s)
+  return (s:gsub("\\(.)(%x?%x?)", function(c, h)
+    if c == "x" then return string.char(tonumber(h, 16)) end
+    return ESC[c] .. h
+  end))
+end
+
+-- The records of the flow's own port (not the virtual modem's side nor
+-- its network links) in direction dir, unescaped.
+local function records(tr, dir)
+  local out = {}
+  for l in tr:gmatch("[^\n]+") do
+    local name, d, s = l:match("^%s*[%d.]+ (%S+) ([<>]) (.*)$")
+    if d == dir and not name:find("%-sim$") and not name:find("^tcp:") then
+      out[#out + 1] = unescape(s)
+    end
+  end
+  return out
+end
+
+-- The lines the flow sent to the module.
+local function sent(tr) return records(tr, ">") end
+
+-- What the module said to the flow, as one text.
+local function heard(tr) return table.concat(records(tr, "<")) end
+
+local function has_sent(tr, plain)
+  for _, s in ipairs(sent(tr)) do
+    if s:find(plain, 1, true) then return s end
+  end
+end
+
+local LEVELS = {
+  none = function() return B.PORT, {} end,
+  noverify = function() return B.TLS_PORT, {} end,
+  server = function() return B.TLS_PORT, { ca = B.CA } end,
+  mutual = function()
+    return B.MTLS_PORT, { ca = B.CA, cert = B.CLIENT_CERT, key = B.CLIENT_KEY }
+  end,
+}
+
+-- One session of clouds/mqtt.lua, both ways: mosquitto_sub waits on `up`
+-- first; the flow subscribes to `down`, publishes o.up and listens for one
+-- message; once the broker logged the flow's SUBACK (after its
+-- o.connects-th CONNACK), mosquitto_pub sends o.down. Checks the exit code, that o.up arrived
+-- byte-exact and that the flow printed o.down; returns the run's result.
+local function roundtrip(o)
+  local u = o.uid or uid()
+  local up, down = "athost/flow/" .. u .. "/up", "athost/flow/" .. u .. "/down"
+  local cid = "flow-" .. u
+  local tls = o.tls or "none"
+  local port, files = LEVELS[tls]()
+  local args = { host = "127.0.0.1", port = port, tls = tls, client_id = cid,
+    username = o.username or B.USER, password = o.password or B.PASS,
+    subscribe = down, topic = up, publish = o.up, listen = 30, messages = 1,
+    mode = o.mode or "ascii", delivery = o.delivery or "direct", qos = o.qos or 0 }
+  for k, v in pairs(files) do args[k] = v end
+  for k, v in pairs(o.args or {}) do args[k] = v end
+  local received = subscriber(up)
+  local from = #broker_log()
+  local run = flow(o.sim, args)
+  subscribed(cid, from, o.connects, run)
+  publish(down, o.down)
+  local r = run.wait()
+  t.eq(r.rc, 0, "exit code (stderr: " .. r.err .. ")")
+  t.eq(r.out, shown(down, o.down), "stdout")
+  local want = o.arrives or o.up
+  local got = received(function(ps)
+    for _, p in ipairs(ps) do if p == want then return true end end
+  end, "the flow's publish at mosquitto_sub")
+  r.up, r.down, r.cid, r.port, r.received = up, down, cid, port, got
+  return r
+end
+
+-- The lines of stderr that start with "athost:" (the one-line error).
+local function errors(err)
+  local out = {}
+  for l in err:gmatch("[^\n]+") do
+    if l:find("^athost:") then out[#out + 1] = l end
+  end
+  return out
+end
+
+local function session_args(extra)
+  local args = { host = "127.0.0.1", port = B.PORT, client_id = "flow-" .. uid(),
+    username = B.USER, password = B.PASS, subscribe = "athost/flow/" .. uid() }
+  for k, v in pairs(extra or {}) do args[k] = v end
+  return args
+end
+
+---------------------------------------------------------------------------
+-- Every TLS level, both payload modes, both deliveries
+---------------------------------------------------------------------------
+
+-- What the flow must have said to the module for each level.
+local TLS_DIALOGUE = {
+  none = { yes = { "AT+MIPSTART=" }, no = { "AT+SSLCFG", "AT+SSLMIPSTART", "AT+FSWRITE" } },
+  noverify = { yes = { 'AT+SSLCFG="seclevel",88,0', "AT+SSLMIPSTART=" },
+    no = { "AT+FSWRITE", '"cacert"' } },
+  server = { yes = { 'AT+FSCREATE="ca.crt"', 'AT+SSLCFG="cacert",88,"ca.crt"',
+    'AT+SSLCFG="seclevel",88,1', "AT+SSLMIPSTART=" }, no = { '"clientkey"' } },
+  mutual = { yes = { 'AT+FSCREATE="ca.crt"', 'AT+FSCREATE="client.crt"',
+    'AT+FSCREATE="client.key"', 'AT+SSLCFG="clientcert",88,"client.crt"',
+    'AT+SSLCFG="clientkey",88,"client.key"', 'AT+SSLCFG="seclevel",88,2',
+    "AT+SSLMIPSTART=" }, no = {} },
+}
+local DESCRIBED = { none = "plain TCP", noverify = "TLS noverify", server = "TLS server",
+  mutual = "TLS mutual" }
+
+for _, tls in ipairs({ "none", "noverify", "server", "mutual" }) do
+  for _, mode in ipairs({ "ascii", "hex" }) do
+    for _, delivery in ipairs({ "direct", "cached" }) do
+      local qos = delivery == "cached" and 1 or 0
+      test(string.format("tls=%s mode=%s delivery=%s qos=%d: messages cross both ways",
+        tls, mode, delivery, qos), function()
+        local up = string.format("up %s/%s/%s from the device", tls, mode, delivery)
+        local down = string.format("down %s/%s/%s from the cloud", tls, mode, delivery)
+        local r = roundtrip { tls = tls, mode = mode, delivery = delivery, qos = qos,
+          up = up, down = down }
+        t.match(r.err, string.format("connected to 127%%.0%%.0%%.1:%d %%(%s, %s, %s delivery%%)",
+          r.port, DESCRIBED[tls], mode, delivery), "stderr")
+        t.match(r.err, "done: broker 127%.0%.0%.1:%d+, published 1, received 1, reconnects 0",
+          "summary")
+        for _, s in ipairs(TLS_DIALOGUE[tls].yes) do
+          t.ok(has_sent(r.tr, s), "the flow sent " .. s)
+        end
+        for _, s in ipairs(TLS_DIALOGUE[tls].no) do
+          t.ok(not has_sent(r.tr, s), "the flow did not send " .. s)
+        end
+        t.ok(has_sent(r.tr, "AT+MQTTMODE=" .. (mode == "hex" and 1 or 0)), "AT+MQTTMODE")
+        t.ok(has_sent(r.tr, "AT+MQTTMSGSET=" .. (delivery == "cached" and 1 or 0)),
+          "AT+MQTTMSGSET")
+        t.eq(has_sent(r.tr, "AT+MQTTMSGGET") ~= nil, delivery == "cached",
+          "cached messages read with AT+MQTTMSGGET")
+        local body = mode == "hex" and athost.hex(up):upper() or up
+        t.ok(has_sent(r.tr, string.format('AT+MPUB="%s",%d,0,"%s"', r.up, qos, body)),
+          "AT+MPUB with the " .. mode .. " payload")
+        if qos == 1 then
+          t.ok(heard(r.tr):find("\r\nPUBACK\r\n", 1, true), "the module said PUBACK")
+        end
+      end)
+    end
+  end
+end
+
+---------------------------------------------------------------------------
+-- Payloads AT+MPUB cannot carry as they are
+---------------------------------------------------------------------------
+
+local QUOTED = 'say "hi"\nback\\slash\r\n{"温度":21.5}\tend'
+
+-- n bytes of printable text with quotes and line ends in it.
+local function long_text(n)
+  local parts, i = {}, 0
+  while #table.concat(parts) < n do
+    i = i + 1
+    parts[#parts + 1] = string.format('line %d: "quoted" \\ text\n', i)
+  end
+  return table.concat(parts):sub(1, n)
+end
+
+test("a quote, a backslash, line ends, UTF-8: AT+MPUB escapes, byte-exact both ways", function()
+  local r = roundtrip { up = QUOTED, down = 'cmd "x"\n\\\r\nend' }
+  local s = t.ok(has_sent(r.tr, 'AT+MPUB="' .. r.up .. '"'), "AT+MPUB")
+  t.eq(s, string.format('AT+MPUB="%s",0,0,"say \\22hi\\22\\0Aback\\5Cslash\\0D\\0A'
+    .. '{\\22温度\\22:21.5}\tend"\r', r.up), "the escaped AT+MPUB")
+  t.ok(not has_sent(r.tr, "AT+MPUBEX"), "no AT+MPUBEX")
+end)
+
+test("hex mode and cached delivery: a quote and line ends, byte-exact both ways", function()
+  local r = roundtrip { mode = "hex", delivery = "cached", up = QUOTED,
+    down = 'cmd "x"\n\\\r\nend' }
+  t.ok(has_sent(r.tr, string.format('AT+MPUB="%s",0,0,"%s"', r.up,
+    athost.hex(QUOTED):upper())), "AT+MPUB in hex")
+end)
+
+test("more than 4100 bytes: AT+MPUBEX with the exact count, byte-exact", function()
+  local text = long_text(5000)
+  local r = roundtrip { up = text, down = long_text(4500), tls = "server" }
+  t.ok(has_sent(r.tr, string.format('AT+MPUBEX="%s",0,0,5000', r.up)), "AT+MPUBEX")
+  t.ok(not has_sent(r.tr, 'AT+MPUB="'), "no AT+MPUB")
+end)
+
+test("hex mode: 3000 bytes are 6000 hex digits, so AT+MPUBEX, byte-exact", function()
+  local text = long_text(3000)
+  local r = roundtrip { mode = "hex", up = text, down = long_text(3000) }
+  t.ok(has_sent(r.tr, string.format('AT+MPUBEX="%s",0,0,3000', r.up)), "AT+MPUBEX")
+  t.ok(not has_sent(r.tr, 'AT+MPUB="'), "no AT+MPUB")
+end)
+
+test("cached delivery: four messages cached at once are all delivered", function()
+  -- Retained messages reach the module right after its SUBACK, while the
+  -- flow still waits for its PUBACK: all four slots fill before the flow
+  -- reads them, and one AT+MQTTMSGGET prints them all.
+  local base = "athost/flow/" .. uid()
+  local want = {}
+  for i = 1, 4 do
+    publish(base .. "/retained/" .. i, "retained " .. i, true)
+    want[i] = shown(base .. "/retained/" .. i, "retained " .. i)
+  end
+  local r = flow(nil, session_args { subscribe = base .. "/retained/#", qos = 1,
+    delivery = "cached", topic = base .. "/up", publish = "up", listen = 15,
+    messages = 4 }).wait()
+  t.eq(r.rc, 0, "exit code (stderr: " .. r.err .. ")")
+  local got = {}
+  for l in r.out:gmatch("[^\n]+\n") do got[#got + 1] = l end
+  table.sort(got)
+  t.eq(table.concat(got), table.concat(want), "stdout")
+  t.match(r.err, "received 4", "summary")
+end)
+
+test("every byte value, both ways: a handler= file publishes them (AT+MPUBEX)", function()
+  local all = {}
+  for b = 0, 255 do all[#all + 1] = string.char(b) end
+  all = table.concat(all)
+  -- The handler publishes on connect and answers the message it receives.
+  local handler = DIR .. "/handler-" .. uid() .. ".lua"
+  local f = assert(io.open(handler, "w"))
+  f:write([[
+local all = {}
+for b = 0, 255 do all[#all + 1] = string.char(b) end
+return {
+  on_connect = function(session, args)
+    session:publish(args.topic, table.concat(all), 1)
+  end,
+  on_message = function(msg, session)
+    session:publish(msg.topic .. "/echo", msg.payload, 0)
+  end,
+}
+]])
+  f:close()
+  local u = uid()
+  local echoed = subscriber("athost/flow/" .. u .. "/down/echo")
+  local r = roundtrip { uid = u, qos = 1, arrives = all, down = all:reverse(),
+    args = { handler = handler } }
+  t.ok(has_sent(r.tr, string.format('AT+MPUBEX="%s",1,0,256', r.up)), "AT+MPUBEX")
+  t.ok(echoed(function(ps) return ps[1] == all:reverse() end, "the handler's echo"))
+end)
+
+test("a message that comes with the answer to AT+MPUB is not left waiting", function()
+  -- The virtual Air720 runs here, and says "+MSUB: ..." in the same write
+  -- as AT+MPUB's OK: the flow's URC handler queues the message after the
+  -- flow went on to listen.
+  local u = uid()
+  local down, text = "athost/flow/" .. u .. "/down", "with the OK"
+  local m = assert(require("athost.sim").start("air720", {}))
+  local mpub = m.commands["+MPUB"]
+  m.commands["+MPUB"] = function(mm, c)
+    mpub(mm, c)
+    mm:urc(string.format('+MSUB: "%s",%d byte,%s', down, #text, text))
+  end
+  local t0 = athost.now()
+  local ok, err = pcall(function()
+    local r = flow(nil, session_args { subscribe = down, topic = "athost/flow/" .. u .. "/up",
+      publish = "up", listen = 20, messages = 1 }, m.path).wait()
+    t.eq(r.rc, 0, "exit code (stderr: " .. r.err .. ")")
+    t.ok(heard(r.tr):find("\r\nOK\r\n\r\n+MSUB: ", 1, true), "OK and +MSUB in one read")
+    t.eq(r.out, shown(down, text), "stdout")
+    local ms = athost.now() - t0
+    t.ok(ms < 10000, "delivered at once, not when listen=20 ended (" .. ms .. " ms)")
+  end)
+  m:close()
+  t.eq(#m.bugs, 0, "model errors: " .. table.concat(m.bugs, "\n"))
+  if not ok then error(err, 0) end
+end)
+
+---------------------------------------------------------------------------
+-- Secrets
+---------------------------------------------------------------------------
+
+test("the password and the client key never appear on stdout, stderr, transcript", function()
+  local user, pass = "user-" .. uid(), "pw-" .. athost.random(12, "hex")
+  local out, ok = shell(BROKER_SH .. " adduser " .. DIR .. " " .. user .. " " .. pass)
+  t.ok(ok, "broker.sh adduser: " .. out)
+  local r = roundtrip { tls = "mutual", username = user, password = pass,
+    up = "secret-free", down = "still secret-free" }
+  t.ok(has_sent(r.tr, string.format('AT+MCONFIG="%s","%s","***"', r.cid, user)),
+    "AT+MCONFIG with the password masked")
+  local key = assert(t.slurp(B.CLIENT_KEY))
+  for what, s in pairs({ stdout = r.out, stderr = r.err, transcript = r.tr }) do
+    t.ok(not s:find(pass, 1, true), what .. " shows the password")
+    for line in key:gmatch("[^\n]+") do
+      if not line:find("^%-%-%-%-%-") then
+        t.ok(not s:find(line, 1, true), what .. " shows the client key")
+      end
+    end
+  end
+  t.ok(has_sent(r.tr, "***"), "the key went up masked")
+  t.ok(broker_log():find("as " .. r.cid .. " (p2, c1, k60, u'" .. user .. "')", 1, true),
+    "the broker logged the client with user " .. user)
+end)
+
+---------------------------------------------------------------------------
+-- Failures
+---------------------------------------------------------------------------
+
+test("a wrong password: the broker refuses, exit 1, step \"connect\"", function()
+  local pass = "wrong-" .. athost.random(8, "hex")
+  local r = flow(nil, session_args { password = pass }).wait()
+  t.eq(r.rc, 1, "exit code (stderr: " .. r.err .. ")")
+  local e = errors(r.err)
+  t.eq(#e, 1, "one error line in " .. r.err)
+  t.match(e[1], '^athost: step "connect" failed: MQTT connect: the broker refused', "error")
+  for what, s in pairs({ stdout = r.out, stderr = r.err, transcript = r.tr }) do
+    t.ok(not s:find(pass, 1, true), what .. " shows the password")
+  end
+  t.ok(not has_sent(r.tr, "AT+MSUB"), "no AT+MSUB")
+end)
+
+test("a password an AT string cannot carry: exit 1, the field named, not its value", function()
+  local tail = athost.random(6, "hex")
+  local r = flow(nil, session_args { password = 'pa"ss-' .. tail }).wait()
+  t.eq(r.rc, 1, "exit code (stderr: " .. r.err .. ")")
+  local e = errors(r.err)
+  t.eq(#e, 1, "one error line in " .. r.err)
+  t.match(e[1], '^athost: step "connect" failed: AT%+MCONFIG: password contains a '
+    .. "double quote", "error")
+  for what, s in pairs({ stdout = r.out, stderr = r.err, transcript = r.tr }) do
+    t.ok(not s:find(tail, 1, true), what .. " shows the password")
+  end
+  t.ok(not has_sent(r.tr, "AT+MCONFIG"), "no AT+MCONFIG")
+end)
+
+test("tls=server with the wrong CA: CONNECT FAIL, exit 1, step \"connect\"", function()
+  local r = flow(nil, session_args { port = B.TLS_PORT, tls = "server",
+    ca = B.WRONG_CA }).wait()
+  t.eq(r.rc, 1, "exit code (stderr: " .. r.err .. ")")
+  local e = errors(r.err)
+  t.eq(#e, 1, "one error line in " .. r.err)
+  t.match(e[1], '^athost: step "connect" failed: .*CONNECT FAIL', "error")
+  t.ok(has_sent(r.tr, 'AT+SSLCFG="seclevel",88,1'), "verification was on")
+end)
+
+-- A broker that accepts one client and refuses its subscriptions (SUBACK
+-- 0x80), as an ACL does; mosquitto here grants every topic.
+local function refusing_broker()
+  local l = assert(athost.listen("127.0.0.1", 0))
+  local task = athost.spawn(function()
+    local c = l:accept { timeout = 20000 }
+    if not c then return end
+    local d = mqtt311.decoder()
+    while true do
+      local p = d:next()
+      if p and p.type == "CONNECT" then
+        c:send(mqtt311.connack(false, 0))
+      elseif p and p.type == "SUBSCRIBE" then
+        c:send(mqtt311.suback(p.id, { 0x80 }))
+      elseif not p then
+        local data = c:recv(4096, { timeout = 20000 })
+        if not data then break end
+        d:feed(data)
+      end
+    end
+    c:close()
+  end)
+  return l, task
+end
+
+test("a broker that refuses the subscription: exit 1 at once, step \"subscribe\"", function()
+  local l, task = refusing_broker()
+  local t0 = athost.now()
+  local r = flow(nil, session_args { port = l.port }).wait()
+  local ms = athost.now() - t0
+  l:close()
+  task:join()
+  t.eq(r.rc, 1, "exit code (stderr: " .. r.err .. ")")
+  local e = errors(r.err)
+  t.eq(#e, 1, "one error line in " .. r.err)
+  t.match(e[1], '^athost: step "subscribe" failed: subscribing to .*%+CME ERROR: 767', "error")
+  t.ok(ms < 10000, "failed at once, not after the 30 s SUBACK wait (" .. ms .. " ms)")
+end)
+
+test("a module that stops answering: ETIMEDOUT naming the command, exit 1", function()
+  local r = flow("silent=AT%2BMSUB", session_args()).wait()
+  t.eq(r.rc, 1, "exit code (stderr: " .. r.err .. ")")
+  local e = errors(r.err)
+  t.eq(#e, 1, "one error line in " .. r.err)
+  t.match(e[1], '^athost: step "subscribe" failed: .*ETIMEDOUT: no final result to AT%+MSUB',
+    "error")
+end)
+
+test("the link drops after a publish: reconnected, the next publish arrives", function()
+  -- drop=AT+MPUB: the link drops right after the first AT+MPUB's answer,
+  -- between the two publishes of count=2.
+  local r = roundtrip { sim = "drop=AT%2BMPUB", args = { count = 2 },
+    up = "publish %d of 2", arrives = "publish 2 of 2", down = "after the drop",
+    connects = 2 }
+  t.match(r.err, "link lost %(CLOSED%): reconnecting", "stderr")
+  t.match(r.err, "reconnected %(attempt 1%)", "stderr")
+  t.match(r.err, "published 2, received 1, reconnects 1", "summary")
+  local n = 0
+  for _, s in ipairs(sent(r.tr)) do
+    if s:find("^AT%+MCONNECT=") then n = n + 1 end
+  end
+  t.eq(n, 2, "AT+MCONNECT twice")
+end)
+
+test("the link drops right after AT+MSUB: reconnected, subscribed, both ways", function()
+  local r = roundtrip { sim = "drop=AT%2BMSUB", up = "after the drop",
+    down = "to the new session", connects = 2 }
+  t.match(r.err, "link lost %(CLOSED%): reconnecting", "stderr")
+  t.match(r.err, "published 1, received 1, reconnects 1", "summary")
+end)
+
+test("+PDP DEACT with the answer to a QoS 1 AT+MPUB: CIPSHUT, bearer, next publish", function()
+  -- The URC comes in the same read as AT+MPUB's OK, before the PUBACK wait.
+  local t0 = athost.now()
+  local r = roundtrip { sim = "pdp=AT%2BMPUB", qos = 1, args = { count = 2 },
+    up = "publish %d of 2", arrives = "publish 2 of 2", down = "after +PDP DEACT",
+    connects = 2 }
+  t.ok(athost.now() - t0 < 15000, "recovered at once, not after the 30 s PUBACK wait")
+  t.match(r.err, "link lost %(%+PDP DEACT%): reconnecting", "stderr")
+  t.match(r.err, "reconnected %(attempt 1%)", "stderr")
+  t.match(r.err, "published 2, received 1, reconnects 1", "summary")
+  t.ok(has_sent(r.tr, "AT+CIPSHUT"), "AT+CIPSHUT")
+  t.ok(has_sent(r.tr, "AT+SAPBR=1,1"), "the bearer activated again")
+end)
+
+-- Last: it restarts the broker.
+test("the broker restarts while the flow listens: reconnected, message arrives", function()
+  local u = uid()
+  local down, cid = "athost/flow/" .. u .. "/down", "flow-" .. u
+  local from = #broker_log()
+  local run = flow(nil, session_args { client_id = cid, subscribe = down,
+    listen = 30, messages = 1 })
+  subscribed(cid, from, 1, run)
+  from = #broker_log()
+  local out, ok = shell(BROKER_SH .. " restart " .. DIR)
+  t.ok(ok, "broker.sh restart: " .. out)
+  subscribed(cid, from, 1, run)
+  publish(down, "after the restart")
+  local r = run.wait()
+  t.eq(r.rc, 0, "exit code (stderr: " .. r.err .. ")")
+  t.eq(r.out, shown(down, "after the restart"), "stdout")
+  t.match(r.err, "link lost %(CLOSED%): reconnecting", "stderr")
+  t.match(r.err, "reconnected %(attempt %d%)", "stderr")
+end)
+
+---------------------------------------------------------------------------
+
+local out, ok = shell(BROKER_SH .. " start " .. DIR)
+if not ok then error("broker.sh start failed:\n" .. out, 0) end
+for k, v in out:gmatch("BROKER_([%w_]+)=([^\n]*)") do
+  B[k] = v:match("^'(.*)'$") or v
+end
+B.PORT, B.TLS_PORT, B.MTLS_PORT = tonumber(B.PORT), tonumber(B.TLS_PORT),
+  tonumber(B.MTLS_PORT)
+
+local passed, err = pcall(t.run)
+stop_running()
+shell(BROKER_SH .. " stop " .. DIR)
+shell("rm -rf " .. DIR)
+if not passed then error(err, 0) end
