@@ -201,6 +201,13 @@ static void lport_finish(ath_port_t *p, lua_State *L, int nvals)
         return;
     }
     lua_xmove(L, co, nvals);
+    if (p->processing) {
+        /* Woken at the end of this pass, after the URC handlers of the
+         * same bytes: a CLOSED that came with the OK is seen first. */
+        p->woken = co;
+        p->woken_n = nvals;
+        return;
+    }
     ath_host_wake(p->h, co, nvals);
 }
 
@@ -371,7 +378,30 @@ static void lport_urc(ath_port_t *p, lua_State *L, const ath_chat_event_t *ev)
     lua_settop(L, top);
 }
 
+/* The body of ath_lport_process: one pass over what the engine has. */
+static void lport_process(ath_port_t *p, lua_State *L);
+
+/*
+ * Hands the engine's events to Lua. A flow whose wait ends is woken after
+ * the URC handlers started by the same bytes, so the handlers' effects
+ * (a lost link, a queued message) are there when the flow goes on.
+ */
 void ath_lport_process(ath_port_t *p, lua_State *L)
+{
+    int outer = !p->processing;
+    p->processing = 1;
+    lport_process(p, L);
+    if (outer) {
+        p->processing = 0;
+        if (p->woken) {
+            lua_State *co = p->woken;
+            p->woken = NULL;
+            ath_host_wake(p->h, co, p->woken_n);
+        }
+    }
+}
+
+static void lport_process(ath_port_t *p, lua_State *L)
 {
     ath_chat_event_t ev;
     while (!p->closed && ath_chat_next(p->chat, &ev)) {

@@ -57,6 +57,9 @@ struct ath_port {
     lua_State *drainer;
     lua_State *connecting; /* TCP connect or TLS handshake */
     int sync_n;            /* values a wait completed with, in place */
+    int processing;        /* inside ath_lport_process */
+    lua_State *woken;      /* a waiter to wake when processing ends */
+    int woken_n;
     int lref;              /* registry: the port's Lua-side table */
     ath_wait_t w;
     ath_pat_t pats[ATH_PORT_PATS];

@@ -56,6 +56,17 @@ end
 
 -- ---- replies and URCs -------------------------------------------------------
 
+t.test("a URC that comes with the final OK is handled before the command returns", function()
+  local p, finish = fake(function(m)
+    answer(m, "AT+MPUB=\"t\",0,0,\"x\"", "\r\nOK\r\n\r\nCLOSED\r\n")
+  end)
+  local lost = false
+  p:on("CLOSED", function() lost = true end)
+  assert(p:cmd('AT+MPUB="t",0,0,"x"'))
+  t.ok(lost, "the CLOSED handler ran before the flow went on")
+  finish()
+end)
+
 t.test("reply and OK: r.final, r.lines, r.command, r.ms", function()
   local p, finish = fake(function(m)
     answer(m, "AT+CGATT?", "\r\n+CGATT: 1\r\n\r\nOK\r\n")
