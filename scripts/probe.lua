@@ -17,7 +17,7 @@ local ok, err = pcall(m.identify, m)
 local info = { port = port.name }
 info.manufacturer = m.info.cgmi
 info.revision = m.info.cgmr
-info.ati = m.info.i
+info.ati = m.info.ati
 info.profile = ok and m.profile.name or ("unknown: " .. tostring(err))
 
 athost.step("status")

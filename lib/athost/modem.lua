@@ -106,7 +106,7 @@ function Modem:identify()
     if r then
       local lines = table.concat(r.lines, " ")
       text[#text + 1] = lines
-      self.info[c:sub(4):lower()] = lines
+      self.info[c == "ATI" and "ati" or c:sub(4):lower()] = lines
     end
   end
   self.info.revision = self.info.cgmr
