@@ -70,18 +70,7 @@ function D.pdp_deact(m)
   m.st.bearer.open = false
 end
 
-local function set_params(m, c, min, max)
-  if c.op ~= "set" then
-    m:error()
-    return nil
-  end
-  local ps = params(m, c)
-  if ps and (#ps < min or #ps > (max or min)) then
-    m:fail(E_PARAM)
-    return nil
-  end
-  return ps
-end
+local set_params = core.set_params
 
 ---------------------------------------------------------------------------
 -- Identity, reset

@@ -23,6 +23,21 @@ local function params(m, c)
 end
 M.params = params
 
+-- Parameters of a set command (AT+X=...) with min to max of them, or nil
+-- after answering the refusal (ERROR for another form, 50 for a count).
+function M.set_params(m, c, min, max)
+  if c.op ~= "set" then
+    m:error()
+    return nil
+  end
+  local ps = params(m, c)
+  if ps and (#ps < min or #ps > (max or min)) then
+    m:fail(M.E_PARAM)
+    return nil
+  end
+  return ps
+end
+
 C[""] = function(m) m:ok() end
 
 C.E = function(m, c)

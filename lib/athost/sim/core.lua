@@ -43,6 +43,7 @@ M.CME_TEXT = {
 -- parameter parser that answers its own refusal, the basic commands.
 M.E_STATE, M.E_PARAM, M.E_FAILED = basic.E_STATE, basic.E_PARAM, basic.E_FAILED
 M.params = basic.params
+M.set_params = basic.set_params
 M.commands = basic.commands
 
 ---------------------------------------------------------------------------

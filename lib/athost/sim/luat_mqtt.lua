@@ -119,19 +119,7 @@ end
 -- Commands
 ---------------------------------------------------------------------------
 
--- Parameters of a set command, or nil after answering the refusal.
-local function set_params(m, c, min, max)
-  if c.op ~= "set" then
-    m:error()
-    return nil
-  end
-  local ps = params(m, c)
-  if ps and (#ps < min or #ps > (max or min)) then
-    m:fail(E_PARAM)
-    return nil
-  end
-  return ps
-end
+local set_params = core.set_params
 
 local function connected_link(m)
   local l = m.st.mqtt.link
