@@ -68,8 +68,9 @@ typedef struct ath_host_opts {
     const char *name;       /* a label for this host's events (a DUT id) */
 } ath_host_opts_t;
 
-/* Creates a host on loop (NULL: a loop of its own). Returns NULL and sets
- * *err (a static string) when it cannot. */
+/* Creates a host on loop (NULL: a loop of its own). Returns NULL when it
+ * cannot (out of memory, a transcript file that cannot be opened); the
+ * reason is printed on stderr. */
 ath_host_t *ath_host_new(uv_loop_t *loop, const ath_host_opts_t *opts);
 
 /* Parameters reach the script as its first argument (a table). */

@@ -5,7 +5,6 @@
  */
 #include "host.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -186,18 +185,4 @@ void ath_host_emit(ath_host_t *h, ath_event_t *ev)
     }
     lua_settop(L, top);
     free(red);
-}
-
-void ath_host_log(ath_host_t *h, const char *fmt, ...)
-{
-    char buf[1024];
-    ath_event_t ev;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    memset(&ev, 0, sizeof ev);
-    ev.type = ATH_EVENT_LOG;
-    ev.text = buf;
-    ath_host_emit(h, &ev);
 }

@@ -85,7 +85,6 @@ void ath_host_flow_failed(ath_host_t *h, lua_State *co, const char *msg);
 /* event.c */
 /* Emits an event to the embedder or the default printer. */
 void ath_host_emit(ath_host_t *h, ath_event_t *ev);
-void ath_host_log(ath_host_t *h, const char *fmt, ...);
 /* Masks registered secrets: returns a malloc'd copy of s[0,n) with each
  * secret replaced by ***, length in *outn. */
 char *ath_host_redact(ath_host_t *h, const char *s, size_t n, size_t *outn);

@@ -112,12 +112,7 @@ end
 -- Fixtures shared by all tests: the broker, the auth service
 ---------------------------------------------------------------------------
 
-assert(os.execute("bash tests/fixtures/broker.sh start " .. q(dir .. "/broker")
-  .. " >/dev/null 2>" .. q(dir .. "/broker-start.err")), "broker.sh start: "
-  .. (t.slurp(dir .. "/broker-start.err") or ""))
-for k, v in t.slurp(dir .. "/broker/broker.env"):gmatch("BROKER_([%w_]+)=([^\n]*)") do
-  broker[k] = v:gsub("^'(.*)'$", "%1")
-end
+for k, v in pairs(require("broker").start(dir .. "/broker")) do broker[k] = v end
 local BROKER_LOG = broker.DIR .. "/mosquitto.log"
 
 -- An auth service (scripts/sim/aliyun-auth.lua, HTTPS with the broker's

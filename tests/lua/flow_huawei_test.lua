@@ -311,13 +311,7 @@ end)
 
 ---------------------------------------------------------------------------
 
-local out, ok = shell(BROKER_SH .. " start " .. DIR)
-if not ok then error("broker.sh start failed:\n" .. out, 0) end
-for k, v in out:gmatch("BROKER_([%w_]+)=([^\n]*)") do
-  B[k] = v:match("^'(.*)'$") or v
-end
-B.PORT, B.TLS_PORT, B.MTLS_PORT = tonumber(B.PORT), tonumber(B.TLS_PORT),
-  tonumber(B.MTLS_PORT)
+for k, v in pairs(require("broker").start(DIR)) do B[k] = v end
 
 local passed, err = pcall(t.run)
 stop_running()

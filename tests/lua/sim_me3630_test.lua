@@ -19,13 +19,7 @@ local DN, DS = "me3630-dev1", "Dm3630SecretDm3630SecretDm3630Se"
 ---------------------------------------------------------------------------
 
 local dir = t.tmpdir()
-assert(os.execute("tests/fixtures/broker.sh start " .. q(dir) .. " >/dev/null"),
-  "broker.sh start")
-local broker = {}
-for k, v in t.slurp(dir .. "/broker.env"):gmatch("BROKER_([%w_]+)=([^\n]*)") do
-  broker[k] = v:gsub("^'(.*)'$", "%1")
-end
-broker.PORT = tonumber(broker.PORT)
+local broker = require("broker").start(dir)
 
 -- Stops the broker when the file is done, passed or not.
 local stop_broker <close> = setmetatable({}, { __close = function()

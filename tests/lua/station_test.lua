@@ -396,12 +396,7 @@ end)
 
 ---------------------------------------------------------------------------
 
-local out, ok = shell(q(ROOT .. "/tests/fixtures/broker.sh") .. " start " .. q(DIR .. "/broker"))
-if not ok then error("broker.sh start failed:\n" .. out, 0) end
-for k, v in out:gmatch("BROKER_([%w_]+)=([^\n]*)") do
-  B[k] = v:match("^'(.*)'$") or v
-end
-B.PORT = tonumber(B.PORT)
+for k, v in pairs(require("broker").start(DIR .. "/broker")) do B[k] = v end
 
 local passed, err = pcall(t.run)
 for _, f in ipairs(started) do
