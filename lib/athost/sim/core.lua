@@ -112,6 +112,79 @@ local function parse_when(v)
 end
 
 ---------------------------------------------------------------------------
+-- Knobs: where the references are silent or firmware is known to differ
+---------------------------------------------------------------------------
+
+-- A knob is one behaviour a reference leaves open, with every reading it
+-- allows: { name, values = {...}, default = v, doc = "..." }. The core's
+-- own knobs are below; a dialect lists its own in dialect.knobs (a model
+-- that takes a command family from another file, such as athost.sim.
+-- luat_mqtt, appends that file's knobs to its own). A knob's value comes
+-- from the model option of the same name, else from the personality
+-- (personality=random:SEED draws every knob not given from SEED), else
+-- from its default. Values are strings, as on the command line.
+M.knobs = {
+  { name = "order", values = { "after", "before" }, default = "after",
+    doc = "a command whose result is a URC (CONNECT OK, CONNACK OK, SUBACK, "
+      .. "PUBACK, +HTTPACTION, +ALIAUTH, +CLOUDSUBACK): OK first and the "
+      .. "URC later, or the URC first and then OK" },
+}
+
+-- xorshift32: a generator of its own, so drawing knobs does not disturb
+-- math.random and the same seed gives the same personality everywhere.
+local function prng(seed)
+  local x = (tonumber(seed) or 0) % 4294967296
+  if x == 0 then x = 2463534242 end
+  return function(n)
+    x = x ~ ((x << 13) & 0xffffffff)
+    x = x ~ (x >> 17)
+    x = x ~ ((x << 5) & 0xffffffff)
+    return x % n + 1
+  end
+end
+
+-- Every knob of a dialect: the core's, then the dialect's, in order.
+function M.all_knobs(dialect)
+  local all = {}
+  for _, k in ipairs(M.knobs) do all[#all + 1] = k end
+  for _, k in ipairs(dialect.knobs or {}) do all[#all + 1] = k end
+  return all
+end
+
+-- Resolves every knob of the dialect from opts: returns { name = value }
+-- and, for a random personality, the line that names it.
+function M.resolve_knobs(dialect, opts)
+  local kv, drawn = {}, {}
+  local p = opts.personality and tostring(opts.personality) or "default"
+  local seed = p:match("^random:(%d+)$")
+  if p ~= "default" and not seed then
+    error("sim: bad personality '" .. p .. "' (default or random:SEED)", 0)
+  end
+  local draw = seed and prng(seed)
+  for _, k in ipairs(M.all_knobs(dialect)) do
+    local v = opts[k.name]
+    if v ~= nil then
+      v = tostring(v)
+      local ok = false
+      for _, a in ipairs(k.values) do if a == v then ok = true end end
+      if not ok and not k.free then
+        error(string.format("sim: knob %s=%s is none of %s", k.name, v,
+          table.concat(k.values, "|")), 0)
+      end
+    elseif draw then
+      v = k.values[draw(#k.values)]
+    else
+      v = k.default
+    end
+    kv[k.name] = v
+    drawn[#drawn + 1] = k.name .. "=" .. v
+  end
+  local line = seed and string.format("personality=random:%s: %s", seed,
+    table.concat(drawn, " "))
+  return kv, line
+end
+
+---------------------------------------------------------------------------
 -- The model object
 ---------------------------------------------------------------------------
 
@@ -129,6 +202,10 @@ function M.new(dialect, opts)
     commands = setmetatable({}, { __index = M.commands }),
   }, Core)
   for k, h in pairs(dialect.commands or {}) do self.commands[k] = h end
+  self.kv, self.personality = M.resolve_knobs(dialect, opts)
+  if self.personality then
+    io.stderr:write("athost sim ", self.name, ": ", self.personality, "\n")
+  end
   if opts.broker then
     self.broker = tostring(opts.broker)
   end
@@ -216,6 +293,13 @@ function Core:wait()
   return self.task:join()
 end
 
+-- The value of a knob (a string); raises for a knob the model lacks.
+function Core:knob(name)
+  local v = self.kv[name]
+  if v == nil then error("sim: no knob '" .. tostring(name) .. "'", 2) end
+  return v
+end
+
 ---------------------------------------------------------------------------
 -- Output
 ---------------------------------------------------------------------------
@@ -254,6 +338,44 @@ end
 
 function Core:fail(n)
   if live(self) then self:frame(self:cme_line(n or M.E_STATE)) end
+end
+
+-- A command whose result is a URC, in the order the knob `order` says.
+-- start(done) begins the work and calls done(line) once, now or later,
+-- with the outcome line (nil: no outcome line). order=after: OK now, the
+-- outcome as a URC when it comes. order=before: the command flow waits
+-- for it (at most ms, default 60 s; then OK, and the outcome later as a
+-- URC), writes it, then OK; an outcome that is itself a final result
+-- ("ERROR", "+CME ERROR: n") is then the only answer.
+function Core:ok_then(start, ms)
+  local gen = self.gen
+  if self:knob("order") ~= "before" then
+    self:ok()
+    return start(function(line) if line then self:urc(line, gen) end end)
+  end
+  local got, answered = nil, false
+  start(function(line)
+    if answered then
+      if line then self:urc(line, gen) end
+      return
+    end
+    got = { line = line }
+  end)
+  -- The module is busy until the outcome is in: no next command is read.
+  -- (A model-internal poll: the flows under test never see its timing.)
+  local deadline = athost.now() + (ms or 60000)
+  while not got and self.gen == gen and not self.closed
+      and athost.now() < deadline do
+    athost.sleep(1)
+  end
+  answered = true
+  if self.gen ~= gen then return end
+  local line = got and got.line
+  if line then
+    self:info(line)
+    if line == "ERROR" or line:find("^%+CME ERROR") then return end
+  end
+  self:ok()
 end
 
 -- An unsolicited line; gen (optional) is the boot it belongs to.
