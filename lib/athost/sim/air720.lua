@@ -293,7 +293,7 @@ C["+FSWRITE"] = function(m, c)
   local secs = atparse.int(ps[4], 1, 300)
   if not n or not mode or not len or not secs then return m:fail(E_PARAM) end
   if not m.files[n] then return m:fail(E_STATE) end
-  m:raw(">")
+  m:prompt()
   local data = m:read_data(len, secs * 1000)
   if not data then return m:error() end
   m.files[n] = mode == 0 and data or m.files[n] .. data

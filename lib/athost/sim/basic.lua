@@ -49,7 +49,7 @@ end
 
 local function settings(m, c)
   if c.op == "read" then return m:error() end
-  m.echo_on, m.cmee = m.dialect.echo ~= false, 0
+  m.echo_on, m.cmee = m.dialect.echo ~= false and m:knob("echo_boot") == "on", 0
   m:ok()
 end
 C.Z, C["&F"] = settings, settings

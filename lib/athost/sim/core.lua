@@ -128,6 +128,11 @@ M.knobs = {
     doc = "a command whose result is a URC (CONNECT OK, CONNACK OK, SUBACK, "
       .. "PUBACK, +HTTPACTION, +ALIAUTH, +CLOUDSUBACK): OK first and the "
       .. "URC later, or the URC first and then OK" },
+  { name = "prompt", values = { "bare", "space", "line" }, default = "bare",
+    doc = "the data prompt of AT+FSWRITE, AT+MPUBEX, AT+CLOUDPUB: \">\" "
+      .. "alone, \"> \" with a space, or \"\\r\\n> \" on a line of its own" },
+  { name = "echo_boot", values = { "on", "off" }, default = "on",
+    doc = "command echo after power-on and ATZ (flows send ATE0)" },
 }
 
 -- xorshift32: a generator of its own, so drawing knobs does not disturb
@@ -252,7 +257,7 @@ end
 function Core:boot()
   local d = self.dialect
   self.synced = not d.autobaud
-  self.echo_on = d.echo ~= false
+  self.echo_on = d.echo ~= false and self:knob("echo_boot") == "on"
   self.cmee = 0
   self.net = { cfun = 1, attached = true, pdp = true }
   self.st = {}
@@ -328,6 +333,14 @@ function Core:info(line) if live(self) then self:frame(line) end end
 function Core:ok() if live(self) then self:frame("OK") end end
 function Core:error() if live(self) then self:frame("ERROR") end end
 function Core:raw(s) if live(self) then self:write(s) end end
+
+-- The data prompt ("> " by default ">"), in the form the knob says.
+function Core:prompt(p)
+  local form = self:knob("prompt")
+  p = p or ">"
+  if form == "space" then p = p .. " " elseif form == "line" then p = "\r\n" .. p .. " " end
+  self:raw(p)
+end
 
 -- The refusal line for error n under the current AT+CMEE.
 function Core:cme_line(n)

@@ -271,7 +271,7 @@ C["+MPUBEX"] = function(m, c)
   local len = atparse.int(ps[4], 1, M.limits.mpubex)
   if not qos or not retain or not len then return m:fail(E_PARAM) end
   if not connected_link(m) then return m:fail(E_STATE) end
-  m:raw(">")
+  m:prompt()
   local payload = m:read_data(len, M.limits.mpubex_ms)
   if not payload then return m:error() end
   local l = connected_link(m)

@@ -530,7 +530,7 @@ C["+CLOUDPUB"] = function(m, c)
   if busy(m) then return end
   if not connected(m) then return m:fail(E_STATE) end
   if length then
-    m:raw(">")
+    m:prompt()
     msg = m:read_data(length, L.data_ms)
     if not msg then return m:error() end
   end
