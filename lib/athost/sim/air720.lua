@@ -45,6 +45,12 @@ local D = {
 }
 local C = D.commands
 for k, h in pairs(luat_mqtt.commands) do C[k] = h end
+
+-- Knobs (athost.sim.core): the Air720's own (HTTP, files), then those of
+-- the Luat MQTT commands it takes from athost.sim.luat_mqtt.
+D.knobs = {
+}
+for _, k in ipairs(luat_mqtt.knobs) do D.knobs[#D.knobs + 1] = k end
 local L = D.limits
 
 function D.reset(m)

@@ -25,6 +25,10 @@ M.commands = C
 local E_STATE, E_PARAM, E_FAILED = core.E_STATE, core.E_PARAM, core.E_FAILED
 local params = core.params
 
+-- Knobs (athost.sim.core) of the MQTT commands, for every Luat model.
+M.knobs = {
+}
+
 M.limits = {
   field = 256,            -- each AT+MCONFIG field
   mpub = 4100,            -- bytes in AT+MPUB's message

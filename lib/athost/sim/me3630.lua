@@ -91,6 +91,10 @@ local D = {
     ecm_up = "+ZECMCALL: CONNECT", ecm_down = "+ZECMCALL: DISCONNECT",
   },
   commands = {},
+  -- Knobs (athost.sim.core) where reference 002 is silent or contradicts
+  -- itself.
+  knobs = {
+  },
 }
 local C = D.commands
 local L, U = D.limits, D.urc
