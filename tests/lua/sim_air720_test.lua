@@ -505,6 +505,197 @@ t.test("seclevel 2: mutual TLS with the uploaded client certificate", function()
 end)
 
 ---------------------------------------------------------------------------
+-- Knobs: every reading of what the references leave open
+---------------------------------------------------------------------------
+
+-- The raw answer to cmd up to and including `last`, with the module's
+-- URC order set by the knob `order`: outcome after OK (the reference
+-- dialogues) or before it.
+local ORDER = {
+  after = function(outcome) return "\r\nOK\r\n\r\n" .. outcome .. "\r\n", outcome .. "\r\n" end,
+  before = function(outcome) return "\r\n" .. outcome .. "\r\n\r\nOK\r\n", "\r\nOK\r\n" end,
+}
+
+for _, order in ipairs({ "after", "before" }) do
+  t.test("order=" .. order .. ": CONNECT OK, CONNACK OK, SUBACK, PUBACK, UNSUBACK, "
+    .. "ALREADY CONNECT", function()
+    with_modem("order=" .. order, function(p)
+      up(p)
+      assert(p:cmd(string.format('AT+MCONFIG="sim-%s","%s","%s"', uid(), B.USER, B.PASS)))
+      local function answer(cmd, outcome)
+        local want, last = ORDER[order](outcome)
+        t.eq(raw(p, cmd .. "\r", want:sub(-#last), 5000), want, cmd)
+      end
+      answer(string.format('AT+MIPSTART="127.0.0.1",%d', B.PORT), "CONNECT OK")
+      answer("AT+MCONNECT=1,60", "CONNACK OK")
+      local tp = topic()
+      answer(string.format('AT+MSUB="%s",1', tp), "SUBACK")
+      -- Publish elsewhere: no message of our own between the lines.
+      local other = topic()
+      answer(string.format('AT+MPUB="%s",1,0,"q1"', other), "PUBACK")
+      local want, last = ORDER[order]("PUBACK")
+      t.eq(raw(p, string.format('AT+MPUBEX="%s",1,0,2\r', other), ">"), ">", "prompt")
+      t.eq(raw(p, "ex", want:sub(-#last), 5000), want, "AT+MPUBEX at QoS 1")
+      answer(string.format('AT+MUNSUB="%s"', tp), "UNSUBACK")
+      answer(string.format('AT+MIPSTART="127.0.0.1",%d', B.PORT), "ALREADY CONNECT")
+      -- QoS 0 has no outcome: OK alone.
+      t.eq(raw(p, string.format('AT+MPUB="%s",0,0,"q0"\r', other), "OK\r\n"), "\r\nOK\r\n",
+        "AT+MPUB at QoS 0")
+    end)
+  end)
+
+  t.test("order=" .. order .. ": CONNECT FAIL; a refused CONNACK is the only answer "
+    .. "before OK", function()
+    with_modem("order=" .. order, function(p)
+      up(p)
+      local l = assert(athost.listen("127.0.0.1", 0))
+      local closed = l.port
+      l:close()
+      local want, last = ORDER[order]("CONNECT FAIL")
+      t.eq(raw(p, string.format('AT+MIPSTART="127.0.0.1",%d\r', closed), want:sub(-#last),
+        5000), want, "CONNECT FAIL")
+      assert(p:cmd(string.format('AT+MCONFIG="sim-%s","%s","wrong"', uid(), B.USER)))
+      t.eq(raw(p, string.format('AT+MIPSTART="127.0.0.1",%d\r', B.PORT),
+        order == "after" and "CONNECT OK\r\n" or "OK\r\n", 5000),
+        ORDER[order]("CONNECT OK"), "CONNECT OK")
+      -- The broker then closes the link: CLOSED may come in the same read.
+      local got = raw(p, "AT+MCONNECT=1,60\r", "767\r\n", 5000)
+      want = order == "after" and "\r\nOK\r\n\r\n+CME ERROR: 767\r\n"
+        or "\r\n+CME ERROR: 767\r\n"
+      t.eq(got:sub(1, #want), want, "refused")
+      t.ok(got == want or got == want .. "\r\nCLOSED\r\n", "then at most CLOSED: " .. got)
+    end)
+  end)
+end
+
+-- An incoming message as the module prints it, direct and cached, for
+-- every setting of hex_count, msub_len and cached_topic.
+t.test("hex_count, msub_len, cached_topic: each reading, direct and cached", function()
+  local cases = {
+    { "hex_count=chars&msub_len=byte&cached_topic=bare", 1, '"%s",8 byte,48690D0A',
+      "%s,4 byte,0102" },
+    { "hex_count=bytes&msub_len=byte&cached_topic=quoted", 1, '"%s",4 byte,48690D0A',
+      '"%s",2 byte,0102' },
+    { "hex_count=bytes&msub_len=bare&cached_topic=bare", 1, '"%s",4,48690D0A',
+      "%s,2,0102" },
+    { "hex_count=chars&msub_len=bare&cached_topic=quoted", 1, '"%s",8,48690D0A',
+      '"%s",4,0102' },
+    { "hex_count=bytes&msub_len=bare&cached_topic=quoted", 0, '"%s",4,Hi\r\n',
+      '"%s",2,\1\2' },
+  }
+  for _, c in ipairs(cases) do
+    with_modem(c[1], function(p)
+      up(p)
+      mqtt_up(p)
+      local tp = topic()
+      assert(p:cmd("AT+MQTTMODE=" .. c[2]))
+      assert(p:cmd(string.format('AT+MSUB="%s",0', tp)))
+      must_expect(p, "SUBACK")
+      publish(tp, "Hi\r\n")
+      local direct = "+MSUB: " .. string.format(c[3], tp)
+      t.eq(raw(p, nil, direct:sub(-4) .. "\r\n"), "\r\n" .. direct .. "\r\n", c[1] .. " direct")
+      assert(p:cmd("AT+MQTTMSGSET=1"))
+      publish(tp, "\1\2")
+      must_expect(p, "^%+MSUB: 0$")
+      local cached = "+MSUB: " .. string.format(c[4], tp)
+      t.eq(raw(p, "AT+MQTTMSGGET\r", "OK\r\n"), "\r\n" .. cached .. "\r\n\r\nOK\r\n",
+        c[1] .. " cached")
+    end)
+  end
+end)
+
+t.test("statu: \"+MQTTSTATU :0\" or \"+MQTTSTATU: 0\"", function()
+  for statu, line in pairs({ space = "+MQTTSTATU :", plain = "+MQTTSTATU: " }) do
+    with_modem("statu=" .. statu, function(p)
+      up(p)
+      t.eq(raw(p, "AT+MQTTSTATU\r", "OK\r\n"), "\r\n" .. line .. "0\r\n\r\nOK\r\n", statu)
+      mqtt_up(p)
+      t.eq(raw(p, "AT+MQTTSTATU\r", "OK\r\n"), "\r\n" .. line .. "1\r\n\r\nOK\r\n", statu)
+    end)
+  end
+end)
+
+t.test("pdp_urc: +PDP DEACT, +CGEV: NW PDN DEACT 1, or both", function()
+  local want = { pdp = "\r\n+PDP DEACT\r\n", cgev = "\r\n+CGEV: NW PDN DEACT 1\r\n",
+    both = "\r\n+CGEV: NW PDN DEACT 1\r\n\r\n+PDP DEACT\r\n" }
+  for how, text in pairs(want) do
+    with_modem("pdp_urc=" .. how, function(p, m)
+      up(p)
+      mqtt_up(p)
+      athost.sleep(0)
+      p:flush()
+      m:pdp_deact()
+      t.eq(raw(p, nil, text:sub(-8)), text, how)
+      t.eq(mqtt_status(p), "0", "the link went with the bearer")
+    end)
+  end
+end)
+
+-- Reference 003 after +PDP DEACT: AT+CIPSHUT, then one of three ways.
+-- The cached messages (RAM) survive all but the reset.
+local function slots(p)
+  return table.concat(assert(p:cmd("AT+MQTTMSGGET?")).lines, "|"):gsub("%+MQTTMSGGET: ", "")
+end
+
+local function cached_then_deact(p, m)
+  up(p)
+  mqtt_up(p)
+  local tp = topic()
+  assert(p:cmd("AT+MQTTMSGSET=1"))
+  assert(p:cmd(string.format('AT+MSUB="%s",0', tp)))
+  must_expect(p, "SUBACK")
+  publish(tp, "before the fault")
+  must_expect(p, "^%+MSUB: 0$")
+  m:pdp_deact()
+  must_expect(p, "+PDP DEACT")
+  assert(p:cmd("AT+CIPSHUT", { final = { "SHUT OK" } }))
+  t.eq(mqtt_status(p), "0", "offline")
+  t.fails("CME", p:cmd(string.format('AT+MIPSTART="127.0.0.1",%d', B.PORT)))
+  t.eq(assert(p:cmd("AT+CGACT?")).lines[1], "+CGACT: 1,0", "context down after CIPSHUT")
+  t.eq(slots(p), "0,VALID|1,INVALID|2,INVALID|3,INVALID", "the slot survived CIPSHUT")
+  return tp
+end
+
+t.test("cgact=ok: after +PDP DEACT and CIPSHUT, CGDCONT=5 and CGACT=1,5 bring MQTT back",
+  function()
+  with_modem("cgact=ok", function(p, m)
+    cached_then_deact(p, m)
+    t.fails("CME", p:cmd("AT+CGACT=1,5"))               -- not defined yet
+    assert(p:cmd('AT+CGDCONT=5,"IP","CMIIOT"'))
+    assert(p:cmd("AT+CGACT=1,5"))
+    t.deepeq(assert(p:cmd("AT+CGACT?")).lines, { "+CGACT: 1,0", "+CGACT: 5,1" }, "CGACT?")
+    mqtt_up(p)
+    t.eq(mqtt_status(p), "1", "online again")
+    local r = assert(p:cmd("AT+MQTTMSGGET", { reply = { "^%+MSUB: ([^,]*),(%d+) byte,",
+      count = 2 } }))
+    t.eq(r.payload, "before the fault", "the cached message")
+  end)
+end)
+
+t.test("cgact=refuse: CGACT refused; CFUN=0 then CFUN=1 brings MQTT back; "
+  .. "AT+RESET drops the slots", function()
+  with_modem("cgact=refuse", function(p, m)
+    cached_then_deact(p, m)
+    assert(p:cmd('AT+CGDCONT=5,"IP","CMIIOT"'))
+    local _, msg, code, r = p:cmd("AT+CGACT=1,5")
+    t.eq(code, "CME", msg)
+    t.eq(r.cme, 767, "+CME ERROR number")
+    assert(p:cmd("AT+CFUN=1"))                      -- already 1: no change
+    t.fails("CME", p:cmd(string.format('AT+MIPSTART="127.0.0.1",%d', B.PORT)))
+    assert(p:cmd("AT+CFUN=0"))
+    assert(p:cmd("AT+CFUN=1"))
+    t.eq(slots(p), "0,VALID|1,INVALID|2,INVALID|3,INVALID", "the slot survived CFUN")
+    mqtt_up(p)
+    t.eq(mqtt_status(p), "1", "online again")
+    assert(p:cmd("AT+RESET"))
+    must_expect(p, "RDY")
+    up(p)
+    t.eq(slots(p), "0,INVALID|1,INVALID|2,INVALID|3,INVALID", "a reset empties the slots")
+    mqtt_up(p)
+  end)
+end)
+
+---------------------------------------------------------------------------
 -- HTTP
 ---------------------------------------------------------------------------
 
@@ -627,7 +818,7 @@ t.test("fault: the link drops -> CLOSED, then reconnect from MIPSTART", function
   end)
 end)
 
-t.test("fault: the bearer is lost -> +PDP DEACT; CIPSHUT recovers", function()
+t.test("fault: the bearer is lost -> +PDP DEACT; CIPSHUT alone does not recover", function()
   with_modem(nil, function(p, m)
     up(p)
     bearer(p)
@@ -638,6 +829,10 @@ t.test("fault: the bearer is lost -> +PDP DEACT; CIPSHUT recovers", function()
     t.match(assert(p:cmd("AT+SAPBR=2,1")).lines[1], "^%+SAPBR: 1,3,", "bearer down")
     t.fails("CME", p:cmd(string.format('AT+MIPSTART="127.0.0.1",%d', B.PORT)))
     assert(p:cmd("AT+CIPSHUT", { final = { "SHUT OK" } }))
+    -- Reference 003: the context must be activated again after CIPSHUT.
+    t.fails("CME", p:cmd(string.format('AT+MIPSTART="127.0.0.1",%d', B.PORT)))
+    t.fails("CME", p:cmd("AT+SAPBR=1,1"))
+    assert(p:cmd("AT+CGACT=1,1"))
     bearer(p)
     mqtt_up(p)
   end)

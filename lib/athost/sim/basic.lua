@@ -3,7 +3,10 @@
 -- +CGMR, +CGSN, +CIMI, +CCID), +CSQ, +CPIN?, registration (+CREG, +CGREG,
 -- +CEREG), +CGATT, +CFUN, +CGDCONT, +CGACT. A dialect's own table is
 -- looked up first (athost.sim.core), so a model overrides any of them.
--- The radio state they change is m.net = {cfun, attached, pdp}.
+-- The radio state they change is m.net = {cfun, attached, pdp, act_cid};
+-- the PDP contexts defined with AT+CGDCONT are m.pdp_ctx (kept in NV, so
+-- they survive a reboot). One data bearer: pdp is whether it is up,
+-- act_cid which context carries it (default 1).
 local atparse = require("athost.sim.atparse")
 
 local M = {}
@@ -135,6 +138,9 @@ C["+CGATT"] = function(m, c)
   if v == 0 then m:net_down() end
 end
 
+-- AT+CFUN=0 takes the radio (and the PDP context) away; AT+CFUN=1 from
+-- another mode brings them back with the default context (reference 003's
+-- second way after +PDP DEACT). AT+CFUN=1 while already 1 changes nothing.
 C["+CFUN"] = function(m, c)
   if c.op == "read" then
     m:info("+CFUN: " .. m.net.cfun)
@@ -147,35 +153,87 @@ C["+CFUN"] = function(m, c)
   m:ok()
   if rst == 1 then return m:reboot(true) end
   if v == 1 then
-    m.net = { cfun = 1, attached = true, pdp = true }
+    if m.net.cfun ~= 1 then m.net = { cfun = 1, attached = true, pdp = true } end
   else
     m.net.cfun = v
     m:net_down()
   end
 end
 
+-- The defined PDP contexts, cid -> {type, apn}; cid 1 is there from the
+-- factory (reference 003: "a PDP context is active after registration").
+local function contexts(m)
+  m.pdp_ctx = m.pdp_ctx or { [1] = { type = "IP", apn = m.apn or "" } }
+  return m.pdp_ctx
+end
+
+local PDP_TYPES = { IP = true, IPV6 = true, IPV4V6 = true }
+
+-- AT+CGDCONT=<cid>[,"<type>"[,"<apn>"]]: defines (or, with the cid
+-- alone, undefines) a context; AT+CGDCONT? lists them.
 C["+CGDCONT"] = function(m, c)
+  local ctx = contexts(m)
   if c.op == "read" then
-    m:info('+CGDCONT: 1,"IP","' .. (m.apn or "") .. '","10.0.0.2",0,0')
+    local cids = {}
+    for cid in pairs(ctx) do cids[#cids + 1] = cid end
+    table.sort(cids)
+    for _, cid in ipairs(cids) do
+      local up = m.net.pdp and (m.net.act_cid or 1) == cid
+      m:info(string.format('+CGDCONT: %d,"%s","%s","%s",0,0', cid, ctx[cid].type,
+        ctx[cid].apn, up and "10.0.0.2" or "0.0.0.0"))
+    end
+    return m:ok()
   end
+  if c.op ~= "set" then return m:ok() end
+  local ps = params(m, c)
+  if not ps then return end
+  local cid = atparse.int(ps[1], 1, 24)
+  if not cid or #ps > 7 then return m:fail(M.E_PARAM) end
+  if #ps == 1 then
+    ctx[cid] = nil
+    return m:ok()
+  end
+  local typ = ps[2].value:upper()
+  if not PDP_TYPES[typ] then return m:fail(M.E_PARAM) end
+  ctx[cid] = { type = typ, apn = ps[3] and ps[3].value or "" }
   m:ok()
 end
 
+-- AT+CGACT=<state>[,<cid>]: activates a defined context (the bearer comes
+-- back, reference 003's first way after +PDP DEACT) or deactivates it. A
+-- model with the knob cgact=refuse (athost.sim.luat_mqtt) refuses to
+-- activate, as some firmware does: then only AT+CFUN=0/1 or a reset help.
 C["+CGACT"] = function(m, c)
+  local ctx = contexts(m)
   if c.op == "read" then
-    m:info("+CGACT: 1," .. (m.net.pdp and 1 or 0))
+    local cids = {}
+    for cid in pairs(ctx) do cids[#cids + 1] = cid end
+    table.sort(cids)
+    for _, cid in ipairs(cids) do
+      local up = m.net.pdp and (m.net.act_cid or 1) == cid
+      m:info(string.format("+CGACT: %d,%d", cid, up and 1 or 0))
+    end
     return m:ok()
   end
   local ps = params(m, c)
   if not ps then return end
   local v = atparse.int(ps[1], 0, 1)
-  if c.op ~= "set" or not v then return m:fail(M.E_PARAM) end
-  if v == 1 and not (m.net.cfun == 1 and m.net.attached) then
-    return m:fail(M.E_STATE)
+  local cid = ps[2] and atparse.int(ps[2], 1, 24)
+  if c.op ~= "set" or not v or (ps[2] and not cid) then return m:fail(M.E_PARAM) end
+  cid = cid or m.net.act_cid or 1
+  if not ctx[cid] then return m:fail(M.E_STATE) end
+  if v == 1 then
+    if not (m.net.cfun == 1 and m.net.attached) then return m:fail(M.E_STATE) end
+    if m.kv and m.kv.cgact == "refuse" then return m:fail(M.E_FAILED) end
+    m:ok()
+    m.net.pdp, m.net.act_cid = true, cid
+    return
   end
   m:ok()
-  m.net.pdp = v == 1
-  if v == 0 then m:net_down() end
+  if m.net.pdp and (m.net.act_cid or 1) == cid then
+    m.net.pdp = false
+    m:net_down()
+  end
 end
 
 return M

@@ -7,13 +7,22 @@
 --
 -- Wording chosen where the references are silent:
 --   a refused CONNACK:  the line "+CME ERROR: 767" (AT+CMEE=1), its text
---                       (=2) or "ERROR" (=0) after MCONNECT's OK, then
+--                       (=2) or "ERROR" (=0) as MCONNECT's outcome, then
 --                       "CLOSED" when the broker drops the link
 --   a refused SUBSCRIBE (granted 0x80): the same line instead of SUBACK
---   AT+CIPSHUT:         "SHUT OK" (dialect.shut_ok), like SIMCom's
---   cached delivery:    4 slots; a message that finds none free is dropped
---   HEX mode:           "<n> byte" counts the hex digits that follow, so
---                       the count always frames what is on the line
+--   AT+CIPSHUT:         "SHUT OK" (dialect.shut_ok), like SIMCom's; it
+--                       closes the links and leaves the PDP context down:
+--                       reference 003 brings it back with AT+CGDCONT=5,...
+--                       and AT+CGACT=1,5, AT+CFUN=0/1 or AT+RESET
+--   cached delivery:    4 slots in RAM: they survive AT+CIPSHUT and
+--                       AT+CFUN, not a reboot; a message that finds no
+--                       free slot is dropped
+-- Where the references leave a choice open, a knob (M.knobs) has every
+-- reading: the order of OK and the outcome URC (core's `order`), what
+-- "<n> byte" counts in HEX mode, " byte" itself, the cached topic's
+-- quotes, AT+MQTTSTATU's spacing, the bearer-loss URC and whether
+-- AT+CGACT can bring the context back (athost.sim.basic).
+local athost = require("athost")
 local core = require("athost.sim.core")
 local atparse = require("athost.sim.atparse")
 local mqttlink = require("athost.sim.mqttlink")
@@ -27,6 +36,23 @@ local params = core.params
 
 -- Knobs (athost.sim.core) of the MQTT commands, for every Luat model.
 M.knobs = {
+  { name = "hex_count", values = { "chars", "bytes" }, default = "chars",
+    doc = "HEX mode (AT+MQTTMODE=1): the <n> of an incoming \"+MSUB: ...,<n> "
+      .. "byte,<hex>\" counts the hex characters or the payload bytes "
+      .. "(reference 003 never shows a hex incoming line); direct and cached" },
+  { name = "msub_len", values = { "byte", "bare" }, default = "byte",
+    doc = "an incoming message's count as \",<n> byte,\" (reference 003) or "
+      .. "\",<n>,\" (MQTTMSGSET.md of the Air780E, DIALECTS.md 3)" },
+  { name = "cached_topic", values = { "bare", "quoted" }, default = "bare",
+    doc = "AT+MQTTMSGGET prints the topic unquoted (reference 003) or quoted" },
+  { name = "statu", values = { "space", "plain" }, default = "space",
+    doc = "\"+MQTTSTATU :0\" (reference 003) or \"+MQTTSTATU: 0\"" },
+  { name = "pdp_urc", values = { "pdp", "cgev", "both" }, default = "pdp",
+    doc = "the bearer loss is announced as \"+PDP DEACT\" (reference 003), "
+      .. "\"+CGEV: NW PDN DEACT 1\" (Air780E, DIALECTS.md 3) or both" },
+  { name = "cgact", values = { "ok", "refuse" }, default = "ok",
+    doc = "AT+CGACT=1,<cid> re-activates a defined context, or is refused "
+      .. "with +CME ERROR (a flow must then cycle AT+CFUN=0/1)" },
 }
 
 M.limits = {
@@ -43,12 +69,42 @@ function M.reset(m)
   m.st.ssl = {}
 end
 
+-- Outcomes a command waits for on a link (athost.sim.core ok_then):
+-- kind "connect" (CONNECT OK/FAIL), "connack", "suback", "unsuback",
+-- "puback"; the broker answers each kind in order, so first come, first
+-- served.
+local function await(l, kind, done)
+  l.waiting = l.waiting or {}
+  local w = l.waiting[kind] or {}
+  l.waiting[kind] = w
+  w[#w + 1] = done
+end
+
+-- The outcome of kind: to the command that waits for it, else a URC.
+local function settle(m, l, kind, line, gen)
+  local w = l.waiting and l.waiting[kind]
+  local done = w and table.remove(w, 1)
+  if done then return done(line) end
+  if line then m:urc(line, gen) end
+end
+
+-- The link is gone: the outcomes still awaited never come.
+local function settle_all(l)
+  local waiting = l.waiting or {}
+  l.waiting = {}
+  for _, w in pairs(waiting) do
+    for _, done in ipairs(w) do done(nil) end
+  end
+end
+
 -- Closes the link without a word (reboot, MIPCLOSE, CIPSHUT, radio off).
 local function close_link(m)
   local q = m.st.mqtt
   if q and q.link then
-    q.link:close()
+    local l = q.link
     q.link = nil
+    l:close()
+    settle_all(l)
   end
 end
 M.shutdown = close_link
@@ -63,13 +119,17 @@ function M.drop(m)
   elseif l and l.state == "connecting" then
     l:close()
     m.st.mqtt.link = nil
-    m:urc("CONNECT FAIL")
+    settle(m, l, "connect", "CONNECT FAIL", m.gen)
+    settle_all(l)
   end
 end
 
--- The bearer is lost: "+PDP DEACT"; MQTT and HTTP need a new context.
+-- The bearer is lost: "+PDP DEACT" and/or "+CGEV: NW PDN DEACT 1" (knob
+-- pdp_urc); MQTT and HTTP need the context again (reference 003).
 function M.pdp_deact(m)
-  m:urc("+PDP DEACT")
+  local how = m:knob("pdp_urc")
+  if how ~= "pdp" then m:urc("+CGEV: NW PDN DEACT " .. (m.net.act_cid or 1)) end
+  if how ~= "cgev" then m:urc("+PDP DEACT") end
   m.net.pdp = false
   close_link(m)
 end
@@ -78,14 +138,22 @@ end
 -- Link events -> URCs
 ---------------------------------------------------------------------------
 
-local function payload_text(q, p)
-  return q.mode == 1 and atparse.hex(p) or p
+-- "+MSUB: <topic>,<n> byte,<payload>" as the knobs say: in HEX mode the
+-- payload is hex and <n> counts its characters or the bytes (hex_count);
+-- " byte" may be missing (msub_len); the topic is quoted when quoted.
+local function msub_line(m, q, topic, payload, quoted)
+  local body, n = payload, #payload
+  if q.mode == 1 then
+    body = atparse.hex(payload)
+    n = m:knob("hex_count") == "bytes" and #payload or #body
+  end
+  return string.format("+MSUB: %s,%d%s,%s", quoted and '"' .. topic .. '"' or topic,
+    n, m:knob("msub_len") == "byte" and " byte" or "", body)
 end
 
 local function deliver(m, q, ev, gen)
   if q.msgset == 0 then
-    local body = payload_text(q, ev.payload)
-    return m:urc(string.format('+MSUB: "%s",%d byte,%s', ev.topic, #body, body), gen)
+    return m:urc(msub_line(m, q, ev.topic, ev.payload, true), gen)
   end
   for slot = 0, M.limits.slots - 1 do
     if not q.slots[slot] then
@@ -99,23 +167,36 @@ local function on_event(m, q, l, ev, gen)
   if m.gen ~= gen or q.link ~= l then return end     -- rebooted, replaced
   local t = ev.type
   if t == "open" then
-    m:urc("CONNECT OK", gen)
+    settle(m, l, "connect", "CONNECT OK", gen)
   elseif t == "fail" then
     q.link = nil
-    m:urc("CONNECT FAIL", gen)
+    settle(m, l, "connect", "CONNECT FAIL", gen)
+    settle_all(l)
   elseif t == "connack" then
-    m:urc(ev.rc == 0 and "CONNACK OK" or m:cme_line(E_FAILED), gen)
+    l.refused = ev.rc ~= 0
+    settle(m, l, "connack", ev.rc == 0 and "CONNACK OK" or m:cme_line(E_FAILED), gen)
   elseif t == "message" then
     deliver(m, q, ev, gen)
   elseif t == "puback" then
-    m:urc("PUBACK", gen)
+    settle(m, l, "puback", "PUBACK", gen)
   elseif t == "suback" then
-    m:urc(ev.granted[1] == 0x80 and m:cme_line(E_FAILED) or "SUBACK", gen)
+    settle(m, l, "suback", ev.granted[1] == 0x80 and m:cme_line(E_FAILED) or "SUBACK", gen)
   elseif t == "unsuback" then
-    m:urc("UNSUBACK", gen)
-  elseif t == "closed" and not l.expected then
-    q.link = nil
-    m:urc("CLOSED", gen)
+    settle(m, l, "unsuback", "UNSUBACK", gen)
+  elseif t == "closed" then
+    settle_all(l)
+    -- After MDISCONNECT the link stays until MIPCLOSE (reference 003).
+    if not l.expected then
+      q.link = nil
+      if l.refused then
+        -- The broker closes right after its refusal: the module reports
+        -- the refusal (written by MCONNECT's command flow, order=before)
+        -- before the link's end.
+        athost.timer(20, function() m:urc("CLOSED", gen) end)
+      else
+        m:urc("CLOSED", gen)
+      end
+    end
   end
 end
 
@@ -170,6 +251,8 @@ local function tls_options(m)
   return o
 end
 
+-- AT+(SSL)MIPSTART: OK and CONNECT OK | CONNECT FAIL | ALREADY CONNECT,
+-- in the order the knob `order` says. No active PDP context: refused.
 local function mipstart(tls)
   return function(m, c)
     local ps = set_params(m, c, 2)
@@ -179,32 +262,36 @@ local function mipstart(tls)
     local q = m.st.mqtt
     local l = q.link
     if l and l.state == "open" and not l.expected then
-      m:ok()
-      return m:urc("ALREADY CONNECT", m.gen)
+      return m:ok_then(function(done) done("ALREADY CONNECT") end)
     end
     if l and l.state == "connecting" then return m:fail(E_STATE) end
     if not m:online() then return m:fail(E_STATE) end
     if l then close_link(m) end
-    m:ok()
     local addr, p, remapped = m:resolve(host, port, "mqtt")
     local topts, why
     if tls then
       topts, why = tls_options(m)
       if not topts then
         if m.trace then require("athost").log(m.name .. " TLS: " .. why) end
-        return m:urc("CONNECT FAIL", m.gen)
+        return m:ok_then(function(done) done("CONNECT FAIL") end)
       end
       topts.hostname = remapped and addr or host
     end
     local gen = m.gen
-    q.link = mqttlink.open { host = addr, port = p, tls = topts,
-      timeout = M.limits.connect_ms,
-      on = function(link, ev) on_event(m, q, link, ev, gen) end }
+    m:ok_then(function(done)
+      -- The link's flow starts later (athost.spawn): no event before await.
+      q.link = mqttlink.open { host = addr, port = p, tls = topts,
+        timeout = M.limits.connect_ms,
+        on = function(link, ev) on_event(m, q, link, ev, gen) end }
+      await(q.link, "connect", done)
+    end, M.limits.connect_ms + 5000)
   end
 end
 C["+MIPSTART"] = mipstart(false)
 C["+SSLMIPSTART"] = mipstart(true)
 
+-- Session calls (connect, subscribe, publish) queue their packet without
+-- yielding, so the waiter is in place before the broker can answer.
 C["+MCONNECT"] = function(m, c)
   local ps = set_params(m, c, 2)
   if not ps then return end
@@ -220,7 +307,7 @@ C["+MCONNECT"] = function(m, c)
   local ok = l:connect { client_id = cfg.client_id, username = cfg.username,
     password = cfg.password, keepalive = ka, clean = clean == 1, will = cfg.will }
   if not ok then return m:fail(E_PARAM) end
-  m:ok()
+  m:ok_then(function(done) await(l, "connack", done) end)
 end
 
 C["+MSUB"] = function(m, c)
@@ -231,7 +318,7 @@ C["+MSUB"] = function(m, c)
   local l = connected_link(m)
   if not l then return m:fail(E_STATE) end
   if not l:subscribe(ps[1].value, qos) then return m:fail(E_PARAM) end
-  m:ok()
+  m:ok_then(function(done) await(l, "suback", done) end)
 end
 
 C["+MUNSUB"] = function(m, c)
@@ -240,12 +327,14 @@ C["+MUNSUB"] = function(m, c)
   local l = connected_link(m)
   if not l then return m:fail(E_STATE) end
   if not l:unsubscribe(ps[1].value) then return m:fail(E_PARAM) end
-  m:ok()
+  m:ok_then(function(done) await(l, "unsuback", done) end)
 end
 
+-- QoS 1: PUBACK is the outcome (000); QoS 0 has none.
 local function publish(m, l, topic, payload, qos, retain)
   if not l:publish(topic, payload, qos, retain == 1) then return m:fail(E_PARAM) end
-  m:ok()
+  if qos == 0 then return m:ok() end
+  m:ok_then(function(done) await(l, "puback", done) end)
 end
 
 C["+MPUB"] = function(m, c)
@@ -315,25 +404,26 @@ C["+MQTTMSGGET"] = function(m, c)
     return m:ok()
   end
   if c.op ~= "exec" then return m:error() end
+  local quoted = m:knob("cached_topic") == "quoted"
   for slot = 0, M.limits.slots - 1 do
     local msg = q.slots[slot]
     if msg then
-      local body = payload_text(q, msg.payload)
-      m:info(string.format("+MSUB: %s,%d byte,%s", msg.topic, #body, body))
+      m:info(msub_line(m, q, msg.topic, msg.payload, quoted))
       q.slots[slot] = nil
     end
   end
   m:ok()
 end
 
--- "+MQTTSTATU :<0 offline|1 online|2 TCP only>" (space before the colon).
+-- "+MQTTSTATU :<0 offline|1 online|2 TCP only>" (space before the colon,
+-- reference 003) or "+MQTTSTATU: <n>" (knob statu).
 C["+MQTTSTATU"] = function(m, c)
   if c.op ~= "exec" then return m:error() end
   local l, s = m.st.mqtt.link, 0
   if l and l.state == "open" then
     s = (l.session.state == "connected" and not l.expected) and 1 or 2
   end
-  m:info("+MQTTSTATU :" .. s)
+  m:info((m:knob("statu") == "space" and "+MQTTSTATU :" or "+MQTTSTATU: ") .. s)
   m:ok()
 end
 
@@ -353,12 +443,12 @@ C["+MIPCLOSE"] = function(m, c)
   m:ok()
 end
 
--- Closes every link and re-arms the PDP context (reference 003's
--- recovery after +PDP DEACT starts here).
+-- Closes every link (reference 003's recovery after +PDP DEACT starts
+-- here). The PDP context stays as it is: down after +PDP DEACT, until
+-- AT+CGACT, AT+CFUN=0/1 or AT+RESET brings it back (athost.sim.basic).
 C["+CIPSHUT"] = function(m, c)
   if c.op ~= "exec" then return m:error() end
   close_link(m)
-  if m.net.cfun == 1 and m.net.attached then m.net.pdp = true end
   m:info(m.dialect.shut_ok or "SHUT OK")
 end
 
