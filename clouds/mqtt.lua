@@ -68,13 +68,16 @@ local m = modem.open(athost.port(), { profile = args.profile })
 athost.step("network")
 m:network()
 
+-- The TLS settings name the uploaded files; a module reset (the last way
+-- back after a lost bearer) forgets the settings, not the files.
+local function tls_settings()
+  for _, f in ipairs(files) do m:must(string.format(m.profile.ssl[f[3]], f[1])) end
+  m:must(string.format(m.profile.ssl.seclevel, level))
+end
 if level then
   athost.step("TLS set-up")
-  for _, f in ipairs(files) do
-    upload.file(m, f[1], f[2])
-    m:must(string.format(m.profile.ssl[f[3]], f[1]))
-  end
-  m:must(string.format(m.profile.ssl.seclevel, level))
+  for _, f in ipairs(files) do upload.file(m, f[1], f[2]) end
+  tls_settings()
 end
 
 athost.step("connect")
@@ -82,7 +85,7 @@ local port = tonumber(args.port) or (level and 8883 or 1883)
 local session = mqttat.new(m, { host = args.host, port = port, tls = level ~= false,
   client_id = args.client_id, username = args.username, password = args.password,
   mode = args.mode, delivery = args.delivery, keepalive = args.keepalive,
-  retries = args.retries, apn = args.apn })
+  retries = args.retries, apn = args.apn, on_reset = level and tls_settings or nil })
 session:connect()
 athost.log(string.format("connected to %s:%d (%s, %s, %s delivery)", args.host,
   port, args.tls == "none" and "plain TCP" or "TLS " .. args.tls, args.mode,

@@ -1,7 +1,7 @@
 -- An MQTT session through the module's AT commands (Luat AT+M*: references
 -- 000, 001, 003): connect right after CONNECT OK, subscribe, publish with
 -- the quoting rules or AT+MPUBEX, PUBACK at QoS 1, direct or cached
--- delivery, ASCII or HEX, and recovery after CLOSED and +PDP DEACT.
+-- delivery, ASCII or HEX, and recovery after CLOSED and a lost bearer.
 --
 --   local s = mqttat.new(m, { host = h, port = 1883, tls = true,
 --                              client_id = c, username = u, password = p })
@@ -9,6 +9,12 @@
 --   s:subscribe("/pk/dn/user/get", 0)
 --   s:publish("/pk/dn/user/update", "hello", 1)
 --   s:listen(30000, function(msg) print(msg.topic, msg.payload) end)
+--
+-- Every command whose result is a URC (CONNECT OK, CONNACK OK, SUBACK,
+-- UNSUBACK, PUBACK) is one m:cmd with `outcome`: the engine takes the URC
+-- before or after OK, as firmware differs. What the module may say is the
+-- profile's (m.profile.mqtt, m.profile.recovery); nothing here knows a
+-- model.
 local athost = require("athost")
 local at = require("athost.at")
 
@@ -17,6 +23,7 @@ local S = {}
 S.__index = S
 
 local function list(v)
+  if v == nil then return {} end
   if type(v) == "table" and v.count == nil then return v end
   return { v }
 end
@@ -29,42 +36,198 @@ local function concat(...)
   return out
 end
 
+-- The counted patterns of pats with max = limit: a count above it is an
+-- error of the engine (ECOUNT), never a read of that many bytes.
+local function capped(pats, limit)
+  local out = {}
+  for _, pt in ipairs(list(pats)) do
+    if type(pt) == "table" then
+      out[#out + 1] = { pt[1], count = pt.count, max = pt.max or limit }
+    else
+      out[#out + 1] = pt
+    end
+  end
+  return out
+end
+
+-- Whether a line matches one of pats as the engine matches them: a
+-- "^..." Lua pattern, or a literal the line starts with.
+local function any(line, pats)
+  for _, pt in ipairs(list(pats)) do
+    if type(pt) == "table" then pt = pt[1] end
+    if pt:sub(1, 1) == "^" then
+      if line:find(pt) then return true end
+    elseif line:sub(1, #pt) == pt then
+      return true
+    end
+  end
+  return false
+end
+
 function M.new(m, o)
   local p = m.profile.mqtt
   if not p then
     error(m.profile.name .. " has no MQTT AT commands in its profile", 2)
   end
+  local rec = m.profile.recovery or {}
+  local limit = m.profile.limits and m.profile.limits.message or 4100
   local self = setmetatable({
-    m = m, port = m.port, p = p, o = o,
+    m = m, port = m.port, p = p, rec = rec, o = o, limit = limit,
     mode = o.mode or "ascii", delivery = o.delivery or "direct",
     keepalive = tonumber(o.keepalive) or 60,
     queue = {}, subs = {}, handlers = {}, lost = nil, connected = false,
     stats = { published = 0, received = 0, recovered = 0 },
   }, S)
-  self.handlers[#self.handlers + 1] = self.port:on(p.message, function(mt)
-    self:push(mt[1], mt.payload)
-  end)
-  self.handlers[#self.handlers + 1] = self.port:on(p.cached, function(mt)
+  -- Incoming messages: in HEX mode a line pattern (hex digits cannot
+  -- hold a line end) whose count is checked here; in ASCII a counted
+  -- payload, capped at the profile's limit.
+  if self.mode == "hex" then
+    self.direct_pats = list(p.message_hex)
+    self.cached_pats = list(p.cached_message_hex)
+  else
+    self.direct_pats = capped(p.message, limit)
+    self.cached_pats = capped(p.cached_message, limit)
+  end
+  self.bearer_lost = list(rec.bearer_lost or p.pdp_deact)
+  local function on(pat, fn)
+    self.handlers[#self.handlers + 1] = self.port:on(pat, fn)
+  end
+  for _, pat in ipairs(self.direct_pats) do
+    on(pat, function(mt) self:incoming(mt) end)
+  end
+  on(p.cached, function(mt)
     self.queue[#self.queue + 1] = { slot = tonumber(mt[1]) }
   end)
-  self.handlers[#self.handlers + 1] = self.port:on(p.closed, function()
-    self.lost = self.lost or p.closed
+  on(p.closed, function(mt)
+    self.lost = self.lost or { kind = "link", why = mt.line }
   end)
-  self.handlers[#self.handlers + 1] = self.port:on(p.pdp_deact, function()
-    self.lost = p.pdp_deact
-  end)
+  for _, pat in ipairs(self.bearer_lost) do
+    on(pat, function(mt)
+      if not self.lost or self.lost.kind ~= "bearer" then
+        self.lost = { kind = "bearer", why = mt.line }
+      end
+    end)
+  end
   return self
 end
 
-function S:push(topic, payload)
-  if self.mode == "hex" then
-    payload = athost.unhex(payload) or payload
+---------------------------------------------------------------------------
+-- Incoming messages
+---------------------------------------------------------------------------
+
+-- HEX mode: the payload of a message line, or nil, why. <n> counts the
+-- payload bytes or the hex characters (references never show which):
+-- profile field hex_count = "bytes" | "chars" | "auto" (what fits the line).
+function S:unhex(n_text, hex)
+  local n = math.tointeger(tonumber(n_text))
+  local limit = self.limit
+  if not n or n < 0 or #n_text >= 10 then
+    return nil, string.format("announced %q byte: not a count", n_text)
+  end
+  if n > 2 * limit then
+    return nil, string.format("announced %d byte, above the limit of %d bytes "
+      .. "(%d hex characters)", n, limit, 2 * limit)
+  end
+  if hex:find("%X") then
+    return nil, string.format("announced %d byte but the payload is not hex: %q",
+      n, hex:sub(1, 40))
+  end
+  local how = self.p.hex_count or "auto"
+  local fits
+  if how == "bytes" then fits = #hex == 2 * n
+  elseif how == "chars" then fits = #hex == n
+  else fits = #hex == 2 * n or #hex == n end
+  if not fits then
+    local want = how == "bytes" and tostring(2 * n) or how == "chars" and tostring(n)
+      or string.format("%d or %d", n, 2 * n)
+    return nil, string.format("announced %d byte but %d hex characters came (want %s)",
+      n, #hex, want)
+  end
+  if #hex % 2 ~= 0 then
+    return nil, string.format("announced %d byte: %d hex characters, an odd number",
+      n, #hex)
+  end
+  local payload = athost.unhex(hex)
+  if #payload > limit then
+    return nil, string.format("announced %d byte: %d bytes, above the limit of %d",
+      n, #payload, limit)
+  end
+  return payload
+end
+
+-- A matched +MSUB line (direct or read from the cache): queued, or the
+-- failure kept for listen() to raise; never a half message.
+function S:incoming(mt)
+  local topic = mt[1] or "?"
+  local what = string.format("incoming %s on %q", (mt.line or "+MSUB"):match("^(%+?%w+)") or "+MSUB",
+    topic)
+  local payload, why
+  if mt.error then
+    why = mt.error
+  elseif self.mode == "hex" then
+    payload, why = self:unhex(mt[2] or "", mt[3] or "")
+  else
+    payload = mt.payload
+    if payload == nil then why = "no payload" end
+  end
+  if not payload then
+    self.failed = self.failed or (what .. ": " .. why)
+    return
   end
   self.queue[#self.queue + 1] = { topic = topic, payload = payload }
 end
 
 local function fail(what, err)
   error(what .. ": " .. tostring(err), 0)
+end
+
+---------------------------------------------------------------------------
+-- Commands whose result is a URC
+---------------------------------------------------------------------------
+
+-- m:cmd for a command whose outcome is a URC (before or after OK): ok
+-- and bad are the profile's outcome patterns, wait names the profile's
+-- wait for the outcome after OK. (A module that holds OK until the
+-- outcome is covered by the command's own timeout in the profile.) A lost
+-- link or bearer aborts it, unless that line is one of its failures.
+function S:request(cmd, ok, bad, wait, opts)
+  local m, p = self.m, self.p
+  opts = opts or {}
+  opts.reply = false
+  opts.outcome, opts.outcome_fail = ok, bad
+  opts.outcome_timeout = m:wait_ms(wait)
+  local failures, aborts = {}, {}
+  for _, pt in ipairs(list(bad)) do failures[pt] = true end
+  for _, pt in ipairs(concat(p.closed, self.bearer_lost)) do
+    if not failures[pt] then aborts[#aborts + 1] = pt end
+  end
+  opts.abort = concat(opts.abort, aborts)
+  return m:cmd(cmd, opts)
+end
+
+-- The line a failed request names ("CONNECT FAIL", "+PDP DEACT"), from
+-- its outcome or its message.
+local function said(err, r)
+  if r and r.outcome and r.outcome.line then return r.outcome.line end
+  return tostring(err):match('aborted on "(.-)"') or tostring(err):match('said "(.-)"')
+end
+
+-- The loss a request failed on: { kind = "link"|"bearer", why = line },
+-- or nil when it failed for another reason.
+function S:loss(err, code, r)
+  if self.lost then return self.lost end
+  local line = said(err, r) or ""
+  if code == "EABORT" or code == "EOUTCOME" then
+    if any(line, self.bearer_lost) then return { kind = "bearer", why = line } end
+    if any(line, self.p.closed) then return { kind = "link", why = line } end
+  elseif code == "EOF" then
+    return { kind = "link", why = "EOF" }
+  end
+end
+
+-- The message of a failed request without the engine's prefix.
+local function reason(err)
+  return (tostring(err):gsub("^EABORT: .- aborted on ", ""))
 end
 
 -- MCONFIG, (SSL)MIPSTART, CONNECT OK, MCONNECT at once, CONNACK OK.
@@ -83,108 +246,90 @@ function S:connect()
     at.q(o.password or "")))
   local start = string.format(o.tls and p.start_tls or p.start, at.q(o.host),
     tonumber(o.port))
-  local name = at.name(start)
-  local r, err = m:cmd(start)
-  if not r then fail("connecting to " .. o.host, err) end
-  r, err = self.port:expect(p.connect_ok, { abort = p.connect_fail,
-    timeout = m:wait_ms("connect") })
+  local r, err, code, r2 = self:request(start, p.connect_ok, p.connect_fail, "connect")
   if not r then
-    fail(string.format("connecting to %s:%s", o.host, o.port),
-      (err:gsub("^EABORT: .- aborted on ", "")) .. " after " .. name)
+    if code == "EOUTCOME" or code == "EABORT" then
+      fail(string.format("connecting to %s:%s", o.host, o.port),
+        (said(err, r2) or reason(err)) .. " after " .. at.name(start))
+    end
+    fail("connecting to " .. o.host, err)
   end
-  -- The server drops a link that does not send CONNECT soon (003).
-  r, err = m:cmd(string.format(p.connect, o.clean == false and 0 or 1,
-    self.keepalive))
-  if not r then fail("MQTT connect", err) end
-  r, err = self.port:expect(p.connack_ok, { abort = p.connack_fail,
-    timeout = m:wait_ms("connack") })
+  -- The server drops a link that does not send CONNECT soon (003): the
+  -- next command is MCONNECT.
+  r, err, code = self:request(string.format(p.connect, o.clean == false and 0 or 1,
+    self.keepalive), p.connack_ok, p.connack_fail, "connack")
   if not r then
-    fail("MQTT connect: the broker refused",
-      (err:gsub("^EABORT: .- aborted on ", "")))
+    if code == "EOUTCOME" or code == "CME" or code == "ERROR" then
+      fail("MQTT connect: the broker refused", reason(err))
+    end
+    fail("MQTT connect", err)
   end
   self.connected, self.lost = true, nil
   return true
 end
 
--- Waits for the URC that completes a request (SUBACK, PUBACK), or the
--- lost link that aborts it. CLOSED or +PDP DEACT that came with the
--- command's answer went to their handlers (the wait had not begun): let
--- them run, then fail at once as on an abort.
-function S:await(pat, abort, what)
-  local p = self.p
-  athost.sleep(0)
-  if self.lost then
-    return nil, "EABORT: the link was lost (" .. self.lost .. ")", "EABORT"
-  end
-  return self.port:expect(pat, { abort = concat(abort, p.closed, p.pdp_deact),
-    timeout = self.m:wait_ms(what) })
-end
-
--- The link loss a request failed on (CLOSED or +PDP DEACT, which recover
--- handles differently), or nil when it failed for another reason.
-function S:loss(err, code)
-  local p = self.p
-  if self.lost then return self.lost end
-  if code == "EABORT" and err:find(p.pdp_deact, 1, true) then return p.pdp_deact end
-  if (code == "EABORT" and err:find(p.closed, 1, true)) or code == "EOF" then
-    return p.closed
-  end
-end
-
--- One subscribe attempt; returns true or nil, err, code.
+-- One subscribe attempt; returns true or nil, err, code, r.
 function S:subscribe_once(topic, qos)
-  local m, p = self.m, self.p
-  local r, err, code = m:cmd(string.format(p.sub, at.q(topic), qos), { reply = false })
-  if not r then return nil, err, code end
-  r, err, code = self:await(p.suback, p.suback_fail or "ERROR", "suback")
-  if not r then return nil, (err:gsub("^EABORT: .- aborted on ", "")), code end
+  local p = self.p
+  local r, err, code, r2 = self:request(string.format(p.sub, at.q(topic), qos),
+    p.suback, p.suback_fail, "suback")
+  if not r then return nil, err, code, r2 end
   return true
+end
+
+-- Before a request: a loss already seen is recovered first.
+function S:ready()
+  athost.sleep(0)        -- URC handlers of bytes already read run first
+  if self.lost then self:recover() end
 end
 
 -- Subscribes; after a lost link it recovers and tries once more.
 function S:subscribe(topic, qos)
   qos = qos or 0
-  if self.lost then self:recover() end
-  local ok, err, code = self:subscribe_once(topic, qos)
-  local lost = not ok and self:loss(err, code)
+  self:ready()
+  local ok, err, code, r = self:subscribe_once(topic, qos)
+  local lost = not ok and self:loss(err, code, r)
   if lost then
     self.lost = lost
     self:recover()
     ok, err = self:subscribe_once(topic, qos)
   end
-  if not ok then fail("subscribing to " .. topic, err) end
+  if not ok then fail("subscribing to " .. topic, reason(err)) end
   self.subs[topic] = qos
   return true
 end
 
 function S:unsubscribe(topic)
-  local m, p = self.m, self.p
-  local r, err = m:cmd(string.format(p.unsub, at.q(topic)), { reply = false })
-  if not r then fail("unsubscribing from " .. topic, err) end
-  r, err = self.port:expect(p.unsuback, { timeout = m:wait_ms("suback") })
-  if not r then fail("unsubscribing from " .. topic, err) end
+  local p = self.p
+  local r, err = self:request(string.format(p.unsub, at.q(topic)), p.unsuback,
+    p.unsuback_fail, "suback")
+  if not r then fail("unsubscribing from " .. topic, reason(err)) end
   self.subs[topic] = nil
   return true
 end
 
--- One publish attempt; returns true or nil, err, code.
+-- One publish attempt; returns true or nil, err, code, r. QoS 1: PUBACK
+-- is the outcome, awaited before the next publish (000).
 function S:publish_once(topic, payload, qos, retain)
   local m, p = self.m, self.p
-  local r, err, code
   local body = self.mode == "hex" and at.hex(payload) or at.mpub_escape(payload)
+  local cmd, opts
   if (self.mode ~= "hex" and at.binary(payload)) or #body > m.profile.limits.mpub then
-    r, err, code = m:cmd(string.format(p.pubex, at.q(topic), qos, retain and 1 or 0,
-      #payload), { prompt = ">", data = payload, reply = false })
+    cmd = string.format(p.pubex, at.q(topic), qos, retain and 1 or 0, #payload)
+    opts = { prompt = ">", data = payload }
   else
-    r, err, code = m:cmd(string.format(p.pub, at.q(topic), qos, retain and 1 or 0,
-      at.q(body)), { reply = false })
+    cmd = string.format(p.pub, at.q(topic), qos, retain and 1 or 0, at.q(body))
+    opts = {}
   end
-  if not r then return nil, err, code end
+  local r, err, code, r2
   if qos > 0 then
-    -- QoS 1: wait for PUBACK before the next publish (000).
-    r, err, code = self:await(p.puback, nil, "puback")
-    if not r then return nil, err, code end
+    r, err, code, r2 = self:request(cmd, p.puback, p.puback_fail, "puback", opts)
+  else
+    -- No outcome: a loss that comes with the OK goes to the handlers.
+    opts.reply = false
+    r, err, code, r2 = m:cmd(cmd, opts)
   end
+  if not r then return nil, err, code, r2 end
   self.stats.published = self.stats.published + 1
   return true
 end
@@ -192,17 +337,17 @@ end
 -- Publishes; after a lost link it recovers and tries once more.
 function S:publish(topic, payload, qos, retain)
   qos = tonumber(qos) or 0
-  if self.lost then self:recover() end
-  local ok, err, code = self:publish_once(topic, payload, qos, retain)
+  self:ready()
+  local ok, err, code, r = self:publish_once(topic, payload, qos, retain)
   if ok then return true end
-  local lost = self:loss(err, code)
+  local lost = self:loss(err, code, r)
   if lost then
     self.lost = lost
     self:recover()
     ok, err = self:publish_once(topic, payload, qos, retain)
     if ok then return true end
   end
-  fail("publishing to " .. topic, err)
+  fail("publishing to " .. topic, reason(err))
 end
 
 -- +MQTTSTATU: 0 offline, 1 online, 2 TCP only.
@@ -213,49 +358,115 @@ function S:status()
   return tonumber(r[1])
 end
 
+---------------------------------------------------------------------------
+-- Recovery
+---------------------------------------------------------------------------
+
+-- MQTT again on a working bearer: connect, subscribe to every topic.
+function S:reestablish()
+  local ok, err = pcall(self.connect, self)
+  if not ok then return nil, err end
+  for topic, qos in pairs(self.subs) do
+    local sok, serr = self:subscribe_once(topic, qos)
+    if not sok then return nil, "subscribing to " .. topic .. ": " .. reason(serr) end
+  end
+  return true
+end
+
+-- After AT+RESET: autobaud, echo off, numeric errors, as at power-on;
+-- then the caller's own settings lost with the reboot (o.on_reset).
+function S:bring_up()
+  local m = self.m
+  m:autobaud(self.rec.reset_tries)
+  m:must(m.profile.echo_off or "ATE0")
+  if m.profile.cmee then m:must(m.profile.cmee) end
+  if self.o.on_reset then self.o.on_reset(m) end
+end
+
+-- One rung of the profile's re-activation ladder: its commands in order
+-- ("%s" is the APN), a bring-up after a reboot, the network checks, then
+-- MQTT. Returns true or nil, why.
+function S:rung(cmds)
+  local m = self.m
+  local apn = self.o.apn or m.profile.default_apn or ""
+  for _, c in ipairs(cmds) do
+    local cmd = c:find("%s", 1, true) and string.format(c, apn) or c
+    local r, err = m:cmd(cmd)
+    if not r then return nil, err end
+  end
+  local ok, err = pcall(function()
+    if cmds.reboot then self:bring_up() end
+    m:network()
+  end)
+  if not ok then return nil, err end
+  return self:reestablish()
+end
+
+-- Reference 003 after +PDP DEACT (or +CGEV: NW PDN DEACT): the cached
+-- messages already announced are read first (the slots are RAM and a
+-- reset would lose them), AT+CIPSHUT, then the re-activation ladder,
+-- each rung tried only when the one before it failed.
+function S:restore_bearer()
+  local m, rec = self.m, self.rec
+  if self.delivery == "cached" then
+    for _, msg in ipairs(self.queue) do
+      if msg.slot then
+        local ok, err = pcall(self.fetch, self)
+        if not ok then athost.log("reading the cached messages first: " .. tostring(err)) end
+        break
+      end
+    end
+  end
+  -- "SHUT OK" is its final (SIMCom style); OK also ends it.
+  m:cmd(rec.shut or "AT+CIPSHUT", { final = list(rec.shut_ok or "SHUT OK") })
+  local last
+  for i, cmds in ipairs(rec.ladder or {}) do
+    local ok, err = self:rung(cmds)
+    if ok then return true end
+    last = string.format("%s: %s", table.concat(cmds, ", "), tostring(err))
+    athost.log(string.format("re-activation %d/%d failed (%s)", i, #rec.ladder, last))
+  end
+  return nil, last or "the profile has no re-activation ladder"
+end
+
 -- Reconnects after CLOSED (003: status, MIPCLOSE, from MCONFIG/MIPSTART)
--- or +PDP DEACT (CIPSHUT, bearer again), with a bounded backoff.
+-- or a lost bearer (restore_bearer), with a bounded backoff.
 function S:recover()
-  local why = self.lost or "link lost"
+  local lost = self.lost or { kind = "link", why = "link lost" }
   local m, p = self.m, self.p
   local tries = tonumber(self.o.retries) or 5
   local delay = tonumber(self.o.backoff_ms) or 1000
-  athost.log("link lost (" .. why .. "): reconnecting")
+  athost.log("link lost (" .. lost.why .. "): reconnecting")
   local last
   for i = 1, tries do
-    self.status_before = self:status()
-    m:cmd(p.close)                   -- its ERROR means already closed
-    if why == p.pdp_deact then
-      m:cmd(m.profile.shut, { final = m.profile.shut_ok })
-      local ok, err = pcall(function()
-        m:network()
-        m:bearer(self.o.apn)
-      end)
-      if not ok then last = err end
-    end
-    local ok, err = pcall(self.connect, self)
-    if ok then
-      for topic, qos in pairs(self.subs) do
-        local sok, serr = self:subscribe_once(topic, qos)
-        if not sok then
-          ok, err = false, "subscribing to " .. topic .. ": " .. tostring(serr)
-          break
-        end
-      end
+    local ok, err
+    if lost.kind == "bearer" then
+      ok, err = self:restore_bearer()
+    else
+      self.status_before = self:status()
+      m:cmd(p.close)                   -- its ERROR means already closed
+      ok, err = self:reestablish()
     end
     if ok then
+      self.lost = nil
       self.stats.recovered = self.stats.recovered + 1
       athost.log(string.format("reconnected (attempt %d)", i))
       return true
     end
     last = err
+    -- A loss seen during this attempt decides what the next one does.
+    if self.lost and self.lost.kind == "bearer" then lost = self.lost end
     if i < tries then
       athost.sleep(delay)
       delay = math.min(delay * 2, 30000)
     end
   end
-  fail(string.format("reconnecting after %s (%d attempts)", why, tries), last)
+  fail(string.format("reconnecting after %s (%d attempts)", lost.why, tries), last)
 end
+
+---------------------------------------------------------------------------
+-- Reading messages
+---------------------------------------------------------------------------
 
 -- Reads the cached messages (AT+MQTTMSGGET prints every full slot and
 -- frees them). A command keeps only its first reply's payload, so the
@@ -266,16 +477,19 @@ function S:fetch()
   for i = #self.queue, 1, -1 do
     if self.queue[i].slot then table.remove(self.queue, i) end
   end
-  local id = self.port:on(p.cached_message, function(mt)
-    self:push(mt[1], mt.payload)
-  end)
+  local ids = {}
+  for _, pat in ipairs(self.cached_pats) do
+    ids[#ids + 1] = self.port:on(pat, function(mt) self:incoming(mt) end)
+  end
   local r, err = self.m:cmd(p.msgget, { reply = false })
-  self.port:off(id)
+  for _, id in ipairs(ids) do self.port:off(id) end
   if not r then fail("reading cached messages", err) end
+  if self.failed then fail("reading cached messages", self.failed) end
 end
 
 -- Delivers queued and arriving messages to fn for up to ms, or until fn
--- returns false. Returns how many were delivered.
+-- returns false. Returns how many were delivered. A message that cannot
+-- be read (its count fits no reading) fails it with that message.
 function S:listen(ms, fn)
   local p = self.p
   local deadline = athost.now() + ms
@@ -294,17 +508,21 @@ function S:listen(ms, fn)
         if fn(msg) == false then return n end
       end
     end
+    if self.failed then fail("waiting for messages", self.failed) end
     if self.lost then self:recover() end
     local left = deadline - athost.now()
     if left <= 0 then return n end
-    local alts = self.delivery == "cached" and p.cached or p.message
+    local alts = self.delivery == "cached" and list(p.cached) or self.direct_pats
     local mt, err, code = self.port:expect(alts, {
-      abort = concat(p.closed, p.pdp_deact), timeout = math.ceil(left) })
+      abort = concat(p.closed, self.bearer_lost), timeout = math.ceil(left) })
     if mt then
-      if mt.payload then self:push(mt[1], mt.payload)
-      else self.queue[#self.queue + 1] = { slot = tonumber(mt[1]) } end
+      if self.delivery == "cached" then
+        self.queue[#self.queue + 1] = { slot = tonumber(mt[1]) }
+      else
+        self:incoming(mt)
+      end
     elseif code == "EABORT" then
-      self.lost = err:find(p.pdp_deact, 1, true) and p.pdp_deact or p.closed
+      self.lost = self:loss(err, code) or { kind = "link", why = reason(err) }
     elseif code ~= "ETIMEDOUT" then
       fail("waiting for messages", err)
     end

@@ -304,7 +304,8 @@ end)
 
 test("more than 4100 bytes: AT+MPUBEX with the exact count, byte-exact", function()
   local text = long_text(5000)
-  local r = roundtrip { up = text, down = long_text(4500), tls = "server" }
+  -- Down: the longest message the module delivers (limits.message).
+  local r = roundtrip { up = text, down = long_text(4100), tls = "server" }
   t.ok(has_sent(r.tr, string.format('AT+MPUBEX="%s",0,0,5000', r.up)), "AT+MPUBEX")
   t.ok(not has_sent(r.tr, 'AT+MPUB="'), "no AT+MPUB")
 end)
@@ -530,7 +531,7 @@ test("the link drops right after AT+MSUB: reconnected, subscribed, both ways", f
   t.match(r.err, "published 1, received 1, reconnects 1", "summary")
 end)
 
-test("+PDP DEACT with the answer to a QoS 1 AT+MPUB: CIPSHUT, bearer, next publish", function()
+test("+PDP DEACT with the answer to a QoS 1 AT+MPUB: CIPSHUT, CGACT, next publish", function()
   -- The URC comes in the same read as AT+MPUB's OK, before the PUBACK wait.
   local t0 = athost.now()
   local r = roundtrip { sim = "pdp=AT%2BMPUB", qos = 1, args = { count = 2 },
@@ -541,7 +542,189 @@ test("+PDP DEACT with the answer to a QoS 1 AT+MPUB: CIPSHUT, bearer, next publi
   t.match(r.err, "reconnected %(attempt 1%)", "stderr")
   t.match(r.err, "published 2, received 1, reconnects 1", "summary")
   t.ok(has_sent(r.tr, "AT+CIPSHUT"), "AT+CIPSHUT")
-  t.ok(has_sent(r.tr, "AT+SAPBR=1,1"), "the bearer activated again")
+  t.ok(has_sent(r.tr, 'AT+CGDCONT=5,"IP","CMIIOT"'), "the context defined")
+  t.ok(has_sent(r.tr, "AT+CGACT=1,5"), "the context activated again")
+  t.ok(not has_sent(r.tr, "AT+SAPBR"), "not the HTTP bearer")
+end)
+
+---------------------------------------------------------------------------
+-- Every reading a reference allows (the virtual modem's knobs)
+---------------------------------------------------------------------------
+
+-- The outcome URCs before or after OK: the flow takes them either way.
+for _, order in ipairs({ "after", "before" }) do
+  test("order=" .. order .. ": CONNECT OK, CONNACK OK, SUBACK, PUBACK taken, "
+    .. "both ways", function()
+    local r = roundtrip { sim = "order=" .. order, qos = 1,
+      up = "outcome " .. order, down = "down " .. order }
+    t.match(r.err, "published 1, received 1, reconnects 0", "summary")
+    -- The incoming message may come between OK and a later PUBACK.
+    local said = heard(r.tr):gsub("\r\n%+MSUB: [^\r\n]*\r\n", "")
+    for _, outcome in ipairs({ "CONNECT OK", "CONNACK OK", "SUBACK", "PUBACK" }) do
+      local first = order == "before" and outcome or "OK"
+      local second = order == "before" and "OK" or outcome
+      t.ok(said:find("\r\n" .. first .. "\r\n\r\n" .. second .. "\r\n", 1, true),
+        string.format("the module said %s, then %s", first, second))
+    end
+  end)
+end
+
+-- HEX mode: <n> counts hex characters or bytes, " byte" or not, the cached
+-- topic bare or quoted; the flow reads every combination.
+for _, c in ipairs({
+  { delivery = "direct", sim = "hex_count=chars&msub_len=byte",
+    line = '+MSUB: "%s",%d byte,%s', n = "chars" },
+  { delivery = "direct", sim = "hex_count=bytes&msub_len=bare",
+    line = '+MSUB: "%s",%d,%s', n = "bytes" },
+  { delivery = "cached", sim = "hex_count=chars&msub_len=bare&cached_topic=quoted",
+    line = '+MSUB: "%s",%d,%s', n = "chars" },
+  { delivery = "cached", sim = "hex_count=bytes&msub_len=byte&cached_topic=bare",
+    line = "+MSUB: %s,%d byte,%s", n = "bytes" },
+}) do
+  test(string.format("mode=hex delivery=%s, <n> counts %s (%s)", c.delivery, c.n, c.sim),
+    function()
+    local down = 'hex "down"\r\n' .. c.n
+    local r = roundtrip { sim = c.sim, mode = "hex", delivery = c.delivery,
+      up = "hex up", down = down }
+    local hex = athost.hex(down):upper()
+    local want = string.format(c.line, r.down, c.n == "bytes" and #down or #hex, hex)
+    t.ok(heard(r.tr):find("\r\n" .. want .. "\r\n", 1, true), "the module said " .. want)
+  end)
+end
+
+-- A virtual Air720 in this process whose answer to AT+MSUB is followed by
+-- `line` (a message the flow must refuse); the flow (subscribe, listen)
+-- must exit 1 at step "listen" with `msg` and print no message.
+local function bad_message(opts, line, msg)
+  local u = uid()
+  local down = "athost/flow/" .. u .. "/down"
+  local m = assert(require("athost.sim").start("air720", opts.sim or {}))
+  local msub = m.commands["+MSUB"]
+  m.commands["+MSUB"] = function(mm, c)
+    msub(mm, c)
+    mm:urc(string.format(line, down))
+  end
+  local ok, err = pcall(function()
+    local r = flow(nil, session_args { subscribe = down, mode = opts.mode or "ascii",
+      listen = 10, messages = 1 }, m.path).wait()
+    t.eq(r.rc, 1, "exit code (stderr: " .. r.err .. ")")
+    t.eq(r.out, "", "no message printed")
+    local e = errors(r.err)
+    t.eq(#e, 1, "one error line in " .. r.err)
+    t.match(e[1], '^athost: step "listen" failed: waiting for messages: incoming %+MSUB on "'
+      .. down:gsub("%p", "%%%0") .. '": ' .. msg, "error")
+  end)
+  m:close()
+  t.eq(#m.bugs, 0, "model errors: " .. table.concat(m.bugs, "\n"))
+  if not ok then error(err, 0) end
+end
+
+test("an incoming count above the profile's limit: an error naming it, no message", function()
+  bad_message({}, '+MSUB: "%s",5000 byte,hello', ".*announced 5000 bytes, more than the 4100")
+end)
+
+test("a negative incoming count: an error naming it, no message", function()
+  bad_message({}, '+MSUB: "%s",-5 byte,hello', ".*announced a negative byte count %(%-5%)")
+end)
+
+test("an ASCII count that disagrees with the payload: an error, no half message", function()
+  bad_message({}, '+MSUB: "%s",3 byte,hello', ".*announced 3 bytes, but what came does "
+    .. "not end after 3 bytes")
+end)
+
+test("mode=hex: a count that fits no reading names both readings", function()
+  bad_message({ mode = "hex" }, '+MSUB: "%s",15 byte,68692C2',
+    "announced 15 byte but 7 hex characters came %(want 15 or 30%)")
+end)
+
+test("mode=hex: a count above the limit, a negative count: errors", function()
+  bad_message({ mode = "hex" }, '+MSUB: "%s",9000,6869',
+    "announced 9000 byte, above the limit of 4100 bytes")
+  bad_message({ mode = "hex" }, '+MSUB: "%s",-2 byte,6869', 'announced "%-2" byte: not a count')
+end)
+
+-- The bearer is lost right after a message was cached (+MSUB: <slot>), in
+-- a virtual Air720 in this process with the knobs `sim`. The flow must
+-- deliver the cached message, recover (its transcript is returned) and
+-- deliver a message published after it re-subscribed.
+local function bearer_lost(sim)
+  local u = uid()
+  local down, cid = "athost/flow/" .. u .. "/down", "flow-" .. u
+  local m = assert(require("athost.sim").start("air720", sim))
+  -- The fault follows the announcement of the first cached message.
+  local armed = true
+  local urc = m.urc
+  function m:urc(line, gen)
+    urc(self, line, gen)
+    if armed and line:find("^%+MSUB: %d$") then
+      armed = false
+      self:pdp_deact()
+    end
+  end
+  local r
+  local ok, err = pcall(function()
+    local from = #broker_log()
+    local run = flow(nil, session_args { client_id = cid, subscribe = down,
+      delivery = "cached", listen = 30, messages = 2 }, m.path)
+    subscribed(cid, from, 1, run)
+    publish(down, "before the fault")
+    subscribed(cid, from, 2, run)
+    publish(down, "after the fault")
+    r = run.wait()
+    t.eq(r.rc, 0, "exit code (stderr: " .. r.err .. ")")
+    t.eq(r.out, shown(down, "before the fault") .. shown(down, "after the fault"), "stdout")
+    t.match(r.err, "reconnected %(attempt 1%)", "stderr")
+    t.match(r.err, "received 2, reconnects 1", "summary")
+    t.ok(has_sent(r.tr, "AT+CIPSHUT"), "AT+CIPSHUT")
+    t.ok(has_sent(r.tr, 'AT+CGDCONT=5,"IP","CMIIOT"'), "AT+CGDCONT=5")
+    t.ok(has_sent(r.tr, "AT+CGACT=1,5"), "AT+CGACT=1,5")
+    t.ok(not has_sent(r.tr, "AT+SAPBR"), "not the HTTP bearer")
+  end)
+  m:close()
+  t.eq(#m.bugs, 0, "model errors: " .. table.concat(m.bugs, "\n"))
+  if not ok then error(err, 0) end
+  return r
+end
+
+-- The commands the flow sent, in order, from the first AT+CIPSHUT on.
+local function after_shut(tr)
+  local out, on = {}, false
+  for _, s in ipairs(sent(tr)) do
+    s = s:gsub("\r$", "")
+    on = on or s == "AT+CIPSHUT"
+    if on then out[#out + 1] = s end
+  end
+  return out
+end
+
+test("+PDP DEACT after a cached message: read, CIPSHUT, CGDCONT + CGACT, re-subscribed",
+  function()
+  local r = bearer_lost { pdp_urc = "pdp", cgact = "ok" }
+  t.match(r.err, "link lost %(%+PDP DEACT%): reconnecting", "stderr")
+  t.ok(not has_sent(r.tr, "AT+CFUN"), "no AT+CFUN: CGACT was enough")
+  local cmds = after_shut(r.tr)
+  t.deepeq({ cmds[1], cmds[2], cmds[3] }, { "AT+CIPSHUT", 'AT+CGDCONT=5,"IP","CMIIOT"',
+    "AT+CGACT=1,5" }, "the first way of reference 003")
+end)
+
+test("+CGEV: NW PDN DEACT 1, CGACT refused: AT+CFUN=0 then AT+CFUN=1", function()
+  local r = bearer_lost { pdp_urc = "cgev", cgact = "refuse", order = "before" }
+  t.match(r.err, "link lost %(%+CGEV: NW PDN DEACT 1%): reconnecting", "stderr")
+  t.ok(heard(r.tr):find("+CGEV: NW PDN DEACT 1", 1, true), "the module said +CGEV")
+  t.ok(not heard(r.tr):find("+PDP DEACT", 1, true), "and not +PDP DEACT")
+  t.ok(heard(r.tr):find("+CME ERROR: 767", 1, true), "CGACT refused")
+  local cmds = after_shut(r.tr)
+  t.deepeq({ cmds[1], cmds[2], cmds[3], cmds[4], cmds[5] }, { "AT+CIPSHUT",
+    'AT+CGDCONT=5,"IP","CMIIOT"', "AT+CGACT=1,5", "AT+CFUN=0", "AT+CFUN=1" },
+    "CGACT, then the second way")
+end)
+
+test("both bearer URCs, CGACT and CFUN refused: AT+RESET, bring-up, one recovery", function()
+  local r = bearer_lost { pdp_urc = "both", cgact = "refuse", refuse = "AT+CFUN:767" }
+  t.ok(has_sent(r.tr, "AT+RESET"), "AT+RESET")
+  local cmds = table.concat(after_shut(r.tr), "|")
+  t.match(cmds, "AT%+CFUN=0|AT%+RESET|AT|.-ATE0|AT%+CMEE=1|", "reset, then brought up")
+  t.match(r.err, "re%-activation 2/3 failed", "stderr")
 end)
 
 -- Last: it restarts the broker.

@@ -30,10 +30,17 @@ return {
     default = 5000,
     ["AT+SAPBR"] = 85000,
     ["AT+HTTPACTION"] = 5000,   -- OK comes at once; the URC later
-    ["AT+MIPSTART"] = 5000,
-    ["AT+SSLMIPSTART"] = 5000,
-    ["AT+MCONNECT"] = 5000,
+    -- A module may hold OK until the outcome URC (CONNECT OK, CONNACK OK,
+    -- SUBACK, PUBACK), so these cover a broker's answer too.
+    ["AT+MIPSTART"] = 60000,
+    ["AT+SSLMIPSTART"] = 60000,
+    ["AT+MCONNECT"] = 30000,
+    ["AT+MSUB"] = 10000,
+    ["AT+MUNSUB"] = 10000,
+    ["AT+MPUB"] = 10000,
+    ["AT+MPUBEX"] = 10000,
     ["AT+CIPSHUT"] = 65000,
+    ["AT+CGACT"] = 150000,      -- PDP activation (PROTOCOLS.md)
     ["AT+CFUN"] = 15000,
     ["AT+FSWRITE"] = 30000,
   },
@@ -48,6 +55,7 @@ return {
   },
   limits = {
     mpub = 4100,                -- bytes in AT+MPUB's quotes
+    message = 4100,             -- bytes of an incoming message (MSUB.md)
     mconfig_field = 256,
     mqtt_slots = 4,
     upload_chunk = 1024,
@@ -79,32 +87,80 @@ return {
     config = "AT+MCONFIG=%s,%s,%s",
     start = "AT+MIPSTART=%s,%d",
     start_tls = "AT+SSLMIPSTART=%s,%d",
+    -- Outcome URCs: before or after the command's OK (firmware differs).
+    -- "ERROR" and "+CME ERROR" here only mean a line after OK.
     connect_ok = { "CONNECT OK", "ALREADY CONNECT" },
-    connect_fail = { "CONNECT FAIL", "+CME ERROR", "ERROR", "CLOSED" },
+    connect_fail = { "CONNECT FAIL", "^%+CME ERROR", "ERROR", "CLOSED" },
     connect = "AT+MCONNECT=%d,%d",
     connack_ok = "CONNACK OK",
     connack_fail = { "^CONNACK FAIL", "^CONNACK ERROR", "^%+CME ERROR", "CLOSED", "ERROR" },
     sub = "AT+MSUB=%s,%d",
     suback = "SUBACK",
-    suback_fail = { "^%+CME ERROR", "ERROR", "CLOSED" },   -- a refused SUBSCRIBE
+    suback_fail = { "^%+CME ERROR", "ERROR" },   -- a refused SUBSCRIBE
     unsub = "AT+MUNSUB=%s",
     unsuback = "UNSUBACK",
+    unsuback_fail = { "^%+CME ERROR", "ERROR" },
     pub = "AT+MPUB=%s,%d,%d,%s",
     pubex = "AT+MPUBEX=%s,%d,%d,%d",
     puback = "PUBACK",
+    puback_fail = { "^%+CME ERROR", "ERROR" },
     msgset = "AT+MQTTMSGSET=%d",       -- 0 direct, 1 cached
     msgget = "AT+MQTTMSGGET",
     mode = "AT+MQTTMODE=%d",           -- 0 ascii, 1 hex
     status = "AT+MQTTSTATU",
+    -- "+MQTTSTATU :0" (003) and "+MQTTSTATU: 0"
     status_reply = "^%+MQTTSTATU ?: ?(%d)",
     disconnect = "AT+MDISCONNECT",
     close = "AT+MIPCLOSE",
-    -- Incoming messages: direct delivery carries the payload, cached
-    -- delivery names a slot to read with msgget (reference 003).
-    message = { '^%+MSUB: "([^"]*)",(%d+) byte,', count = 2 },
+    -- Incoming messages. Direct delivery carries the payload: "+MSUB:
+    -- "<topic>",<n> byte,<payload>" (003), or "<n>," without " byte"
+    -- (MQTTMSGSET.md, DIALECTS.md 3). ASCII payloads are counted (a count
+    -- above limits.message is an error); the count may be negative on a
+    -- broken module, so it is captured with its sign and refused.
+    message = {
+      { '^%+MSUB: "([^"]*)",(%-?%d+) byte,', count = 2 },
+      { '^%+MSUB: "([^"]*)",(%-?%d+),', count = 2 },
+    },
+    -- HEX mode: hex digits cannot hold a line end, so the line is the
+    -- message; its count is checked against it (hex_count).
+    message_hex = {
+      '^%+MSUB: "([^"]*)",(%-?%d+) byte,(.*)$',
+      '^%+MSUB: "([^"]*)",(%-?%d+),(.*)$',
+    },
+    -- What <n> counts in HEX mode: "bytes" (the payload), "chars" (the
+    -- hex characters), or "auto" (whichever the line fits; references
+    -- never show a hex incoming line).
+    hex_count = "auto",
+    -- Cached delivery names a slot; AT+MQTTMSGGET prints the messages with
+    -- the topic unquoted (003) or quoted.
     cached = "^%+MSUB: (%d+)$",
-    cached_message = { '^%+MSUB: "?([^",]*)"?,(%d+) byte,', count = 2 },
+    cached_message = {
+      { '^%+MSUB: "([^"]*)",(%-?%d+) byte,', count = 2 },
+      { '^%+MSUB: "([^"]*)",(%-?%d+),', count = 2 },
+      { '^%+MSUB: ([^",]*),(%-?%d+) byte,', count = 2 },
+      { '^%+MSUB: ([^",]*),(%-?%d+),', count = 2 },
+    },
+    cached_message_hex = {
+      '^%+MSUB: "([^"]*)",(%-?%d+) byte,(.*)$',
+      '^%+MSUB: "([^"]*)",(%-?%d+),(.*)$',
+      '^%+MSUB: ([^",]*),(%-?%d+) byte,(.*)$',
+      '^%+MSUB: ([^",]*),(%-?%d+),(.*)$',
+    },
     closed = "CLOSED",
     pdp_deact = "+PDP DEACT",
+  },
+  -- After the bearer is lost (reference 003; DIALECTS.md 3 for +CGEV):
+  -- cached messages are read, AT+CIPSHUT, then the ladder, one rung after
+  -- another until one brings MQTT back ("%s": the APN; reboot: the module
+  -- restarts and is brought up again). Never AT+SAPBR: that is HTTP's.
+  recovery = {
+    bearer_lost = { "+PDP DEACT", "^%+CGEV: NW PDN DEACT", "^%+CGEV: ME PDN DEACT" },
+    shut = "AT+CIPSHUT",
+    shut_ok = { "SHUT OK" },           -- its final; OK also ends it
+    ladder = {
+      { 'AT+CGDCONT=5,"IP","%s"', "AT+CGACT=1,5" },
+      { "AT+CFUN=0", "AT+CFUN=1" },
+      { "AT+RESET", reboot = true },
+    },
   },
 }
