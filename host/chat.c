@@ -25,13 +25,16 @@ typedef struct urc {
     int id;
 } urc_t;
 
-/* A counted match whose payload is still arriving. */
+/* A counted match whose payload is still arriving, or a header whose
+ * count is wrong (ev.type ATH_EV_BADCOUNT), to be reported. */
 typedef struct pending {
     int on;
     ath_chat_event_t ev; /* type, index, matched, m; pointers set on emit */
     size_t hdr_end;      /* end of the matched header (offset in b) */
     size_t pstart;       /* payload start (offset in b) */
     size_t plen;
+    size_t line_end;     /* BADCOUNT: the end of the header's line */
+    const char *trailer; /* what must follow the payload ("" nothing) */
 } pending_t;
 
 struct ath_chat {
@@ -45,6 +48,9 @@ struct ath_chat {
     size_t cut_a, cut_b; /* a claimed backlog line to remove, if cut_b */
     int raw;             /* the last wait was a READ: with no wait, line
                             ends at head are kept for the next read */
+    int due;             /* CMD: OK came, the outcome is awaited */
+    int outseen;         /* CMD: an outcome came before the final */
+    int answered;        /* CMD: a reply or prompt came (echo is past) */
 };
 
 ath_chat_t *ath_chat_new(size_t max_line, size_t max_backlog)
@@ -99,6 +105,8 @@ static void chat_compact(ath_chat_t *c)
     if (c->cnt.on) {
         c->cnt.hdr_end -= h;
         c->cnt.pstart -= h;
+        if (c->cnt.line_end)
+            c->cnt.line_end -= h;
     }
 }
 
@@ -128,6 +136,7 @@ int ath_chat_wait(ath_chat_t *c, const ath_wait_t *w)
         return -1;
     chat_apply_cut(c);
     c->w = *w;
+    c->due = c->outseen = c->answered = 0;
     c->raw = w->mode == ATH_WAIT_READ;
     /* Revisit the backlog under the new wait's rules. */
     c->ls = c->scan = c->head;
@@ -144,6 +153,23 @@ void ath_chat_cancel(ath_chat_t *c)
 {
     memset(&c->w, 0, sizeof c->w);
     c->cnt.on = 0;
+    c->due = 0;
+}
+
+int ath_chat_outcome_due(const ath_chat_t *c)
+{
+    return c->w.mode == ATH_WAIT_CMD && c->due;
+}
+
+int ath_chat_counting(const ath_chat_t *c, size_t *want, size_t *have)
+{
+    if (!c->cnt.on || c->cnt.ev.type == ATH_EV_BADCOUNT)
+        return 0;
+    *want = c->cnt.plen;
+    *have = c->len > c->cnt.pstart ? c->len - c->cnt.pstart : 0;
+    if (*have > *want)
+        *have = *want;
+    return 1;
 }
 
 void ath_chat_flush(ath_chat_t *c)
@@ -207,25 +233,52 @@ int ath_pat_match(const ath_pat_t *p, const char *s, size_t n, ath_match_t *m)
     return ath_pat_find(s, n, p->text, p->len, 0, m, &err) == 1;
 }
 
-/* Reads the decimal byte count in capture count_cap; -1 if it is none. */
-static long long chat_count(const ath_pat_t *p, const char *line,
-                            const ath_match_t *m)
+/* Reads the decimal byte count in capture count_cap into *v: 0, or why
+ * it is no count (ATH_COUNT_*; *v holds what could be read of it). */
+static int chat_count(const ath_pat_t *p, const char *line,
+                      const ath_match_t *m, long long *v)
 {
     const ath_cap_t *cap;
-    unsigned long long v = 0;
-    ptrdiff_t i;
+    const char *s;
+    long long n = 0;
+    ptrdiff_t i = 0, len;
+    size_t max = p->max ? p->max : COUNT_MAX;
+    *v = 0;
     if (p->count_cap < 1 || p->count_cap > m->ncap)
-        return -1;
+        return ATH_COUNT_NAN;
     cap = &m->cap[p->count_cap - 1];
-    if (cap->len <= 0 || cap->len > 9)
-        return -1;
-    for (i = 0; i < cap->len; i++) {
-        unsigned char ch = (unsigned char)line[cap->off + (size_t)i];
-        if (ch < '0' || ch > '9')
-            return -1;
-        v = v * 10 + (ch - '0');
+    if (cap->len <= 0)
+        return ATH_COUNT_NAN;
+    s = line + cap->off;
+    len = cap->len;
+    if (s[0] == '-' || s[0] == '+')
+        i = 1;
+    if (i == len)
+        return ATH_COUNT_NAN;
+    for (; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return ATH_COUNT_NAN;
+        if (n < 100000000000000000LL)
+            n = n * 10 + (s[i] - '0');
     }
-    return v > COUNT_MAX ? -1 : (long long)v;
+    *v = s[0] == '-' ? -n : n;
+    if (s[0] == '-')
+        return ATH_COUNT_NEGATIVE;
+    if (len - (s[0] == '+') > 9)
+        return ATH_COUNT_DIGITS;
+    return (size_t)n > max ? ATH_COUNT_MAX : 0;
+}
+
+/* Sets up c->cnt to report a counted header whose count is wrong; the
+ * header's line [ls, line_end) is what it consumes. */
+static void chat_bad_count(ath_chat_t *c, const ath_pat_t *p, int why,
+                           long long n, size_t line_end)
+{
+    c->cnt.ev.type = ATH_EV_BADCOUNT;
+    c->cnt.ev.why = why;
+    c->cnt.ev.count = n;
+    c->cnt.ev.max = p->max ? p->max : COUNT_MAX;
+    c->cnt.line_end = line_end;
 }
 
 /*
@@ -240,18 +293,20 @@ static int chat_try_count(ath_chat_t *c, const ath_pat_t *p, size_t t, int type,
     ath_match_t m;
     const char *line = c->b + c->ls;
     long long n;
-    size_t end, ps;
+    size_t end, ps = 0;
+    int why;
     if (p == NULL || p->count_cap < 1)
         return 0;
     if (!ath_pat_match(p, line, t - c->ls, &m))
         return 0;
-    n = chat_count(p, line, &m);
-    if (n < 0)
-        return 0;
     end = c->ls + m.end;
     if (end == c->len)
         return -1; /* more digits, or the line end, may come */
-    if (end < t) {
+    why = chat_count(p, line, &m, &n);
+    if (why != 0) {
+        if (t == c->len && t - c->ls < c->max_line)
+            return -1; /* reported with its whole line */
+    } else if (end < t) {
         ps = end; /* inline payload */
     } else if (c->b[t] == '\r') {
         if (t + 1 == c->len)
@@ -263,12 +318,19 @@ static int chat_try_count(ath_chat_t *c, const ath_pat_t *p, size_t t, int type,
     c->cnt.on = 1;
     memset(&c->cnt.ev, 0, sizeof c->cnt.ev);
     c->cnt.ev.type = type;
+    c->cnt.ev.kind = type;
     c->cnt.ev.index = index;
     c->cnt.ev.matched = 1;
     c->cnt.ev.m = m;
     c->cnt.hdr_end = end;
+    c->cnt.trailer = p->trailer ? p->trailer : "\r\n";
+    if (n == 0 && end >= t)
+        c->cnt.trailer = ""; /* nothing read after the line: no check */
     c->cnt.pstart = ps;
-    c->cnt.plen = (size_t)n;
+    c->cnt.plen = why ? 0 : (size_t)n;
+    c->cnt.line_end = 0;
+    if (why != 0)
+        chat_bad_count(c, p, why, n, t);
     return 1;
 }
 
@@ -279,7 +341,11 @@ static int chat_find_count(ath_chat_t *c, size_t t)
     const ath_wait_t *w = &c->w;
     int i, r;
     if (w->mode == ATH_WAIT_CMD) {
-        if ((r = chat_try_count(c, w->reply, t, ATH_EV_REPLY, 0)) != 0)
+        for (i = 0; i < w->nouts; i++)
+            if ((r = chat_try_count(c, &w->outs[i], t, ATH_EV_OUTCOME, i)) != 0)
+                return r;
+        if (!c->due &&
+            (r = chat_try_count(c, w->reply, t, ATH_EV_REPLY, 0)) != 0)
             return r;
     } else if (w->mode == ATH_WAIT_EXPECT) {
         for (i = 0; i < w->nalts; i++)
@@ -310,6 +376,7 @@ static void chat_consume(ath_chat_t *c, size_t from, size_t to)
 static void chat_end_wait(ath_chat_t *c)
 {
     memset(&c->w, 0, sizeof c->w);
+    c->due = 0;
 }
 
 static int chat_first(const ath_pat_t *ps, int n, const char *s, size_t len,
@@ -369,6 +436,123 @@ static int chat_urc(const ath_chat_t *c, const char *s, size_t n,
     return -1;
 }
 
+/* Whether a line is the echo of a command other than the one sent: it
+ * starts with "AT" (either case) as every command line does. */
+static int chat_other_echo(const ath_wait_t *w, const char *s, size_t n)
+{
+    if (!w->echo_check || w->echo == NULL || n < 2)
+        return 0;
+    if ((s[0] != 'A' && s[0] != 'a') || (s[1] != 'T' && s[1] != 't'))
+        return 0;
+    while (n > w->echolen && (s[n - 1] == ' ' || s[n - 1] == '\t'))
+        n--; /* trailing blanks are no difference */
+    return !(n == w->echolen && memcmp(s, w->echo, n) == 0);
+}
+
+/* An outcome, success or failure, of the command in flight: before its
+ * final result the wait goes on (success) or ends (failure), after it
+ * the wait ends either way. */
+static void chat_outcome(ath_chat_t *c, ath_chat_event_t *ev)
+{
+    if (ev->type == ATH_EV_OUTCOME && !c->due) {
+        c->outseen = 1;
+        ev->more = 1;
+        return;
+    }
+    chat_end_wait(c);
+}
+
+/*
+ * Classifies the complete line [ls, t) under a CMD wait. Before the final
+ * result: the echo, aborts, finals, outcomes, failure outcomes, the
+ * prompt, replies, URCs, any other text as a reply. After an OK whose
+ * outcome is due: aborts, outcomes, failure outcomes, URCs; the rest is
+ * passed over as in an expect.
+ */
+static int chat_cmd_line(ath_chat_t *c, size_t t, size_t next,
+                         ath_chat_event_t *ev)
+{
+    ath_wait_t *w = &c->w;
+    const char *s = c->b + c->ls;
+    size_t n = t - c->ls, from = c->ls;
+    int i;
+
+    if (!c->due && w->echo != NULL && n == w->echolen &&
+        memcmp(s, w->echo, n) == 0) {
+        chat_consume(c, from, next);
+        return 0;
+    }
+    if (!c->due && !c->answered && chat_other_echo(w, s, n)) {
+        ev->type = ATH_EV_ECHO;
+        ev->matched = 0;
+        chat_consume(c, from, next);
+        chat_end_wait(c);
+        return 1;
+    }
+    if ((i = chat_first(w->aborts, w->naborts, s, n, &ev->m)) >= 0) {
+        ev->type = ATH_EV_ABORT;
+        ev->index = i;
+        chat_consume(c, from, next);
+        chat_end_wait(c);
+        return 1;
+    }
+    if (!c->due && (i = chat_final(w, s, n, &ev->m)) >= 0) {
+        ev->type = ATH_EV_FINAL;
+        ev->index = i;
+        ev->matched = i >= ATH_FINAL_ALT;
+        chat_consume(c, from, next);
+        if ((i == ATH_FINAL_OK || i >= ATH_FINAL_ALT) && w->nouts > 0 &&
+            !c->outseen) {
+            c->due = 1;
+            w->nprompts = 0;
+            ev->more = 1;
+        } else {
+            chat_end_wait(c);
+        }
+        return 1;
+    }
+    if ((i = chat_first(w->outs, w->nouts, s, n, &ev->m)) >= 0)
+        ev->type = ATH_EV_OUTCOME;
+    else if ((i = chat_first(w->ofails, w->nofails, s, n, &ev->m)) >= 0)
+        ev->type = ATH_EV_OUTFAIL;
+    if (i >= 0) {
+        ev->index = i;
+        chat_consume(c, from, next);
+        chat_outcome(c, ev);
+        return 1;
+    }
+    if (!c->due) {
+        if ((i = chat_first(w->prompts, w->nprompts, s, n, &ev->m)) >= 0) {
+            ev->type = ATH_EV_PROMPT;
+            ev->index = i;
+            ev->len = ev->m.end; /* as when it comes without a line end */
+            chat_consume(c, from, next);
+            w->nprompts = 0;
+            c->answered = 1;
+            return 1;
+        }
+        if (w->reply != NULL && ath_pat_match(w->reply, s, n, &ev->m)) {
+            ev->type = ATH_EV_REPLY;
+            chat_consume(c, from, next);
+            c->answered = 1;
+            return 1;
+        }
+    }
+    if ((i = chat_urc(c, s, n, &ev->m)) >= 0) {
+        ev->type = ATH_EV_URC;
+        ev->index = c->urc[i].id;
+        chat_consume(c, from, next);
+        return 1;
+    }
+    ev->matched = 0;
+    chat_consume(c, from, next);
+    if (c->due || !chat_printable(s, n))
+        return 0; /* noise between lines, or text while the outcome is due */
+    ev->type = ATH_EV_REPLY;
+    c->answered = 1;
+    return 1;
+}
+
 /*
  * Classifies the complete line [ls, t), whose terminator ends at next.
  * Returns 1 with *ev filled, or 0 when the line produced no event.
@@ -384,12 +568,9 @@ static int chat_line(ath_chat_t *c, size_t t, size_t next, ath_chat_event_t *ev)
     ev->line = s;
     ev->len = n;
     ev->matched = 1;
-    if (w->mode == ATH_WAIT_CMD && w->echo != NULL && n == w->echolen &&
-        memcmp(s, w->echo, n) == 0) {
-        chat_consume(c, from, next);
-        return 0;
-    }
-    if (w->mode == ATH_WAIT_CMD || w->mode == ATH_WAIT_EXPECT) {
+    if (w->mode == ATH_WAIT_CMD)
+        return chat_cmd_line(c, t, next, ev);
+    if (w->mode == ATH_WAIT_EXPECT) {
         if ((i = chat_first(w->aborts, w->naborts, s, n, &ev->m)) >= 0) {
             ev->type = ATH_EV_ABORT;
             ev->index = i;
@@ -398,16 +579,7 @@ static int chat_line(ath_chat_t *c, size_t t, size_t next, ath_chat_event_t *ev)
             return 1;
         }
     }
-    if (w->mode == ATH_WAIT_CMD) {
-        if ((i = chat_final(w, s, n, &ev->m)) >= 0) {
-            ev->type = ATH_EV_FINAL;
-            ev->index = i;
-            ev->matched = i >= ATH_FINAL_ALT;
-            chat_consume(c, from, next);
-            chat_end_wait(c);
-            return 1;
-        }
-    } else if (w->mode == ATH_WAIT_EXPECT) {
+    if (w->mode == ATH_WAIT_EXPECT) {
         if ((i = chat_first(w->alts, w->nalts, s, n, &ev->m)) >= 0) {
             ev->type = ATH_EV_MATCH;
             ev->index = i;
@@ -421,16 +593,7 @@ static int chat_line(ath_chat_t *c, size_t t, size_t next, ath_chat_event_t *ev)
         ev->index = i;
         ev->len = ev->m.end; /* as when it comes without a line end */
         chat_consume(c, from, next);
-        if (w->mode == ATH_WAIT_CMD)
-            w->nprompts = 0;
-        else
-            chat_end_wait(c);
-        return 1;
-    }
-    if (w->mode == ATH_WAIT_CMD && w->reply != NULL &&
-        ath_pat_match(w->reply, s, n, &ev->m)) {
-        ev->type = ATH_EV_REPLY;
-        chat_consume(c, from, next);
+        chat_end_wait(c);
         return 1;
     }
     if ((i = chat_urc(c, s, n, &ev->m)) >= 0) {
@@ -441,12 +604,6 @@ static int chat_line(ath_chat_t *c, size_t t, size_t next, ath_chat_event_t *ev)
     }
     ev->matched = 0;
     switch (w->mode) {
-    case ATH_WAIT_CMD:
-        chat_consume(c, from, next);
-        if (!chat_printable(s, n))
-            return 0; /* noise between lines */
-        ev->type = ATH_EV_REPLY;
-        return 1;
     case ATH_WAIT_LINE:
         ev->type = ATH_EV_LINE;
         chat_consume(c, from, next);
@@ -459,22 +616,61 @@ static int chat_line(ath_chat_t *c, size_t t, size_t next, ath_chat_event_t *ev)
     }
 }
 
-/* Emits the counted match in c->cnt if its payload is complete. */
+/* Ends the wait a counted event belongs to, as its line would. */
+static void chat_count_done(ath_chat_t *c, ath_chat_event_t *ev)
+{
+    if (ev->type == ATH_EV_OUTCOME)
+        chat_outcome(c, ev);
+    else if (ev->type == ATH_EV_MATCH ||
+             (ev->type == ATH_EV_BADCOUNT && ev->kind != ATH_EV_URC))
+        chat_end_wait(c);
+    else if (ev->type == ATH_EV_REPLY)
+        c->answered = 1;
+}
+
+/* Emits the counted match in c->cnt if its payload is complete and
+ * followed by its trailer; a wrong count or trailer is reported with the
+ * header's line as ATH_EV_BADCOUNT, and the bytes after that line are
+ * read as lines again. */
 static int chat_emit_count(ath_chat_t *c, ath_chat_event_t *ev)
 {
     pending_t *p = &c->cnt;
-    size_t from = c->ls, end = p->pstart + p->plen;
-    if (c->len < end)
-        return 0;
+    size_t from = c->ls, end = p->pstart + p->plen, cut;
+    int check = p->trailer[0] != '\0';
+    if (p->ev.type != ATH_EV_BADCOUNT) {
+        if (c->len < end + (size_t)check)
+            return 0;
+        if (check && memchr(p->trailer, c->b[end], strlen(p->trailer)) == NULL) {
+            /* The count disagrees with what came: report the line, once
+             * all of it is in. */
+            cut = p->line_end ? p->line_end : p->hdr_end;
+            for (; cut < c->len; cut++)
+                if (c->b[cut] == '\r' || c->b[cut] == '\n')
+                    break;
+            if (cut == c->len && cut - from < c->max_line) {
+                p->line_end = cut; /* each byte is looked at once */
+                return 0;
+            }
+            p->ev.kind = p->ev.type;
+            p->ev.type = ATH_EV_BADCOUNT;
+            p->ev.why = ATH_COUNT_TRAILER;
+            p->ev.count = (long long)p->plen;
+            p->line_end = cut;
+        }
+    }
     *ev = p->ev;
     ev->line = c->b + from;
-    ev->len = p->hdr_end - from;
-    ev->payload = c->b + p->pstart;
-    ev->plen = p->plen;
     p->on = 0;
-    chat_consume(c, from, end);
-    if (ev->type == ATH_EV_MATCH)
-        chat_end_wait(c);
+    if (ev->type == ATH_EV_BADCOUNT) {
+        ev->len = p->line_end - from;
+        chat_consume(c, from, p->line_end);
+    } else {
+        ev->len = p->hdr_end - from;
+        ev->payload = c->b + p->pstart;
+        ev->plen = p->plen;
+        chat_consume(c, from, end);
+    }
+    chat_count_done(c, ev);
     return 1;
 }
 
@@ -535,10 +731,12 @@ static int chat_prompt(ath_chat_t *c, ath_chat_event_t *ev)
     while (end < c->len && c->b[end] == ' ')
         end++;
     chat_consume(c, c->ls, end);
-    if (w->mode == ATH_WAIT_CMD)
+    if (w->mode == ATH_WAIT_CMD) {
         w->nprompts = 0;
-    else
+        c->answered = 1;
+    } else {
         chat_end_wait(c);
+    }
     return 1;
 }
 

@@ -19,7 +19,20 @@
  * holds it, and the payload of that many bytes follows right after the
  * match (inline, as in `+MSUB: "t",5 byte,hello`) or, when the match ends
  * at the end of its line, after the line end (as in `+HTTPREAD: 5\r\nhello`).
- * Payload bytes are never split into lines.
+ * Payload bytes are never split into lines. A count is checked: it must
+ * be a number of at most 9 digits, not negative and not above the
+ * pattern's max, and the payload must be followed by one of the trailer
+ * bytes (a line end by default); otherwise the header line produces
+ * ATH_EV_BADCOUNT instead of a payload, never a part of one.
+ *
+ * A command whose result is a URC (AT+MIPSTART -> CONNECT OK) names its
+ * outcome patterns in the CMD wait: a line matching one is taken whether
+ * it comes before the final result code, between echo and final, or
+ * after it; after an OK the wait goes on until an outcome, a failure
+ * outcome or an abort. Before the final, final result codes win over
+ * failure outcomes ("ERROR" as a failure outcome means one after OK);
+ * outcomes win over the reply prefix (+CLOUDSUBACK is no reply to
+ * AT+CLOUDSUB).
  */
 #ifndef ATH_CHAT_H
 #define ATH_CHAT_H
@@ -34,6 +47,9 @@ typedef struct ath_pat {
     const char *text; /* not owned; must outlive its use by the engine */
     size_t len;
     int count_cap; /* > 0: capture number holding a payload byte count */
+    size_t max;    /* counted: the largest count accepted (0: 64 MiB) */
+    const char *trailer; /* counted: one of these bytes must follow the
+                            payload (NULL: CR or LF; "": no check) */
 } ath_pat_t;
 
 enum {
@@ -55,6 +71,11 @@ typedef struct ath_wait {
     const ath_pat_t *reply; /* CMD: pattern of the lines that answer */
     const char *echo;       /* CMD: the command as sent, to skip its echo */
     size_t echolen;
+    int echo_check;              /* CMD: another command's echo is an error */
+    const ath_pat_t *outs;       /* CMD: the outcome URCs */
+    int nouts;
+    const ath_pat_t *ofails;     /* CMD: failure outcomes */
+    int nofails;
     size_t nbytes; /* READ: exactly this many bytes */
     int some;      /* READ: 1 to nbytes bytes, what is there */
 } ath_wait_t;
@@ -68,7 +89,20 @@ enum {
     ATH_EV_PROMPT,  /* CMD or EXPECT: prompt index seen; CMD goes on */
     ATH_EV_LINE,    /* LINE: the line; wait ends */
     ATH_EV_READ,    /* READ: line/len are the bytes; wait ends */
-    ATH_EV_DROP     /* len bytes were dropped (overlong line or backlog) */
+    ATH_EV_DROP,    /* len bytes were dropped (overlong line or backlog) */
+    ATH_EV_OUTCOME, /* CMD: outcome index; ends the wait unless more */
+    ATH_EV_OUTFAIL, /* CMD: failure outcome index; wait ends */
+    ATH_EV_ECHO,    /* CMD: the line echoes another command; wait ends */
+    ATH_EV_BADCOUNT /* a counted header whose count is wrong (why, count);
+                       kind says whose pattern: an ATH_EV_* of the match */
+};
+
+enum {
+    ATH_COUNT_NAN = 1, /* not a count: empty, a sign, not digits */
+    ATH_COUNT_NEGATIVE,
+    ATH_COUNT_DIGITS,  /* 10 digits or more */
+    ATH_COUNT_MAX,     /* above the pattern's max */
+    ATH_COUNT_TRAILER  /* the payload is not followed by its trailer */
 };
 
 enum {
@@ -88,6 +122,11 @@ typedef struct ath_chat_event {
     ath_match_t m;       /* offsets relative to line */
     const char *payload; /* counted payload, or NULL */
     size_t plen;
+    int more;         /* FINAL, OUTCOME: the wait goes on (outcome due) */
+    int kind;         /* BADCOUNT: ATH_EV_REPLY, _MATCH, _URC or _OUTCOME */
+    int why;          /* BADCOUNT: ATH_COUNT_* */
+    long long count;  /* BADCOUNT: the count (if it is a number) */
+    size_t max;       /* BADCOUNT: the pattern's max */
 } ath_chat_event_t;
 
 typedef struct ath_chat ath_chat_t;
@@ -125,6 +164,12 @@ int ath_chat_next(ath_chat_t *c, ath_chat_event_t *ev);
 
 /* Bytes received but not yet consumed. */
 size_t ath_chat_pending(const ath_chat_t *c);
+
+/* 1 when the CMD wait had its OK and waits for its outcome. */
+int ath_chat_outcome_due(const ath_chat_t *c);
+
+/* 1 when a counted payload is arriving: *want bytes announced, *have in. */
+int ath_chat_counting(const ath_chat_t *c, size_t *want, size_t *have);
 
 /* Matches one pattern against s[0, n). Returns 1 on a match. */
 int ath_pat_match(const ath_pat_t *p, const char *s, size_t n, ath_match_t *m);

@@ -7,8 +7,9 @@
  *
  * Pattern specs: a string starting with '^' is a Lua pattern; any other
  * string is a literal that a line must start with; a table
- * { "^pattern", count = n } announces a payload whose byte count is in
- * capture n.
+ * { "^pattern", count = n, max = N, trailer = s } announces a payload
+ * whose byte count is in capture n (at most N bytes; one of the bytes of
+ * s, by default CR or LF, must follow it; trailer = false: no check).
  */
 #include "lport.h"
 
@@ -25,9 +26,19 @@ void ath_lport_pat(lua_State *L, int i, ath_pat_t *pat)
     i = lua_absindex(L, i);
     memset(pat, 0, sizeof *pat);
     if (lua_type(L, i) == LUA_TTABLE) {
+        lua_Integer max;
         lua_getfield(L, i, "count");
         pat->count_cap = (int)luaL_optinteger(L, -1, 0);
-        lua_pop(L, 1);
+        lua_getfield(L, i, "max");
+        max = luaL_optinteger(L, -1, 0);
+        if (max < 0)
+            luaL_error(L, "a pattern's max must not be negative");
+        pat->max = (size_t)max;
+        if (lua_getfield(L, i, "trailer") == LUA_TBOOLEAN)
+            pat->trailer = lua_toboolean(L, -1) ? NULL : "";
+        else if (!lua_isnil(L, -1))
+            pat->trailer = luaL_checkstring(L, -1); /* kept by the spec */
+        lua_pop(L, 3);
         lua_rawgeti(L, i, 1);
         pat->text = lua_tolstring(L, -1, &pat->len);
         lua_pop(L, 1); /* still anchored by the spec table */
@@ -108,34 +119,45 @@ static ath_pat_t *lport_room(lua_State *L, ath_port_t *p, int n)
 void ath_lport_wait_pats(lua_State *L, ath_port_t *p, int a, int o,
                          int prompt_alts)
 {
-    int na, nb, np;
+    int na, nb, np, no, nf, top;
     ath_pat_t *room;
+    int cmd = p->w.mode == ATH_WAIT_CMD;
     o = lua_absindex(L, o);
+    top = lua_gettop(L);
     if (lua_istable(L, o)) {
         lua_getfield(L, o, "abort");
         lua_getfield(L, o, prompt_alts ? "__none" : "prompt");
+        lua_getfield(L, o, cmd ? "outcome" : "__none");
+        lua_getfield(L, o, cmd ? "outcome_fail" : "__none");
     } else {
-        lua_pushnil(L); /* no options: no aborts, no prompts */
-        lua_pushnil(L);
+        lua_settop(L, top + 4); /* no options: no patterns of theirs */
     }
     na = a ? ath_lport_npats(L, a) : 0;
-    nb = ath_lport_npats(L, -2);
-    np = prompt_alts ? na : ath_lport_npats(L, -1);
-    room = lport_room(L, p, na + nb + np);
+    nb = ath_lport_npats(L, top + 1);
+    np = prompt_alts ? na : ath_lport_npats(L, top + 2);
+    no = ath_lport_npats(L, top + 3);
+    nf = ath_lport_npats(L, top + 4);
+    room = lport_room(L, p, na + nb + np + no + nf);
     if (a)
         lport_fill(L, a, room, na);
-    lport_fill(L, lua_gettop(L) - 1, room + na, nb);
+    lport_fill(L, top + 1, room + na, nb);
     if (prompt_alts)
         memcpy(room + na + nb, room, (size_t)na * sizeof *room);
     else
-        lport_fill(L, lua_gettop(L), room + na + nb, np);
-    lua_pop(L, 2);
+        lport_fill(L, top + 2, room + na + nb, np);
+    lport_fill(L, top + 3, room + na + nb + np, no);
+    lport_fill(L, top + 4, room + na + nb + np + no, nf);
+    lua_settop(L, top);
     p->w.alts = room;
     p->w.nalts = na;
     p->w.aborts = room + na;
     p->w.naborts = nb;
     p->w.prompts = room + na + nb;
     p->w.nprompts = np;
+    p->w.outs = room + na + nb + np;
+    p->w.nouts = no;
+    p->w.ofails = room + na + nb + np + no;
+    p->w.nofails = nf;
 }
 
 /* ---- results ----------------------------------------------------------- */
@@ -184,6 +206,28 @@ static void lport_push_last(lua_State *L, ath_port_t *p)
     free(esc);
 }
 
+/* Pushes s[0, n) for a message, in quotes: secrets masked, control
+ * characters escaped, its last 120 characters when it is longer. */
+static void lport_push_quoted(lua_State *L, ath_port_t *p, const char *s,
+                              size_t n)
+{
+    size_t rn = 0, en;
+    char *red = ath_host_redact(p->h, s, n, &rn);
+    char *esc = red ? ath_escape(red, rn) : NULL;
+    free(red);
+    en = esc ? strlen(esc) : 0;
+    lua_pushfstring(L, "\"%s%s\"", en > 120 ? "..." : "",
+                    esc ? esc + (en > 120 ? en - 120 : 0) : "");
+    free(esc);
+}
+
+/* Notes in the transcript why a wait failed (the message on top). */
+static void lport_note(ath_port_t *p, lua_State *L)
+{
+    if (p->h->tr)
+        ath_tr_note(p->h->tr, p->name, lua_tostring(L, -1));
+}
+
 /* Ends the wait: moves the nvals values on top of L to the waiter and
  * wakes it, or leaves them in place when the waiter is L itself. */
 static void lport_finish(ath_port_t *p, lua_State *L, int nvals)
@@ -226,7 +270,11 @@ void ath_lport_fail(ath_port_t *p, lua_State *L, const char *code,
 /* Pushes what the wait in progress was waiting for. */
 static void lport_push_waited(lua_State *L, ath_port_t *p)
 {
-    if (p->cmdname[0] && p->w.mode == ATH_WAIT_CMD)
+    size_t want, have;
+    if (ath_chat_outcome_due(p->chat) && p->w.nouts > 0)
+        lua_pushfstring(L, "no \"%s\" after %s's OK", p->w.outs[0].text,
+                        p->cmdname[0] ? p->cmdname : "the command");
+    else if (p->cmdname[0] && p->w.mode == ATH_WAIT_CMD)
         lua_pushfstring(L, "no final result to %s", p->cmdname);
     else if (p->w.mode == ATH_WAIT_READ)
         lua_pushfstring(L, "%d of %d bytes", (int)ath_chat_pending(p->chat),
@@ -242,7 +290,12 @@ static void lport_push_waited(lua_State *L, ath_port_t *p)
         lua_pushfstring(L, " after %s", p->cmdname);
     else
         lua_pushliteral(L, "");
-    lua_concat(L, 2);
+    if (ath_chat_counting(p->chat, &want, &have))
+        lua_pushfstring(L, " (a counted payload: %d of the %d bytes "
+                        "announced came)", (int)have, (int)want);
+    else
+        lua_pushliteral(L, "");
+    lua_concat(L, 3);
 }
 
 static void lport_timeout_cb(uv_timer_t *t)
@@ -272,6 +325,17 @@ static void lport_final(ath_port_t *p, lua_State *L, const ath_chat_event_t *ev)
     lua_setfield(L, r, "final");
     lua_pushnumber(L, ath_host_now(p->h) - p->t_wait);
     lua_setfield(L, r, "ms");
+    if (ev->more) {
+        /* OK came first: now the outcome, in its own time. */
+        lua_pop(L, 1);
+        uv_timer_stop(&p->timer);
+        if (p->outcome_ms > 0) {
+            uv_update_time(p->h->loop);
+            uv_timer_start(&p->timer, lport_timeout_cb,
+                           (uint64_t)p->outcome_ms, 0);
+        }
+        return;
+    }
     if (ev->index == ATH_FINAL_OK || ev->index >= ATH_FINAL_ALT) {
         lport_finish(p, L, 1);
         return;
@@ -354,9 +418,67 @@ static void lport_prompt(ath_port_t *p, lua_State *L,
     lport_finish(p, L, 1);
 }
 
+/* The outcome of the command in flight: r.outcome (the first one); the
+ * command ends with r unless its final result is still to come. */
+static void lport_outcome(ath_port_t *p, lua_State *L,
+                          const ath_chat_event_t *ev)
+{
+    if (p->h->tr) /* a secret in it is masked once the flow has it */
+        ath_tr_hold(p->h->tr, p->name, 1);
+    ath_lport_get(L, p, "r");
+    if (lua_getfield(L, -1, "outcome") == LUA_TNIL) {
+        lport_push_match(L, ev);
+        lua_setfield(L, -3, "outcome");
+    }
+    lua_pop(L, 1);
+    if (ev->more) {
+        lua_pop(L, 1);
+        return;
+    }
+    lport_finish(p, L, 1);
+}
+
+/* Pushes the message for a counted header whose count is wrong. */
+static void lport_push_badcount(lua_State *L, ath_port_t *p,
+                                const ath_chat_event_t *ev)
+{
+    char n[24];
+    snprintf(n, sizeof n, "%lld", ev->count);
+    lport_push_quoted(L, p, ev->line, ev->len);
+    switch (ev->why) {
+    case ATH_COUNT_NEGATIVE:
+        lua_pushfstring(L, "%s announced a negative byte count (%s)",
+                        lua_tostring(L, -1), n);
+        break;
+    case ATH_COUNT_DIGITS:
+        lua_pushfstring(L, "%s announced a byte count of 10 digits or more",
+                        lua_tostring(L, -1));
+        break;
+    case ATH_COUNT_MAX:
+        lua_pushfstring(L, "%s announced %s bytes, more than the %d "
+                        "expected at most", lua_tostring(L, -1), n,
+                        (int)(ev->max > 0x7fffffff ? 0x7fffffff : ev->max));
+        break;
+    case ATH_COUNT_TRAILER:
+        lua_pushfstring(L, "%s announced %s bytes, but what came does not "
+                        "end after %s bytes", lua_tostring(L, -1), n, n);
+        break;
+    default:
+        lua_pushfstring(L, "%s announced no byte count",
+                        lua_tostring(L, -1));
+    }
+    lua_remove(L, -2);
+    if (p->cmdname[0] && ev->kind != ATH_EV_URC)
+        lua_pushfstring(L, "%s: %s", p->cmdname, lua_tostring(L, -1));
+    else
+        lua_pushvalue(L, -1);
+    lua_remove(L, -2);
+}
+
 /* A URC: emitted as an event, and its handler runs as a new flow with
  * the match table (without an index). */
-static void lport_urc(ath_port_t *p, lua_State *L, const ath_chat_event_t *ev)
+static void lport_urc(ath_port_t *p, lua_State *L, const ath_chat_event_t *ev,
+                      int msg)
 {
     ath_event_t e;
     int top = lua_gettop(L);
@@ -373,9 +495,61 @@ static void lport_urc(ath_port_t *p, lua_State *L, const ath_chat_event_t *ev)
         lport_push_match(L, ev);
         lua_pushnil(L); /* the index of a URC means nothing */
         lua_setfield(L, -2, "index");
+        if (msg) { /* a wrong count: the handler is told, not given bytes */
+            lua_pushvalue(L, msg);
+            lua_setfield(L, -2, "error");
+        }
         ath_host_spawn(p->h, L, 1);
     }
     lua_settop(L, top);
+}
+
+/* A failure outcome, or another command's echo: the command fails,
+ * naming what came. */
+static void lport_refused(ath_port_t *p, lua_State *L,
+                          const ath_chat_event_t *ev)
+{
+    int msg;
+    const char *cmd = p->cmdname[0] ? p->cmdname : "the command";
+    lport_push_quoted(L, p, ev->line, ev->len);
+    if (ev->type == ATH_EV_ECHO) {
+        lua_pushfstring(L, "sent %s, the module echoed %s", cmd,
+                        lua_tostring(L, -1));
+    } else {
+        ath_lport_get(L, p, "r");
+        lport_push_match(L, ev);
+        lua_setfield(L, -2, "outcome");
+        lua_pop(L, 1);
+        lua_pushfstring(L, "%s failed: the module said %s", cmd,
+                        lua_tostring(L, -1));
+    }
+    lua_remove(L, -2);
+    msg = lua_gettop(L);
+    lport_note(p, L);
+    ath_lport_fail(p, L, ev->type == ATH_EV_ECHO ? "EECHO" : "EOUTCOME",
+                   lua_tostring(L, msg), 1);
+    lua_remove(L, msg);
+}
+
+/* A counted header whose count is wrong: the wait it answers fails; a
+ * URC handler is run with m.error and no payload. */
+static void lport_badcount(ath_port_t *p, lua_State *L,
+                           const ath_chat_event_t *ev)
+{
+    int msg;
+    lport_push_badcount(L, p, ev);
+    msg = lua_gettop(L);
+    lport_note(p, L);
+    if (ev->kind == ATH_EV_URC) {
+        ath_chat_event_t u = *ev;
+        u.type = ATH_EV_URC;
+        lport_urc(p, L, &u, msg);
+        lua_remove(L, msg);
+        return;
+    }
+    ath_lport_fail(p, L, "ECOUNT", lua_tostring(L, msg),
+                   p->w.mode == ATH_WAIT_CMD);
+    lua_remove(L, msg);
 }
 
 /* The body of ath_lport_process: one pass over what the engine has. */
@@ -406,7 +580,11 @@ static void lport_process(ath_port_t *p, lua_State *L)
     ath_chat_event_t ev;
     while (!p->closed && ath_chat_next(p->chat, &ev)) {
         switch (ev.type) {
-        case ATH_EV_URC: lport_urc(p, L, &ev); break;
+        case ATH_EV_URC: lport_urc(p, L, &ev, 0); break;
+        case ATH_EV_OUTCOME: lport_outcome(p, L, &ev); break;
+        case ATH_EV_OUTFAIL:
+        case ATH_EV_ECHO: lport_refused(p, L, &ev); break;
+        case ATH_EV_BADCOUNT: lport_badcount(p, L, &ev); break;
         case ATH_EV_MATCH:
             lport_push_match(L, &ev);
             lport_finish(p, L, 1);

@@ -278,6 +278,16 @@ static int lport_cmd(lua_State *L, ath_port_t *p, const char *cmd, size_t n,
         lua_pushnil(L);
     ath_lport_wait_pats(L, p, lua_gettop(L), o, 0);
     lua_pop(L, 1);
+    p->outcome_ms = timeout;
+    if (has_o) {
+        lua_getfield(L, o, "outcome_timeout");
+        p->outcome_ms = (int)luaL_optinteger(L, -1, timeout);
+        lua_getfield(L, o, "echo_check");
+        p->w.echo_check = lua_isnil(L, -1) || lua_toboolean(L, -1);
+        lua_pop(L, 2);
+    } else {
+        p->w.echo_check = 1;
+    }
     if (cmd) {
         lport_cmdname(p, cmd, n);
         p->w.echo = cmd;

@@ -69,6 +69,7 @@ struct ath_port {
     char cmdname[40];
     double t_wait;  /* when the wait started */
     int timeout_ms; /* default wait timeout */
+    int outcome_ms; /* CMD: the wait for its outcome after OK */
     char eol[4];
     /* the last bytes received, for error messages */
     char last[96];

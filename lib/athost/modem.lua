@@ -40,10 +40,20 @@ end
 function M.open(port, opts)
   local self = M.new(port, opts)
   self:autobaud(opts and opts.tries)
-  self:must(self.profile and self.profile.echo_off or "ATE0")
+  -- Neither is in the references' dialogues: a module that refuses them
+  -- still works (its echo is skipped, its errors are ERROR), so a refusal
+  -- is noted, not fatal.
+  self:optional(self.profile and self.profile.echo_off or "ATE0")
   self:identify()
-  self:must(self.profile.cmee)
+  self:optional(self.profile.cmee)
   return self
+end
+
+-- A command the dialogue can do without: its failure is logged.
+function Modem:optional(cmd)
+  local r, err = self:cmd(cmd)
+  if not r then athost.log(string.format("%s refused (%s): going on", cmd, err)) end
+  return r
 end
 
 function Modem:timeout(cmd)

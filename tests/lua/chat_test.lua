@@ -557,6 +557,108 @@ end)
 
 -- ---- secrets in the transcript ------------------------------------------------
 
+-- ---- outcomes, echo, counts ------------------------------------------------
+
+local CONNACK = { outcome = "CONNACK OK", outcome_fail = { "CONNACK FAIL", "+CME ERROR" },
+  outcome_timeout = 300 }
+
+t.test("an outcome URC after OK: r.outcome, one operation", function()
+  local p, finish = fake(function(m)
+    answer(m, "AT+MCONNECT=1,60", "\r\nOK\r\n")
+    athost.sleep(20)
+    m:send("\r\nCONNACK OK\r\n")
+  end)
+  local r = assert(p:cmd("AT+MCONNECT=1,60", CONNACK))
+  t.eq(r.final, "OK", "final")
+  t.eq(r.outcome.line, "CONNACK OK", "outcome")
+  finish()
+end)
+
+t.test("an outcome URC before OK, and between echo and OK", function()
+  local p, finish = fake(function(m)
+    answer(m, "AT+MCONNECT=1,60", "\r\nCONNACK OK\r\n\r\nOK\r\n")
+    answer(m, "AT+CLOUDSUB=/t,0", "AT+CLOUDSUB=/t,0\r\r\n+CLOUDSUBACK: <OK>\r\n\r\nOK\r\n")
+  end)
+  local r = assert(p:cmd("AT+MCONNECT=1,60", CONNACK))
+  t.eq(r.outcome.line, "CONNACK OK", "outcome before OK")
+  r = assert(p:cmd("AT+CLOUDSUB=/t,0", { outcome = "^%+CLOUDSUBACK: ?<?(%w+)>?" }))
+  t.eq(r.outcome[1], "OK", "outcome capture")
+  t.deepeq(r.lines, {}, "+CLOUDSUBACK is no reply line")
+  finish()
+end)
+
+t.test("a failure outcome: nil, EOUTCOME naming the line, r", function()
+  local p, finish = fake(function(m)
+    answer(m, "AT+MCONNECT=1,60", "\r\nOK\r\n\r\n+CME ERROR: 767\r\n")
+    answer(m, "AT+MCONNECT=1,60", "\r\n+CME ERROR: 3\r\n")
+  end)
+  local r, err, code, r2 = p:cmd("AT+MCONNECT=1,60", CONNACK)
+  t.eq(r, nil, "no result")
+  t.eq(code, "EOUTCOME", "code")
+  plain_find(err, 'AT+MCONNECT failed: the module said "+CME ERROR: 767"', "message")
+  t.eq(r2.outcome.line, "+CME ERROR: 767", "r.outcome")
+  -- before OK, the same line is the command's own final result
+  r, err, code = p:cmd("AT+MCONNECT=1,60", CONNACK)
+  t.eq(code, "CME", "a final result before OK")
+  finish()
+end)
+
+t.test("no outcome after OK: ETIMEDOUT naming the outcome awaited", function()
+  local p, finish = fake(function(m)
+    answer(m, "AT+MCONNECT=1,60", "\r\nOK\r\n\r\nSOMETHING ELSE\r\n")
+  end)
+  local r, err, code = p:cmd("AT+MCONNECT=1,60", CONNACK)
+  t.eq(r, nil, "no result")
+  t.eq(code, "ETIMEDOUT", "code")
+  plain_find(err, 'no "CONNACK OK" after AT+MCONNECT\'s OK in', "message")
+  plain_find(err, "SOMETHING ELSE", "what it said last")
+  finish()
+end)
+
+t.test("another command's echo is EECHO, not a reply", function()
+  local p, finish = fake(function(m)
+    answer(m, "AT", "AT+CFUN=0\r\r\nOK\r\n")
+    answer(m, "AT", "AT\r\r\nOK\r\n")
+  end)
+  local r, err, code = p:cmd("AT")
+  t.eq(r, nil, "no result")
+  t.eq(code, "EECHO", "code")
+  plain_find(err, 'sent AT, the module echoed "AT+CFUN=0"', "message")
+  r = assert(p:cmd("AT"))
+  t.eq(r.final, "OK", "its own echo is fine")
+  finish()
+end)
+
+t.test("wrong counts: ECOUNT for a command, m.error for a URC handler", function()
+  local p, finish = fake(function(m)
+    answer(m, "AT+HTTPREAD", "\r\n+HTTPREAD: 2147483648\r\nabc\r\n\r\nOK\r\n")
+    answer(m, "AT+HTTPREAD", "\r\n+HTTPREAD: -5\r\n\r\nOK\r\n")
+    answer(m, "AT+HTTPREAD", "\r\n+HTTPREAD: 200\r\n" .. ("x"):rep(200) .. "\r\n\r\nOK\r\n")
+    answer(m, "AT+GO", '\r\nOK\r\n\r\n+MSUB: "t",15 byte,68692C\r\n\r\n+MSUB: "t",2 byte,hi\r\n')
+  end)
+  local READ = { reply = { "^%+HTTPREAD: ?(%-?%d+)", count = 1, max = 100 } }
+  local r, err, code = p:cmd("AT+HTTPREAD", READ)
+  t.eq(code, "ECOUNT", "10 digits: code")
+  plain_find(err, "AT+HTTPREAD: \"+HTTPREAD: 2147483648\" announced a byte count of 10 digits", "10 digits")
+  r, err, code = p:cmd("AT+HTTPREAD", READ)
+  t.eq(code, "ECOUNT", "negative: code")
+  plain_find(err, "announced a negative byte count (-5)", "negative")
+  r, err, code = p:cmd("AT+HTTPREAD", READ)
+  t.eq(code, "ECOUNT", "above max: code")
+  plain_find(err, "announced 200 bytes, more than the 100 expected at most", "above max")
+  local got = {}
+  p:on({ '^%+MSUB: "([^"]*)",(%d+) byte,', count = 2 }, function(mt)
+    got[#got + 1] = mt.error or mt.payload
+  end)
+  assert(p:cmd("AT+GO"))
+  local deadline = athost.now() + 5000
+  while #got < 2 and athost.now() < deadline do athost.sleep(5) end
+  t.eq(#got, 2, "both lines reached the handler")
+  plain_find(got[1], "announced 15 bytes, but what came does not end after 15 bytes", "mismatch")
+  t.eq(got[2], "hi", "the next message is whole")
+  finish()
+end)
+
 local SECRET = "S3cr3tPassw0rd"
 local DEVSECRET = "Dev1ceS3cretXYZ42"
 local LATESECRET = "L4teS3cretQRS"

@@ -22,8 +22,9 @@
 #include <unistd.h>
 
 #define S(lit) lit, sizeof(lit) - 1   /* a literal with its NULs */
-#define LIT(s) { ATH_PAT_LITERAL, s, sizeof(s) - 1, 0 }
-#define LUA(s, n) { ATH_PAT_LUA, s, sizeof(s) - 1, n }
+#define LIT(s) { ATH_PAT_LITERAL, s, sizeof(s) - 1, 0, 0, NULL }
+#define LUA(s, n) { ATH_PAT_LUA, s, sizeof(s) - 1, n, 0, NULL }
+#define LUAMAX(s, n, max) { ATH_PAT_LUA, s, sizeof(s) - 1, n, max, NULL }
 #define MAX_EVENTS 100000             /* more from one pull is a loop */
 
 static int npass, nfail, failed_now;
@@ -120,7 +121,11 @@ static char *buf_take(buf_t *b)
 
 static const char *const type_names[] = {
     "?", "URC", "MATCH", "ABORT", "FINAL", "REPLY", "PROMPT", "LINE",
-    "READ", "DROP"
+    "READ", "DROP", "OUTCOME", "OUTFAIL", "ECHO", "BADCOUNT"
+};
+
+static const char *const count_names[] = {
+    "?", "NAN", "NEGATIVE", "DIGITS", "MAX", "TRAILER"
 };
 
 static const char *const final_names[] = { "OK", "ERROR", "CME", "CMS" };
@@ -132,7 +137,7 @@ static void ev_describe(buf_t *b, const ath_chat_event_t *ev)
     int i;
     if (b->len > 0)
         buf_add(b, "; ", 2);
-    if (ev->type < ATH_EV_URC || ev->type > ATH_EV_DROP) {
+    if (ev->type < ATH_EV_URC || ev->type > ATH_EV_BADCOUNT) {
         buf_printf(b, "BADTYPE %d", ev->type);
         return;
     }
@@ -142,13 +147,29 @@ static void ev_describe(buf_t *b, const ath_chat_event_t *ev)
     case ATH_EV_MATCH:
     case ATH_EV_ABORT:
     case ATH_EV_PROMPT:
+    case ATH_EV_OUTFAIL:
         buf_printf(b, "#%d", ev->index);
+        break;
+    case ATH_EV_OUTCOME:
+        buf_printf(b, "#%d%s", ev->index, ev->more ? " more" : "");
+        break;
+    case ATH_EV_BADCOUNT:
+        buf_printf(b, " %s %s#%d %lld",
+                   ev->why >= 1 && ev->why <= ATH_COUNT_TRAILER
+                       ? count_names[ev->why]
+                       : "?",
+                   ev->kind >= ATH_EV_URC && ev->kind <= ATH_EV_BADCOUNT
+                       ? type_names[ev->kind]
+                       : "?",
+                   ev->index, ev->count);
         break;
     case ATH_EV_FINAL:
         if (ev->index >= ATH_FINAL_ALT)
             buf_printf(b, " ALT%d", ev->index - ATH_FINAL_ALT);
         else if (ev->index >= 0)
             buf_printf(b, " %s", final_names[ev->index]);
+        if (ev->more)
+            buf_add(b, " more", 5);
         break;
     case ATH_EV_REPLY:
         if (!ev->matched)
@@ -1162,6 +1183,136 @@ static void test_urc_added_later(void)
     ath_chat_free(c);
 }
 
+/* ---- outcomes, echo, counts ---------------------------------------------- */
+
+static const ath_pat_t P_CONNACK = LIT("CONNACK OK");
+static const ath_pat_t P_CONNACK_FAIL[] = { LIT("CONNACK FAIL"),
+                                            LIT("+CME ERROR"), LIT("ERROR") };
+static const ath_pat_t P_CLOUDSUB = LIT("+CLOUDSUB:");
+static const ath_pat_t P_SUBACK = LUA("^%+CLOUDSUBACK: ?<?(%w+)>?", 0);
+static const ath_pat_t P_HTTPREAD_SIGNED = LUA("^%+HTTPREAD: ?(%-?%d+)", 1);
+static const ath_pat_t P_MSUB_MAX = LUAMAX("^%+MSUB: \"([^\"]*)\",(%d+) byte,",
+                                           2, 10);
+
+static void setup_mconnect(ath_chat_t *c)
+{
+    ath_wait_t w = cmd_wait("AT+MCONNECT=1,60", NULL);
+    w.echo_check = 1;
+    w.outs = &P_CONNACK;
+    w.nouts = 1;
+    w.ofails = P_CONNACK_FAIL;
+    w.nofails = 3;
+    urc(c, &P_CGREG, URC_CGREG);
+    start(c, &w);
+}
+
+static void setup_cloudsub(ath_chat_t *c)
+{
+    ath_wait_t w = cmd_wait("AT+CLOUDSUB=/t,0", &P_CLOUDSUB);
+    w.outs = &P_SUBACK;
+    w.nouts = 1;
+    start(c, &w);
+}
+
+static void test_outcome_orders(void)
+{
+    DIALOGUE(setup_mconnect, "\r\nOK\r\n\r\nCONNACK OK\r\n",
+             "FINAL OK more \"OK\"; OUTCOME#0 \"CONNACK OK\"");
+    DIALOGUE(setup_mconnect, "\r\nCONNACK OK\r\n\r\nOK\r\n",
+             "OUTCOME#0 more \"CONNACK OK\"; FINAL OK \"OK\"");
+    DIALOGUE(setup_mconnect,
+             "AT+MCONNECT=1,60\r\r\nCONNACK OK\r\n\r\nOK\r\n",
+             "OUTCOME#0 more \"CONNACK OK\"; FINAL OK \"OK\"");
+    /* After OK, other text is passed over and URCs still run. */
+    DIALOGUE(setup_mconnect,
+             "\r\nOK\r\n\r\n+CGREG: 1\r\n\r\nhello\r\n\r\nCONNACK OK\r\n",
+             "FINAL OK more \"OK\"; URC#3 \"+CGREG: 1\"; "
+             "OUTCOME#0 \"CONNACK OK\"");
+    /* Still waiting after OK alone. */
+    DIALOGUE(setup_mconnect, "\r\nOK\r\n", "FINAL OK more \"OK\" [waiting]");
+}
+
+static void test_outcome_failures(void)
+{
+    /* ERROR as a failure outcome means one after OK ... */
+    DIALOGUE(setup_mconnect, "\r\nOK\r\n\r\n+CME ERROR: 767\r\n",
+             "FINAL OK more \"OK\"; OUTFAIL#1 \"+CME ERROR: 767\"");
+    /* ... before OK it is the command's own final result. */
+    DIALOGUE(setup_mconnect, "\r\n+CME ERROR: 3\r\n", "FINAL CME \"+CME ERROR: 3\"");
+    DIALOGUE(setup_mconnect, "\r\nCONNACK FAIL\r\n", "OUTFAIL#0 \"CONNACK FAIL\"");
+    DIALOGUE(setup_mconnect, "\r\nCONNACK OK\r\n\r\nERROR\r\n",
+             "OUTCOME#0 more \"CONNACK OK\"; FINAL ERROR \"ERROR\"");
+}
+
+static void test_outcome_shared_prefix(void)
+{
+    /* +CLOUDSUBACK is the outcome, not a reply of AT+CLOUDSUB. */
+    DIALOGUE(setup_cloudsub,
+             "AT+CLOUDSUB=/t,0\r\r\n+CLOUDSUBACK: <OK>\r\n\r\nOK\r\n",
+             "OUTCOME#0 more \"+CLOUDSUBACK: <OK>\" [\"OK\"]; FINAL OK \"OK\"");
+    DIALOGUE(setup_cloudsub, "\r\nOK\r\n\r\n+CLOUDSUBACK: OK\r\n",
+             "FINAL OK more \"OK\"; OUTCOME#0 \"+CLOUDSUBACK: OK\" [\"OK\"]");
+}
+
+static void setup_at(ath_chat_t *c)
+{
+    ath_wait_t w = cmd_wait("AT", NULL);
+    w.echo_check = 1;
+    start(c, &w);
+}
+
+static void test_wrong_echo(void)
+{
+    DIALOGUE(setup_at, "AT\r\r\nOK\r\n", "FINAL OK \"OK\"");
+    DIALOGUE(setup_at, "AT+CFUN=0\r\r\nOK\r\n", "ECHO \"AT+CFUN=0\"");
+    DIALOGUE(setup_mconnect, "AT+MCONNECT=1,30\r\r\nOK\r\n",
+             "ECHO \"AT+MCONNECT=1,30\"");
+    /* Once the module answered, a line starting with AT is text. */
+    DIALOGUE(setup_cgmr, "\r\nAirM2M\r\nATTACHED\r\n\r\nOK\r\n",
+             "REPLY? \"AirM2M\"; REPLY? \"ATTACHED\"; FINAL OK \"OK\"");
+}
+
+static void setup_httpread_signed(ath_chat_t *c)
+{
+    ath_wait_t w = cmd_wait("AT+HTTPREAD", &P_HTTPREAD_SIGNED);
+    start(c, &w);
+}
+
+static void setup_msub_max(ath_chat_t *c)
+{
+    urc(c, &P_MSUB_MAX, URC_MSUB);
+}
+
+static void test_bad_counts(void)
+{
+    DIALOGUE(setup_httpread_signed,
+             "\r\n+HTTPREAD: 2147483648\r\nabc\r\nOK\r\n",
+             "BADCOUNT DIGITS REPLY#0 2147483648 \"+HTTPREAD: 2147483648\" "
+             "[\"2147483648\"]");
+    DIALOGUE(setup_httpread_signed, "\r\n+HTTPREAD: -5\r\nOK\r\n",
+             "BADCOUNT NEGATIVE REPLY#0 -5 \"+HTTPREAD: -5\" [\"-5\"]");
+    DIALOGUE(setup_httpread_signed, "\r\n+HTTPREAD: 5\r\nhello\r\nOK\r\n",
+             "REPLY \"+HTTPREAD: 5\" [\"5\"] payload \"hello\"; FINAL OK \"OK\"");
+    /* Too short a count: the line does not end after it. */
+    DIALOGUE(setup_httpread_signed, "\r\n+HTTPREAD: 3\r\nhello\r\nOK\r\n",
+             "BADCOUNT TRAILER REPLY#0 3 \"+HTTPREAD: 3\" [\"3\"]");
+    /* URCs: above max, and a mismatch; the lines after are read again. */
+    DIALOGUE(setup_msub_max,
+             "\r\n+MSUB: \"t\",11 byte,hello world\r\n"
+             "\r\n+MSUB: \"t\",3 byte,hello\r\n"
+             "\r\n+MSUB: \"t\",5 byte,hello\r\n",
+             "BADCOUNT MAX URC#5 11 \"+MSUB: \\\"t\\\",11 byte,hello world\" "
+             "[\"t\",\"11\"]; "
+             "BADCOUNT TRAILER URC#5 3 \"+MSUB: \\\"t\\\",3 byte,hello\" "
+             "[\"t\",\"3\"]; "
+             "URC#5 \"+MSUB: \\\"t\\\",5 byte,\" [\"t\",\"5\"] payload \"hello\"");
+    /* Too long a count swallows no line: the next line is a line. */
+    DIALOGUE(setup_msub_max,
+             "\r\n+MSUB: \"t\",9 byte,hello\r\n+CGREG: 1\r\n",
+             "BADCOUNT TRAILER URC#5 9 \"+MSUB: \\\"t\\\",9 byte,hello\" "
+             "[\"t\",\"9\"]");
+}
+
 static void test_pat_match(void)
 {
     static const ath_pat_t lit = LIT("+CSQ:"), lua = LUA("^%+CSQ: (%d+),(%d+)", 0);
@@ -1215,6 +1366,11 @@ int main(void)
         test_urc_mid_backlog);
     run("a URC handler added after its line", test_urc_added_later);
     run("ath_pat_match", test_pat_match);
+    run("an outcome URC before or after OK", test_outcome_orders);
+    run("failure outcomes and final results", test_outcome_failures);
+    run("an outcome sharing the reply prefix", test_outcome_shared_prefix);
+    run("another command's echo", test_wrong_echo);
+    run("wrong payload counts", test_bad_counts);
     printf("%d passed, %d failed\n", npass, nfail);
     return nfail > 0;
 }
