@@ -31,7 +31,7 @@
 --   noise=off|on               garbage before every line (also a fault)
 --   ...and each model's own (athost.sim.air720, athost.sim.me3630, ...)
 -- Faults (also methods of the model object, see athost.sim.core):
---   noise=1|WHEN        garbage bytes before every line (from WHEN on)
+--   noise=1|WHEN        a line of garbage before every line (from WHEN on)
 --   slow=MS             output one byte every MS milliseconds
 --   echo=1              echo stuck on (ATE0 answered, ignored)
 --   silent=1|WHEN       stop answering (from power-on, or at WHEN)

@@ -138,6 +138,19 @@ local function tail(s, n)
   return table.concat(lines, "", math.max(1, #lines - n + 1))
 end
 
+-- The transcript's records of the flow's own port (and its notes), not
+-- the virtual modem's side of the pty nor the modem's network links.
+local function flow_records(tr)
+  local out = {}
+  for l in tr:gmatch("[^\n]+") do
+    local name = l:match("^%s*[%d.]+ (%S+) ")
+    if not name or not (name:find("%-sim$") or name:find("^tcp:")) then
+      out[#out + 1] = l .. "\n"
+    end
+  end
+  return table.concat(out)
+end
+
 -- What the flow prints for a message (athost.flow.message).
 local function shown(topic, payload)
   return string.format("message on %s: %s\n", topic,
@@ -160,7 +173,7 @@ local function run(o)
     local seed = err:match("(athost sim [^\n]*personality=random:[^\n]*)")
     return string.format("%s\n  seed: %s\n  -p %s\n  ---- stderr (tail)\n%s  ---- transcript (tail)\n%s",
       what, seed or "(no seed line on stderr)", o.spec, tail(err, 15),
-      tail(t.slurp(tr) or "", 25))
+      tail(flow_records(t.slurp(tr) or ""), 25))
   end
   local ok, err = pcall(function()
     local sub = subscriber(o.up_topic)

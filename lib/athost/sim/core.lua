@@ -147,8 +147,8 @@ M.knobs = {
     doc = "milliseconds before each answer (after the echo, after the data "
       .. "of a prompt) and before each URC" },
   { name = "noise", values = { "off", "on" }, default = "off", free = true,
-    doc = "garbage bytes (a NUL first) before every line; also the fault "
-      .. "noise=1 or noise=WHEN (from that time or command on)" },
+    doc = "a line of garbage bytes (a NUL first) before every line; also "
+      .. "the fault noise=1 or noise=WHEN (from that time or command on)" },
 }
 
 -- The unrelated URCs of urcs=on (%d: the modem's RSSI). None has the
@@ -374,11 +374,14 @@ function Core:write(s, wait)
   self.out:write(s, wait)
 end
 
--- "\r\n<line>\r\n", with garbage before it when the noise fault is on.
+-- "\r\n<line>\r\n"; when the noise fault is on, a line of garbage before
+-- it ("\r\n<garbage>\r\n<line>\r\n"): noise *between* lines, so bytes
+-- counted by a header (+HTTPREAD: n) are still followed by their line
+-- end, which hosts check to tell a wrong count.
 function Core:frame(line, wait)
   local pre = ""
   if self.noisy then
-    local n = { "\0" }       -- a control byte: hosts drop such a line
+    local n = { "\r\n\0" }   -- a control byte: hosts drop such a line
     for i = 2, self.rand(5) + 1 do n[i] = NOISE[self.rand(#NOISE)] end
     pre = table.concat(n)
   end
