@@ -17,8 +17,21 @@
 --   hosts=NAME=ADDR[:PORT],NAME:PORT=ADDR:PORT,...   (MQTT and HTTP)
 --   boot=MS             time from power-on to the banner (default 0)
 --   trace=1             log every command and URC
+-- Knobs: what the references leave open, each with its readings (the
+-- list: `athost scripts/sim/knobs.lua`, or README.md):
+--   personality=default        every knob at its default (the default)
+--   personality=random:SEED    every knob not given drawn from SEED; the
+--                              line naming them goes to stderr
+--   order=after|before         outcome URC after or before OK
+--   prompt=bare|space|line     the data prompt ">", "> ", "\r\n> "
+--   echo_boot=on|off           echo after power-on and ATZ
+--   urcs=off|on                unrelated URCs (+CTZV, +CEREG: 1, ...)
+--   split=off|on               output in writes of 1-7 bytes
+--   delay=0|20|150             ms before each answer and each URC
+--   noise=off|on               garbage before every line (also a fault)
+--   ...and each model's own (athost.sim.air720, athost.sim.me3630, ...)
 -- Faults (also methods of the model object, see athost.sim.core):
---   noise=1             garbage bytes before every line
+--   noise=1|WHEN        a line of garbage before every line (from WHEN on)
 --   slow=MS             output one byte every MS milliseconds
 --   echo=1              echo stuck on (ATE0 answered, ignored)
 --   silent=1|WHEN       stop answering (from power-on, or at WHEN)
@@ -43,6 +56,52 @@ M.models = { air720 = "athost.sim.air720", me3630 = "athost.sim.me3630" }
 
 local function decode(s)
   return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
+end
+
+-- Every knob of every model, one row per knob: { name, values, default,
+-- doc, models = {names}, all = true for the core's (every model has
+-- them) }, the core's first, then by name and models.
+function M.knob_rows()
+  local names = {}
+  for k in pairs(M.models) do names[#names + 1] = k end
+  table.sort(names)
+  local rows, by = {}, {}
+  local core_knob = {}
+  for _, k in ipairs(core.knobs) do core_knob[k] = true end
+  for _, name in ipairs(names) do
+    for _, k in ipairs(core.all_knobs(require(M.models[name]))) do
+      local r = by[k]
+      if not r then
+        r = { name = k.name, values = k.values, default = k.default, doc = k.doc,
+          models = {}, all = core_knob[k] or nil, order = #rows }
+        by[k] = r
+        rows[#rows + 1] = r
+      end
+      r.models[#r.models + 1] = name
+    end
+  end
+  table.sort(rows, function(a, b)
+    if (a.all or false) ~= (b.all or false) then return a.all or false end
+    if a.all then return a.order < b.order end
+    if a.name ~= b.name then return a.name < b.name end
+    return table.concat(a.models, ",") < table.concat(b.models, ",")
+  end)
+  return rows
+end
+
+-- The knobs as a Markdown table (README.md's, scripts/sim/knobs.lua).
+function M.knob_table()
+  local function cell(s) return (tostring(s):gsub("|", "\\|"):gsub("\n", " ")) end
+  local out = { "| knob | models | values | default | what it varies |",
+    "|---|---|---|---|---|" }
+  for _, r in ipairs(M.knob_rows()) do
+    local vals = {}
+    for i, v in ipairs(r.values) do vals[i] = "`" .. v .. "`" end
+    out[#out + 1] = string.format("| `%s` | %s | %s | `%s` | %s |", r.name,
+      r.all and "all" or table.concat(r.models, ", "), table.concat(vals, " "),
+      r.default, cell(r.doc or ""))
+  end
+  return table.concat(out, "\n") .. "\n"
 end
 
 -- "air720?k=v&k2=v2" -> "air720", {k = "v", k2 = "v2"} (%XX decoded).

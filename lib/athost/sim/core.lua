@@ -133,20 +133,61 @@ M.knobs = {
       .. "alone, \"> \" with a space, or \"\\r\\n> \" on a line of its own" },
   { name = "echo_boot", values = { "on", "off" }, default = "on",
     doc = "command echo after power-on and ATZ (flows send ATE0)" },
+  { name = "urcs", values = { "off", "on" }, default = "off",
+    doc = "unrelated URCs a real module prints between answers: time zone "
+      .. "(+CTZV, +CTZE, *PSUTTZ, DST), signal (+CSQN) and registration "
+      .. "(+CREG: 1, +CEREG: 1, only while registered) notices, after about "
+      .. "one final result in four and before about one URC in four that "
+      .. "comes while no command runs; never inside an answer, never with "
+      .. "the prefix of a command flows send" },
+  { name = "split", values = { "off", "on" }, default = "off",
+    doc = "output in writes of 1-7 bytes, 1 ms apart (about the line "
+      .. "rate at 115200 baud) so the host reads them apart" },
+  { name = "delay", values = { "0", "20", "150" }, default = "0",
+    doc = "milliseconds before each answer (after the echo, after the data "
+      .. "of a prompt) and before each URC" },
+  { name = "noise", values = { "off", "on" }, default = "off", free = true,
+    doc = "a line of garbage bytes (a NUL first) before every line; also "
+      .. "the fault noise=1 or noise=WHEN (from that time or command on)" },
+}
+
+-- The unrelated URCs of urcs=on (%d: the modem's RSSI). None has the
+-- prefix of a command the flows send (+CGREG, +CSQ: and +ZPAS are theirs),
+-- starts with AT, holds 14 digits in a row (an IMEI to AT+CGSN) or reads
+-- as a final result: a line a flow must ignore whenever it comes, as it
+-- must on a real module. The registration ones only while registered.
+M.UNRELATED = {
+  "+CTZV: +32",
+  '+CTZE: "+32",0,"2024/05/02,10:20:30"',
+  '*PSUTTZ: 2024,5,2,10,20,30,"+32",0',
+  "DST: 0",
+  "+CSQN: %d,99",
+  { "+CREG: 1", registered = true },
+  { "+CEREG: 1", registered = true },
 }
 
 -- xorshift32: a generator of its own, so drawing knobs does not disturb
 -- math.random and the same seed gives the same personality everywhere.
-local function prng(seed)
+-- salt (a string) makes an independent stream of the same seed: each
+-- knob draws from its own (a knob added later changes no other knob's
+-- value for a seed), and the modem's own randomness (chunk sizes, which
+-- URC) from another.
+local function prng(seed, salt)
   local x = (tonumber(seed) or 0) % 4294967296
+  for i = 1, #(salt or "") do         -- FNV-1a over the salt
+    x = ((x ~ salt:byte(i)) * 16777619) & 0xffffffff
+  end
   if x == 0 then x = 2463534242 end
-  return function(n)
+  local function step()
     x = x ~ ((x << 13) & 0xffffffff)
     x = x ~ (x >> 17)
     x = x ~ ((x << 5) & 0xffffffff)
-    return x % n + 1
+    return x
   end
+  for _ = 1, 8 do step() end          -- near seeds, far streams
+  return function(n) return step() % n + 1 end
 end
+M.prng = prng
 
 -- Every knob of a dialect: the core's, then the dialect's, in order.
 function M.all_knobs(dialect)
@@ -156,8 +197,9 @@ function M.all_knobs(dialect)
   return all
 end
 
--- Resolves every knob of the dialect from opts: returns { name = value }
--- and, for a random personality, the line that names it.
+-- Resolves every knob of the dialect from opts: returns { name = value },
+-- for a random personality the line that names it, and the seed (a
+-- number; 0 without a random personality).
 function M.resolve_knobs(dialect, opts)
   local kv, drawn = {}, {}
   local p = opts.personality and tostring(opts.personality) or "default"
@@ -165,7 +207,6 @@ function M.resolve_knobs(dialect, opts)
   if p ~= "default" and not seed then
     error("sim: bad personality '" .. p .. "' (default or random:SEED)", 0)
   end
-  local draw = seed and prng(seed)
   for _, k in ipairs(M.all_knobs(dialect)) do
     local v = opts[k.name]
     if v ~= nil then
@@ -176,8 +217,8 @@ function M.resolve_knobs(dialect, opts)
         error(string.format("sim: knob %s=%s is none of %s", k.name, v,
           table.concat(k.values, "|")), 0)
       end
-    elseif draw then
-      v = k.values[draw(#k.values)]
+    elseif seed then
+      v = k.values[prng(seed, k.name)(#k.values)]
     else
       v = k.default
     end
@@ -186,7 +227,7 @@ function M.resolve_knobs(dialect, opts)
   end
   local line = seed and string.format("personality=random:%s: %s", seed,
     table.concat(drawn, " "))
-  return kv, line
+  return kv, line, tonumber(seed) or 0
 end
 
 ---------------------------------------------------------------------------
@@ -207,7 +248,12 @@ function M.new(dialect, opts)
     commands = setmetatable({}, { __index = M.commands }),
   }, Core)
   for k, h in pairs(dialect.commands or {}) do self.commands[k] = h end
-  self.kv, self.personality = M.resolve_knobs(dialect, opts)
+  local seed
+  self.kv, self.personality, seed = M.resolve_knobs(dialect, opts)
+  -- What knobs vary at random (chunk sizes, which URC, when) comes from
+  -- the personality's seed too, so a failure reproduces.
+  self.rand = prng(seed, "modem")
+  self.delay_ms = tonumber(self.kv.delay) or 0
   if self.personality then
     io.stderr:write("athost sim ", self.name, ": ", self.personality, "\n")
   end
@@ -223,12 +269,19 @@ function Core:attach(port)
   local o = self.opts
   self.port = port
   self.out = outq.new(port)
+  if self:knob("split") == "on" then
+    self.out:split(function() return self.rand(7) end)
+  end
   self:boot()
   self.task = athost.spawn(self.run, self)
   if tonumber(o.slow) then self:slow(tonumber(o.slow)) end
   self.timers = {}
   for _, k in ipairs({ "echo", "silent", "noise", "drop", "pdp", "reboot" }) do
     local v = o[k]
+    if k == "noise" then                       -- a knob (drawn) and a fault
+      v = self:knob("noise")
+      if v == "off" then v = nil end
+    end
     local state = k == "echo" or k == "silent" or k == "noise"
     if state and truthy(v) then
       self:fault(k, true)                      -- on from power-on
@@ -311,27 +364,53 @@ end
 
 local NOISE = { "\0", "\x1b", "\xff", "\xfe", "\x80", "~", "\x11", "\x7f", "#" }
 
-function Core:write(s)
+-- Writes s; wait (ms) before it, or, for the first write of an answer,
+-- the delay knob's (armed by dispatch and read_data).
+function Core:write(s, wait)
   if self.silenced then return end
-  self.out:write(s)
+  if self.answer_wait then
+    wait, self.answer_wait = wait or self.answer_wait, nil
+  end
+  self.out:write(s, wait)
 end
 
--- "\r\n<line>\r\n", with garbage before it when the noise fault is on.
-function Core:frame(line)
+-- "\r\n<line>\r\n"; when the noise fault is on, a line of garbage before
+-- it ("\r\n<garbage>\r\n<line>\r\n"): noise *between* lines, so bytes
+-- counted by a header (+HTTPREAD: n) are still followed by their line
+-- end, which hosts check to tell a wrong count.
+function Core:frame(line, wait)
   local pre = ""
   if self.noisy then
-    local n = { "\0" }       -- a control byte: hosts drop such a line
-    for i = 2, math.random(2, 6) do n[i] = NOISE[math.random(#NOISE)] end
+    local n = { "\r\n\0" }   -- a control byte: hosts drop such a line
+    for i = 2, self.rand(5) + 1 do n[i] = NOISE[self.rand(#NOISE)] end
     pre = table.concat(n)
   end
-  self:write(pre .. "\r\n" .. line .. "\r\n")
+  self:write(pre .. "\r\n" .. line .. "\r\n", wait)
+end
+
+-- With urcs=on, now and then one of M.UNRELATED (1 in `one_in`).
+function Core:unrelated(one_in)
+  if self.kv.urcs ~= "on" or self.rand(one_in) ~= 1 then return end
+  local u = M.UNRELATED[self.rand(#M.UNRELATED)]
+  if type(u) == "table" then
+    if not self:online() then return end
+    u = u[1]
+  end
+  self:frame(u:format(tonumber(self.opts.csq) or 24))
 end
 
 local function live(self) return self.cmd_gen == self.gen and not self.closed end
 
+-- A final result code, then maybe an unrelated URC (the module is idle
+-- until the next command: a URC here is what real modules print).
+local function final(self, line)
+  self:frame(line)
+  self:unrelated(4)
+end
+
 function Core:info(line) if live(self) then self:frame(line) end end
-function Core:ok() if live(self) then self:frame("OK") end end
-function Core:error() if live(self) then self:frame("ERROR") end end
+function Core:ok() if live(self) then final(self, "OK") end end
+function Core:error() if live(self) then final(self, "ERROR") end end
 function Core:raw(s) if live(self) then self:write(s) end end
 
 -- The data prompt ("> " by default ">"), in the form the knob says.
@@ -350,7 +429,7 @@ function Core:cme_line(n)
 end
 
 function Core:fail(n)
-  if live(self) then self:frame(self:cme_line(n or M.E_STATE)) end
+  if live(self) then final(self, self:cme_line(n or M.E_STATE)) end
 end
 
 -- A command whose result is a URC, in the order the knob `order` says.
@@ -395,7 +474,8 @@ end
 function Core:urc(line, gen)
   if self.closed or (gen and gen ~= self.gen) then return end
   if self.trace then athost.log(self.name .. " urc " .. line) end
-  self:frame(line)
+  if not self.in_cmd then self:unrelated(4) end
+  self:frame(line, self.delay_ms)
 end
 
 ---------------------------------------------------------------------------
@@ -454,6 +534,7 @@ function Core:read_data(n, ms)
   end
   local data = self.ibuf:sub(1, n)
   self.ibuf = self.ibuf:sub(n + 1)
+  self.answer_wait = self.delay_ms > 0 and self.delay_ms or nil
   return data
 end
 
@@ -486,7 +567,11 @@ function Core:dispatch(line, too_long)
     self.synced = true
   end
   self.cmd_gen = self.gen
+  self.answer_wait = nil
   if self.echo_on or self.echo_stuck then self:raw(line .. "\r") end
+  -- The answer (whatever the handler writes first) after the delay knob's
+  -- ms; the echo came at once, as the characters arrived.
+  self.answer_wait = self.delay_ms > 0 and self.delay_ms or nil
   if too_long then return self:error() end
   if line == "" then return end
   if self.trace then athost.log(self.name .. " cmd " .. line) end
@@ -504,8 +589,10 @@ function Core:dispatch(line, too_long)
   elseif c.op == "test" and not self.dialect.tests_handled then
     self:ok()
   else
+    self.in_cmd = true          -- no unrelated URC inside its answer
     h(self, c)
   end
+  self.in_cmd = false
   for _, f in ipairs(after or {}) do self:fault(f, true) end
 end
 
@@ -519,6 +606,7 @@ function Core:run()
     if not ok then
       -- A bug in a model must not end the host's run: report, answer, go on.
       self.bugs[#self.bugs + 1] = err
+      self.in_cmd = false
       io.stderr:write("athost sim ", self.name, ": ", err, "\n")
       self:error()
     end

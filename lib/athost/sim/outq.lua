@@ -8,9 +8,13 @@
 --
 --   local q = outq.new(port)
 --   q:write("\r\nOK\r\n")
+--   q:write("\r\nOK\r\n", 150)   -- sent 150 ms after what is queued before it
 --   q:pace(5)      -- one byte every 5 ms from now on; q:pace(false) undoes
+--   q:split(fn)    -- writes of fn() bytes each (fn() >= 1), 1 ms apart so
+--                  -- the reader gets them apart; q:split(false) undoes
 --   q:clear()      -- drop what is queued and not yet sent (a reboot)
 local athost = require("athost")
+
 
 local M = {}
 local Q = {}
@@ -35,26 +39,60 @@ local function send(self, s)
   return true
 end
 
+-- Sends s whole, byte by byte (pace) or in chunks (split); stops when the
+-- queue was cleared meanwhile (epoch changed).
+local function out(self, s, epoch)
+  if self.delay then
+    for i = 1, #s do
+      if self.epoch ~= epoch or not send(self, s:sub(i, i)) then return end
+      athost.sleep(self.delay)
+    end
+  elseif self.chunk then
+    -- A pty hands a write to the other side asynchronously: with no
+    -- pause the pieces would merge again before the reader polls. 1 ms
+    -- (the shortest sleep) is enough for the reader to get each piece in
+    -- a read of its own; 1-7 bytes a millisecond is about the line rate
+    -- of a module at 115200 baud.
+    local i = 1
+    while i <= #s do
+      if self.epoch ~= epoch then return end
+      local n = math.max(1, math.floor(self.chunk()))
+      if not send(self, s:sub(i, i + n - 1)) then return end
+      i = i + n
+      if i <= #s then athost.sleep(1) end
+    end
+  else
+    send(self, s)
+  end
+end
+
 local function drain(self)
   while #self.q > 0 and not self.dead do
-    local s = table.concat(self.q)
-    self.q = {}
     local epoch = self.epoch
-    if self.delay then
-      for i = 1, #s do
-        if self.epoch ~= epoch or not send(self, s:sub(i, i)) then break end
-        athost.sleep(self.delay)
+    local first = self.q[1]
+    if first.wait then
+      athost.sleep(first.wait)
+      first.wait = nil
+    end
+    if self.epoch == epoch and not self.dead then
+      -- Everything up to the next item that waits goes out as one write.
+      local parts, n = {}, 0
+      while self.q[n + 1] and (n == 0 or not self.q[n + 1].wait) do
+        n = n + 1
+        parts[n] = self.q[n].s
       end
-    else
-      send(self, s)
+      self.q = table.move(self.q, n + 1, #self.q, 1, {})
+      out(self, table.concat(parts), epoch)
     end
   end
   self.busy = false
 end
 
-function Q:write(s)
+-- Queues s; wait (ms, optional) is how long after what is queued before
+-- it s goes out.
+function Q:write(s, wait)
   if self.dead or s == "" then return end
-  self.q[#self.q + 1] = s
+  self.q[#self.q + 1] = { s = s, wait = wait and wait > 0 and wait or nil }
   if not self.busy then
     self.busy = true
     athost.spawn(drain, self)
@@ -64,6 +102,11 @@ end
 -- ms between bytes, or false/nil for whole writes.
 function Q:pace(ms)
   self.delay = ms and ms > 0 and ms or nil
+end
+
+-- fn() gives the size of each write, or false/nil for whole writes.
+function Q:split(fn)
+  self.chunk = fn or nil
 end
 
 function Q:clear()
