@@ -224,7 +224,7 @@ static void lport_push_quoted(lua_State *L, ath_port_t *p, const char *s,
 /* Notes in the transcript why a wait failed (the message on top). */
 static void lport_note(ath_port_t *p, lua_State *L)
 {
-    if (p->h->tr)
+    if (p->h->tr && !p->untraced)
         ath_tr_note(p->h->tr, p->name, lua_tostring(L, -1));
 }
 
@@ -622,7 +622,7 @@ static void lport_process(ath_port_t *p, lua_State *L)
             lport_finish(p, L, 1);
             break;
         case ATH_EV_DROP:
-            if (p->h->tr) {
+            if (p->h->tr && !p->untraced) {
                 char note[96];
                 snprintf(note, sizeof note,
                          "(dropped %zu bytes nobody "

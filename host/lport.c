@@ -435,6 +435,8 @@ static int l_port_set(lua_State *L)
     luaL_checktype(L, 2, LUA_TTABLE);
     if (lua_getfield(L, 2, "timeout") != LUA_TNIL)
         p->timeout_ms = (int)luaL_checkinteger(L, -1);
+    if (lua_getfield(L, 2, "transcript") != LUA_TNIL)
+        p->untraced = !lua_toboolean(L, -1);
     if (lua_getfield(L, 2, "eol") != LUA_TNIL) {
         size_t n;
         const char *e = luaL_checklstring(L, -1, &n);

@@ -242,7 +242,7 @@ static void port_read(ath_port_t *p, lua_State *L)
             ath_lport_broken(p, L);
             break;
         }
-        if (p->h->tr)
+        if (p->h->tr && !p->untraced)
             ath_tr_data(p->h->tr, p->name, '<', buf, (size_t)n);
         if ((size_t)n >= sizeof p->last) {
             memcpy(p->last, buf + n - sizeof p->last, sizeof p->last);
@@ -356,7 +356,7 @@ int ath_port_write(ath_port_t *p, const char *s, size_t n)
 {
     if (p->closed || (p->eof && p->eof_err))
         return -EPIPE;
-    if (p->h->tr)
+    if (p->h->tr && !p->untraced)
         ath_tr_data(p->h->tr, p->name, '>', s, n);
     if (p->wlen == 0 && !p->connecting) {
         /* The common case: the fd takes it all now. */

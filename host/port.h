@@ -70,6 +70,7 @@ struct ath_port {
     double t_wait;  /* when the wait started */
     int timeout_ms; /* default wait timeout */
     int outcome_ms; /* CMD: the wait for its outcome after OK */
+    int untraced;   /* its bytes stay out of the transcript */
     char eol[4];
     /* the last bytes received, for error messages */
     char last[96];

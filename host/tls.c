@@ -463,7 +463,7 @@ static ssize_t tls_io_error(ath_port_t *p, int e, int want_other, int *other)
     }
     r = e == SSL_ERROR_SYSCALL && t->sys_errno ? -t->sys_errno : -EPROTO;
     tls_why(t, e, why, sizeof why);
-    if (p->h->tr) {
+    if (p->h->tr && !p->untraced) {
         snprintf(note, sizeof note, "(TLS: %s)", why);
         ath_tr_note(p->h->tr, p->name, note);
     }

@@ -131,6 +131,10 @@ function M.start(name, opts)
   local m = core.new(require(mod), opts)
   local master, path, code = athost.pty { link = opts.link, name = m.name .. "-sim" }
   if not master then return nil, path, code end
+  -- What the model says is what the port under test receives, recorded
+  -- there once the flow has seen it (so its secrets are masked): a record
+  -- of the model's own side would print them before.
+  master:set { transcript = false }
   m.path, m.link = path, opts.link
   m:attach(master)
   return m

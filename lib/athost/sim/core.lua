@@ -686,6 +686,7 @@ function Core:connect(host, port, tls, kind)
   local addr, p, remapped = self:resolve(host, port, kind)
   local c, err, code = athost.connect(addr, p)
   if not c then return nil, err, code end
+  c:set { transcript = false }   -- the model's network, not the dialogue
   if not tls then return c end
   if not c.tls then
     c:close()

@@ -87,6 +87,7 @@ local function connect(self)
     return
   end
   if not c then return fail(self, err) end
+  c:set { transcript = false }   -- the model's network, not the dialogue
   if o.tls then
     if not c.tls then
       c:close()
