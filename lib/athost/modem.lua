@@ -164,10 +164,14 @@ local function poll(self, q, ok, what, ms)
   local deadline = athost.now() + ms
   local last
   while true do
-    local r, err = self:cmd(q.cmd, { reply = q.pattern })
+    local r, err, code = self:cmd(q.cmd, { reply = q.pattern })
     if r then
       last = r.line or r.lines[1] or r.final
       if ok(r) then return r end
+    elseif code == "EECHO" then
+      -- Another command's echo: the module is out of step with us (or a
+      -- second program talks to it); asking again would hide that.
+      error(string.format("%s: %s", what, err), 0)
     else
       last = err
     end

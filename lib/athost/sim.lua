@@ -39,6 +39,8 @@
 --   pdp=WHEN            the bearer is lost: +PDP DEACT
 --   reboot=WHEN         reboot: banner, state lost, autobaud again
 --   refuse=AT+X[:N][;AT+Y:N]   answer those commands with +CME ERROR: N
+--   wrong_echo=AT+X[#N]  echo "AT+CFUN=0" instead of that command (the
+--                        first one, or the Nth), then answer it as usual
 -- WHEN is milliseconds after power-on, or a command prefix: "AT+MSUB" (the
 -- first one; "AT+MSUB#2" the second). reboot and silent then replace the
 -- answer to that command; drop and pdp follow it.

@@ -212,6 +212,20 @@ local function run(o)
     if got ~= o.up then
       error(string.format("mosquitto_sub got %q, expected %q", got, o.up), 0)
     end
+    -- No secret in the transcript, whatever the personality split.
+    local secrets = {}
+    for _, v in ipairs(o.secrets or {}) do secrets[#secrets + 1] = v end
+    if o.args.state_dir then
+      local ls = io.popen("cat " .. q(o.args.state_dir) .. "/*.json 2>/dev/null")
+      for ds in ls:read("a"):gmatch('"device_secret":"([^"]+)"') do secrets[#secrets + 1] = ds end
+      ls:close()
+    end
+    local all = (t.slurp(tr) or "") .. (t.slurp(base .. ".err") or "") .. out
+    for _, v in ipairs(secrets) do
+      if all:find(v, 1, true) then
+        error(string.format("a secret (%d characters) is in the transcript or output", #v), 0)
+      end
+    end
   end)
   if not ok then error(report(tostring(err)), 0) end
 end
@@ -295,7 +309,7 @@ local function mqtt_jobs()
       for k, v in pairs(files) do args[k] = v end
       run { flow = "mqtt.lua", spec = "sim:air720?personality=random:" .. seed, args = args,
         cid = args.client_id, up_topic = args.topic, up = args.publish,
-        down_topic = args.subscribe, down = "down to seed " .. seed .. " \"quoted\"" }
+        secrets = { B.PASS }, down_topic = args.subscribe, down = "down to seed " .. seed .. " \"quoted\"" }
     end)
   end
 end
@@ -351,6 +365,7 @@ local function aliyun_jobs()
             state_dir = DIR .. "/state-" .. dn, publish = '{"temperature":21.5,"seed":' .. seed .. "}",
             listen = 60, messages = 1 },
           cid = dn, up_topic = topic .. "update", up = '{"temperature":21.5,"seed":' .. seed .. "}",
+          secrets = { PS },
           down_topic = topic .. "get", down = "hello device " .. dn }
       end)
   end
@@ -365,6 +380,7 @@ local function aliyun_jobs()
         args = { product_key = PK, device_secret = d.ds, state_dir = DIR .. "/state-" .. d.imei,
           publish = "temperature 21.5 seed " .. seed, listen = 60, messages = 1 },
         cid = d.imei, up_topic = topic .. "update", up = "temperature 21.5 seed " .. seed,
+        secrets = { d.ds },
         down_topic = topic .. "get", down = "hello me3630 " .. d.imei }
     end)
   end
@@ -403,7 +419,7 @@ local function huawei_jobs()
         args = { device_id = id, secret = secret, host = legacy and "127.0.0.1" or "localhost",
           port = B.TLS_PORT, ca = B.CA, topics = legacy and "legacy" or "iotda",
           publish = report, listen = 60, messages = 1 },
-        cid = id .. "_0_0_" .. hour, up_topic = up, up = report,
+        cid = id .. "_0_0_" .. hour, up_topic = up, up = report, secrets = { secret },
         down_topic = to, down = '{"command_name":"reboot","paras":{"seed":' .. seed .. "}}" }
     end)
   end

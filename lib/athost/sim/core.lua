@@ -297,6 +297,14 @@ function Core:attach(port)
       end
     end
   end
+  if o.wrong_echo then
+    -- A module out of step (or a second program on its port): the echo of
+    -- that command is another one's.
+    self.wrong_echo = parse_when(o.wrong_echo)
+    if not self.wrong_echo.prefix then
+      error("sim: wrong_echo takes a command prefix, not a time", 0)
+    end
+  end
   if o.refuse then
     for item in tostring(o.refuse):gmatch("[^;]+") do
       local prefix, n = item:match("^(.-):(%d+)$")
@@ -568,7 +576,16 @@ function Core:dispatch(line, too_long)
   end
   self.cmd_gen = self.gen
   self.answer_wait = nil
-  if self.echo_on or self.echo_stuck then self:raw(line .. "\r") end
+  local we = self.wrong_echo
+  if we and not we.done and line:upper():sub(1, #we.prefix) == we.prefix then
+    we.seen = we.seen + 1
+    if we.seen == we.nth then
+      we.done = true
+      self:raw("AT+CFUN=0\r")
+    end
+  elseif self.echo_on or self.echo_stuck then
+    self:raw(line .. "\r")
+  end
   -- The answer (whatever the handler writes first) after the delay knob's
   -- ms; the echo came at once, as the characters arrived.
   self.answer_wait = self.delay_ms > 0 and self.delay_ms or nil
