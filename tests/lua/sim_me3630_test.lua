@@ -58,10 +58,27 @@ local function urc(p, alts, ms)
   return m.index, m
 end
 
+-- Sends cmd, whose outcome is one of alts (literal line starts), in
+-- either order: a reply line before OK or a URC after it. Returns the
+-- outcome line, where it came ("before" or "after") and the result.
+local function outcome(p, cmd, alts, ms)
+  local r = assert(p:cmd(cmd, { timeout = ms or 10000 }))
+  for _, l in ipairs(r.lines) do
+    for _, a in ipairs(alts) do
+      if l:sub(1, #a) == a then return l, "before", r end
+    end
+  end
+  local _, mt = urc(p, alts, ms)
+  return mt.line, "after", r
+end
+
+local AUTH_ALTS = { "+ALIAUTH: OK", "+ALIAUTH: FAIL", "+CME ERROR:" }
+local SUB_ALTS = { "+CLOUDSUBACK:", "+CMD ERROR:" }
+
 local function online(p)
   assert(p:cmd("AT+ZECMCALL=1"))
-  assert(p:cmd("AT+CLOUDAUTH=" .. PK .. "," .. DN .. "," .. DS))
-  t.eq(urc(p, { "+ALIAUTH: OK", "+ALIAUTH: FAIL", "+CME ERROR:" }), 1, "authenticated")
+  t.eq(outcome(p, "AT+CLOUDAUTH=" .. PK .. "," .. DN .. "," .. DS, AUTH_ALTS),
+    "+ALIAUTH: OK", "authenticated")
   assert(p:cmd("AT+CLOUDCONN", { timeout = 10000 }))
 end
 
@@ -286,17 +303,6 @@ t.test("the broker's refusals: CONNACK 5 is +CME ERROR: 767, SUBACK 0x80 +CMD ER
   t.eq(mt.line, "+CLOUDSUBACK: OK", "granted")
   m:close()
   stop()
-  -- suback_first=1: the order of reference 002's example.
-  addr, stop = fake_broker(0, { ["/bad"] = true })
-  p, m = modem { broker = addr, suback_first = "1" }
-  online(p)
-  local r = assert(p:cmd("AT+CLOUDSUB=/ok,1", { final = { "+CMD ERROR:" } }))
-  t.eq(r.final, "OK", "granted")
-  t.deepeq(r.lines, { "+CLOUDSUBACK: OK" }, "+CLOUDSUBACK before OK")
-  r = assert(p:cmd("AT+CLOUDSUB=/bad,0", { final = { "+CMD ERROR:" } }))
-  t.eq(r.final, "+CMD ERROR: 128", "refused, in place of OK")
-  m:close()
-  stop()
 end)
 
 t.test("CLOUDDISCONN: offline, token forgotten; re-auth and reconnect", function()
@@ -339,6 +345,111 @@ t.test("faults: link loss, refusal, silence, data call dropped", function()
   t.eq(assert(p:cmd("AT+ZECMCALL?")).lines[1], "+ZECMCALL: 0", "no data call")
   t.fails("ERROR", p:cmd("AT+CLOUDCONN"))              -- the token is gone
   m:close()
+end)
+
+---------------------------------------------------------------------------
+-- Knobs: each reading reference 002 allows
+---------------------------------------------------------------------------
+
+local AUTH = "AT+CLOUDAUTH=" .. PK .. "," .. DN .. "," .. DS
+
+t.test("order=after (the command reference): OK, then +ALIAUTH and +CLOUDSUBACK", function()
+  local p, m = modem { order = "after" }
+  assert(p:cmd("AT+ZECMCALL=1"))
+  local line, where, r = outcome(p, AUTH, AUTH_ALTS)
+  t.eq(line, "+ALIAUTH: OK", "+ALIAUTH")
+  t.eq(where, "after", "+ALIAUTH after OK")
+  t.deepeq(r.lines, {}, "nothing before OK")
+  assert(p:cmd("AT+CLOUDCONN", { timeout = 10000 }))
+  line, where, r = outcome(p, "AT+CLOUDSUB=/k/a,0", SUB_ALTS)
+  t.eq(line, "+CLOUDSUBACK: OK", "+CLOUDSUBACK")
+  t.eq(where, "after", "+CLOUDSUBACK after OK")
+  t.deepeq(r.lines, {}, "nothing before OK")
+  m:close()
+end)
+
+t.test("order=before (reference 002's example): +ALIAUTH / +CLOUDSUBACK, then OK", function()
+  local p, m = modem { order = "before" }
+  -- No data call: the +CME ERROR outcome is the only answer.
+  local r, err = p:cmd(AUTH, { timeout = 10000 })
+  t.eq(r, nil, "refused")
+  t.eq(err, "+CME ERROR: 30 at AT+CLOUDAUTH", "no data call")
+  assert(p:cmd("AT+ZECMCALL=1"))
+  local line, where
+  line, where, r = outcome(p, "AT+CLOUDAUTH=" .. PK .. "," .. DN .. ",not" .. DS:sub(4),
+    AUTH_ALTS)
+  t.eq(line, "+ALIAUTH: FAIL", "a wrong secret")
+  t.eq(where, "before", "+ALIAUTH: FAIL before OK")
+  t.eq(r.final, "OK", "then OK")
+  line, where, r = outcome(p, AUTH, AUTH_ALTS)
+  t.eq(line, "+ALIAUTH: OK", "+ALIAUTH")
+  t.eq(where, "before", "+ALIAUTH before OK")
+  t.deepeq(r.lines, { "+ALIAUTH: OK" }, "the only line before OK")
+  t.eq(r.final, "OK", "then OK")
+  assert(p:cmd("AT+CLOUDCONN", { timeout = 10000 }))
+  line, where, r = outcome(p, "AT+CLOUDSUB=/k/a,0,/k/b,1", SUB_ALTS)
+  t.eq(line, "+CLOUDSUBACK: OK", "+CLOUDSUBACK")
+  t.eq(where, "before", "+CLOUDSUBACK before OK")
+  t.deepeq(r.lines, { "+CLOUDSUBACK: OK" }, "the only line before OK")
+  m:close()
+end)
+
+t.test("order=before with a refusing broker: +CMD ERROR: 128, then OK; suback_first=1 alike", function()
+  for _, opt in ipairs({ { order = "before" }, { suback_first = "1" } }) do
+    local addr, stop = fake_broker(0, { ["/bad"] = true })
+    opt.broker = addr
+    local p, m = modem(opt)
+    online(p)
+    local line, where, r = outcome(p, "AT+CLOUDSUB=/bad,0", SUB_ALTS)
+    t.eq(line, "+CMD ERROR: 128", "refused")
+    t.eq(where, "before", "before OK")
+    t.eq(r.final, "OK", "then OK")
+    line, where = outcome(p, "AT+CLOUDSUB=/ok,1", SUB_ALTS)
+    t.eq(line .. " " .. where, "+CLOUDSUBACK: OK before", "granted")
+    m:close()
+    stop()
+  end
+end)
+
+t.test("suback_text=angle: +CLOUDSUBACK: <OK>, as the usage example prints it", function()
+  local p, m = modem { suback_text = "angle" }
+  online(p)
+  t.eq(outcome(p, "AT+CLOUDSUB=/k/a,0", SUB_ALTS), "+CLOUDSUBACK: <OK>", "angle brackets")
+  m:close()
+  p, m = modem { suback_text = "ok" }
+  online(p)
+  t.eq(outcome(p, "AT+CLOUDSUB=/k/a,0", SUB_ALTS), "+CLOUDSUBACK: OK", "plain")
+  m:close()
+end)
+
+t.test("urc_space=tight: +CLOUDPUBLISH:0,<topic>,<len>,<msg>; =space with a space", function()
+  for _, v in ipairs({ "tight", "space" }) do
+    local p, m = modem { urc_space = v }
+    online(p)
+    local topic = "/k/" .. v
+    outcome(p, "AT+CLOUDSUB=" .. topic .. ",0", SUB_ALTS)
+    publish(topic, "a,b c")
+    local _, mt = urc(p, { { "^%+CLOUDPUBLISH: ?(%d+),([^,]*),(%d+),", count = 3 } })
+    local want = "+CLOUDPUBLISH:" .. (v == "tight" and "" or " ") .. "0," .. topic .. ","
+    t.eq(mt.line:sub(1, #want), want, v)
+    t.eq(mt[3], "5", "length")
+    t.eq(mt.payload, "a,b c", "payload")
+    m:close()
+  end
+end)
+
+t.test("an all-digit message is a length, after every prompt form", function()
+  for _, form in ipairs({ "bare", "space", "line" }) do
+    local p, m = modem { prompt = form }
+    online(p)
+    local up = "/" .. PK .. "/" .. DN .. "/user/" .. form
+    local sub = subscriber(up, 1)
+    local r = assert(p:cmd("AT+CLOUDPUB=" .. up .. ",1,2", { prompt = ">", data = "42" }))
+    t.eq(r.final, "OK", "published after prompt=" .. form)
+    t.ok(sub:expect(up .. "|42", { timeout = 10000 }), "\"42\" arrived")
+    sub:close()
+    m:close()
+  end
 end)
 
 t.test("scripts/sim/me3630.lua serves a linked pty", function()

@@ -17,26 +17,30 @@
 --   power-on:      no autobaud, echo on, no banner, AT+CMEE=0
 --   AT+CLOUDAUTH:  OK means "parameters accepted" (each at most 64 bytes,
 --                  else ERROR / +CME ERROR: 50; 3 while authenticating or
---                  connected). Then one URC: +ALIAUTH: OK,
+--                  connected). The outcome is one line: +ALIAUTH: OK,
 --                  +ALIAUTH: FAIL (the service answered with a code other
 --                  than 200, or an HTTP error status), or +CME ERROR: <n>
 --                  whatever AT+CMEE says: 30 no data call (AT+ZECMCALL=1
 --                  first), 31 no answer in time, 767 service unreachable
 --                  or its answer unreadable. The request carries
 --                  timestamp and resources=mqtt; the broker named in the
---                  answer is the one AT+CLOUDCONN uses.
+--                  answer is the one AT+CLOUDCONN uses. Whether OK or the
+--                  outcome comes first is the core knob `order` (the
+--                  command reference says OK first, the usage example
+--                  prints +ALIAUTH: OK first); before OK, a +CME ERROR is
+--                  the only answer.
 --   AT+CLOUDCONN:  the answer waits for the broker: OK after CONNACK 0;
 --                  +CME ERROR: 767 (ERROR under CMEE=0) when the broker
 --                  refuses or cannot be reached, 31 on no CONNACK in time;
 --                  3 without a successful AT+CLOUDAUTH or when connected.
---   AT+CLOUDSUB:   one SUBSCRIBE per topic; OK at once (as AT+CLOUDAUTH:
---                  the parameters are accepted), then, when every SUBACK
---                  is in, the URC "+CLOUDSUBACK: OK" (reference 002's
---                  "<OK>") or "+CMD ERROR: <code>": 128 refused by the
---                  broker, 31 no SUBACK in time, 767 connection lost.
---                  Option suback_first=1 answers as reference 002's
---                  example prints it instead: the +CLOUDSUBACK (or the
---                  +CMD ERROR, then without OK) before the OK.
+--   AT+CLOUDSUB:   one SUBSCRIBE per topic; OK (the parameters are
+--                  accepted) and, when every SUBACK is in, one outcome
+--                  line: "+CLOUDSUBACK: OK" (knob suback_text=angle:
+--                  "+CLOUDSUBACK: <OK>" as the usage example prints it)
+--                  or "+CMD ERROR: <code>": 128 refused by the broker, 31
+--                  no SUBACK in time, 767 connection lost. In the order
+--                  the knob `order` says; suback_first=1 is an old name
+--                  for order=before.
 --   AT+CLOUDUNSUB: OK once the UNSUBACK is in (+CME ERROR: 31 without).
 --   AT+CLOUDPUB:   topic <= 64 bytes, payload < 256 bytes, else ERROR. The
 --                  message is the rest of the line (commas included),
@@ -44,7 +48,9 @@
 --                  then exactly N raw bytes ("用户输入指定长度"). QoS 1 answers
 --                  OK after PUBACK.
 --   +CLOUDPUBLISH: <packId>,<topic>,<len>,<payload bytes>: packId 0 for QoS
---                  0 (reference 002), else a per-connection counter.
+--                  0 (reference 002), else a per-connection counter; a
+--                  space after the colon or not is the knob urc_space
+--                  (the usage example prints none).
 --   link lost:     the URC "+CLOUDCONN: LOST"; AT+CLOUDCONN reconnects
 --                  with the same token. AT+CLOUDDISCONN forgets the token
 --                  (reference 002: authenticate again).
@@ -94,6 +100,13 @@ local D = {
   -- Knobs (athost.sim.core) where reference 002 is silent or contradicts
   -- itself.
   knobs = {
+    { name = "suback_text", values = { "ok", "angle" }, default = "ok",
+      doc = "AT+CLOUDSUB's success line: \"+CLOUDSUBACK: OK\" or, as "
+        .. "reference 002's usage example prints it, \"+CLOUDSUBACK: <OK>\"" },
+    { name = "urc_space", values = { "space", "tight" }, default = "space",
+      doc = "an incoming message: \"+CLOUDPUBLISH: 0,<topic>,...\" (the "
+        .. "command reference) or \"+CLOUDPUBLISH:0,<topic>,...\" (the usage "
+        .. "example)" },
   },
 }
 local C = D.commands
@@ -102,6 +115,19 @@ local L, U = D.limits, D.urc
 function D.reset(m)
   m.st.ecm = false
   m.st.cloud = { subs = {} }
+  -- suback_first=1, the option before the knob existed, is order=before.
+  if truthy(m.opts.suback_first) and m.opts.order == nil then
+    m.kv.order = "before"
+  end
+end
+
+-- The lines whose wording a knob chooses.
+local function suback_line(m)
+  return m:knob("suback_text") == "angle" and "+CLOUDSUBACK: <OK>" or U.suback
+end
+
+local function publish_prefix(m)
+  return m:knob("urc_space") == "tight" and (U.publish:gsub(" $", "")) or U.publish
 end
 
 local sub_done      -- with AT+CLOUDSUB below
@@ -162,9 +188,8 @@ end
 
 -- Starts a command whose answer comes from the network: one at a time.
 -- done(lines...) answers them and OK; fail(n) answers +CME ERROR: n (or
--- ERROR, per AT+CMEE); fail_cmd(code) answers "+CMD ERROR: <code>". The
--- first of them (or the timeout, which calls on_timeout) wins; after a
--- reboot none says anything.
+-- ERROR, per AT+CMEE). The first of them (or the timeout, which calls
+-- on_timeout) wins; after a reboot none says anything.
 local function pending(m, ms, on_timeout)
   local cl, gen = m.st.cloud, m.gen
   local p = {}
@@ -180,7 +205,6 @@ local function pending(m, ms, on_timeout)
     m:ok()
   end
   function p.fail(n) if finish() then m:fail(n) end end
-  function p.fail_cmd(code) if finish() then m:info(U.cmd_error .. code) end end
   cl.pending = p
   p.timer = athost.timer(ms, function() if cl.pending == p then on_timeout(p) end end)
   return p
@@ -264,11 +288,13 @@ local function auth_url(m, host, port)
   return scheme .. "://" .. h .. ":" .. (port or p) .. path:gsub("/$", "")
 end
 
-local function authenticate(m, cl, a, gen)
+-- The auth request; done(line) gives its outcome (athost.sim.core's
+-- ok_then), once, unless the modem rebooted or a newer request replaced it.
+local function authenticate(m, cl, a, gen, done)
   local function urc(line)
     if m.gen == gen and cl.authing == a then
       cl.authing = nil
-      m:urc(line, gen)
+      done(line)
     end
   end
   local function cme(n) urc("+CME ERROR: " .. n) end
@@ -338,8 +364,10 @@ C["+CLOUDAUTH"] = function(m, c)
   local a = { pk = ps[1].value, dn = ps[2].value, ds = athost.secret(ps[3].value),
     url = url }
   cl.auth, cl.authing = nil, a
-  m:ok()
-  athost.spawn(authenticate, m, cl, a, m.gen)
+  local gen = m.gen
+  m:ok_then(function(done)
+    athost.spawn(authenticate, m, cl, a, gen, done)
+  end, L.auth_ms + 5000)
 end
 
 ---------------------------------------------------------------------------
@@ -372,7 +400,7 @@ local function on_event(m, cl, l, ev, gen)
       cl.packid = cl.packid % 65535 + 1
       id = cl.packid
     end
-    m:urc(U.publish .. id .. "," .. ev.topic .. "," .. #ev.payload .. "," .. ev.payload, gen)
+    m:urc(publish_prefix(m) .. id .. "," .. ev.topic .. "," .. #ev.payload .. "," .. ev.payload, gen)
   elseif t == "suback" then
     local g = cl.subs[ev.id]
     if g then
@@ -439,18 +467,15 @@ end
 -- AT+CLOUDSUB=<t1>,<q1>[,<t2>,<q2>...], AT+CLOUDUNSUB=<t>
 ---------------------------------------------------------------------------
 
--- The SUBACKs of one AT+CLOUDSUB are in (or will not come): one URC for
--- them all, or (suback_first) the answer to the command still waiting.
+-- The SUBACKs of one AT+CLOUDSUB are in (or will not come): one outcome
+-- line for them all, given to the command's ok_then (kept until it asks).
 function sub_done(m, cl, g, code)
   if g.over then return end
   g.over = true
   g.timer:stop()
   for id in pairs(g.ids) do cl.subs[id] = nil end
-  if g.p then
-    if code then g.p.fail_cmd(code) else g.p.done(U.suback) end
-  elseif m.gen == g.gen then
-    m:urc(code and U.cmd_error .. code or U.suback, g.gen)
-  end
+  local line = code and U.cmd_error .. code or suback_line(m)
+  if g.done then g.done(line) else g.result = line end
 end
 
 C["+CLOUDSUB"] = function(m, c)
@@ -478,11 +503,10 @@ C["+CLOUDSUB"] = function(m, c)
     g.ids[id], g.left, cl.subs[id] = true, g.left + 1, g
   end
   g.timer = athost.timer(L.ack_ms, function() sub_done(m, cl, g, E_TIMEOUT) end)
-  if truthy(m.opts.suback_first) then
-    g.p = pending(m, L.ack_ms + 1000, function(p) p.fail_cmd(E_TIMEOUT) end)
-  else
-    m:ok()
-  end
+  m:ok_then(function(done)
+    g.done = done
+    if g.result then done(g.result) end
+  end, L.ack_ms + 1000)
 end
 
 C["+CLOUDUNSUB"] = function(m, c)
