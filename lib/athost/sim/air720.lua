@@ -17,6 +17,9 @@
 --   HTTP statuses:   601 no bearer or a network error (refused, reset,
 --                    TLS, timeout), 603 DNS; HTTPACTION while one runs is
 --                    refused (3)
+--   +HTTPACTION:     after OK or before it (core knob order), with or
+--                    without a space (knob http_space, +HTTPREAD too),
+--                    once or twice (knob http_dup)
 local athost = require("athost")
 local core = require("athost.sim.core")
 local atparse = require("athost.sim.atparse")
@@ -49,6 +52,13 @@ for k, h in pairs(luat_mqtt.commands) do C[k] = h end
 -- Knobs (athost.sim.core): the Air720's own (HTTP, files), then those of
 -- the Luat MQTT commands it takes from athost.sim.luat_mqtt.
 D.knobs = {
+  { name = "http_space", values = { "space", "tight" }, default = "space",
+    doc = "+HTTPACTION and +HTTPREAD with a space after the colon "
+      .. "(\"+HTTPACTION: 1,200,5\", reference 000) or without "
+      .. "(\"+HTTPACTION:1,200,5\", the Air780E examples)" },
+  { name = "http_dup", values = { "off", "on" }, default = "off",
+    doc = "+HTTPACTION once, or twice in a row as an Air780E HTTPS "
+      .. "example prints it" },
 }
 for _, k in ipairs(luat_mqtt.knobs) do D.knobs[#D.knobs + 1] = k end
 local L = D.limits
@@ -205,12 +215,22 @@ end
 
 local METHODS = { [0] = "GET", [1] = "POST", [2] = "HEAD" }
 
-local function http_action(m, h, method, gen)
+-- "+HTTPACTION: " or "+HTTPACTION:" (knob http_space).
+local function http_prefix(m, name)
+  return name .. (m:knob("http_space") == "tight" and ":" or ": ")
+end
+
+-- The request; outcome(line) gives +HTTPACTION to ok_then (athost.sim.
+-- core), and outcome(nil) says there is none (rebooted, session gone).
+local function http_action(m, h, method, gen, outcome)
   local function done(status, body)
-    if m.gen ~= gen or m.st.http ~= h then return end
+    if m.gen ~= gen or m.st.http ~= h then return outcome(nil) end
     body = body or ""
     h.busy, h.response = false, { status = status, body = body }
-    m:urc(string.format("+HTTPACTION: %d,%d,%d", method, status, #body), gen)
+    local line = string.format("%s%d,%d,%d", http_prefix(m, "+HTTPACTION"),
+      method, status, #body)
+    outcome(line)
+    if m:knob("http_dup") == "on" then m:urc(line, gen) end
   end
   if not m:online() or not m.st.bearer.open then return done(601) end
   local ok, http = pcall(require, "athost.http11")
@@ -249,8 +269,10 @@ C["+HTTPACTION"] = function(m, c)
   if not method then return m:fail(E_PARAM) end
   if not h.para.URL or h.busy then return m:fail(E_STATE) end
   h.busy, h.response = true, nil
-  m:ok()
-  athost.spawn(http_action, m, h, method, m.gen)
+  local gen = m.gen
+  m:ok_then(function(outcome)
+    athost.spawn(http_action, m, h, method, gen, outcome)
+  end, L.http_ms + 5000)
 end
 
 -- AT+HTTPREAD[=<start>,<size>]: "+HTTPREAD: <len>", the bytes, OK.
@@ -266,7 +288,7 @@ C["+HTTPREAD"] = function(m, c)
     if #ps ~= 2 or not start or not size then return m:fail(E_PARAM) end
     body = body:sub(start + 1, start + size)
   end
-  m:info("+HTTPREAD: " .. #body)
+  m:info(http_prefix(m, "+HTTPREAD") .. #body)
   m:raw(body)
   m:ok()
 end
