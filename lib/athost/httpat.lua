@@ -12,6 +12,43 @@ local function fail(what, err)
   error(string.format("%s: %s", what, err), 0)
 end
 
+-- A byte count as the module wrote it: the number, or nil and why it is
+-- none (negative, 10 digits or more, above max).
+local function count(s, max)
+  local n = math.tointeger(tonumber(s))
+  if not n then return nil, string.format("a count that is no number (%q)", tostring(s)) end
+  if n < 0 then return nil, string.format("a negative count, %s bytes", s) end
+  if #s >= 10 or n > max then
+    return nil, string.format("%s bytes, more than the %d accepted", s, max)
+  end
+  return n
+end
+
+-- AT+HTTPREAD: the body +HTTPACTION announced (len bytes), as a counted
+-- payload. Returns the body, or nil and what was wrong: the engine's
+-- count errors, a count that is not len, a payload that did not come.
+local function read(m, h, len, opts)
+  local r, err = m:cmd(h.read, { reply = h.read_reply, timeout = opts.timeout or 30000 })
+  if not r then return nil, err end
+  if not r.line then
+    return nil, string.format("no +HTTPREAD line before %s (+HTTPACTION announced "
+      .. "%d bytes)", r.final, len)
+  end
+  local n, why = count(r[1], h.read_reply.max)
+  if not n then
+    return nil, string.format("+HTTPREAD announced %s (the module said %q)", why, r.line)
+  end
+  if n ~= len then
+    return nil, string.format("+HTTPREAD announced %d bytes where +HTTPACTION "
+      .. "announced %d (the module said %q)", n, len, r.line)
+  end
+  if type(r.payload) ~= "string" or #r.payload ~= n then
+    return nil, string.format("+HTTPREAD announced %d bytes, %s arrived before %s",
+      n, r.payload and #r.payload .. " bytes" or "no payload", r.final)
+  end
+  return r.payload
+end
+
 -- One request. Returns status (number), body; raises on a module-side
 -- failure (ERROR, timeouts, 60x statuses). opts.seen(body), if given, is
 -- called as soon as the body is read, before anything else is sent: the
@@ -47,19 +84,24 @@ function M.request(m, method, url, body, content_type, opts)
       fail(string.format("HTTP body (%d bytes)", #body), err)
     end
   end
-  r, err = m:cmd(string.format(h.action, action))
+  -- +HTTPACTION is the command's outcome: after OK (reference 000) or
+  -- before it; the module may be busy with the request until then, so
+  -- the whole wait is the command's.
+  local wait = opts.timeout or m:wait_ms("http")
+  r, err = m:cmd(string.format(h.action, action), { outcome = h.action_urc,
+    outcome_fail = h.action_fail, timeout = wait, outcome_timeout = wait })
   if not r then
-    m:cmd(h.term)
-    fail("HTTP request", err)
-  end
-  local a
-  a, err = m.port:expect(h.action_urc, { timeout = opts.timeout or m:wait_ms("http"),
-                                         abort = { "+CME ERROR", "ERROR" } })
-  if not a then
     m:cmd(h.term)
     fail("HTTP request to " .. url, err)
   end
-  local status, len = tonumber(a[2]), tonumber(a[3])
+  local a = r.outcome
+  local status = tonumber(a[2])
+  local len, why = count(a[3], h.read_reply.max)
+  if not len then
+    m:cmd(h.term)
+    fail("HTTP request to " .. url, string.format("%s announced %s (the module said %q)",
+      "+HTTPACTION", why, a.line))
+  end
   if status >= 600 and status < 700 then
     m:cmd(h.term)
     fail("HTTP request to " .. url, string.format(
@@ -67,12 +109,11 @@ function M.request(m, method, url, body, content_type, opts)
   end
   local text = ""
   if len > 0 then
-    r, err = m:cmd(h.read, { reply = h.read_reply, timeout = opts.timeout or 30000 })
-    if not r then
+    text, err = read(m, h, len, opts)
+    if not text then
       m:cmd(h.term)
-      fail("HTTP read", err)
+      fail("HTTP read of " .. url, err)
     end
-    text = r.payload or ""
     if opts.seen then opts.seen(text) end
   end
   m:cmd(h.term)

@@ -167,8 +167,8 @@ local nsims = 0
 -- A virtual modem (scripts/sim/<model>.lua) on a linked pty, its hosts=
 -- pointing the Aliyun names at the local services. opts: model (air720),
 -- auth (the auth service process), mqtt_port (the broker's TLS port; the
--- ME3630 speaks plain MQTT), imei, fault ("silent=AT+HTTPINIT").
--- Returns the link's path.
+-- ME3630 speaks plain MQTT), imei, fault ("silent=AT+HTTPINIT"), knobs
+-- (a list of "name=value" model options). Returns the link's path.
 local function modem(opts)
   nsims = nsims + 1
   local model = opts.model or "air720"
@@ -181,6 +181,7 @@ local function modem(opts)
   else
     hosts = AUTH_HOST .. "=127.0.0.1:" .. a.port .. "," .. hosts
   end
+  for _, k in ipairs(opts.knobs or {}) do extra = extra .. " " .. q(k) end
   local p = start("sim" .. nsims, string.format("%s scripts/sim/%s.lua link=%s imei=%s"
     .. " hosts=%s %s %s", BIN, model, q(link), q(opts.imei), q(hosts), extra,
     opts.fault and q(opts.fault) or ""))
@@ -462,6 +463,63 @@ t.test("a module that stops answering: ETIMEDOUT at AT+HTTPINIT, step register",
   t.eq(r.code, 1, "exit status")
   t.match(r.fail, '^athost: step "register" failed: .*ETIMEDOUT: no final result to '
     .. "AT%+HTTPINIT in %d+ ms", "failure line")
+end)
+
+---------------------------------------------------------------------------
+-- Every reading of the outcome order and spelling (issue 8): the virtual
+-- modems' knobs set each way the references allow
+---------------------------------------------------------------------------
+
+-- Checks in the transcript that the outcome line (a Lua pattern) came
+-- before OK (order=before) or not (after): the transcript writes what
+-- the module said as escaped text, "\r\n<line>\r\n\r\nOK\r\n".
+local function outcome_order(tr, pat, knobs)
+  local before = tr:find(pat .. "\\r\\n\\r\\nOK\\r\\n") ~= nil
+  local want = knobs[1] == "order=before"
+  t.eq(before, want, pat .. " before OK with " .. knobs[1])
+end
+
+t.test("Air720, +HTTPACTION before/after OK, without the space, repeated", function()
+  for i, knobs in ipairs({ { "order=before", "http_space=tight", "http_dup=on" },
+                           { "order=after", "http_space=tight", "http_dup=on" },
+                           { "order=before", "http_space=space", "http_dup=off" } }) do
+    local imei = "86299141983010" .. i
+    local link = modem { imei = imei, knobs = knobs }
+    local r = both_ways(link, imei, { "product_secret=" .. PS,
+      "state_dir=" .. dir .. "/state-knobs-" .. i })
+    t.ok(step(r, "register"), "registered through AT+HTTP*: " .. table.concat(knobs, " "))
+    local sep = knobs[2] == "http_space=tight" and "" or " "
+    t.match(r.tr, "%+HTTPACTION:" .. sep .. "1,200,", "the +HTTPACTION spelling")
+    outcome_order(r.tr, "%+HTTPACTION:" .. sep .. "1,200,%d+", knobs)
+  end
+end)
+
+t.test("ME3630, +ALIAUTH/+CLOUDSUBACK before and after OK, <OK>, +CLOUDPUBLISH:", function()
+  for i, knobs in ipairs({ { "order=before", "suback_text=angle", "urc_space=tight" },
+                           { "order=after", "suback_text=angle", "urc_space=tight" },
+                           { "order=before", "suback_text=ok", "urc_space=space" } }) do
+    local link = modem { model = "me3630", imei = ME_IMEI, mqtt_port = broker.PORT,
+      knobs = knobs }
+    local r = both_ways(link, ME_IMEI, { "device_secret=" .. ME_DS,
+      "state_dir=" .. dir .. "/state-me3630-knobs" })
+    local sub = knobs[2] == "suback_text=angle" and "<OK>" or "OK"
+    t.match(r.tr, "%+CLOUDSUBACK: " .. sub, "the +CLOUDSUBACK spelling: " .. knobs[2])
+    local sep = knobs[3] == "urc_space=tight" and "" or " "
+    t.match(r.tr, "%+CLOUDPUBLISH:" .. sep .. "0,", "the +CLOUDPUBLISH spelling")
+    outcome_order(r.tr, "%+ALIAUTH: OK", knobs)
+    outcome_order(r.tr, "%+CLOUDSUBACK: " .. sub:gsub("%p", "%%%0"), knobs)
+  end
+end)
+
+t.test("ME3630, publish=42 (a message the module reads as a length) arrives as 42", function()
+  local link = modem { model = "me3630", imei = ME_IMEI, mqtt_port = broker.PORT }
+  local up = "/" .. PK .. "/" .. ME_IMEI .. "/user/update"
+  local sub = subscriber(up)
+  local r = finish(flow(link, { "product_key=" .. PK, "device_secret=" .. ME_DS,
+    "state_dir=" .. dir .. "/state-me3630-42", "publish=42" }))
+  t.eq(r.code, 0, "exit status (stderr: " .. r.err .. ")")
+  t.eq(received(sub), up .. "|42\n", "what mosquitto_sub received")
+  t.match(r.tr, "AT%+CLOUDPUB=" .. up:gsub("%p", "%%%0") .. ",1,2\\r", "the length form")
 end)
 
 t.run()

@@ -68,9 +68,16 @@ return {
     data = "AT+HTTPDATA=%d,%d",
     data_prompt = "DOWNLOAD",
     action = "AT+HTTPACTION=%d",
-    action_urc = "^%+HTTPACTION: ?(%d+),(%d+),(%d+)",
+    -- The outcome of AT+HTTPACTION, before or after its OK, with or
+    -- without a space (DIALECTS.md §3); a repeated one is ignored. The
+    -- length is written (%-?%d+) so a negative one is reported, not
+    -- waited past. After OK, an error line is a failed request.
+    action_urc = "^%+HTTPACTION: ?(%d+),(%d+),(%-?%d+)",
+    action_fail = { "^%+CME ERROR", "ERROR" },
     read = "AT+HTTPREAD",
-    read_reply = { "^%+HTTPREAD: ?(%d+)", count = 1 },
+    -- The body as a counted payload; max: the largest body accepted in
+    -- one read (the module's own limit is not documented).
+    read_reply = { "^%+HTTPREAD: ?(%-?%d+)", count = 1, max = 1048576 },
   },
   fs = {
     create = 'AT+FSCREATE="%s"',

@@ -35,15 +35,29 @@ return {
   },
   cloud = {
     auth = "AT+CLOUDAUTH=%s,%s,%s",
+    -- The outcomes of AT+CLOUDAUTH and AT+CLOUDSUB come after OK (the
+    -- command reference) or before it (the usage example); the failure
+    -- lines count after OK (before it, +CME ERROR is the command's own).
     auth_ok = "+ALIAUTH: OK",
     auth_fail = { "+ALIAUTH: FAIL", "^%+CME ERROR" },
     conn = "AT+CLOUDCONN",
     sub = "AT+CLOUDSUB=%s,%d",
     suback = "^%+CLOUDSUBACK: ?(.*)",
+    suback_code = "OK",         -- "+CLOUDSUBACK: OK" or "<OK>" (the example)
     suback_fail = { "^%+CMD ERROR", "^%+CME ERROR" },
     pub = "AT+CLOUDPUB=%s,%d,%s",
+    -- A message of digits is read as its length (reference 002, "消息体或
+    -- 消息长度"): such a message (or one the text form would alter: in
+    -- quotes, with a line end) goes as this length form, ">" and the
+    -- bytes; numeric_payload = "refuse" refuses it before sending.
+    pub_length = "AT+CLOUDPUB=%s,%d,%d",
+    pub_prompt = ">",
+    numeric_payload = "length",
     unsub = "AT+CLOUDUNSUB=%s",
     disconn = "AT+CLOUDDISCONN",
-    message = { "^%+CLOUDPUBLISH: ?(%d+),([^,]*),(%d+),", count = 3 },
+    -- Incoming: "+CLOUDPUBLISH: " or, as the example prints it,
+    -- "+CLOUDPUBLISH:" without the space. max: the largest message
+    -- accepted (Aliyun's own limit; the module's is not documented).
+    message = { "^%+CLOUDPUBLISH: ?(%d+),([^,]*),(%-?%d+),", count = 3, max = 262144 },
   },
 }
