@@ -522,4 +522,22 @@ t.test("ME3630, publish=42 (a message the module reads as a length) arrives as 4
   t.match(r.tr, "AT%+CLOUDPUB=" .. up:gsub("%p", "%%%0") .. ",1,2\\r", "the length form")
 end)
 
+t.test("8 random personalities each: Air720 (HTTP auth) and ME3630, both ways", function()
+  -- Seeds fixed so a failure reproduces; the sim prints what each drew.
+  for _, seed in ipairs({ 1, 2, 3, 5, 8, 13, 21, 34 }) do
+    local p = "personality=random:" .. seed
+    local link = modem { imei = "862991419830200", knobs = { p } }
+    -- The ME3630's device, authenticated through AT+HTTP* here.
+    local ok, err = pcall(both_ways, link, ME_IMEI, { "device_name=" .. ME_IMEI,
+      "device_secret=" .. ME_DS, "state_dir=" .. dir .. "/state-seeds" })
+    t.ok(ok, "Air720 " .. p .. ": " .. tostring(err) .. " " .. (t.slurp(dir .. "/sim"
+      .. nsims .. ".err") or ""))
+    link = modem { model = "me3630", imei = ME_IMEI, mqtt_port = broker.PORT, knobs = { p } }
+    ok, err = pcall(both_ways, link, ME_IMEI, { "device_secret=" .. ME_DS,
+      "state_dir=" .. dir .. "/state-me3630-seeds" })
+    t.ok(ok, "ME3630 " .. p .. ": " .. tostring(err) .. " " .. (t.slurp(dir .. "/sim"
+      .. nsims .. ".err") or ""))
+  end
+end)
+
 t.run()
