@@ -37,6 +37,12 @@ local function check(self, what, s, limit)
   end
 end
 
+-- A topic goes in the command line: a line end would cut it.
+local function check_topic(self, what, topic)
+  check(self, what, topic, self.m.profile.limits.topic)
+  if topic:find("[\r\n]") then fail(what, "a topic cannot hold a line end") end
+end
+
 -- A command whose result is an outcome line (before or after its OK): the
 -- match, or a raise naming the step (`refused` after it when the module
 -- said a failure outcome, quoted; never the command, which may hold a
@@ -68,7 +74,7 @@ end
 function S:subscribe(topic, qos)
   local c, m = self.c, self.m
   local what = "subscribing to " .. topic
-  check(self, "topic " .. topic, topic, m.profile.limits.topic)
+  check_topic(self, "topic " .. topic, topic)
   local wait = m:wait_ms("suback")
   local mt = outcome(self, what, " refused", string.format(c.sub, topic, qos or 0),
     c.suback, c.suback_fail, { timeout = math.max(m:timeout("AT+CLOUDSUB"), wait),
@@ -89,14 +95,14 @@ end
 -- byte count, reference 002, strips quotes around one, and a line end
 -- would end the command); nil, why when it cannot be sent.
 local function pub_form(c, payload)
-  local special = payload:match("^%s*%d+%s*$") and "all digits"
-    or payload:match('^%s*".*"%s*$') and "wrapped in quotes"
-    or payload:find("[\r\n]") and "a line end"
+  local special = payload:match("^%s*%d+%s*$") and "of digits only"
+    or payload:match('^%s*".*"%s*$') and "in quotes"
+    or payload:find("[\r\n]") and "with a line end"
   if not special then return "text" end
   if c.numeric_payload == "refuse" or not c.pub_length then
-    return nil, string.format("a message with %s would be misread by AT+CLOUDPUB "
-      .. "(a message of digits is a length, reference 002) and this profile "
-      .. "sends no length form", special)
+    return nil, string.format("a message %s would be misread by AT+CLOUDPUB "
+      .. "(a message of digits is a length, reference 002), and the profile %s",
+      special, c.pub_length and 'says numeric_payload = "refuse"' or "has no length form")
   end
   return "length"
 end
@@ -105,6 +111,7 @@ function S:publish(topic, payload, qos)
   local c, m = self.c, self.m
   local what = "publishing to " .. topic
   payload = tostring(payload)
+  check_topic(self, what, topic)
   check(self, what, payload, m.profile.limits.payload)
   local form, why = pub_form(c, payload)
   if not form then fail(what, why) end
