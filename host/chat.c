@@ -436,6 +436,19 @@ static int chat_urc(const ath_chat_t *c, const char *s, size_t n,
     return -1;
 }
 
+/* Fills ev as an event of type and index for the line [from, next),
+ * consumed; ends the wait when end. Returns 1. */
+static int chat_take(ath_chat_t *c, ath_chat_event_t *ev, int type, int index,
+                     size_t from, size_t next, int end)
+{
+    ev->type = type;
+    ev->index = index;
+    chat_consume(c, from, next);
+    if (end)
+        chat_end_wait(c);
+    return 1;
+}
+
 /* Whether a line is the echo of a command other than the one sent: it
  * starts with "AT" (either case) as every command line does. */
 static int chat_other_echo(const ath_wait_t *w, const char *s, size_t n)
@@ -483,19 +496,11 @@ static int chat_cmd_line(ath_chat_t *c, size_t t, size_t next,
         return 0;
     }
     if (!c->due && !c->answered && chat_other_echo(w, s, n)) {
-        ev->type = ATH_EV_ECHO;
         ev->matched = 0;
-        chat_consume(c, from, next);
-        chat_end_wait(c);
-        return 1;
+        return chat_take(c, ev, ATH_EV_ECHO, 0, from, next, 1);
     }
-    if ((i = chat_first(w->aborts, w->naborts, s, n, &ev->m)) >= 0) {
-        ev->type = ATH_EV_ABORT;
-        ev->index = i;
-        chat_consume(c, from, next);
-        chat_end_wait(c);
-        return 1;
-    }
+    if ((i = chat_first(w->aborts, w->naborts, s, n, &ev->m)) >= 0)
+        return chat_take(c, ev, ATH_EV_ABORT, i, from, next, 1);
     if (!c->due && (i = chat_final(w, s, n, &ev->m)) >= 0) {
         ev->type = ATH_EV_FINAL;
         ev->index = i;
@@ -532,18 +537,12 @@ static int chat_cmd_line(ath_chat_t *c, size_t t, size_t next,
             return 1;
         }
         if (w->reply != NULL && ath_pat_match(w->reply, s, n, &ev->m)) {
-            ev->type = ATH_EV_REPLY;
-            chat_consume(c, from, next);
             c->answered = 1;
-            return 1;
+            return chat_take(c, ev, ATH_EV_REPLY, 0, from, next, 0);
         }
     }
-    if ((i = chat_urc(c, s, n, &ev->m)) >= 0) {
-        ev->type = ATH_EV_URC;
-        ev->index = c->urc[i].id;
-        chat_consume(c, from, next);
-        return 1;
-    }
+    if ((i = chat_urc(c, s, n, &ev->m)) >= 0)
+        return chat_take(c, ev, ATH_EV_URC, c->urc[i].id, from, next, 0);
     ev->matched = 0;
     chat_consume(c, from, next);
     if (c->due || !chat_printable(s, n))
@@ -571,37 +570,17 @@ static int chat_line(ath_chat_t *c, size_t t, size_t next, ath_chat_event_t *ev)
     if (w->mode == ATH_WAIT_CMD)
         return chat_cmd_line(c, t, next, ev);
     if (w->mode == ATH_WAIT_EXPECT) {
-        if ((i = chat_first(w->aborts, w->naborts, s, n, &ev->m)) >= 0) {
-            ev->type = ATH_EV_ABORT;
-            ev->index = i;
-            chat_consume(c, from, next);
-            chat_end_wait(c);
-            return 1;
-        }
-    }
-    if (w->mode == ATH_WAIT_EXPECT) {
-        if ((i = chat_first(w->alts, w->nalts, s, n, &ev->m)) >= 0) {
-            ev->type = ATH_EV_MATCH;
-            ev->index = i;
-            chat_consume(c, from, next);
-            chat_end_wait(c);
-            return 1;
-        }
+        if ((i = chat_first(w->aborts, w->naborts, s, n, &ev->m)) >= 0)
+            return chat_take(c, ev, ATH_EV_ABORT, i, from, next, 1);
+        if ((i = chat_first(w->alts, w->nalts, s, n, &ev->m)) >= 0)
+            return chat_take(c, ev, ATH_EV_MATCH, i, from, next, 1);
     }
     if ((i = chat_first(w->prompts, w->nprompts, s, n, &ev->m)) >= 0) {
-        ev->type = ATH_EV_PROMPT;
-        ev->index = i;
         ev->len = ev->m.end; /* as when it comes without a line end */
-        chat_consume(c, from, next);
-        chat_end_wait(c);
-        return 1;
+        return chat_take(c, ev, ATH_EV_PROMPT, i, from, next, 1);
     }
-    if ((i = chat_urc(c, s, n, &ev->m)) >= 0) {
-        ev->type = ATH_EV_URC;
-        ev->index = c->urc[i].id;
-        chat_consume(c, from, next);
-        return 1;
-    }
+    if ((i = chat_urc(c, s, n, &ev->m)) >= 0)
+        return chat_take(c, ev, ATH_EV_URC, c->urc[i].id, from, next, 0);
     ev->matched = 0;
     switch (w->mode) {
     case ATH_WAIT_LINE:
