@@ -314,6 +314,14 @@ static void lport_timeout_cb(uv_timer_t *t)
     ath_host_dispatch(p->h);
 }
 
+/* Whether the command in flight has data to send at its prompt. */
+static int lport_has_data(ath_port_t *p, lua_State *L)
+{
+    int t = ath_lport_get(L, p, "data");
+    lua_pop(L, 1);
+    return t == LUA_TSTRING;
+}
+
 /* The final result of a command: r on OK, else nil, msg, code, r. */
 static void lport_final(ath_port_t *p, lua_State *L, const ath_chat_event_t *ev)
 {
@@ -325,6 +333,28 @@ static void lport_final(ath_port_t *p, lua_State *L, const ath_chat_event_t *ev)
     lua_setfield(L, r, "final");
     lua_pushnumber(L, ath_host_now(p->h) - p->t_wait);
     lua_setfield(L, r, "ms");
+    if ((ev->index == ATH_FINAL_OK || ev->index >= ATH_FINAL_ALT) &&
+        !p->data_sent && lport_has_data(p, L)) {
+        /* A success to a command whose data never went: nothing was done
+         * with the data, whatever the final result says. */
+        int msg;
+        size_t n;
+        ath_lport_get(L, p, "data");
+        n = lua_rawlen(L, -1);
+        lua_pop(L, 1);
+        lport_push_quoted(L, p, ev->line, ev->len);
+        lua_pushfstring(L, "%s answered %s before the prompt its %d bytes "
+                        "wait for: they were not sent",
+                        p->cmdname[0] ? p->cmdname : "the command",
+                        lua_tostring(L, -1), (int)n);
+        lua_remove(L, -2);
+        msg = lua_gettop(L);
+        lport_note(p, L);
+        ath_lport_fail(p, L, "EPROMPT", lua_tostring(L, msg), 1);
+        lua_remove(L, msg);
+        lua_remove(L, r);
+        return;
+    }
     if (ev->more) {
         /* OK came first: now the outcome, in its own time. */
         lua_pop(L, 1);
@@ -405,6 +435,7 @@ static void lport_prompt(ath_port_t *p, lua_State *L,
     if (ath_lport_get(L, p, "data") == LUA_TSTRING) {
         int r;
         data = lua_tolstring(L, -1, &n);
+        p->data_sent = 1;
         r = ath_port_write(p, data, n);
         lua_pop(L, 1); /* before the results a failure leaves */
         if (r != 0)

@@ -279,6 +279,7 @@ static int lport_cmd(lua_State *L, ath_port_t *p, const char *cmd, size_t n,
     ath_lport_wait_pats(L, p, lua_gettop(L), o, 0);
     lua_pop(L, 1);
     p->outcome_ms = timeout;
+    p->data_sent = 0;
     if (has_o) {
         lua_getfield(L, o, "outcome_timeout");
         p->outcome_ms = (int)luaL_optinteger(L, -1, timeout);
