@@ -49,6 +49,14 @@ function M.open(port, opts)
   return self
 end
 
+-- After a reset (AT+RESET, a watchdog): autobaud, echo off, numeric
+-- errors, as at power-on; the profile is known already.
+function Modem:restart(tries)
+  self:autobaud(tries)
+  self:optional(self.profile.echo_off or "ATE0")
+  if self.profile.cmee then self:optional(self.profile.cmee) end
+end
+
 -- A command the dialogue can do without: its failure is logged.
 function Modem:optional(cmd)
   local r, err = self:cmd(cmd)

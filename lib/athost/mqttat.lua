@@ -241,7 +241,13 @@ function S:connect()
     end
   end
   m:must(string.format(p.msgset, self.delivery == "cached" and 1 or 0))
-  m:must(string.format(p.mode, self.mode == "hex" and 1 or 0))
+  if self.mode == "hex" then
+    m:must(string.format(p.mode, 1))
+  else
+    -- ASCII is the default (003): a module without AT+MQTTMODE (000 never
+    -- sends it) is fine; one left in HEX mode by an earlier run is not.
+    m:optional(string.format(p.mode, 0))
+  end
   m:must(string.format(p.config, at.q(o.client_id), at.q(o.username or ""),
     at.q(o.password or "")))
   local start = string.format(o.tls and p.start_tls or p.start, at.q(o.host),
@@ -377,20 +383,26 @@ end
 -- then the caller's own settings lost with the reboot (o.on_reset).
 function S:bring_up()
   local m = self.m
-  m:autobaud(self.rec.reset_tries)
-  m:must(m.profile.echo_off or "ATE0")
-  if m.profile.cmee then m:must(m.profile.cmee) end
+  m:restart(self.rec.reset_tries)
   if self.o.on_reset then self.o.on_reset(m) end
 end
 
--- One rung of the profile's re-activation ladder: its commands in order
--- ("%s" is the APN), a bring-up after a reboot, the network checks, then
--- MQTT. Returns true or nil, why.
+-- The commands of a rung, "%s" replaced by the APN.
+function S:rung_commands(cmds)
+  local apn = self.o.apn or self.m.profile.default_apn or ""
+  local out = {}
+  for i, c in ipairs(cmds) do
+    out[i] = c:find("%s", 1, true) and string.format(c, apn) or c
+  end
+  return out
+end
+
+-- One rung of the profile's re-activation ladder: its commands in order,
+-- a bring-up after a reboot, the network checks, then MQTT. Returns true
+-- or nil, why.
 function S:rung(cmds)
   local m = self.m
-  local apn = self.o.apn or m.profile.default_apn or ""
-  for _, c in ipairs(cmds) do
-    local cmd = c:find("%s", 1, true) and string.format(c, apn) or c
+  for _, cmd in ipairs(self:rung_commands(cmds)) do
     local r, err = m:cmd(cmd)
     if not r then return nil, err end
   end
@@ -423,7 +435,7 @@ function S:restore_bearer()
   for i, cmds in ipairs(rec.ladder or {}) do
     local ok, err = self:rung(cmds)
     if ok then return true end
-    last = string.format("%s: %s", table.concat(cmds, ", "), tostring(err))
+    last = string.format("%s: %s", table.concat(self:rung_commands(cmds), ", "), tostring(err))
     athost.log(string.format("re-activation %d/%d failed (%s)", i, #rec.ladder, last))
   end
   return nil, last or "the profile has no re-activation ladder"

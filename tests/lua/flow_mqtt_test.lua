@@ -499,6 +499,20 @@ test("a broker that refuses the subscription: exit 1 at once, step \"subscribe\"
   t.ok(ms < 10000, "failed at once, not after the 30 s SUBACK wait (" .. ms .. " ms)")
 end)
 
+test("no AT+MQTTMODE, ATE0 or AT+CMEE (reference 000 sends none): ASCII works", function()
+  local r = roundtrip { sim = "refuse=AT%2BMQTTMODE%3BATE0%3BAT%2BCMEE", up = "up without MQTTMODE",
+    down = "down without MQTTMODE" }
+  t.match(r.err, "AT%+MQTTMODE=0 refused %(.-%): going on", "the refusal is noted")
+end)
+
+test("no AT+MQTTMODE in mode=hex: exit 1 naming it (HEX cannot be had)", function()
+  local r = flow("refuse=AT%2BMQTTMODE", session_args { mode = "hex" }).wait()
+  t.eq(r.rc, 1, "exit code (stderr: " .. r.err .. ")")
+  local e = errors(r.err)
+  t.eq(#e, 1, "one error line in " .. r.err)
+  t.match(e[1], '^athost: step "connect" failed: .*at AT%+MQTTMODE', "error")
+end)
+
 test("a module that stops answering: ETIMEDOUT naming the command, exit 1", function()
   local r = flow("silent=AT%2BMSUB", session_args()).wait()
   t.eq(r.rc, 1, "exit code (stderr: " .. r.err .. ")")
