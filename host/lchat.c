@@ -314,14 +314,6 @@ static void lport_timeout_cb(uv_timer_t *t)
     ath_host_dispatch(p->h);
 }
 
-/* Whether the command in flight has data to send at its prompt. */
-static int lport_has_data(ath_port_t *p, lua_State *L)
-{
-    int t = ath_lport_get(L, p, "data");
-    lua_pop(L, 1);
-    return t == LUA_TSTRING;
-}
-
 /* The final result of a command: r on OK, else nil, msg, code, r. */
 static void lport_final(ath_port_t *p, lua_State *L, const ath_chat_event_t *ev)
 {
@@ -334,7 +326,7 @@ static void lport_final(ath_port_t *p, lua_State *L, const ath_chat_event_t *ev)
     lua_pushnumber(L, ath_host_now(p->h) - p->t_wait);
     lua_setfield(L, r, "ms");
     if ((ev->index == ATH_FINAL_OK || ev->index >= ATH_FINAL_ALT) &&
-        !p->data_sent && lport_has_data(p, L)) {
+        p->has_data && !p->data_sent) {
         /* A success to a command whose data never went: nothing was done
          * with the data, whatever the final result says. */
         int msg;

@@ -225,8 +225,11 @@ static void lport_cmd_result(lua_State *L, ath_port_t *p, const char *cmd,
         ath_lport_set(L, p, "lastcmd");
     }
     ath_lport_set(L, p, "r");
+    p->data_sent = 0;
+    p->has_data = 0;
     if (has_o && lua_getfield(L, o, "data") != LUA_TNIL) {
         luaL_checktype(L, -1, LUA_TSTRING);
+        p->has_data = 1;
         ath_lport_set(L, p, "data");
     } else {
         if (has_o)
@@ -279,7 +282,6 @@ static int lport_cmd(lua_State *L, ath_port_t *p, const char *cmd, size_t n,
     ath_lport_wait_pats(L, p, lua_gettop(L), o, 0);
     lua_pop(L, 1);
     p->outcome_ms = timeout;
-    p->data_sent = 0;
     if (has_o) {
         lua_getfield(L, o, "outcome_timeout");
         p->outcome_ms = (int)luaL_optinteger(L, -1, timeout);
