@@ -10,6 +10,8 @@
 --   ATHOST_PATH=tests/lib:lib ./athost tests/lua/flow_huawei_test.lua
 --   ATHOST_BIN=build/asan/athost ...    (the children too)
 local t = require("t")
+local flows = require("flows")
+local shown, device_id = flows.shown, flows.device_id
 local athost = require("athost")
 
 local BIN = os.getenv("ATHOST_BIN") or "./athost"
@@ -166,20 +168,6 @@ local function errors(err)
     if l:find("^athost:") then out[#out + 1] = l end
   end
   return out
-end
-
-local function shown(topic, payload)
-  return string.format("message on %s: %s\n", topic,
-    payload:gsub("[%z\1-\31\127-\255]", function(c)
-      return string.format("\\x%02x", c:byte())
-    end))
-end
-
--- A device id shaped like IoTDA's (reference 001: a UUID).
-local function device_id()
-  local h = athost.random(16, "hex")
-  return string.format("%s-%s-%s-%s-%s", h:sub(1, 8), h:sub(9, 12), h:sub(13, 16),
-    h:sub(17, 20), h:sub(21, 32))
 end
 
 ---------------------------------------------------------------------------

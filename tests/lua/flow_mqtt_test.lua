@@ -8,6 +8,8 @@
 --   ATHOST_PATH=tests/lib:lib ./athost tests/lua/flow_mqtt_test.lua
 --   ATHOST_BIN=build/asan/athost ...    (the children too)
 local t = require("t")
+local flows = require("flows")
+local shown = flows.shown
 local athost = require("athost")
 local mqtt311 = require("athost.mqtt311")
 
@@ -116,14 +118,6 @@ local function flow(sim, args, port)
   return run
 end
 
--- What the flow prints for an arriving message (athost.flow.message).
-local function shown(topic, payload)
-  return string.format("message on %s: %s\n", topic,
-    payload:gsub("[%z\1-\31\127-\255]", function(c)
-      return string.format("\\x%02x", c:byte())
-    end))
-end
-
 -- Transcript text as sent, without its escapes (\r \n \t \\ \xHH).
 local ESC = { r = "\r", n = "\n", t = "\t", ["\\"] = "\\" }
 local function unescape(s)
@@ -158,14 +152,7 @@ local function has_sent(tr, plain)
   end
 end
 
-local LEVELS = {
-  none = function() return B.PORT, {} end,
-  noverify = function() return B.TLS_PORT, {} end,
-  server = function() return B.TLS_PORT, { ca = B.CA } end,
-  mutual = function()
-    return B.MTLS_PORT, { ca = B.CA, cert = B.CLIENT_CERT, key = B.CLIENT_KEY }
-  end,
-}
+local LEVELS = flows.levels(B)
 
 -- One session of clouds/mqtt.lua, both ways: mosquitto_sub waits on `up`
 -- first; the flow subscribes to `down`, publishes o.up and listens for one

@@ -18,6 +18,8 @@
 --   T_FILTER='huawei' ...     only the runs whose name contains that
 --   ATHOST_BIN=build/asan/athost ...    (the children too)
 local t = require("t")
+local flows = require("flows")
+local shown, device_id = flows.shown, flows.device_id
 local athost = require("athost")
 local core = require("athost.sim.core")
 
@@ -151,14 +153,6 @@ local function flow_records(tr)
   return table.concat(out)
 end
 
--- What the flow prints for a message (athost.flow.message).
-local function shown(topic, payload)
-  return string.format("message on %s: %s\n", topic,
-    payload:gsub("[%z\1-\31\127-\255]", function(c)
-      return string.format("\\x%02x", c:byte())
-    end))
-end
-
 -- Runs one flow both ways. o: flow (path under clouds/), spec (the -p
 -- sim: spec, personality included), args {k = v}, cid (its MQTT client id
 -- at the broker), up_topic/up (what it publishes), down_topic/down (sent
@@ -266,14 +260,7 @@ end
 -- clouds/mqtt.lua: every tls x mode x delivery, each under its own seed
 ---------------------------------------------------------------------------
 
-local LEVELS = {
-  none = function() return B.PORT, {} end,
-  noverify = function() return B.TLS_PORT, {} end,
-  server = function() return B.TLS_PORT, { ca = B.CA } end,
-  mutual = function()
-    return B.MTLS_PORT, { ca = B.CA, cert = B.CLIENT_CERT, key = B.CLIENT_KEY }
-  end,
-}
+local LEVELS = flows.levels(B)
 
 local function mqtt_jobs()
   local combos = {}
@@ -389,12 +376,6 @@ end
 ---------------------------------------------------------------------------
 -- clouds/huawei.lua (the CA uploaded, hour-stamped credentials, TLS)
 ---------------------------------------------------------------------------
-
-local function device_id()
-  local h = athost.random(16, "hex")
-  return string.format("%s-%s-%s-%s-%s", h:sub(1, 8), h:sub(9, 12), h:sub(13, 16),
-    h:sub(17, 20), h:sub(21, 32))
-end
 
 local function huawei_jobs()
   for i, seed in ipairs(seeds("huawei")) do

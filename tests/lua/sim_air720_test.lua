@@ -6,6 +6,7 @@
 --
 --   ATHOST_PATH=tests/lib ./athost tests/lua/sim_air720_test.lua
 local t = require("t")
+local simtest = require("simtest")
 local athost = require("athost")
 local http = require("athost.http11")
 
@@ -28,41 +29,14 @@ local function uid() return athost.random(4, "hex") end
 -- Helpers: modems, MQTT dialogues, mosquitto clients
 ---------------------------------------------------------------------------
 
--- Runs fn(port, model) on a fresh virtual Air720 and closes it, also when
--- fn fails; the model must not have hit a bug of its own.
-local function with_modem(query, fn)
-  local p, m = assert(athost.open("sim:air720" .. (query and "?" .. query or ""),
-    { timeout = 5000 }))
-  local ok, err = xpcall(fn, debug.traceback, p, m)
-  m:close()
-  if not ok then error(err, 0) end
-  t.eq(#m.bugs, 0, "model errors: " .. table.concat(m.bugs, "\n"))
-end
+-- A fresh virtual Air720 (options as a query string), closed after fn.
+local function with_modem(query, fn) simtest.with_modem("air720", query, fn) end
+local up = simtest.up
 
--- Autobaud, echo off, numeric errors: what every flow starts with.
-local function up(p)
-  assert(p:cmd("AT", { timeout = 2000 }))
-  assert(p:cmd("ATE0"))
-  assert(p:cmd("AT+CMEE=1"))
-end
-
--- Waits for pat; the lines in `abort` fail the test. They are given to
--- port:expect as further alternatives rather than as its abort option:
--- an abort line already buffered when expect starts comes back as
--- (line, message, nil) instead of (nil, "EABORT: ...", "EABORT") (a host
--- bug in lport.c, reported).
+-- Waits for pat; a line in opts.abort fails the test, naming it.
 local function must_expect(p, pat, opts)
   opts = opts or {}
-  local alts = { pat }
-  for _, a in ipairs(type(opts.abort) == "table" and opts.abort or { opts.abort }) do
-    alts[#alts + 1] = a
-  end
-  local m = assert(p:expect(alts, { timeout = opts.timeout or 10000 }))
-  if m.index ~= 1 then
-    error(string.format("expected %s, got %q", type(pat) == "table" and pat[1] or pat,
-      m.line), 2)
-  end
-  return m
+  return assert(p:expect(pat, { abort = opts.abort, timeout = opts.timeout or 10000 }))
 end
 
 local CONNECT_FAIL = { "CONNECT FAIL", "CLOSED", "+CME ERROR", "ERROR" }

@@ -7,25 +7,16 @@
 --
 --   ATHOST_PATH=tests/lib:lib ./athost tests/lua/sim_http_test.lua
 local t = require("t")
+local simtest = require("simtest")
 local athost = require("athost")
 local http = require("athost.http11")
 
--- Runs fn(port, model) on a fresh virtual Air720 with the options in
--- opts, closes it (also when fn fails); the model must not have hit a
--- bug of its own.
-local function with_modem(opts, fn)
-  local p, m = assert(athost.open("sim:air720", { sim = opts, timeout = 5000 }))
-  local ok, err = xpcall(fn, debug.traceback, p, m)
-  m:close()
-  if not ok then error(err, 0) end
-  t.eq(#m.bugs, 0, "model errors: " .. table.concat(m.bugs, "\n"))
-end
+-- A fresh virtual Air720 (options as a table), closed after fn.
+local function with_modem(opts, fn) simtest.with_modem("air720", opts or {}, fn) end
 
 -- Autobaud, echo off, numeric errors, the bearer.
 local function up(p)
-  assert(p:cmd("AT", { timeout = 2000 }))
-  assert(p:cmd("ATE0"))
-  assert(p:cmd("AT+CMEE=1"))
+  simtest.up(p)
   assert(p:cmd('AT+SAPBR=3,1,"CONTYPE","GPRS"'))
   assert(p:cmd('AT+SAPBR=3,1,"APN","CMIIOT"'))
   assert(p:cmd("AT+SAPBR=1,1"))

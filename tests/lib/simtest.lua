@@ -1,0 +1,28 @@
+-- What the tests of the virtual modems share: a fresh model to drive with
+-- raw AT commands, and the bring-up every flow starts with.
+local t = require("t")
+local athost = require("athost")
+
+local M = {}
+
+-- Runs fn(port, model) on a fresh virtual `model` and closes it, also when
+-- fn fails; the model must not have hit a bug of its own. sim: the model
+-- options, as a query ("order=before&split=on") or a table.
+function M.with_modem(model, sim, fn)
+  local spec, o = "sim:" .. model, { timeout = 5000 }
+  if type(sim) == "string" then spec = spec .. "?" .. sim else o.sim = sim end
+  local p, m = assert(athost.open(spec, o))
+  local ok, err = xpcall(fn, debug.traceback, p, m)
+  m:close()
+  if not ok then error(err, 0) end
+  t.eq(#m.bugs, 0, "model errors: " .. table.concat(m.bugs, "\n"))
+end
+
+-- Autobaud, echo off, numeric errors: what every flow starts with.
+function M.up(p)
+  assert(p:cmd("AT", { timeout = 2000 }))
+  assert(p:cmd("ATE0"))
+  assert(p:cmd("AT+CMEE=1"))
+end
+
+return M
