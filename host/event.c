@@ -31,14 +31,80 @@ void ath_host_add_secret(ath_host_t *h, const char *value)
         h->secret_max = n;
 }
 
+int ath_secret_name(const char *key, size_t n)
+{
+    static const char *words[] = {"secret", "password", "passwd", "token",
+                                  "psk", NULL};
+    size_t i, k, wl;
+    int w;
+    for (w = 0; words[w]; w++) {
+        wl = strlen(words[w]);
+        for (i = 0; i + wl <= n; i++) {
+            for (k = 0; k < wl; k++) {
+                char c = key[i + k];
+                if (c >= 'A' && c <= 'Z')
+                    c = (char)(c - 'A' + 'a');
+                if (c != words[w][k])
+                    break;
+            }
+            if (k == wl)
+                return 1;
+        }
+    }
+    return 0;
+}
+
+/* At s[i] == '"': a JSON field named like a secret, "deviceSecret": "v".
+ * Returns the offset of its value's first byte and sets *end to the
+ * offset of its closing quote (n when the text ends first), or returns 0. */
+static size_t redact_field(const char *s, size_t n, size_t i, size_t *end)
+{
+    size_t k = i + 1, key, v;
+    while (k < n && k - i <= 64 && s[k] != '"' && s[k] != '\\' &&
+           (unsigned char)s[k] >= 0x20)
+        k++;
+    if (k >= n || s[k] != '"' || !ath_secret_name(s + i + 1, k - i - 1))
+        return 0;
+    key = k + 1;
+    while (key < n && (s[key] == ' ' || s[key] == '\t'))
+        key++;
+    if (key >= n || s[key] != ':')
+        return 0;
+    key++;
+    while (key < n && (s[key] == ' ' || s[key] == '\t'))
+        key++;
+    if (key >= n || s[key] != '"')
+        return 0;
+    v = key + 1;
+    for (k = v; k < n && s[k] != '"'; k++)
+        if (s[k] == '\\' && k + 1 < n)
+            k++;
+    *end = k < n ? k : n;
+    return v;
+}
+
 char *ath_host_redact(ath_host_t *h, const char *s, size_t n, size_t *outn)
 {
-    size_t i, o = 0, k;
-    char *out = malloc(n + 1); /* "***" is never longer than a secret */
+    size_t i, o = 0, k, v, end;
+    /* "***" for a value of 1 or 2 bytes grows the text by at most 2 bytes
+     * a field, and a field takes at least 9 ("psk":"a") */
+    char *out = malloc(n + n / 4 + 4);
     if (out == NULL)
         return NULL;
     for (i = 0; i < n;) {
         int hit = 0;
+        if (s[i] == '"' && (v = redact_field(s, n, i, &end)) != 0) {
+            /* A value named a secret is one whether or not the flow
+             * registered it (a reply it never got to parse). */
+            memcpy(out + o, s + i, v - i);
+            o += v - i;
+            if (end > v) {
+                memcpy(out + o, "***", 3);
+                o += 3;
+            }
+            i = end;
+            continue;
+        }
         for (k = 0; k < h->nsecrets; k++) {
             size_t sl = strlen(h->secrets[k]);
             if (sl <= n - i && memcmp(s + i, h->secrets[k], sl) == 0) {

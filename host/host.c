@@ -200,25 +200,14 @@ ath_host_t *ath_host_new(uv_loop_t *loop, const ath_host_opts_t *opts)
     return h;
 }
 
-/* Arguments named like secrets are masked without the script asking. */
-static int param_is_secret(const char *key)
-{
-    static const char *words[] = {"secret", "password", "passwd",
-                                  "token",  "psk",      NULL};
-    int i;
-    for (i = 0; words[i]; i++)
-        if (strstr(key, words[i]))
-            return 1;
-    return 0;
-}
-
 int ath_host_set_param(ath_host_t *h, const char *key, const char *value)
 {
     lua_getfield(h->L, LUA_REGISTRYINDEX, PARAMS);
     lua_pushstring(h->L, value);
     lua_setfield(h->L, -2, key);
     lua_pop(h->L, 1);
-    if (param_is_secret(key))
+    /* Arguments named like secrets are masked without the script asking. */
+    if (ath_secret_name(key, strlen(key)))
         ath_host_add_secret(h, value);
     return 0;
 }

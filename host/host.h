@@ -88,6 +88,10 @@ void ath_host_emit(ath_host_t *h, ath_event_t *ev);
 /* Masks registered secrets: returns a malloc'd copy of s[0,n) with each
  * secret replaced by ***, length in *outn. */
 char *ath_host_redact(ath_host_t *h, const char *s, size_t n, size_t *outn);
+/* Whether key[0, n) is named like a secret: it contains secret, password,
+ * passwd, token or psk, in any case. Such parameters are registered as
+ * secrets, and such JSON fields' values are masked wherever they appear. */
+int ath_secret_name(const char *key, size_t n);
 
 /* The Lua modules, each adding its functions to the table on top. */
 void ath_lhost_open(lua_State *L);  /* lhost.c: flows, timers, steps */

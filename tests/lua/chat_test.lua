@@ -675,6 +675,7 @@ end)
 local SECRET = "S3cr3tPassw0rd"
 local DEVSECRET = "Dev1ceS3cretXYZ42"
 local LATESECRET = "L4teS3cretQRS"
+local UNREGISTERED = "Unr3gisteredT0ken77"
 
 local MODEM = [[
 local athost = require("athost")
@@ -694,6 +695,7 @@ answer("AT+HTTPREAD", "\r\n+HTTPREAD: " .. #body .. "\r\n" .. body .. "\r\n\r\nO
 answer("AT+LATE?", '\r\n+LATE: "]] .. LATESECRET .. [["\r\n')
 athost.sleep(50)
 assert(m:send("\r\nOK\r\n"))
+answer("AT+TOKEN?", '\r\n+TOKEN: {"iotId":"id1","iotToken":"]] .. UNREGISTERED .. [["}\r\n\r\nOK\r\n')
 answer("AT+QUIT")
 m:close()
 ]]
@@ -711,6 +713,7 @@ athost.secret(athost.json.decode(r.payload).deviceSecret)
 r = assert(p:cmd("AT+LATE?", { reply = '^%+LATE: "(.*)"' }))
 athost.secret(r[1])
 athost.log("the late secret is " .. r[1])
+assert(p:cmd("AT+TOKEN?"))      -- never parsed, never registered
 assert(p:sendline("AT+QUIT"))
 p:close()
 ]]
@@ -737,6 +740,8 @@ t.test("registered secrets are *** in the transcript", function()
   t.nomatch(tr, SECRET, "transcript")
   t.nomatch(tr, DEVSECRET, "transcript")
   t.nomatch(tr, LATESECRET, "transcript")
+  t.nomatch(tr, UNREGISTERED, "transcript (a JSON field named like a secret)")
+  plain_find(tr, '"iotId":"id1","iotToken":"***"', "the field's value masked, the rest kept")
   t.nomatch(stderr, LATESECRET, "log on stderr")
   plain_find(tr, "***", "transcript masks")
   -- one record a line: time, port, direction, escaped bytes
