@@ -185,27 +185,6 @@ static void lport_push_match(lua_State *L, const ath_chat_event_t *ev)
     }
 }
 
-/* Pushes a one-line account of what the port last said. */
-static void lport_push_last(lua_State *L, ath_port_t *p)
-{
-    char *esc, ago[32];
-    size_t n;
-    if (p->lastlen == 0) {
-        lua_pushfstring(L, "%s said nothing", p->name);
-        return;
-    }
-    esc = ath_escape(p->last, p->lastlen);
-    n = esc ? strlen(esc) : 0;
-    snprintf(ago, sizeof ago, "%.1f", (ath_host_now(p->h) - p->last_t) / 1e3);
-    lua_pushfstring(L, "%s last said \"%s%s\" %s s ago", p->name,
-                    n > 120 ? "..." : "",
-                    n > 120 ? esc + n - 120
-                    : esc   ? esc
-                            : "",
-                    ago);
-    free(esc);
-}
-
 /* Pushes s[0, n) for a message, in quotes: secrets masked, control
  * characters escaped, its last 120 characters when it is longer. */
 static void lport_push_quoted(lua_State *L, ath_port_t *p, const char *s,
@@ -219,6 +198,21 @@ static void lport_push_quoted(lua_State *L, ath_port_t *p, const char *s,
     lua_pushfstring(L, "\"%s%s\"", en > 120 ? "..." : "",
                     esc ? esc + (en > 120 ? en - 120 : 0) : "");
     free(esc);
+}
+
+/* Pushes a one-line account of what the port last said. */
+static void lport_push_last(lua_State *L, ath_port_t *p)
+{
+    char ago[32];
+    if (p->lastlen == 0) {
+        lua_pushfstring(L, "%s said nothing", p->name);
+        return;
+    }
+    snprintf(ago, sizeof ago, "%.1f", (ath_host_now(p->h) - p->last_t) / 1e3);
+    lport_push_quoted(L, p, p->last, p->lastlen);
+    lua_pushfstring(L, "%s last said %s %s s ago", p->name, lua_tostring(L, -1),
+                    ago);
+    lua_remove(L, -2);
 }
 
 /* Notes in the transcript why a wait failed (the message on top). */
