@@ -33,6 +33,9 @@ if not args.product_secret and not args.device_secret then
 end
 local handler = flow.handler(args.handler)
 local pk = args.product_key
+-- Only a run that must find or store a device secret needs the state
+-- directory; a missing one fails here, before the module is touched.
+local dir = not args.device_secret and aliyun.state_dir(args.state_dir)
 
 athost.step("bring-up")
 local m = modem.open(athost.port(), { profile = args.profile })
@@ -47,7 +50,6 @@ m:bearer(args.apn)
 
 local ds = args.device_secret
 local registered = false
-local dir = aliyun.state_dir(args.state_dir)
 if not ds then
   ds = aliyun.load_secret(dir, pk, dn)
   if ds then

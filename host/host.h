@@ -98,8 +98,16 @@ void ath_lhost_open(lua_State *L);  /* lhost.c: flows, timers, steps */
 void ath_lport_open(lua_State *L);  /* lport.c: ports and chat */
 void ath_crypto_open(lua_State *L); /* crypto.c */
 void ath_tls_open(lua_State *L);    /* ltls.c */
+void ath_lfile_open(lua_State *L);  /* lfile.c: private files, stat */
 int luaopen_athost(lua_State *L);
 int luaopen_cjson(lua_State *L);
+
+/* lfile.c: creates path for writing, mode 0600, never through a symbolic
+ * link at path (ELOOP); truncates an existing file, or with excl fails
+ * with EEXIST. Returns the fd or a negative errno. */
+int ath_file_create(const char *path, int excl);
+/* What a negative errno of ath_file_create means, for a message. */
+const char *ath_file_why(int err);
 
 /* transcript.c */
 ath_tr_t *ath_tr_open(ath_host_t *h, const char *path, const char **err);

@@ -370,6 +370,7 @@ int luaopen_athost(lua_State *L)
     ath_lport_open(L);
     ath_crypto_open(L);
     ath_tls_open(L);
+    ath_lfile_open(L);
     lua_pushliteral(L, ATHOST_VERSION);
     lua_setfield(L, -2, "version");
     lua_getfield(L, LUA_REGISTRYINDEX, "athost.libdir");

@@ -222,11 +222,8 @@ end
 
 function Auth:save()
   if not self.state then return end
-  local tmp = self.state .. ".tmp"
-  local f = assert(io.open(tmp, "wb"))
-  f:write(json { devices = self.devices }, "\n")
-  f:close()
-  assert(os.rename(tmp, self.state))
+  -- It holds device secrets: private, and replaced atomically.
+  assert(athost.write_private(self.state, json { devices = self.devices } .. "\n"))
 end
 
 -- Adds (or replaces) a device whose secret is known, as the console does.

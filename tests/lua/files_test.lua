@@ -1,0 +1,167 @@
+-- Files athost creates and devices it opens, checked as the user (or
+-- whoever shares the machine) would: transcripts private and never written
+-- through a planted symlink, rotated at --log-max; a serial port left
+-- openable by the next run; the device secret's directory and file.
+local t = require("t")
+local athost = require("athost")
+
+local BIN = os.getenv("ATHOST_BIN") or (arg and arg[-1]) or "./athost"
+local DIR = t.tmpdir()
+local P = require("proc").new(DIR)
+local q, poll = P.q, P.poll
+
+local function write(path, s)
+  local f = assert(io.open(path, "wb"))
+  f:write(s)
+  f:close()
+end
+
+local n = 0
+-- A fresh directory under DIR for one test.
+local function fresh(name)
+  n = n + 1
+  local d = DIR .. "/" .. name .. n
+  assert(os.execute("mkdir -p " .. q(d)))
+  return d
+end
+
+-- Runs a shell command line; returns the exit code, stdout, stderr.
+local function run(cmdline, dir)
+  local _, how, code = os.execute(string.format("%s >%s/out 2>%s/err </dev/null",
+    cmdline, q(dir), q(dir)))
+  local out, err = t.slurp(dir .. "/out") or "", t.slurp(dir .. "/err") or ""
+  t.eq(how, "exit", "the command exited (stderr: " .. err .. ")")
+  return code, out, err
+end
+
+local function mode(path)
+  local st = assert(athost.stat(path, true))
+  return st.mode, st.type
+end
+
+-- A script that sends `lines` records of `width` bytes each on a pty of
+-- its own, so that its transcript grows by known amounts.
+local function chatter(dir, lines, width)
+  local path = dir .. "/chatter.lua"
+  write(path, string.format([[
+local athost = require("athost")
+local m, slave = assert(athost.pty { name = "modem" })
+local p = assert(athost.open(slave, { name = "dut" }))
+for i = 1, %d do
+  assert(p:send(string.format("%%05d", i) .. string.rep("x", %d) .. "\r"))
+end
+]], lines, width))
+  return path
+end
+
+-- ---- the device secret's directory -------------------------------------------
+
+local function lua_run(d, env, chunk)
+  return run(string.format("env %s %s -e %s", env, BIN, q(chunk)), d)
+end
+
+t.test("state_dir: XDG_STATE_HOME, else ~/.local/state; with neither set it refuses", function()
+  local d = fresh("statedir")
+  local show = "print(require('athost.aliyun').state_dir())"
+  local code, out = lua_run(d, "XDG_STATE_HOME=/x/state HOME=/h", show)
+  t.eq(code, 0, "exit code")
+  t.eq(out, "/x/state/athost\n", "with XDG_STATE_HOME")
+  code, out = lua_run(d, "-u XDG_STATE_HOME HOME=/h", show)
+  t.eq(out, "/h/.local/state/athost\n", "with HOME only")
+  local err
+  code, out, err = lua_run(d, "-u XDG_STATE_HOME -u HOME", show)
+  t.eq(code, 1, "exit code with neither")
+  t.eq(out, "", "no directory is made up")
+  t.match(err, "neither XDG_STATE_HOME nor HOME is set %(give state_dir=DIR%)", "the message")
+  code, out = lua_run(d, "-u XDG_STATE_HOME -u HOME", "print(require('athost.aliyun').state_dir('/given'))")
+  t.eq(out, "/given\n", "a given directory needs neither")
+end)
+
+t.test("a state directory others can write or that is not the user's is refused, named", function()
+  local aliyun = require("athost.aliyun")
+  local d = fresh("refuse")
+  assert(os.execute("chmod 770 " .. q(d)))
+  local ok, err = pcall(aliyun.save_secret, d, "pk", "dn", "S3cr3tDeviceValue")
+  t.ok(not ok, "saving into a group-writable directory fails")
+  t.match(err, "state directory " .. d .. " is writable by group %(mode 0770%)", "the message")
+  ok, err = pcall(aliyun.load_secret, d, "pk", "dn")
+  t.ok(not ok, "loading from it fails too")
+  t.match(err, "writable by group", "the message")
+  assert(os.execute("chmod 703 " .. q(d)))
+  ok, err = pcall(aliyun.save_secret, d, "pk", "dn", "S3cr3tDeviceValue")
+  t.ok(not ok, "an other-writable directory")
+  t.match(err, "is writable by others %(mode 0703%)", "the message")
+  t.eq(io.popen("ls -A " .. q(d)):read("a"), "", "nothing was written there")
+  if athost.uid() == 0 then
+    assert(os.execute("chmod 700 " .. q(d) .. " && chown 65534 " .. q(d)))
+    ok, err = pcall(aliyun.save_secret, d, "pk", "dn", "S3cr3tDeviceValue")
+    t.ok(not ok, "a directory of another user")
+    t.match(err, "state directory " .. d .. " belongs to uid 65534, not to this user %(uid 0%)",
+      "the message")
+  end
+  local file = fresh("notdir") .. "/f"
+  write(file, "")
+  ok, err = pcall(aliyun.save_secret, file, "pk", "dn", "x")
+  t.ok(not ok, "a file as the state directory")
+  t.match(err, "is not a directory", "the message")
+end)
+
+t.test("the stored secret is 0600, replaced atomically through a fresh name, links not followed", function()
+  local aliyun = require("athost.aliyun")
+  local d = fresh("store") .. "/state"
+  local path = aliyun.save_secret(d, "pk", "dev1", "first-secret")
+  t.eq(mode(path), 384, "file mode 0600")
+  t.eq(mode(d), 448, "directory mode 0700")
+  -- a second save replaces the file: a hard link to the old one keeps the
+  -- old content (a new inode was renamed in, not the old one rewritten)
+  assert(os.execute("ln " .. q(path) .. " " .. q(d .. "/old-link")))
+  aliyun.save_secret(d, "pk", "dev1", "second-secret")
+  t.eq(aliyun.load_secret(d, "pk", "dev1"), "second-secret", "read back")
+  t.match(t.slurp(d .. "/old-link"), "first%-secret", "the old inode untouched")
+  os.remove(d .. "/old-link")
+  -- a symlink planted at the secret's path (or its old fixed temporary name)
+  -- is replaced, its target never written
+  local victim = d .. "/../victim"
+  write(victim, "precious\n")
+  os.remove(path)
+  assert(os.execute("ln -s " .. q(victim) .. " " .. q(path)))
+  assert(os.execute("ln -s " .. q(victim) .. " " .. q(path .. ".tmp")))
+  aliyun.save_secret(d, "pk", "dev1", "third-secret")
+  t.eq(t.slurp(victim), "precious\n", "the target is untouched")
+  local _, ty = mode(path)
+  t.eq(ty, "file", "the path holds a file now")
+  t.eq(mode(path), 384, "mode 0600")
+  t.eq(aliyun.load_secret(d, "pk", "dev1"), "third-secret", "read back")
+  os.remove(path .. ".tmp")
+  t.eq(io.popen("ls -A " .. q(d)):read("a"), "aliyun-pk-dev1.json\n",
+    "no temporary file is left behind")
+end)
+
+t.test("athost.write_private and athost.stat", function()
+  local d = fresh("api")
+  local p = d .. "/f"
+  t.eq(athost.write_private(p, "a\0b"), p, "returns the path")
+  t.eq(t.slurp(p), "a\0b", "content, NUL and all")
+  local st = athost.stat(p)
+  t.eq(st.type, "file", "type")
+  t.eq(st.mode, 384, "mode 0600")
+  t.eq(st.size, 3, "size")
+  t.eq(st.mine, true, "mine")
+  t.eq(st.uid, athost.uid(), "uid")
+  t.eq(athost.stat(d).type, "dir", "a directory")
+  assert(os.execute("ln -s f " .. q(d .. "/l")))
+  t.eq(athost.stat(d .. "/l").type, "file", "stat follows a link")
+  t.eq(athost.stat(d .. "/l", true).type, "link", "unless told not to")
+  local v, err, code = athost.stat(d .. "/none")
+  t.eq(v, nil, "a missing file")
+  t.eq(code, "ENOENT", "code")
+  t.match(err, "^ENOENT: cannot stat " .. d .. "/none: ", "message")
+  v, err, code = athost.write_private(d .. "/no/such/dir/f", "x")
+  t.eq(v, nil, "a missing directory")
+  t.eq(code, "ENOENT", "code")
+  t.match(err, "cannot write " .. d .. "/no/such/dir/f", "message")
+end)
+
+local ok, err = xpcall(t.run, debug.traceback)
+os.execute("rm -rf " .. q(DIR))
+if not ok then error(err, 0) end
