@@ -63,7 +63,10 @@ typedef struct ath_host_opts {
     void *ud;
     int json;               /* default printer: JSON lines on stdout */
     int quiet;              /* default printer: steps and logs off */
-    const char *transcript; /* file path, "-" for stderr, or NULL */
+    const char *transcript; /* file path, "-" for stderr, or NULL; a file
+                               is created 0600, never through a symlink */
+    size_t transcript_max;  /* bytes, 0: no cap; over it the file is
+                               renamed to FILE.1 and a new FILE begun */
     const char *lib_path;   /* extra Lua search directories, ':'-separated */
     const char *name;       /* a label for this host's events (a DUT id) */
 } ath_host_opts_t;

@@ -188,10 +188,11 @@ ath_host_t *ath_host_new(uv_loop_t *loop, const ath_host_opts_t *opts)
         return NULL;
     }
     if (h->opts.transcript) {
-        const char *err = NULL;
-        h->tr = ath_tr_open(h, h->opts.transcript, &err);
+        char err[1200];
+        h->tr = ath_tr_open(h, h->opts.transcript, h->opts.transcript_max,
+                            err, sizeof err);
         if (h->tr == NULL) {
-            h->error = strdup(err ? err : "cannot open the transcript");
+            h->error = strdup(err);
             fprintf(stderr, "athost: %s\n", h->error);
             ath_host_free(h);
             return NULL;

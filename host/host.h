@@ -110,7 +110,11 @@ int ath_file_create(const char *path, int excl);
 const char *ath_file_why(int err);
 
 /* transcript.c */
-ath_tr_t *ath_tr_open(ath_host_t *h, const char *path, const char **err);
+/* Opens a transcript at path ("-": stderr); max > 0 rotates the file to
+ * path.1 before a record would take it over max bytes. NULL with a
+ * message naming the path in err. */
+ath_tr_t *ath_tr_open(ath_host_t *h, const char *path, size_t max, char *err,
+                      size_t errlen);
 /* Records bytes sent ('>') or received ('<') on a port. Received bytes are
  * held until a line end and written by ath_tr_flush(), so that a secret
  * the flow registers on reading it never reaches the file. */

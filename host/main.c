@@ -5,6 +5,7 @@
  *   athost [options] -e CHUNK [key=value ...]
  */
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,7 +25,10 @@ static const char usage[] =
     "                      as /dev/ttyUSB0, tcp:HOST:PORT, or sim:air720 /\n"
     "                      sim:me3630 for a virtual modem\n"
     "  -b, --baud N        baud rate of the port (default 115200)\n"
-    "  -l, --log FILE      write a transcript of every byte ('-': stderr)\n"
+    "  -l, --log FILE      write a transcript of every byte ('-': stderr),\n"
+    "                      mode 0600; a symlink at FILE is refused\n"
+    "      --log-max SIZE  rotate a transcript to FILE.1 before it grows\n"
+    "                      over SIZE bytes (suffix k, M or G: 10M)\n"
     "      --config FILE   JSON object of parameters (key=value wins)\n"
     "      --json          print events as JSON lines on stdout\n"
     "  -q, --quiet         print only the result\n"
@@ -38,17 +42,43 @@ static const char usage[] =
     "  -h, --help          this help\n"
     "      --version       the version\n"
     "\n"
-    "exit codes: 0 success, 1 the script or a step failed, 2 usage error,\n"
+    "exit codes: 0 success, 1 the script or a step failed, 2 usage error\n"
+    "            (or a transcript that cannot be created),\n"
     "            3 the port could not be opened, 4 canceled\n";
 
 static ath_host_t *running;
 
+/* SIGINT, SIGTERM and SIGHUP (a closed terminal) cancel the run: it ends
+ * through the normal path, which writes the rest of the transcript and
+ * releases the ports (their exclusive mode cleared). */
 static void on_signal(uv_signal_t *s, int signum)
 {
     (void)signum;
     if (running)
         ath_host_cancel(running);
     uv_signal_stop(s);
+}
+
+/* "10M" and the like: bytes, 1024-based suffixes k, M, G. 0 if bad. */
+static size_t parse_size(const char *s)
+{
+    char *end;
+    unsigned long long v;
+    if (*s < '0' || *s > '9')
+        return 0;
+    v = strtoull(s, &end, 10);
+    switch (*end) {
+    case 'k': case 'K': v *= 1024ULL; end++; break;
+    case 'm': case 'M': v *= 1024ULL * 1024; end++; break;
+    case 'g': case 'G': v *= 1024ULL * 1024 * 1024; end++; break;
+    default: break;
+    }
+    if (*end == 'B' || *end == 'b')
+        end++;
+    if (*end != '\0' || v == 0 || v > (unsigned long long)SIZE_MAX / 2 ||
+        v > 1024ULL * 1024 * 1024 * 1024)
+        return 0;
+    return (size_t)v;
 }
 
 static int need(int i, int argc, char **argv)
@@ -69,7 +99,7 @@ int main(int argc, char **argv)
     int baud = 0, interactive = 0, i, nkv = 0, rc;
     static char *kv[256];
     ath_host_t *h;
-    uv_signal_t sigint, sigterm;
+    uv_signal_t sigint, sigterm, sighup;
 
     /* A peer that went away is a write error (EPIPE) for the flow, not a
      * signal that kills the run. */
@@ -94,6 +124,13 @@ int main(int argc, char **argv)
             }
         } else if (strcmp(a, "-l") == 0 || strcmp(a, "--log") == 0) {
             o.transcript = argv[i = need(i, argc, argv)];
+        } else if (strcmp(a, "--log-max") == 0) {
+            o.transcript_max = parse_size(argv[i = need(i, argc, argv)]);
+            if (o.transcript_max == 0) {
+                fprintf(stderr, "athost: bad --log-max size '%s' (bytes, "
+                                "or with k, M, G: 10M)\n", argv[i]);
+                return ATH_EXIT_USAGE;
+            }
         } else if (strcmp(a, "--config") == 0) {
             config = argv[i = need(i, argc, argv)];
         } else if (strcmp(a, "--json") == 0) {
@@ -136,7 +173,14 @@ int main(int argc, char **argv)
         fprintf(stderr, "athost: no script\n%s", usage);
         return ATH_EXIT_USAGE;
     }
+    if (o.transcript_max &&
+        !(so.logdir || (o.transcript && strcmp(o.transcript, "-") != 0))) {
+        fprintf(stderr, "athost: --log-max needs a transcript file "
+                        "(-l FILE or --logdir DIR)\n");
+        return ATH_EXIT_USAGE;
+    }
     if (so.ports || so.ports_file) {
+        so.log_max = o.transcript_max;
         so.script = script;
         so.chunk = chunk;
         so.config = config;
@@ -175,13 +219,17 @@ int main(int argc, char **argv)
     running = h;
     uv_signal_init(ath_host_loop(h), &sigint);
     uv_signal_init(ath_host_loop(h), &sigterm);
+    uv_signal_init(ath_host_loop(h), &sighup);
     uv_signal_start(&sigint, on_signal, SIGINT);
     uv_signal_start(&sigterm, on_signal, SIGTERM);
+    uv_signal_start(&sighup, on_signal, SIGHUP);
     uv_unref((uv_handle_t *)&sigint);
     uv_unref((uv_handle_t *)&sigterm);
+    uv_unref((uv_handle_t *)&sighup);
     rc = ath_host_run(h);
     uv_close((uv_handle_t *)&sigint, NULL);
     uv_close((uv_handle_t *)&sigterm, NULL);
+    uv_close((uv_handle_t *)&sighup, NULL);
     running = NULL;
     ath_host_free(h);
     return rc;

@@ -13,11 +13,13 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <lauxlib.h>
 #include <lualib.h>
 
 #include "athost.h"
+#include "host.h"
 
 int luaopen_cjson(lua_State *L);
 
@@ -48,7 +50,7 @@ typedef struct station_sig {
     int canceled;
 } station_sig_t;
 
-/* SIGINT, SIGTERM: the DUTs still running are canceled (their results
+/* SIGINT, SIGTERM, SIGHUP: the DUTs still running are canceled (their results
  * come as exit 4), the report is still written, and the station exits 4.
  * A second signal kills as usual. */
 static void station_signal(uv_signal_t *sig, int signum)
@@ -169,11 +171,15 @@ static void xml_text(FILE *f, const char *s)
 static int station_junit(const char *path, dut_t *duts, int n,
                          const char *script, double total_ms)
 {
-    FILE *f = fopen(path, "w");
-    int i, k;
+    /* The report carries what the modules said: private, like a
+     * transcript. */
+    int fd = ath_file_create(path, 0), i, k;
+    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
     if (f == NULL) {
         fprintf(stderr, "athost: cannot write %s: %s\n", path,
-                strerror(errno));
+                ath_file_why(fd < 0 ? -fd : errno));
+        if (fd >= 0)
+            close(fd);
         return -1;
     }
     fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
@@ -318,6 +324,7 @@ static int station_start(dut_t *d, uv_loop_t *loop, lua_State *T, int table,
     if (o->logdir) {
         snprintf(logpath, sizeof logpath, "%s/%s.log", o->logdir, d->label);
         ho.transcript = logpath;
+        ho.transcript_max = o->log_max;
     }
     d->h = ath_host_new(loop, &ho);
     if (d->h == NULL)
@@ -380,7 +387,8 @@ int ath_station_main(const ath_station_opts_t *o)
     char **specs;
     int n, i, rc = ATH_EXIT_OK, table = 0;
     uint64_t t0 = uv_hrtime();
-    uv_signal_t sigs[2];
+    uv_signal_t sigs[3];
+    static const int signums[3] = {SIGINT, SIGTERM, SIGHUP};
     station_sig_t st;
 
     specs = station_ports(o, &n);
@@ -388,7 +396,7 @@ int ath_station_main(const ath_station_opts_t *o)
         fprintf(stderr, "athost: no ports given\n");
         return ATH_EXIT_USAGE;
     }
-    if (o->logdir && mkdir(o->logdir, 0777) != 0 && errno != EEXIST) {
+    if (o->logdir && mkdir(o->logdir, 0700) != 0 && errno != EEXIST) {
         fprintf(stderr, "athost: cannot make %s: %s\n", o->logdir,
                 strerror(errno));
         return ATH_EXIT_USAGE;
@@ -417,10 +425,10 @@ int ath_station_main(const ath_station_opts_t *o)
     st.duts = duts;
     st.n = n;
     st.canceled = 0;
-    for (i = 0; i < 2; i++) {
+    for (i = 0; i < 3; i++) {
         uv_signal_init(&loop, &sigs[i]);
         sigs[i].data = &st;
-        uv_signal_start(&sigs[i], station_signal, i == 0 ? SIGINT : SIGTERM);
+        uv_signal_start(&sigs[i], station_signal, signums[i]);
         uv_unref((uv_handle_t *)&sigs[i]);
     }
     if (rc == ATH_EXIT_OK) {
@@ -435,7 +443,7 @@ int ath_station_main(const ath_station_opts_t *o)
     for (i = 0; i < n; i++)
         if (duts[i].h)
             ath_host_close(duts[i].h);
-    for (i = 0; i < 2; i++)
+    for (i = 0; i < 3; i++)
         uv_close((uv_handle_t *)&sigs[i], NULL);
     uv_run(&loop, UV_RUN_DEFAULT);
     if (rc == ATH_EXIT_OK) {

@@ -5,12 +5,15 @@
 #ifndef ATH_STATION_H
 #define ATH_STATION_H
 
+#include <stddef.h>
+
 typedef struct ath_station_opts {
     const char *ports;        /* comma-separated specs */
     const char *ports_file;   /* one spec a line */
     const char *table;        /* per-port parameters, .csv or .json */
     const char *junit;        /* JUnit XML report path */
     const char *logdir;       /* one transcript per port */
+    size_t log_max;           /* each transcript's size cap, 0: none */
     const char *script, *chunk, *config;
     int baud, json, quiet;
     int argc;                 /* key=value arguments for every port */

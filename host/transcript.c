@@ -13,9 +13,11 @@
 #include "host.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define HOLD_MAX 4096
 
@@ -31,6 +33,10 @@ struct ath_tr {
     ath_host_t *h;
     FILE *f;
     int owns;
+    char *path;   /* the file's path, for rotation */
+    size_t max;   /* rotate before a record takes the file over this; 0 */
+    size_t size;  /* bytes in the current file */
+    int rot_warned;
     tr_rx_t *rx;
     size_t nrx;
 };
@@ -71,24 +77,104 @@ char *ath_escape(const char *s, size_t n)
     return out;
 }
 
-ath_tr_t *ath_tr_open(ath_host_t *h, const char *path, const char **err)
+ath_tr_t *ath_tr_open(ath_host_t *h, const char *path, size_t max, char *err,
+                      size_t errlen)
 {
     ath_tr_t *t = calloc(1, sizeof *t);
-    if (t == NULL)
+    int fd;
+    if (t == NULL) {
+        snprintf(err, errlen, "transcript %s: out of memory", path);
         return NULL;
+    }
     t->h = h;
     if (strcmp(path, "-") == 0) {
         t->f = stderr;
-    } else {
-        t->f = fopen(path, "w");
-        t->owns = 1;
-        if (t->f == NULL) {
-            *err = strerror(errno);
-            free(t);
-            return NULL;
-        }
+        return t;
     }
+    fd = ath_file_create(path, 0);
+    if (fd < 0 || (t->f = fdopen(fd, "w")) == NULL ||
+        (t->path = strdup(path)) == NULL) {
+        int e = fd < 0 ? -fd : errno;
+        snprintf(err, errlen, "cannot create the transcript %s: %s", path,
+                 ath_file_why(e));
+        if (t->f)
+            fclose(t->f);
+        else if (fd >= 0)
+            close(fd);
+        free(t);
+        return NULL;
+    }
+    t->owns = 1;
+    t->max = max;
     return t;
+}
+
+/* Renames the full file to path.1 and starts a new one. On failure the
+ * old file stays in place and takes the record: over the cap, but
+ * nothing is lost; the reason is printed once. */
+static void tr_rotate(ath_tr_t *t)
+{
+    size_t n = strlen(t->path);
+    char *old = malloc(n + 3);
+    const char *why = NULL;
+    int fd = -1, e = 0;
+    FILE *nf = NULL;
+    if (old == NULL)
+        return;
+    memcpy(old, t->path, n);
+    memcpy(old + n, ".1", 3);
+    if (rename(t->path, old) != 0) {
+        e = errno;
+        why = "cannot rename it";
+    } else if ((fd = ath_file_create(t->path, 1)) < 0 ||
+               (nf = fdopen(fd, "w")) == NULL) {
+        e = fd < 0 ? -fd : errno;
+        why = "cannot create a new one";
+        if (fd >= 0) {
+            close(fd);
+            unlink(t->path);
+        }
+        (void)rename(old, t->path);
+    }
+    if (why == NULL) {
+        fclose(t->f);
+        t->f = nf;
+        t->size = 0;
+    } else if (!t->rot_warned) {
+        t->rot_warned = 1;
+        fprintf(stderr, "athost: transcript %s over --log-max: %s: %s\n",
+                t->path, why, ath_file_why(e));
+    }
+    free(old);
+}
+
+/* Writes one line to the file, rotating first if it would go over max. */
+static void tr_line(ath_tr_t *t, const char *fmt, ...)
+{
+    va_list ap;
+    char stackbuf[512], *line = stackbuf;
+    int n;
+    if (t->f == NULL)
+        return;
+    va_start(ap, fmt);
+    n = vsnprintf(stackbuf, sizeof stackbuf, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    if ((size_t)n >= sizeof stackbuf) {
+        if ((line = malloc((size_t)n + 1)) == NULL)
+            return;
+        va_start(ap, fmt);
+        vsnprintf(line, (size_t)n + 1, fmt, ap);
+        va_end(ap);
+    }
+    if (t->max > 0 && t->size > 0 && t->size + (size_t)n > t->max)
+        tr_rotate(t);
+    fwrite(line, 1, (size_t)n, t->f);
+    fflush(t->f);
+    t->size += (size_t)n;
+    if (line != stackbuf)
+        free(line);
 }
 
 /* Writes one record: masks secrets, escapes, stamps. */
@@ -103,10 +189,7 @@ static void tr_record(ath_tr_t *t, double ms, const char *port, int dir,
     free(red);
     if (esc == NULL)
         return;
-    if (t->f) {
-        fprintf(t->f, "%10.3f %s %c %s\n", ms / 1e3, port, dir, esc);
-        fflush(t->f);
-    }
+    tr_line(t, "%10.3f %s %c %s\n", ms / 1e3, port, dir, esc);
     if (t->h->on_event) {
         ath_event_t ev;
         char dirs[2] = {(char)dir, '\0'};
@@ -189,10 +272,7 @@ void ath_tr_data(ath_tr_t *t, const char *port, int dir, const char *s,
 
 void ath_tr_note(ath_tr_t *t, const char *port, const char *text)
 {
-    if (t->f) {
-        fprintf(t->f, "%10.3f %s # %s\n", ath_host_now(t->h) / 1e3, port, text);
-        fflush(t->f);
-    }
+    tr_line(t, "%10.3f %s # %s\n", ath_host_now(t->h) / 1e3, port, text);
 }
 
 void ath_tr_hold(ath_tr_t *t, const char *port, int hold)
@@ -221,5 +301,6 @@ void ath_tr_close(ath_tr_t *t)
     free(t->rx);
     if (t->owns && t->f)
         fclose(t->f);
+    free(t->path);
     free(t);
 }

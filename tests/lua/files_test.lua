@@ -54,6 +54,104 @@ end
   return path
 end
 
+-- ---- transcripts ----------------------------------------------------------
+
+t.test("a transcript is created 0600 whatever the umask, and an old one is made private", function()
+  local d = fresh("mode")
+  local log = d .. "/tr.log"
+  local code, _, err = run("umask 000 && " .. BIN .. " -l " .. q(log) .. " "
+    .. chatter(d, 3, 10), d)
+  t.eq(code, 0, "exit code (" .. err .. ")")
+  t.eq(mode(log), 384, "mode of a new transcript (0600)")
+  t.match(t.slurp(log), "dut > 00003xxxxxxxxxx\\r", "it holds the run")
+  local old = d .. "/old.log"
+  write(old, "an earlier run\n")
+  assert(os.execute("chmod 644 " .. q(old)))
+  code = run(BIN .. " -l " .. q(old) .. " -e 'athost.log(1)'", d)
+  t.eq(code, 0, "exit code")
+  t.eq(mode(old), 384, "an existing 0644 transcript is 0600 after the run")
+end)
+
+t.test("a symlink planted at the -l path is not followed: the run is refused", function()
+  local d = fresh("symlink")
+  local target, log = d .. "/victim", d .. "/tr.log"
+  write(target, "precious\n")
+  assert(os.execute("ln -s " .. q(target) .. " " .. q(log)))
+  local code, _, err = run(BIN .. " -l " .. q(log) .. " " .. chatter(d, 2, 4), d)
+  t.eq(code, 2, "exit code (a transcript that cannot be created)")
+  t.match(err, log, "the message names the path")
+  t.match(err, "symbolic link", "and says why")
+  t.eq(t.slurp(target), "precious\n", "the link's target is untouched")
+  local _, ty = mode(log)
+  t.eq(ty, "link", "the link is left as it was")
+  -- a dangling link (a file the planter hopes athost will create) too
+  os.remove(target)
+  code = run(BIN .. " -l " .. q(log) .. " -e 'athost.log(1)'", d)
+  t.eq(code, 2, "exit code for a dangling link")
+  t.eq(t.slurp(target), nil, "no file was created through the link")
+end)
+
+t.test("--logdir transcripts and the --junit report are 0600; a planted link is refused", function()
+  local d = fresh("logdir")
+  local logs = d .. "/logs"
+  local code, _, err = run("umask 000 && " .. BIN .. " --ports sim:air720 --logdir "
+    .. q(logs) .. " --junit " .. q(d .. "/report.xml")
+    .. " -e 'local p = athost.port(); assert(p:cmd(\"AT\"))'", d)
+  t.eq(code, 0, "exit code (" .. err .. ")")
+  t.eq(mode(logs .. "/sim_air720_1.log"), 384, "the DUT's transcript (0600)")
+  t.match(t.slurp(logs .. "/sim_air720_1.log"), "> AT\\r", "it holds the run")
+  t.eq(mode(logs), 448, "the log directory (0700)")
+  t.eq(mode(d .. "/report.xml"), 384, "the JUnit report (0600)")
+  os.remove(logs .. "/sim_air720_1.log")
+  write(d .. "/victim", "precious\n")
+  assert(os.execute("ln -s " .. q(d .. "/victim") .. " " .. q(logs .. "/sim_air720_1.log")))
+  code, _, err = run(BIN .. " --ports sim:air720 --logdir " .. q(logs)
+    .. " -e 'athost.port()'", d)
+  t.eq(code, 2, "exit code")
+  t.match(err, "sim_air720_1%.log: it is a symbolic link", "the message")
+  t.eq(t.slurp(d .. "/victim"), "precious\n", "the link's target is untouched")
+end)
+
+t.test("--log-max rotates the transcript to FILE.1, neither over the cap, nothing lost", function()
+  local d = fresh("rotate")
+  local log = d .. "/tr.log"
+  -- FILE.1 planted as a symlink: rotation replaces it, never writes through it
+  write(d .. "/victim", "precious\n")
+  assert(os.execute("ln -s " .. q(d .. "/victim") .. " " .. q(log .. ".1")))
+  local code, _, err = run(BIN .. " --log-max 2k -l " .. q(log) .. " "
+    .. chatter(d, 60, 60), d)
+  t.eq(code, 0, "exit code (" .. err .. ")")
+  local cur, prev = t.slurp(log), t.slurp(log .. ".1")
+  t.ok(cur and #cur > 0 and #cur <= 2048, "FILE within 2 KiB (" .. #(cur or "") .. ")")
+  t.ok(prev and #prev > 1024 and #prev <= 2048, "FILE.1 full but within 2 KiB ("
+    .. #(prev or "") .. ")")
+  t.eq(mode(log), 384, "FILE mode")
+  t.eq(mode(log .. ".1"), 384, "FILE.1 mode (a file now, not the link)")
+  t.eq(t.slurp(d .. "/victim"), "precious\n", "the planted link's target is untouched")
+  t.match(cur, "dut > 00060x+\\r\n$", "FILE ends with the last record")
+  -- the records in FILE.1 and FILE are consecutive, each whole
+  local nums = {}
+  for num in (prev .. cur):gmatch("dut > (%d%d%d%d%d)x+\\r\n") do nums[#nums + 1] = tonumber(num) end
+  local first = nums[1]
+  t.ok(first and first > 1, "older records rotated away")
+  for i, num in ipairs(nums) do t.eq(num, first + i - 1, "record " .. i) end
+  t.eq(nums[#nums], 60, "the last record")
+end)
+
+t.test("--log-max takes sizes with k/M/G and refuses bad ones", function()
+  local d = fresh("logmax")
+  local code, _, err = run(BIN .. " --log-max 10Q -l " .. q(d .. "/a") .. " -e 'return'", d)
+  t.eq(code, 2, "exit code for 10Q")
+  t.match(err, "bad %-%-log%-max size '10Q'", "message")
+  code = run(BIN .. " --log-max 0 -l " .. q(d .. "/a") .. " -e 'return'", d)
+  t.eq(code, 2, "exit code for 0")
+  code, _, err = run(BIN .. " --log-max 10M -e 'return'", d)
+  t.eq(code, 2, "exit code without a transcript file")
+  t.match(err, "needs a transcript file", "message")
+  code, _, err = run(BIN .. " --log-max 10M -l " .. q(d .. "/a") .. " -e 'return'", d)
+  t.eq(code, 0, "exit code for 10M (" .. err .. ")")
+end)
+
 -- ---- the device secret's directory -------------------------------------------
 
 local function lua_run(d, env, chunk)
