@@ -69,7 +69,7 @@ static ath_port_t *lopen_wrap(lua_State *L, int fd, int kind, const char *name,
 {
     ath_port_t *p = ath_port_new(ath_host_from(L), fd, kind, name);
     if (p == NULL) {
-        close(fd);
+        ath_fd_close(fd);
         luaL_error(L, "cannot watch %s (out of memory or not pollable)", name);
     }
     ath_lport_push(L, p);

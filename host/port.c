@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
@@ -97,37 +98,107 @@ int ath_serial_lines(int fd, int dtr, int rts)
     return 0;
 }
 
+/* The fds in exclusive mode (TIOCEXCL). The mode belongs to the tty, not
+ * to the fd: left set, it outlives the process, and for a user without
+ * CAP_SYS_ADMIN every later open of the device fails with EBUSY until
+ * the device itself goes away (for a pty: until its master closes). So
+ * it is cleared before the fd closes (ath_fd_close), and at exit for
+ * whatever is still open (exit() from os.exit or an embedder). */
+static pthread_mutex_t excl_mu = PTHREAD_MUTEX_INITIALIZER;
+static int *excl_fds;
+static size_t excl_n, excl_cap;
+
+static void excl_atexit(void)
+{
+    size_t i;
+    pthread_mutex_lock(&excl_mu);
+    for (i = 0; i < excl_n; i++)
+        (void)ioctl(excl_fds[i], TIOCNXCL);
+    excl_n = 0;
+    pthread_mutex_unlock(&excl_mu);
+}
+
+/* Sets exclusive mode on fd and remembers it. 0 or -1 (no memory). */
+static int excl_set(int fd)
+{
+    static int registered;
+    int r = 0;
+    pthread_mutex_lock(&excl_mu);
+    if (!registered)
+        registered = atexit(excl_atexit) == 0;
+    if (excl_n == excl_cap) {
+        size_t cap = excl_cap ? excl_cap * 2 : 8;
+        int *nf = realloc(excl_fds, cap * sizeof *nf);
+        if (nf == NULL)
+            r = -1;
+        else {
+            excl_fds = nf;
+            excl_cap = cap;
+        }
+    }
+    if (r == 0 && ioctl(fd, TIOCEXCL) == 0)
+        excl_fds[excl_n++] = fd;
+    pthread_mutex_unlock(&excl_mu);
+    return r;
+}
+
+int ath_fd_close(int fd)
+{
+    size_t i;
+    if (fd < 0)
+        return 0;
+    pthread_mutex_lock(&excl_mu);
+    for (i = 0; i < excl_n; i++) {
+        if (excl_fds[i] == fd) {
+            (void)ioctl(fd, TIOCNXCL);
+            excl_fds[i] = excl_fds[--excl_n];
+            break;
+        }
+    }
+    pthread_mutex_unlock(&excl_mu);
+    return close(fd);
+}
+
 int ath_serial_open(const char *path, const ath_serial_opts_t *o,
                     const char **why)
 {
     int fd, r;
     *why = "open";
     fd = open(path, O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
-    if (fd < 0)
+    if (fd < 0) {
+        /* A tty in exclusive mode (TIOCEXCL) refuses the open itself. */
+        if (errno == EBUSY)
+            *why = "port busy (another program has it open exclusively)";
         return -errno;
+    }
     if (!isatty(fd)) {
         close(fd);
         *why = "not a serial device or pty";
         return -ENOTTY;
     }
     if (o->exclusive) {
-        /* flock() for other athosts (and most serial tools), TIOCEXCL for
-         * everyone else but root. */
+        /* flock() for other athosts (and most serial tools): "port busy"
+         * while this one runs, gone with the fd. TIOCEXCL for everyone
+         * else but root, cleared again before the fd closes. */
         if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
             r = -errno;
             close(fd);
             *why = "port busy (another program has it open)";
             return r == -EWOULDBLOCK ? -EBUSY : r;
         }
-        (void)ioctl(fd, TIOCEXCL);
+        if (excl_set(fd) != 0) {
+            close(fd);
+            *why = "out of memory";
+            return -ENOMEM;
+        }
     }
     if ((r = serial_termios(fd, o)) != 0) {
-        close(fd);
+        ath_fd_close(fd);
         *why = r == -EINVAL ? "unsupported baud rate" : "termios";
         return r;
     }
     if ((r = ath_serial_lines(fd, o->dtr, o->rts)) != 0) {
-        close(fd);
+        ath_fd_close(fd);
         *why = "modem control lines";
         return r;
     }
@@ -408,7 +479,7 @@ void ath_port_close(ath_port_t *p)
     if (p->on_close)
         p->on_close(p);
     if (p->fd >= 0)
-        close(p->fd);
+        ath_fd_close(p->fd);
     if (p->slave_fd >= 0)
         close(p->slave_fd);
     p->fd = p->slave_fd = -1;

@@ -86,6 +86,9 @@ struct ath_port {
  * with *why naming the step ("open", "port busy", "termios"). */
 int ath_serial_open(const char *path, const ath_serial_opts_t *o,
                     const char **why);
+/* Closes fd, first clearing the exclusive mode ath_serial_open set on it
+ * (which would outlive the process). Every port fd closes through it. */
+int ath_fd_close(int fd);
 /* Makes a raw pty pair; returns the master fd, slave fd and slave path. */
 int ath_pty_open(int *slave_fd, char *path, size_t pathlen);
 /* Sets DTR/RTS (-1 leaves a line as is). */

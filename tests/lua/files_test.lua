@@ -152,6 +152,58 @@ t.test("--log-max takes sizes with k/M/G and refuses bad ones", function()
   t.eq(code, 0, "exit code for 10M (" .. err .. ")")
 end)
 
+-- ---- the exclusive open leaves nothing behind -------------------------------
+
+-- As root the test runs athost as nobody: root ignores the exclusive mode,
+-- the users it locked out do not.
+local function as_user()
+  if athost.uid() ~= 0 then return "" end
+  return "setpriv --reuid=65534 --regid=65534 --clear-groups "
+end
+
+P.test("a pty opened by one athost after another: the second open succeeds (non-root)", function()
+  local d = fresh("excl")
+  local m, slave = assert(athost.pty { name = "master" })   -- kept open throughout
+  if athost.uid() == 0 then assert(os.execute("chmod 666 " .. q(slave))) end
+  local open = as_user() .. BIN .. " -p " .. q(slave)
+  for i = 1, 2 do
+    local code, _, err = run(open .. " -e 'assert(athost.port()); athost.log(\"opened\")'", d)
+    t.eq(code, 0, "run " .. i .. " exit code (" .. err .. ")")
+  end
+  -- a run ending through os.exit (no host teardown) releases it too
+  local code, _, err = run(open .. " -e 'assert(athost.port()); os.exit(0)'", d)
+  t.eq(code, 0, "os.exit run (" .. err .. ")")
+  code, _, err = run(open .. " -e 'assert(athost.port())'", d)
+  t.eq(code, 0, "the run after os.exit (" .. err .. ")")
+  -- a run that fails (its script raises) releases it too
+  code = run(open .. " -e 'assert(athost.port()); error(\"boom\")'", d)
+  t.eq(code, 1, "a failing run's exit code")
+  code, _, err = run(open .. " -e 'assert(athost.port())'", d)
+  t.eq(code, 0, "the run after a failing one (" .. err .. ")")
+  m:close()
+end)
+
+P.test("while one athost has the port a second is refused as busy; after SIGTERM it is free", function()
+  local d = fresh("busy")
+  local m, slave = assert(athost.pty { name = "master" })
+  if athost.uid() == 0 then assert(os.execute("chmod 666 " .. q(slave))) end
+  local open = as_user() .. BIN .. " -p " .. q(slave)
+  local first = P.background(open .. [[ -e 'local p = assert(athost.port())
+    assert(p:sendline("ready")); athost.sleep(60000)']], "holder")
+  assert(m:expect("ready", { timeout = 10000 }))
+  local code, _, err = run(open .. " -e 'assert(athost.port())'", d)
+  t.eq(code, 3, "exit code while the first has it")
+  t.match(err, "port busy", "the message")
+  assert(os.execute("kill -TERM $(cat " .. q(first .. ".pid") .. ")"))
+  local rc = poll("the first athost's end", 10000, function()
+    return t.slurp(first .. ".rc")
+  end)
+  t.eq(rc, "4\n", "the first ended as canceled (stderr: " .. (t.slurp(first .. ".err") or "") .. ")")
+  code, _, err = run(open .. " -e 'assert(athost.port())'", d)
+  t.eq(code, 0, "the next run opens it (" .. err .. ")")
+  m:close()
+end)
+
 -- ---- the device secret's directory -------------------------------------------
 
 local function lua_run(d, env, chunk)
