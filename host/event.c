@@ -11,7 +11,8 @@
 
 /* ---- secrets ---------------------------------------------------------- */
 
-void ath_host_add_secret(ath_host_t *h, const char *value)
+/* Registers one spelling of a secret. */
+static void secret_add_one(ath_host_t *h, const char *value)
 {
     size_t i, n = strlen(value);
     char **ns;
@@ -29,6 +30,67 @@ void ath_host_add_secret(ath_host_t *h, const char *value)
     h->nsecrets++;
     if (n > h->secret_max)
         h->secret_max = n;
+}
+
+/* The encodings athost itself puts a secret in on its way out: hex (both
+ * cases, HEX-mode payloads), base64, URL encoding (form bodies) and the
+ * \HH escapes of an AT string (at.mpub_escape). out holds 4n + 1. */
+static void secret_encode(const char *v, size_t n, int how, char *out)
+{
+    static const char *b64 =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const unsigned char *u = (const unsigned char *)v;
+    size_t i;
+    char *o = out;
+    switch (how) {
+    case 0:
+    case 1:
+        for (i = 0; i < n; i++)
+            o += sprintf(o, how ? "%02X" : "%02x", u[i]);
+        break;
+    case 2:
+        for (i = 0; i < n; i += 3) {
+            unsigned a = u[i], b = i + 1 < n ? u[i + 1] : 0,
+                     c = i + 2 < n ? u[i + 2] : 0;
+            *o++ = b64[a >> 2];
+            *o++ = b64[((a & 3) << 4) | (b >> 4)];
+            *o++ = i + 1 < n ? b64[((b & 15) << 2) | (c >> 6)] : '=';
+            *o++ = i + 2 < n ? b64[c & 63] : '=';
+        }
+        break;
+    case 3:
+        for (i = 0; i < n; i++) {
+            if ((u[i] >= 'a' && u[i] <= 'z') || (u[i] >= 'A' && u[i] <= 'Z') ||
+                (u[i] >= '0' && u[i] <= '9') || strchr("-._~", u[i]) != NULL)
+                *o++ = (char)u[i];
+            else
+                o += sprintf(o, "%%%02X", u[i]);
+        }
+        break;
+    default:
+        for (i = 0; i < n; i++) {
+            if (u[i] == '"' || u[i] == '\r' || u[i] == '\n' || u[i] == '\\')
+                o += sprintf(o, "\\%02X", u[i]);
+            else
+                *o++ = (char)u[i];
+        }
+    }
+    *o = '\0';
+}
+
+void ath_host_add_secret(ath_host_t *h, const char *value)
+{
+    size_t n = strlen(value);
+    char *enc;
+    int how;
+    secret_add_one(h, value);
+    if (n < 3 || (enc = malloc(4 * n + 8)) == NULL)
+        return;
+    for (how = 0; how < 5; how++) {
+        secret_encode(value, n, how, enc);
+        secret_add_one(h, enc); /* a spelling already known is kept once */
+    }
+    free(enc);
 }
 
 int ath_secret_name(const char *key, size_t n)

@@ -58,7 +58,7 @@ end
 -- the script file itself holds only ASCII.
 local function lit(s)
   return '"' .. s:gsub("[^%w ]", function(c)
-    return string.format("\\%d", c:byte())
+    return string.format("\\%03d", c:byte())
   end) .. '"'
 end
 
@@ -203,6 +203,26 @@ error("rejected\0" .. s .. "\255", 0)
     t.eq(code, 1, "exit code without --json")
     t.nomatch(err, secret, "stderr")
     t.match(err, "athost: rejected\\x00%*%*%*\255\n", "the final error line")
+  end)
+end)
+
+t.test("a secret is masked in the encodings athost puts it in, too", function()
+  in_tmpdir(function(dir)
+    local secret = 'p"w&d\r\n42' .. athost.random(3, "hex")
+    local at = require("athost.at")
+    local enc = { secret, athost.hex(secret), athost.hex(secret):upper(),
+      athost.base64(secret), at.mpub_escape(secret),
+      (secret:gsub("[^%w%-%._~]", function(c) return string.format("%%%02X", c:byte()) end)) }
+    local lines = {}
+    for i, e in ipairs(enc) do lines[#lines + 1] = "athost.log(" .. lit("enc" .. i .. " " .. e) .. ")" end
+    write(dir .. "/s.lua", "local athost = require('athost')\nathost.secret(" .. lit(secret)
+      .. ")\n" .. table.concat(lines, "\n") .. "\nerror(" .. lit("failed with " .. enc[4]) .. ", 0)\n")
+    local code, out, err = athost_cmd(dir, "--json " .. dir .. "/s.lua")
+    t.eq(code, 1, "exit code (stderr: " .. err .. ")")
+    for i, e in ipairs(enc) do
+      t.ok(not (out .. err):find(e, 1, true), "encoding " .. i .. " in the output")
+      t.ok(out:find("enc" .. i .. " ***", 1, true), "encoding " .. i .. " masked")
+    end
   end)
 end)
 
