@@ -47,11 +47,20 @@ typedef struct ath_event {
     ath_event_type_t type;
     const char *name; /* step or event name, or NULL */
     const char *port; /* port name, or NULL */
-    const char *text; /* secrets already masked as *** */
-    const char *json; /* the event as one JSON object */
+    const char *text; /* secrets already masked as ***; may hold NUL bytes
+                         (a log line, a URC): its length is text_len */
+    const char *json; /* the event as one JSON object (valid UTF-8: bytes
+                         that are not are written \u00XX) */
     double ms;        /* duration (STEP_END, RESULT) or time since start */
     int ok;
     int code; /* RESULT: ATH_EXIT_* */
+    /* Added last, so that code built against the older struct still reads
+     * the fields above where they were. The callback always gets the
+     * length of text (text[text_len] is '\0'); inside the host, an event
+     * built with text_len 0 holds a C string, measured by strlen. Errors
+     * (STEP_END, RESULT, ath_host_error()) are C strings: a NUL in one is
+     * written \x00. */
+    size_t text_len;
 } ath_event_t;
 
 typedef struct ath_host ath_host_t;
@@ -106,7 +115,7 @@ void ath_host_cancel(ath_host_t *h);
 int ath_host_done(const ath_host_t *h);
 /* ATH_EXIT_* of a finished run. */
 int ath_host_status(const ath_host_t *h);
-/* The last error message (secrets masked), or "". */
+/* The last error message (secrets masked, a NUL written \x00), or "". */
 const char *ath_host_error(const ath_host_t *h);
 /* Closes every handle (running the loop if it is the host's own), then
  * frees the host. An embedder's loop must be run until the host's handles

@@ -18,6 +18,8 @@
 #include <string.h>
 
 #define PROMPT_MAX 256        /* longest unterminated line tried as prompt */
+#define HEADER_MAX 1024       /* longest unterminated line tried as the
+                                 header of a counted payload */
 #define COUNT_MAX (64u << 20) /* largest payload a count may announce */
 
 typedef struct urc {
@@ -51,6 +53,7 @@ struct ath_chat {
     int due;             /* CMD: OK came, the outcome is awaited */
     int outseen;         /* CMD: an outcome came before the final */
     int answered;        /* CMD: a reply or prompt came (echo is past) */
+    size_t work;         /* bytes given to pattern matching, in all */
 };
 
 ath_chat_t *ath_chat_new(size_t max_line, size_t max_backlog)
@@ -154,6 +157,11 @@ void ath_chat_cancel(ath_chat_t *c)
     memset(&c->w, 0, sizeof c->w);
     c->cnt.on = 0;
     c->due = 0;
+}
+
+size_t ath_chat_work(const ath_chat_t *c)
+{
+    return c->work;
 }
 
 int ath_chat_outcome_due(const ath_chat_t *c)
@@ -297,6 +305,7 @@ static int chat_try_count(ath_chat_t *c, const ath_pat_t *p, size_t t, int type,
     int why;
     if (p == NULL || p->count_cap < 1)
         return 0;
+    c->work += t - c->ls;
     if (!ath_pat_match(p, line, t - c->ls, &m))
         return 0;
     end = c->ls + m.end;
@@ -567,6 +576,7 @@ static int chat_line(ath_chat_t *c, size_t t, size_t next, ath_chat_event_t *ev)
     ev->line = s;
     ev->len = n;
     ev->matched = 1;
+    c->work += n;
     if (w->mode == ATH_WAIT_CMD)
         return chat_cmd_line(c, t, next, ev);
     if (w->mode == ATH_WAIT_EXPECT) {
@@ -745,7 +755,15 @@ int ath_chat_next(ath_chat_t *c, ath_chat_event_t *ev)
             if (c->b[t] == '\n' || c->b[t] == '\r')
                 break;
         c->scan = t;
-        r = chat_find_count(c, t);
+        /* Counted patterns: on an unterminated line only while it may be
+         * a header still arriving (each read looks at most HEADER_MAX
+         * bytes again), on a complete line once, and never on one longer
+         * than max_line: that one is cut into pieces however it arrives. */
+        if (t < c->len ? t - c->ls <= c->max_line
+                       : c->len - c->ls <= HEADER_MAX)
+            r = chat_find_count(c, t);
+        else
+            r = 0;
         if (r > 0)
             return chat_emit_count(c, ev);
         if (r < 0)

@@ -23,7 +23,12 @@
  * be a number of at most 9 digits, not negative and not above the
  * pattern's max, and the payload must be followed by one of the trailer
  * bytes (a line end by default); otherwise the header line produces
- * ATH_EV_BADCOUNT instead of a payload, never a part of one.
+ * ATH_EV_BADCOUNT instead of a payload, never a part of one. Counted
+ * patterns are tried on an unterminated line only while it is at most
+ * 1 KiB (a header still arriving), then once on the complete line, and
+ * never on a line longer than max_line, so the events do not depend on how
+ * the bytes were split; a counted pattern should match its header one way
+ * only (no greedy ".*" before the count).
  *
  * A command whose result is a URC (AT+MIPSTART -> CONNECT OK) names its
  * outcome patterns in the CMD wait: a line matching one is taken whether
@@ -164,6 +169,11 @@ int ath_chat_next(ath_chat_t *c, ath_chat_event_t *ev);
 
 /* Bytes received but not yet consumed. */
 size_t ath_chat_pending(const ath_chat_t *c);
+
+/* Bytes given to pattern matching so far (lines classified, headers
+ * tried): a measure of the engine's work that does not depend on the
+ * machine, linear in what was fed for any chunking. */
+size_t ath_chat_work(const ath_chat_t *c);
 
 /* 1 when the CMD wait had its OK and waits for its outcome. */
 int ath_chat_outcome_due(const ath_chat_t *c);

@@ -11,7 +11,8 @@
 
 /* ---- secrets ---------------------------------------------------------- */
 
-void ath_host_add_secret(ath_host_t *h, const char *value)
+/* Registers one spelling of a secret. */
+static void secret_add_one(ath_host_t *h, const char *value)
 {
     size_t i, n = strlen(value);
     char **ns;
@@ -29,6 +30,67 @@ void ath_host_add_secret(ath_host_t *h, const char *value)
     h->nsecrets++;
     if (n > h->secret_max)
         h->secret_max = n;
+}
+
+/* The encodings athost itself puts a secret in on its way out: hex (both
+ * cases, HEX-mode payloads), base64, URL encoding (form bodies) and the
+ * \HH escapes of an AT string (at.mpub_escape). out holds 4n + 1. */
+static void secret_encode(const char *v, size_t n, int how, char *out)
+{
+    static const char *b64 =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const unsigned char *u = (const unsigned char *)v;
+    size_t i;
+    char *o = out;
+    switch (how) {
+    case 0:
+    case 1:
+        for (i = 0; i < n; i++)
+            o += sprintf(o, how ? "%02X" : "%02x", u[i]);
+        break;
+    case 2:
+        for (i = 0; i < n; i += 3) {
+            unsigned a = u[i], b = i + 1 < n ? u[i + 1] : 0,
+                     c = i + 2 < n ? u[i + 2] : 0;
+            *o++ = b64[a >> 2];
+            *o++ = b64[((a & 3) << 4) | (b >> 4)];
+            *o++ = i + 1 < n ? b64[((b & 15) << 2) | (c >> 6)] : '=';
+            *o++ = i + 2 < n ? b64[c & 63] : '=';
+        }
+        break;
+    case 3:
+        for (i = 0; i < n; i++) {
+            if ((u[i] >= 'a' && u[i] <= 'z') || (u[i] >= 'A' && u[i] <= 'Z') ||
+                (u[i] >= '0' && u[i] <= '9') || strchr("-._~", u[i]) != NULL)
+                *o++ = (char)u[i];
+            else
+                o += sprintf(o, "%%%02X", u[i]);
+        }
+        break;
+    default:
+        for (i = 0; i < n; i++) {
+            if (u[i] == '"' || u[i] == '\r' || u[i] == '\n' || u[i] == '\\')
+                o += sprintf(o, "\\%02X", u[i]);
+            else
+                *o++ = (char)u[i];
+        }
+    }
+    *o = '\0';
+}
+
+void ath_host_add_secret(ath_host_t *h, const char *value)
+{
+    size_t n = strlen(value);
+    char *enc;
+    int how;
+    secret_add_one(h, value);
+    if (n < 3 || (enc = malloc(4 * n + 8)) == NULL)
+        return;
+    for (how = 0; how < 5; how++) {
+        secret_encode(value, n, how, enc);
+        secret_add_one(h, enc); /* a spelling already known is kept once */
+    }
+    free(enc);
 }
 
 int ath_secret_name(const char *key, size_t n)
@@ -124,26 +186,119 @@ char *ath_host_redact(ath_host_t *h, const char *s, size_t n, size_t *outn)
     return out;
 }
 
-/* ---- events ----------------------------------------------------------- */
+/* ---- text that must survive C and JSON ---------------------------------- */
+
+size_t ath_utf8_seq(const char *str, size_t n)
+{
+    const unsigned char *s = (const unsigned char *)str;
+    unsigned char lo = 0x80, hi = 0xbf;
+    size_t len, i;
+    if (n == 0)
+        return 0;
+    if (s[0] < 0x80)
+        return 1;
+    /* RFC 3629 table 3.7: the second byte's range rules out overlong
+     * forms (E0, F0), surrogates (ED) and code points above U+10FFFF (F4). */
+    if (s[0] >= 0xc2 && s[0] <= 0xdf)
+        len = 2;
+    else if (s[0] >= 0xe0 && s[0] <= 0xef)
+        len = 3;
+    else if (s[0] >= 0xf0 && s[0] <= 0xf4)
+        len = 4;
+    else
+        return 0;
+    if (s[0] == 0xe0)
+        lo = 0xa0;
+    else if (s[0] == 0xed)
+        hi = 0x9f;
+    else if (s[0] == 0xf0)
+        lo = 0x90;
+    else if (s[0] == 0xf4)
+        hi = 0x8f;
+    if (len > n || s[1] < lo || s[1] > hi)
+        return 0;
+    for (i = 2; i < len; i++)
+        if (s[i] < 0x80 || s[i] > 0xbf)
+            return 0;
+    return len;
+}
+
+const char *ath_pushcstr(lua_State *L, const char *s, size_t n)
+{
+    luaL_Buffer b;
+    const char *nul;
+    if (memchr(s, '\0', n) == NULL)
+        return lua_pushlstring(L, s, n);
+    luaL_buffinit(L, &b);
+    while ((nul = memchr(s, '\0', n)) != NULL) {
+        luaL_addlstring(&b, s, (size_t)(nul - s));
+        luaL_addstring(&b, "\\x00");
+        n -= (size_t)(nul - s) + 1;
+        s = nul + 1;
+    }
+    luaL_addlstring(&b, s, n);
+    luaL_pushresult(&b);
+    return lua_tostring(L, -1);
+}
+
+/* Adds s[0, n) as JSON text: valid UTF-8 as it is, each byte that is not
+ * part of a valid sequence as \u00XX (the character of the byte's value),
+ * so that whatever a module or a script produced, the line is valid JSON.
+ * With quote set it is a JSON string (quotes, escapes, control characters
+ * escaped); without, s is JSON already (cjson's encoding, where bytes of
+ * 0x80 and above only occur inside strings) and only invalid bytes are
+ * escaped. */
+static void json_text(luaL_Buffer *b, const char *s, size_t n, int quote)
+{
+    size_t i = 0, k;
+    char tmp[8];
+    if (quote)
+        luaL_addchar(b, '"');
+    while (s && i < n) {
+        unsigned char c = (unsigned char)s[i];
+        if (quote && (c == '"' || c == '\\')) {
+            luaL_addchar(b, '\\');
+            luaL_addchar(b, (char)c);
+            i++;
+        } else if (quote && (c < 0x20 || c == 0x7f)) {
+            snprintf(tmp, sizeof tmp, "\\u%04x", c);
+            luaL_addstring(b, tmp);
+            i++;
+        } else if (c < 0x80) {
+            luaL_addchar(b, (char)c);
+            i++;
+        } else if ((k = ath_utf8_seq(s + i, n - i)) != 0) {
+            luaL_addlstring(b, s + i, k);
+            i += k;
+        } else {
+            snprintf(tmp, sizeof tmp, "\\u%04x", c);
+            luaL_addstring(b, tmp);
+            i++;
+        }
+    }
+    if (quote)
+        luaL_addchar(b, '"');
+}
 
 static void json_str(luaL_Buffer *b, const char *s)
 {
-    luaL_addchar(b, '"');
-    for (; s && *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') {
-            luaL_addchar(b, '\\');
-            luaL_addchar(b, (char)c);
-        } else if (c < 0x20 || c == 0x7f) {
-            char tmp[8];
-            snprintf(tmp, sizeof tmp, "\\u%04x", c);
-            luaL_addstring(b, tmp);
-        } else {
-            luaL_addchar(b, (char)c);
-        }
-    }
-    luaL_addchar(b, '"');
+    json_text(b, s, s ? strlen(s) : 0, 1);
 }
+
+/* Writes s[0, n) for a person: a NUL as \x00, the rest as it is. */
+static void print_text(FILE *f, const char *s, size_t n)
+{
+    const char *nul;
+    while ((nul = memchr(s, '\0', n)) != NULL) {
+        fwrite(s, 1, (size_t)(nul - s), f);
+        fputs("\\x00", f);
+        n -= (size_t)(nul - s) + 1;
+        s = nul + 1;
+    }
+    fwrite(s, 1, n, f);
+}
+
+/* ---- events ----------------------------------------------------------- */
 
 static const char *event_names[] = {"",    "step",       "step", "log",
                                     "urc", "transcript", "data", "result"};
@@ -188,11 +343,11 @@ static void event_json(ath_host_t *h, ath_event_t *ev)
                                    ev->type == ATH_EVENT_RESULT
                                ? ",\"error\":"
                                : ",\"text\":");
-        json_str(&b, ev->text);
+        json_text(&b, ev->text, ev->text_len, 1);
     }
     if (ev->json) {
         luaL_addstring(&b, ",\"data\":");
-        luaL_addstring(&b, ev->json);
+        json_text(&b, ev->json, strlen(ev->json), 0);
     }
     luaL_addchar(&b, '}');
     luaL_pushresult(&b);
@@ -215,11 +370,16 @@ static void event_print(ath_host_t *h, const ath_event_t *ev)
                     who, ev->name, ev->ms);
         break;
     case ATH_EVENT_LOG:
-        fprintf(stderr, "[%7.3f]%s%s   %s\n", t, sep, who, ev->text);
+        fprintf(stderr, "[%7.3f]%s%s   ", t, sep, who);
+        print_text(stderr, ev->text, ev->text_len);
+        fputc('\n', stderr);
         break;
     case ATH_EVENT_RESULT:
-        if (!ev->ok && ev->text)
-            fprintf(stderr, "athost:%s%s %s\n", sep, who, ev->text);
+        if (!ev->ok && ev->text) {
+            fprintf(stderr, "athost:%s%s ", sep, who);
+            print_text(stderr, ev->text, ev->text_len);
+            fputc('\n', stderr);
+        }
         break;
     default: break;
     }
@@ -231,10 +391,16 @@ void ath_host_emit(ath_host_t *h, ath_event_t *ev)
     lua_State *L = h->L;
     int top = lua_gettop(L);
     char *red = NULL;
+    /* An event built without a length (text_len 0) holds a C string. */
+    if (ev->text && ev->text_len == 0)
+        ev->text_len = strlen(ev->text);
     if (ev->text && h->nsecrets) {
-        red = ath_host_redact(h, ev->text, strlen(ev->text), NULL);
-        if (red)
+        size_t rn;
+        red = ath_host_redact(h, ev->text, ev->text_len, &rn);
+        if (red) {
             ev->text = red;
+            ev->text_len = rn;
+        }
     }
     if (h->on_event || h->opts.json) {
         event_json(h, ev);

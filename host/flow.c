@@ -202,27 +202,40 @@ static void host_resume(ath_host_t *h, lua_State *co, int nargs)
         if (co == h->main_co) {
             int fail = nres >= 1 && lua_type(co, -nres) == LUA_TBOOLEAN &&
                        !lua_toboolean(co, -nres);
-            const char *why = nres >= 2 ? lua_tostring(co, -nres + 1) : NULL;
+            size_t wn;
+            const char *why =
+                nres >= 2 ? lua_tolstring(co, -nres + 1, &wn) : NULL;
+            /* The reason becomes a C string: a NUL in it is written \x00
+             * rather than cutting off what follows. */
+            if (why)
+                why = ath_pushcstr(h->L, why, wn);
             flow_done(h, co, 1, 0);
             ath_host_finish(h, fail ? ATH_EXIT_FAIL : ATH_EXIT_OK,
                             fail ? (why ? why : "the script returned false")
                                  : NULL);
+            if (why)
+                lua_pop(h->L, 1);
             return;
         }
         flow_done(h, co, 1, nres);
         return;
     }
     {
-        const char *msg = lua_tostring(co, -1);
-        if (msg == NULL)
+        size_t n;
+        const char *msg = lua_tolstring(co, -1, &n);
+        if (msg == NULL) {
             msg = "(error object is not a string)";
+            n = strlen(msg);
+        }
+        /* Steps, results and ath_host_error() carry C strings: a NUL in
+         * the message is written \x00 rather than cutting it short. */
+        msg = ath_pushcstr(h->L, msg, n);
         if (getenv("ATHOST_TRACE")) {
             luaL_traceback(h->L, co, msg, 0);
             fprintf(stderr, "%s\n", lua_tostring(h->L, -1));
             lua_pop(h->L, 1);
         }
-        lua_pushstring(h->L, msg);
-        ath_host_flow_failed(h, co, lua_tostring(h->L, -1));
+        ath_host_flow_failed(h, co, msg);
         lua_pop(h->L, 1);
         flow_done(h, co, 0, 0);
         lua_resetthread(co);

@@ -252,14 +252,28 @@ static int host_config(lua_State *L)
     return 0;
 }
 
+/* Takes the error message on top of the stack as the host's error: a C
+ * string, so a NUL in it is written \x00 (what follows is not lost). */
+static void host_error(ath_host_t *h)
+{
+    size_t n;
+    const char *msg = lua_tolstring(h->L, -1, &n);
+    free(h->error);
+    h->error = NULL;
+    if (msg) {
+        msg = ath_pushcstr(h->L, msg, n);
+        h->error = ath_host_redact(h, msg, strlen(msg), NULL);
+        lua_pop(h->L, 1);
+    }
+    lua_pop(h->L, 1);
+}
+
 int ath_host_load_config(ath_host_t *h, const char *path)
 {
     lua_pushcfunction(h->L, host_config);
     lua_pushstring(h->L, path);
     if (lua_pcall(h->L, 1, 0, 0) != LUA_OK) {
-        free(h->error);
-        h->error = strdup(lua_tostring(h->L, -1));
-        lua_pop(h->L, 1);
+        host_error(h);
         return -1;
     }
     return 0;
@@ -294,9 +308,7 @@ int ath_host_set_port(ath_host_t *h, const char *spec, int baud)
 static int host_loaded(ath_host_t *h, int st)
 {
     if (st != LUA_OK) {
-        free(h->error);
-        h->error = strdup(lua_tostring(h->L, -1));
-        lua_pop(h->L, 1);
+        host_error(h);
         return ATH_EXIT_USAGE;
     }
     luaL_unref(h->L, LUA_REGISTRYINDEX, h->main_ref);

@@ -88,6 +88,13 @@ void ath_host_emit(ath_host_t *h, ath_event_t *ev);
 /* Masks registered secrets: returns a malloc'd copy of s[0,n) with each
  * secret replaced by ***, length in *outn. */
 char *ath_host_redact(ath_host_t *h, const char *s, size_t n, size_t *outn);
+/* The length of the valid UTF-8 sequence (RFC 3629: no overlong form,
+ * surrogate or code point above U+10FFFF) that starts s[0, n), or 0. */
+size_t ath_utf8_seq(const char *s, size_t n);
+/* Pushes s[0, n) with each NUL byte written as \x00, so that nothing after
+ * one is lost when the text becomes a C string (an error message);
+ * returns the pushed string. */
+const char *ath_pushcstr(lua_State *L, const char *s, size_t n);
 /* Whether key[0, n) is named like a secret: it contains secret, password,
  * passwd, token or psk, in any case. Such parameters are registered as
  * secrets, and such JSON fields' values are masked wherever they appear. */

@@ -506,6 +506,7 @@ static void lport_urc(ath_port_t *p, lua_State *L, const ath_chat_event_t *ev,
         e.port = p->name;
         lua_pushlstring(L, ev->line, ev->len);
         e.text = lua_tostring(L, -1);
+        e.text_len = ev->len; /* a NUL in the line does not cut it */
         ath_host_emit(p->h, &e);
         lua_pop(L, 1);
         lua_getfield(L, -1, "fn");

@@ -211,7 +211,9 @@ static int l_timer_gc(lua_State *L)
 /* athost.step(name): the flow's next step starts (the previous ends). */
 static int l_step(lua_State *L)
 {
-    ath_host_step(ath_host_from(L), L, luaL_checkstring(L, 1));
+    size_t n;
+    const char *name = luaL_checklstring(L, 1, &n);
+    ath_host_step(ath_host_from(L), L, ath_pushcstr(L, name, n));
     return 0;
 }
 
@@ -237,7 +239,7 @@ static int l_log(lua_State *L)
     lhost_join(L, 1);
     memset(&ev, 0, sizeof ev);
     ev.type = ATH_EVENT_LOG;
-    ev.text = lua_tostring(L, -1);
+    ev.text = lua_tolstring(L, -1, &ev.text_len); /* NULs and all */
     ath_host_emit(ath_host_from(L), &ev);
     return 0;
 }
@@ -250,8 +252,10 @@ static int l_emit(lua_State *L)
     ath_event_t ev;
     size_t n;
     char *red;
-    const char *name = luaL_checkstring(L, 1), *json;
+    const char *name = luaL_checklstring(L, 1, &n), *json;
     lua_settop(L, 2);
+    name = ath_pushcstr(L, name, n); /* the event's name is a C string */
+    lua_replace(L, 1);
     lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
     lua_getfield(L, -1, "cjson");
     lua_getfield(L, -1, "encode");

@@ -16,6 +16,7 @@
 #include "chat.h"
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1329,6 +1330,204 @@ static void test_pat_match(void)
 
 /* ---- main ------------------------------------------------------------------ */
 
+/* ---- linear work, max_line, chunking ------------------------------------ */
+
+/* Feeds data[0, n) in chunks of `chunk` bytes, pulling everything after
+ * each; returns the engine's work. */
+static size_t feed_work(ath_chat_t *c, const char *data, size_t n, size_t chunk)
+{
+    size_t at;
+    ath_chat_event_t ev;
+    for (at = 0; at < n; at += chunk) {
+        feed(c, data + at, n - at < chunk ? n - at : chunk);
+        while (ath_chat_next(c, &ev))
+            ;
+    }
+    return ath_chat_work(c);
+}
+
+static void test_partial_line_linear(void)
+{
+    size_t n = 1u << 20, i, as_lines, partial;
+    char *data = xmalloc(n), *lines = xmalloc(n);
+    ath_chat_t *c;
+    memcpy(data, "+MSUB: \"", 8);
+    memset(data + 8, 'a', n - 8);
+    /* the same bytes as lines of 1 KiB */
+    memcpy(lines, data, n);
+    for (i = 1022; i + 1 < n; i += 1024) {
+        lines[i] = '\r';
+        lines[i + 1] = '\n';
+    }
+    c = ath_chat_new(0, 0);
+    urc(c, &P_MSUB, URC_MSUB);
+    as_lines = feed_work(c, lines, n, 1024);
+    ath_chat_free(c);
+    c = ath_chat_new(0, 0);
+    urc(c, &P_MSUB, URC_MSUB);
+    partial = feed_work(c, data, n, 1024);
+    ath_chat_free(c);
+    CHECK(partial <= 3 * as_lines,
+          "1 MiB unterminated +MSUB in 1 KiB writes: %zu bytes matched, "
+          "as lines %zu", partial, as_lines);
+    free(data);
+    free(lines);
+}
+
+/* A counted pattern that matches to the end of what arrived. */
+static const ath_pat_t P_GREEDY = LUA("^%+X: (%d+) (.*)", 1);
+
+static void test_greedy_count_max_line(void)
+{
+    size_t n = 200000, maxpend = 0, at;
+    char *data = xmalloc(n);
+    ath_chat_event_t ev;
+    ath_chat_t *c = ath_chat_new(4096, 8192);
+    memcpy(data, "+X: 5 ", 6);
+    memset(data + 6, 'a', n - 6);
+    urc(c, &P_GREEDY, 1);
+    for (at = 0; at < n; at += 100) {
+        feed(c, data + at, 100);
+        while (ath_chat_next(c, &ev))
+            ;
+        if (ath_chat_pending(c) > maxpend)
+            maxpend = ath_chat_pending(c);
+    }
+    CHECK(maxpend <= 4096 + 8192 + 100, "%zu bytes pending (max_line 4096, "
+          "backlog 8192)", maxpend);
+    ath_chat_free(c);
+    free(data);
+}
+
+static uint32_t prop_rand(uint32_t *x)
+{
+    *x ^= *x << 13;
+    *x ^= *x >> 17;
+    *x ^= *x << 5;
+    return *x;
+}
+
+/* A random stream: lines, counted messages inline and after the line end
+ * (some with wrong counts), noise, over-long lines. */
+static size_t prop_stream(uint32_t *x, char *out, size_t cap)
+{
+    size_t n = 0;
+    while (n + 3000 < cap) {
+        uint32_t k = prop_rand(x) % 9;
+        char tmp[64];
+        size_t i, len;
+        switch (k) {
+        case 0: n += (size_t)sprintf(out + n, "\r\n+CGREG: 0,%u\r\n", prop_rand(x) % 6); break;
+        case 1: n += (size_t)sprintf(out + n, "\r\nOK\r\n"); break;
+        case 2: /* inline payload with line ends and a fake OK in it */
+            len = prop_rand(x) % 40;
+            n += (size_t)sprintf(out + n, "\r\n+MSUB: \"t/%u\",%zu byte,", prop_rand(x) % 9, len);
+            for (i = 0; i < len; i++)
+                out[n++] = "ab\r\nOK\"+,"[prop_rand(x) % 9];
+            n += (size_t)sprintf(out + n, "\r\n");
+            break;
+        case 3: /* a count that does not fit what follows */
+            n += (size_t)sprintf(out + n, "\r\n+MSUB: \"t\",%u byte,hello\r\n", prop_rand(x) % 12);
+            break;
+        case 4: /* payload after the line end */
+            len = prop_rand(x) % 30;
+            n += (size_t)sprintf(out + n, "\r\n+HTTPREAD: %zu\r\n", len);
+            for (i = 0; i < len; i++)
+                out[n++] = "{}\"x\r\n"[prop_rand(x) % 6];
+            n += (size_t)sprintf(out + n, "\r\nOK\r\n");
+            break;
+        case 5: /* noise */
+            for (i = prop_rand(x) % 8; i > 0; i--)
+                out[n++] = (char)(prop_rand(x) % 256);
+            break;
+        case 6: /* an over-long line, a counted one too */
+            len = 2000 + prop_rand(x) % 900;
+            n += (size_t)sprintf(out + n, "\r\n%s", prop_rand(x) % 2 ? "+MSUB: \"" : "");
+            for (i = 0; i < len; i++)
+                out[n++] = 'z';
+            n += (size_t)sprintf(out + n, "\r\n");
+            break;
+        case 7: /* a counted header longer than 1 KiB, or than max_line */
+            len = prop_rand(x) % 2 ? 1500 : 2100;
+            n += (size_t)sprintf(out + n, "\r\n+MSUB: \"");
+            for (i = 0; i < len; i++)
+                out[n++] = 'q';
+            n += (size_t)sprintf(out + n, "\",5 byte,hello\r\n+MSUB: %u\r\n",
+                                 prop_rand(x) % 4);
+            break;
+        default:
+            snprintf(tmp, sizeof tmp, "\r\n+HTTPREAD: -%u\r\n", prop_rand(x) % 9);
+            memcpy(out + n, tmp, strlen(tmp));
+            n += strlen(tmp);
+        }
+    }
+    return n;
+}
+
+static const ath_pat_t P_MSUB_SIGNED = LUA("^%+MSUB: \"([^\"]*)\",(%-?%d+) byte,", 2);
+static const ath_pat_t P_HTTPREAD_URC = LUA("^%+HTTPREAD: (%-?%d+)$", 1);
+static const ath_pat_t P_SLOT = LUA("^%+MSUB: (%d+)$", 0);
+
+/* Events of one stream fed in the chunks cuts gives (NULL: whole). */
+static char *prop_events(const char *data, size_t n, const size_t *cuts,
+                         size_t ncuts)
+{
+    ath_chat_t *c = ath_chat_new(2048, 1u << 20);
+    buf_t b = { 0 };
+    size_t i, at = 0;
+    urc(c, &P_MSUB_SIGNED, 1);
+    urc(c, &P_HTTPREAD_URC, 2);
+    urc(c, &P_SLOT, 3);
+    urc(c, &P_CGREG, 4);
+    for (i = 0; i <= ncuts; i++) {
+        size_t end = i < ncuts ? cuts[i] : n;
+        feed(c, data + at, end - at);
+        pull(c, &b);
+        at = end;
+    }
+    ath_chat_free(c);
+    return buf_take(&b);
+}
+
+static void test_chunking_property(void)
+{
+    size_t cap = 12 * 1024, n, ncuts, i, *cuts = xmalloc(cap * sizeof *cuts);
+    char *data = xmalloc(cap);
+    uint32_t seed;
+    for (seed = 1; seed <= 200 && !failed_now; seed++) {
+        uint32_t x = seed * 2654435761u;
+        char *whole, *split;
+        int way;
+        n = prop_stream(&x, data, cap);
+        whole = prop_events(data, n, NULL, 0);
+        for (way = 0; way < 3 && !failed_now; way++) {
+            size_t at = 0;
+            ncuts = 0;
+            while (at < n) {
+                size_t step = way == 0 ? 1 : way == 1 ? 1 + prop_rand(&x) % 7
+                                                      : 1 + prop_rand(&x) % 1500;
+                at += step;
+                if (at < n)
+                    cuts[ncuts++] = at;
+            }
+            split = prop_events(data, n, cuts, ncuts);
+            if (strcmp(whole, split) != 0) {
+                size_t d = 0;
+                while (whole[d] && whole[d] == split[d])
+                    d++;
+                fail_at(__LINE__, "seed %u, chunking %d: events differ at %zu:\n"
+                        "    whole  ...%.160s\n    split  ...%.160s", seed, way, d,
+                        whole + (d > 40 ? d - 40 : 0), split + (d > 40 ? d - 40 : 0));
+            }
+            free(split);
+        }
+        free(whole);
+    }
+    (void)i;
+    free(cuts);
+    free(data);
+}
+
 static void run(const char *name, void (*fn)(void))
 {
     test_name = name;
@@ -1371,6 +1570,12 @@ int main(void)
     run("an outcome sharing the reply prefix", test_outcome_shared_prefix);
     run("another command's echo", test_wrong_echo);
     run("wrong payload counts", test_bad_counts);
+    run("an unterminated counted line costs no more than lines",
+        test_partial_line_linear);
+    run("a counted pattern matching to the end keeps max_line",
+        test_greedy_count_max_line);
+    run("property: the same events for any chunking (200 streams)",
+        test_chunking_property);
     printf("%d passed, %d failed\n", npass, nfail);
     return nfail > 0;
 }

@@ -1,0 +1,175 @@
+// unit: host/host.c host/flow.c host/event.c host/lhost.c host/chat.c host/pattern.c host/port.c host/lport.c host/lchat.c host/lopen.c host/transcript.c host/crypto.c host/tls.c host/ltls.c -llua5.4-cjson -luv -lssl -lcrypto -lm
+/*
+ * event_test.c: what an embedder's event callback gets (host/event.c):
+ * text with its length (text_len) so that a NUL in a log line cuts
+ * nothing, errors with a NUL written \x00, JSON that is valid UTF-8 with
+ * invalid bytes as \u00XX, and secrets masked in all of them; and
+ * ath_utf8_seq() against the RFC 3629 table.
+ */
+#include "host.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int failed, passed;
+
+#define CHECK(cond, what)                                                   \
+    do {                                                                    \
+        if (cond) {                                                         \
+            passed++;                                                       \
+        } else {                                                            \
+            failed++;                                                       \
+            fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, what);  \
+        }                                                                   \
+    } while (0)
+
+#define S(lit) lit, sizeof(lit) - 1 /* a literal with its NULs */
+
+/* ---- ath_utf8_seq ----------------------------------------------------- */
+
+static void test_utf8_seq(void)
+{
+    static const struct {
+        const char *s;
+        size_t n, want;
+        const char *what;
+    } cases[] = {
+        {S("A"), 1, "ASCII"},
+        {S("\xc3\xa9"), 2, "e acute"},
+        {S("\xe4\xb8\xad"), 3, "a CJK character"},
+        {S("\xf0\x9f\x98\x80"), 4, "an emoji"},
+        {S("\xf4\x8f\xbf\xbf"), 4, "U+10FFFF"},
+        {S("\xef\xbf\xbf"), 3, "U+FFFF"},
+        {S("\xed\x9f\xbf"), 3, "U+D7FF, below the surrogates"},
+        {S("\xff"), 0, "0xff"},
+        {S("\xfe"), 0, "0xfe"},
+        {S("\x80"), 0, "a lone continuation byte"},
+        {S("\xbf"), 0, "a lone continuation byte (0xbf)"},
+        {S("\xc0\xaf"), 0, "an overlong '/'"},
+        {S("\xc1\xbf"), 0, "an overlong 2-byte form"},
+        {S("\xe0\x80\xaf"), 0, "an overlong 3-byte form"},
+        {S("\xf0\x80\x80\xaf"), 0, "an overlong 4-byte form"},
+        {S("\xed\xa0\x80"), 0, "a surrogate"},
+        {S("\xf4\x90\x80\x80"), 0, "above U+10FFFF"},
+        {S("\xf5\x80\x80\x80"), 0, "a lead byte above 0xf4"},
+        {S("\xe4\xb8"), 0, "a truncated 3-byte sequence"},
+        {S("\xe4\xb8" "A"), 0, "a 3-byte sequence cut by ASCII"},
+        {S("\xf0\x9f\x98"), 0, "a truncated 4-byte sequence"},
+        {S("\xc3"), 0, "a lead byte alone"},
+    };
+    size_t i;
+    for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char what[128];
+        snprintf(what, sizeof what, "ath_utf8_seq: %s", cases[i].what);
+        CHECK(ath_utf8_seq(cases[i].s, cases[i].n) == cases[i].want, what);
+    }
+}
+
+/* ---- the callback ----------------------------------------------------- */
+
+typedef struct seen {
+    char *log[4];
+    size_t loglen[4];
+    int nlog;
+    char *result;
+    size_t resultlen;
+    int json_bad;
+    char *json_log0;
+} seen_t;
+
+static char *memdup(const char *s, size_t n)
+{
+    char *d = malloc(n + 1);
+    if (d) {
+        memcpy(d, s, n);
+        d[n] = '\0';
+    }
+    return d;
+}
+
+/* Whether s is valid UTF-8 with no control character (a JSON line). */
+static int json_line_ok(const char *s)
+{
+    size_t n = strlen(s), i = 0, k;
+    while (i < n) {
+        if ((unsigned char)s[i] < 0x20)
+            return 0;
+        if ((k = ath_utf8_seq(s + i, n - i)) == 0)
+            return 0;
+        i += k;
+    }
+    return 1;
+}
+
+static void on_event(ath_host_t *h, const ath_event_t *ev, void *ud)
+{
+    seen_t *s = ud;
+    (void)h;
+    if (ev->json && !json_line_ok(ev->json))
+        s->json_bad++;
+    if (ev->type == ATH_EVENT_LOG && s->nlog < 4) {
+        s->log[s->nlog] = memdup(ev->text, ev->text_len);
+        s->loglen[s->nlog] = ev->text_len;
+        if (s->nlog == 0)
+            s->json_log0 = strdup(ev->json);
+        s->nlog++;
+    } else if (ev->type == ATH_EVENT_RESULT && ev->text) {
+        s->result = memdup(ev->text, ev->text_len);
+        s->resultlen = ev->text_len;
+    }
+}
+
+static void test_callback(void)
+{
+    seen_t s;
+    ath_host_opts_t o;
+    ath_host_t *h;
+    int i, rc;
+    memset(&s, 0, sizeof s);
+    memset(&o, 0, sizeof o);
+    o.on_event = on_event;
+    o.ud = &s;
+    h = ath_host_new(NULL, &o);
+    CHECK(h != NULL, "ath_host_new");
+    if (h == NULL)
+        return;
+    rc = ath_host_load_string(h,
+                              "local athost = require('athost')\n"
+                              "athost.log('a\\0b\\255\\228\\184\\173')\n"
+                              "athost.secret('S3cr3tXY')\n"
+                              "athost.log('S3cr3tXY\\0S3cr3tXY')\n"
+                              "error('x\\0y S3cr3tXY', 0)\n",
+                              "=(test)");
+    CHECK(rc == 0, "the chunk loads");
+    rc = ath_host_run(h);
+    CHECK(rc == ATH_EXIT_FAIL, "the run fails");
+    CHECK(s.nlog == 2, "two log events");
+    CHECK(s.loglen[0] == 7 && s.log[0] &&
+              memcmp(s.log[0], S("a\0b\xff\xe4\xb8\xad")) == 0,
+          "a log line with a NUL reaches the callback whole (text_len)");
+    CHECK(s.json_log0 &&
+              strstr(s.json_log0, "\"text\":\"a\\u0000b\\u00ff\xe4\xb8\xad\"") != NULL,
+          "its JSON: NUL as \\u0000, an invalid byte as \\u00ff, UTF-8 as is");
+    CHECK(s.loglen[1] == 7 && s.log[1] && memcmp(s.log[1], S("***\0***")) == 0,
+          "secrets on both sides of a NUL are masked");
+    CHECK(s.result && strcmp(s.result, "x\\x00y ***") == 0 &&
+              s.resultlen == strlen(s.result),
+          "the result's error: NUL written \\x00, the secret masked");
+    CHECK(strcmp(ath_host_error(h), "x\\x00y ***") == 0,
+          "ath_host_error(): NUL written \\x00, the secret masked");
+    CHECK(s.json_bad == 0, "every event's JSON is valid UTF-8");
+    ath_host_free(h);
+    for (i = 0; i < s.nlog; i++)
+        free(s.log[i]);
+    free(s.json_log0);
+    free(s.result);
+}
+
+int main(void)
+{
+    test_utf8_seq();
+    test_callback();
+    printf("event_test: %d passed, %d failed\n", passed, failed);
+    return failed ? 1 : 0;
+}
