@@ -3,31 +3,8 @@
 local t = require("t")
 local athost = require("athost")
 
-local BIN = os.getenv("ATHOST_BIN") or (arg and arg[-1]) or "./athost"
-
--- Runs fn(dir) in a fresh temporary directory and removes it afterwards.
-local function in_tmpdir(fn)
-  local dir = t.tmpdir()
-  local ok, err = xpcall(fn, debug.traceback, dir)
-  os.execute("rm -rf '" .. dir .. "'")
-  if not ok then error(err, 0) end
-end
-
-local function write(path, s)
-  local f = assert(io.open(path, "w"))
-  f:write(s)
-  f:close()
-end
-
--- Runs `athost ARGS` (ARGS already shell-quoted where needed); returns the
--- exit code, stdout and stderr.
-local function athost_cmd(dir, args)
-  local _, how, code = os.execute(string.format("%s %s >%s/out 2>%s/err",
-    BIN, args, dir, dir))
-  local out, err = t.slurp(dir .. "/out") or "", t.slurp(dir .. "/err") or ""
-  t.eq(how, "exit", "the command exited (stderr: " .. err .. ")")
-  return code, out, err
-end
+local cli = require("cli")
+local BIN, in_tmpdir, write, athost_cmd = cli.BIN, cli.in_tmpdir, cli.write, cli.athost
 
 local function lines(s)
   local r = {}

@@ -17,13 +17,7 @@ local function fixture(name)
   return t.ok(s, "fixture " .. name)
 end
 
--- Runs fn(dir) in a fresh temporary directory and removes it afterwards.
-local function in_tmpdir(fn)
-  local dir = t.tmpdir()
-  local ok, err = xpcall(fn, debug.traceback, dir)
-  os.execute("rm -rf '" .. dir .. "'")
-  if not ok then error(err, 0) end
-end
+local in_tmpdir = require("cli").in_tmpdir
 
 local function sh(cmd)
   t.ok(os.execute(cmd .. " >/dev/null 2>&1"), "command " .. cmd)

@@ -8,29 +8,8 @@ local t = require("t")
 local athost = require("athost")
 local cjson = athost.json
 
-local BIN = os.getenv("ATHOST_BIN") or (arg and arg[-1]) or "./athost"
-
-local function in_tmpdir(fn)
-  local dir = t.tmpdir()
-  local ok, err = xpcall(fn, debug.traceback, dir)
-  os.execute("rm -rf '" .. dir .. "'")
-  if not ok then error(err, 0) end
-end
-
-local function write(path, s)
-  local f = assert(io.open(path, "wb"))
-  f:write(s)
-  f:close()
-end
-
--- Runs `athost ARGS`; returns the exit code, stdout and stderr.
-local function athost_cmd(dir, args)
-  local _, how, code = os.execute(string.format("%s %s >%s/out 2>%s/err",
-    BIN, args, dir, dir))
-  local out, err = t.slurp(dir .. "/out") or "", t.slurp(dir .. "/err") or ""
-  t.eq(how, "exit", "the command exited (stderr: " .. err .. ")")
-  return code, out, err
-end
+local cli = require("cli")
+local BIN, in_tmpdir, write, athost_cmd = cli.BIN, cli.in_tmpdir, cli.write, cli.athost
 
 -- Every line of out must be valid UTF-8 (Lua's strict utf8.len: no
 -- overlong form, surrogate or code point above U+10FFFF) and a JSON object;
