@@ -25,4 +25,22 @@ function M.up(p)
   assert(p:cmd("AT+CMEE=1"))
 end
 
+-- The Air720's HTTP bearer (AT+SAPBR), as reference 000 opens it.
+function M.bearer(p)
+  assert(p:cmd('AT+SAPBR=3,1,"CONTYPE","GPRS"'))
+  assert(p:cmd('AT+SAPBR=3,1,"APN","CMIIOT"'))
+  assert(p:cmd("AT+SAPBR=1,1"))
+end
+
+-- A local HTTP server; returns its port, the requests it saw, a stopper.
+function M.http_server(reply)
+  local l = assert(athost.listen("127.0.0.1", 0))
+  local seen = {}
+  athost.spawn(require("athost.http11").serve, l, function(req)
+    seen[#seen + 1] = req
+    return reply(req)
+  end)
+  return l.port, seen, function() l:close() end
+end
+
 return M

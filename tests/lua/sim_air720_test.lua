@@ -8,7 +8,6 @@
 local t = require("t")
 local simtest = require("simtest")
 local athost = require("athost")
-local http = require("athost.http11")
 
 local here = ((arg and arg[0]) or "tests/lua/x"):match("^(.*)/[^/]*$") or "."
 local ROOT = here .. "/../.."
@@ -673,22 +672,7 @@ end)
 -- HTTP
 ---------------------------------------------------------------------------
 
--- A local HTTP server; returns its port, the requests it saw, a stopper.
-local function http_server(reply)
-  local l = assert(athost.listen("127.0.0.1", 0))
-  local seen = {}
-  athost.spawn(http.serve, l, function(req)
-    seen[#seen + 1] = req
-    return reply(req)
-  end)
-  return l.port, seen, function() l:close() end
-end
-
-local function bearer(p)
-  assert(p:cmd('AT+SAPBR=3,1,"CONTYPE","GPRS"'))
-  assert(p:cmd('AT+SAPBR=3,1,"APN","CMIIOT"'))
-  assert(p:cmd("AT+SAPBR=1,1"))
-end
+local http_server, bearer = simtest.http_server, simtest.bearer
 
 local ACTION = "^%+HTTPACTION: (%d+),(%d+),(%d+)$"
 

@@ -9,7 +9,6 @@
 local t = require("t")
 local simtest = require("simtest")
 local athost = require("athost")
-local http = require("athost.http11")
 
 -- A fresh virtual Air720 (options as a table), closed after fn.
 local function with_modem(opts, fn) simtest.with_modem("air720", opts or {}, fn) end
@@ -17,21 +16,10 @@ local function with_modem(opts, fn) simtest.with_modem("air720", opts or {}, fn)
 -- Autobaud, echo off, numeric errors, the bearer.
 local function up(p)
   simtest.up(p)
-  assert(p:cmd('AT+SAPBR=3,1,"CONTYPE","GPRS"'))
-  assert(p:cmd('AT+SAPBR=3,1,"APN","CMIIOT"'))
-  assert(p:cmd("AT+SAPBR=1,1"))
+  simtest.bearer(p)
 end
 
--- A local HTTP server; returns its port, the requests it saw, a stopper.
-local function http_server(reply)
-  local l = assert(athost.listen("127.0.0.1", 0))
-  local seen = {}
-  athost.spawn(http.serve, l, function(req)
-    seen[#seen + 1] = req
-    return reply(req)
-  end)
-  return l.port, seen, function() l:close() end
-end
+local http_server = simtest.http_server
 
 local REPLY = '{"code":200,"data":{"iotId":"x1","iotToken":"t0k"},"message":"success"}'
 
