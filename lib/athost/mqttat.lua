@@ -88,7 +88,7 @@ function M.new(m, o)
     self.direct_pats = capped(p.message, limit)
     self.cached_pats = capped(p.cached_message, limit)
   end
-  self.bearer_lost = list(rec.bearer_lost or p.pdp_deact)
+  self.bearer_lost = list(rec.bearer_lost)
   local function on(pat, fn)
     self.handlers[#self.handlers + 1] = self.port:on(pat, fn)
   end
@@ -455,7 +455,7 @@ function S:recover()
     if lost.kind == "bearer" then
       ok, err = self:restore_bearer()
     else
-      self.status_before = self:status()
+      self:status()                    -- 003 asks first: +MQTTSTATU :0
       m:cmd(p.close)                   -- its ERROR means already closed
       ok, err = self:reestablish()
     end

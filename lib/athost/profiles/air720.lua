@@ -24,8 +24,6 @@ return {
   bearer_query = { cmd = "AT+SAPBR=2,1", pattern = '^%+SAPBR: 1,(%d)', ok = "1" },
   bearer_close = "AT+SAPBR=0,1",
   default_apn = "CMIIOT",
-  shut = "AT+CIPSHUT",
-  shut_ok = "SHUT OK",          -- its final result (SIMCom-style), not OK
   timeouts = {                  -- ms, by command name
     default = 5000,
     ["AT+SAPBR"] = 85000,
@@ -154,7 +152,6 @@ return {
       '^%+MSUB: ([^",]*),(%-?%d+),(.*)$',
     },
     closed = "CLOSED",
-    pdp_deact = "+PDP DEACT",
   },
   -- After the bearer is lost (reference 003; DIALECTS.md 3 for +CGEV):
   -- cached messages are read, AT+CIPSHUT, then the ladder, one rung after
