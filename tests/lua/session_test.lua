@@ -14,7 +14,8 @@ local ROOT = here .. "/../.."
 
 -- Every word that would tie a flow to a module or a command family.
 local function forbidden()
-  local words = { "AT+", "dialect", "mqttat", "cloudat", "httpat", "upload" }
+  local words = { "AT+", "dialect", "athost.mqttat", "athost.cloudat", "athost.httpat",
+    "athost.upload", "athost.profiles" }
   for _, name in ipairs(modem.known) do
     local p = modem.profile(name)
     words[#words + 1] = p.name
