@@ -167,6 +167,11 @@ int main(int argc, char **argv)
             return ATH_EXIT_USAGE;
         }
     }
+    if (interactive && !port && !so.ports && !so.ports_file) {
+        fprintf(stderr, "athost: -i needs a port: -p PORT (a device, "
+                        "tcp:HOST:PORT, sim:MODEL)\n%s", usage);
+        return ATH_EXIT_USAGE;
+    }
     if (interactive && !script && !chunk)
         chunk = "require('athost.interactive').run(...)";
     if (!script && !chunk) {

@@ -7,6 +7,8 @@ local M = {}
 -- The binary under test: ATHOST_BIN (tests/run.sh sets it for the plain
 -- and the ASan builds), else the one running this test.
 M.BIN = os.getenv("ATHOST_BIN") or (arg and arg[-1]) or "./athost"
+-- The source tree (flows, scripts), from this file's place in it.
+M.ROOT = (debug.getinfo(1, "S").source:match("^@(.*)/tests/lib/[^/]*$") or ".")
 
 -- Runs fn(dir) in a fresh temporary directory and removes it afterwards.
 function M.in_tmpdir(fn)
