@@ -168,11 +168,7 @@ C["+CICCID"] = function(m, c)
   m:ok()
 end
 
-C["+CRESET"] = function(m, c)
-  if c.op ~= "exec" then return m:error() end
-  m:ok()
-  m:reboot(true)
-end
+C["+CRESET"] = core.restart
 
 ---------------------------------------------------------------------------
 -- Network for sockets

@@ -45,6 +45,7 @@ M.E_STATE, M.E_PARAM, M.E_FAILED = basic.E_STATE, basic.E_PARAM, basic.E_FAILED
 M.params = basic.params
 M.set_params = basic.set_params
 M.commands = basic.commands
+M.restart = basic.restart
 
 ---------------------------------------------------------------------------
 -- Options

@@ -557,60 +557,43 @@ local function requests(m, cl, l, name, items, send)
   m:ok_then(p.start)
 end
 
-local function sub(l, it) return l:subscribe(it.topic, it.qos) end
-local function unsub(l, it) return l:unsubscribe(it.topic) end
-
--- One step: AT+CMQTTSUB=<idx>,<len>,<qos>[,<dup>], '>', the topic.
--- Several: AT+CMQTTSUBTOPIC... then AT+CMQTTSUB=<idx>[,<dup>].
-C["+CMQTTSUB"] = function(m, c)
-  local ps = set_params(m, c, 1, 4)
-  if not ps then return end
-  local cl = client(m, ps[1])
-  if not cl then return m:error() end
-  local items
-  if #ps >= 3 then
-    local len, qos = int(ps[2], 1, M.limits.topic), int(ps[3], 0, 1)
-    if not len or not qos or (ps[4] and not int(ps[4], 0, 1)) or not connected(cl) then
-      return m:error()
+-- AT+CMQTTSUB and AT+CMQTTUNSUB: one step, "=<idx>,<len>[,<qos>],<dup>"
+-- (SUB: dup optional) then '>' and the topic; or "=<idx>[,<dup>]" for the
+-- topics AT+CMQTTSUBTOPIC / UNSUBTOPIC gave (cl[list]).
+local function subscription(name, list, with_qos, send)
+  return function(m, c)
+    local ps = set_params(m, c, 1, with_qos and 4 or 3)
+    if not ps then return end
+    local cl = client(m, ps[1])
+    if not cl then return m:error() end
+    local items
+    if #ps >= 3 then
+      local len = int(ps[2], 1, M.limits.topic)
+      local qos = with_qos and int(ps[3], 0, 1)
+      local dup = ps[with_qos and 4 or 3]
+      if not len or (with_qos and not qos) or (dup and not int(dup, 0, 1))
+          or not connected(cl) then
+        return m:error()
+      end
+      local d = data(m, len)
+      if not d then return end
+      items = { { topic = d, qos = qos } }
+    else
+      if (ps[2] and not int(ps[2], 0, 1)) or #cl[list] == 0 or not connected(cl) then
+        return m:error()
+      end
+      items, cl[list] = cl[list], {}
     end
-    local d = data(m, len)
-    if not d then return end
-    items = { { topic = d, qos = qos } }
-  else
-    if (ps[2] and not int(ps[2], 0, 1)) or #cl.subs == 0 or not connected(cl) then
-      return m:error()
-    end
-    items, cl.subs = cl.subs, {}
+    local l = connected(cl)
+    if not l then return m:error() end
+    requests(m, cl, l, name, items, send)
   end
-  local l = connected(cl)
-  if not l then return m:error() end
-  requests(m, cl, l, "+CMQTTSUB", items, sub)
 end
 
--- AT+CMQTTUNSUB=<idx>,<dup> after UNSUBTOPIC, or one step
--- AT+CMQTTUNSUB=<idx>,<len>,<dup>, '>', the topic.
-C["+CMQTTUNSUB"] = function(m, c)
-  local ps = set_params(m, c, 1, 3)
-  if not ps then return end
-  local cl = client(m, ps[1])
-  if not cl then return m:error() end
-  local items
-  if #ps == 3 then
-    local len = int(ps[2], 1, M.limits.topic)
-    if not len or not int(ps[3], 0, 1) or not connected(cl) then return m:error() end
-    local d = data(m, len)
-    if not d then return end
-    items = { { topic = d } }
-  else
-    if (ps[2] and not int(ps[2], 0, 1)) or #cl.unsubs == 0 or not connected(cl) then
-      return m:error()
-    end
-    items, cl.unsubs = cl.unsubs, {}
-  end
-  local l = connected(cl)
-  if not l then return m:error() end
-  requests(m, cl, l, "+CMQTTUNSUB", items, unsub)
-end
+C["+CMQTTSUB"] = subscription("+CMQTTSUB", "subs", true,
+  function(l, it) return l:subscribe(it.topic, it.qos) end)
+C["+CMQTTUNSUB"] = subscription("+CMQTTUNSUB", "unsubs", false,
+  function(l, it) return l:unsubscribe(it.topic) end)
 
 -- AT+CMQTTPUB=<idx>,<qos>,<pub_timeout>[,<retain>[,<dup>]]: the topic and
 -- payload given before (then cleared).
