@@ -242,7 +242,9 @@ function Modem:bearer(apn)
     local cmd = c:find("%s", 1, true) and string.format(c, apn) or c
     local r, err = self:cmd(cmd, { reply = false })
     if not r and p.bearer_optional then
+      -- The rest of the sequence would be refused alike.
       athost.log(string.format("%s refused (%s): going on, the bearer is the attach's", cmd, err))
+      return true
     elseif not r then
       error(err, 0)
     end
