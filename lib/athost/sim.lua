@@ -35,8 +35,9 @@
 --   slow=MS             output one byte every MS milliseconds
 --   echo=1              echo stuck on (ATE0 answered, ignored)
 --   silent=1|WHEN       stop answering (from power-on, or at WHEN)
---   drop=WHEN           the MQTT link drops: CLOSED
---   pdp=WHEN            the bearer is lost: +PDP DEACT
+--   drop=WHEN           the MQTT link drops: CLOSED (A7670: +CMQTTCONNLOST)
+--   pdp=WHEN            the bearer is lost: +PDP DEACT (A7670: +CGEV: NW
+--                       PDN DEACT 1, +CMQTTCONNLOST, +CMQTTNONET)
 --   reboot=WHEN         reboot: banner, state lost, autobaud again
 --   refuse=AT+X[:N][;AT+Y:N]   answer those commands with +CME ERROR: N
 --   wrong_echo=AT+X[#N]  echo "AT+CFUN=0" instead of that command (the
@@ -54,7 +55,8 @@ local core = require("athost.sim.core")
 
 local M = {}
 
-M.models = { air720 = "athost.sim.air720", me3630 = "athost.sim.me3630" }
+M.models = { air720 = "athost.sim.air720", me3630 = "athost.sim.me3630",
+  a7670 = "athost.sim.a7670" }
 
 local function decode(s)
   return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
