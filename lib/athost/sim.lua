@@ -142,6 +142,18 @@ function M.start(name, opts)
   return m
 end
 
+-- What scripts/sim/<model>.lua does: starts model `name` with the
+-- command line's options, prints the pty slave's path (the link, if
+-- given, points to it), logs the model, and serves until SIGTERM.
+function M.serve(name, args)
+  local m = assert(M.start(name, args or {}))
+  print(m.path)
+  io.stdout:flush()
+  athost.log(string.format("%s %s on %s%s", name, m.imei, m.path,
+    m.link and (" (" .. m.link .. ")") or ""))
+  m:wait()
+end
+
 -- athost.open("sim:SPEC", opts): the slave side of a new virtual modem,
 -- opened like a device, and the model object.
 function M.open(spec, opts)
