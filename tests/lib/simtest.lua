@@ -33,13 +33,14 @@ function M.bearer(p)
 end
 
 -- A local HTTP server; returns its port, the requests it saw, a stopper.
-function M.http_server(reply)
+-- opts go to athost.http11.serve (tls = {cert = PEM, key = PEM}: HTTPS).
+function M.http_server(reply, opts)
   local l = assert(athost.listen("127.0.0.1", 0))
   local seen = {}
   athost.spawn(require("athost.http11").serve, l, function(req)
     seen[#seen + 1] = req
     return reply(req)
-  end)
+  end, opts)
   return l.port, seen, function() l:close() end
 end
 
