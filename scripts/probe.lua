@@ -1,6 +1,12 @@
 -- Probes a module: who it is and whether it is ready for data.
 --
 --   athost scripts/probe.lua -p /dev/ttyUSB0
+--
+-- The profile line is the module's profile as athost.modem detects it
+-- (each profile's `detect` words in AT+CGMI / AT+CGMR / ATI); manufacturer,
+-- model and revision are AT+CGMI / AT+CGMM / AT+CGMR with the optional
+-- "+CGMx: " prefix and quotes removed (the Air780E's '+CGMM: "Air780EP"',
+-- DIALECTS.md 3), the plain text other modules print.
 local athost = require("athost")
 local modem = require("athost.modem")
 
@@ -12,11 +18,20 @@ local m = modem.new(port, { profile = args.profile })
 m:autobaud(args.tries)
 m:cmd("ATE0")
 
+-- "+CGMM: \"Air780EP\"" -> "Air780EP"; "Quectel" stays.
+local function clean(s)
+  if not s then return nil end
+  s = s:gsub("^%+[%u]+:%s*", "")
+  return s:match('^"(.*)"$') or s
+end
+
 athost.step("identify")
 local ok, err = pcall(m.identify, m)
 local info = { port = port.name }
-info.manufacturer = m.info.cgmi
-info.revision = m.info.cgmr
+info.manufacturer = clean(m.info.cgmi)
+local cgmm = port:cmd("AT+CGMM", { timeout = 3000, reply = false })
+info.model = cgmm and clean(cgmm.lines[1])
+info.revision = clean(m.info.cgmr)
 info.ati = m.info.ati
 info.profile = ok and m.profile.name or ("unknown: " .. tostring(err))
 
@@ -33,7 +48,7 @@ info.signal = query("AT+CSQ", "%+CSQ:")
 info.registration = query("AT+CGREG?", "%+CGREG:")
 info.attached = query("AT+CGATT?", "%+CGATT:")
 
-local order = { "port", "profile", "manufacturer", "revision", "ati", "imei",
+local order = { "port", "profile", "manufacturer", "model", "revision", "ati", "imei",
   "sim", "signal", "registration", "attached" }
 for _, k in ipairs(order) do
   print(string.format("%-13s %s", k, info[k] == nil and "-" or tostring(info[k])))
