@@ -14,14 +14,8 @@ local M = {}
 -- The helpers for broker B (BROKER_* of broker.env without the prefix;
 -- read when called, so it may be filled later) and temp dir DIR.
 function M.new(B, DIR)
-  local function shell(cmd)
-    local f = assert(io.popen(cmd .. " 2>&1"))
-    local out = f:read("a")
-    local ok = f:close()
-    return out, ok
-  end
-
-  local function uid() return athost.random(4, "hex") end
+  local P = require("proc").new(DIR)
+  local shell, uid = P.shell, P.uid
 
   -- Waits for pat; a line in opts.abort fails the test, naming it.
   local function must_expect(p, pat, opts)
@@ -124,7 +118,26 @@ function M.new(B, DIR)
       { prompt = ">", data = data }))
   end
 
-  return { shell = shell, uid = uid, must_expect = must_expect,
+  -- Runs `athost scripts/sim/<model>.lua link=... <args>` in the
+  -- background, calls fn(link) once it printed its pty, and stops it.
+  local function serve_script(root, model, args, fn)
+    local link, out, pidf = DIR .. "/tty-" .. model, DIR .. "/" .. model .. ".out",
+      DIR .. "/" .. model .. ".pid"
+    assert(os.execute(string.format("%s/athost %s/scripts/sim/%s.lua link=%s %s > %s 2>&1 "
+      .. "& echo $! > %s", root, root, model, link, args, out, pidf)))
+    local pid = wait_file(pidf, "pid", function(s) return s:match("%d+") end)
+    local ok, err = pcall(function()
+      wait_file(out, "the slave path", function(s) return s:find("/dev/pts/") end)
+      fn(link)
+    end)
+    os.execute("kill -TERM " .. pid)
+    wait_file(out, "the simulator to exit", function()
+      return not os.execute("kill -0 " .. pid .. " 2>/dev/null")
+    end)
+    if not ok then error(err, 0) end
+  end
+
+  return { serve_script = serve_script, shell = shell, uid = uid, must_expect = must_expect,
     CONNECT_FAIL = CONNECT_FAIL, mqtt_up = mqtt_up, mqtt_status = mqtt_status,
     mosq_args = mosq_args, wait_file = wait_file, subscriber = subscriber,
     publish = publish, MSUB = MSUB, topic = topic, raw = raw, upload = upload }

@@ -16,7 +16,7 @@ local DIR = t.tmpdir()
 local B = {}                  -- BROKER_* from broker.env, without the prefix
 
 local L = require("luattest").new(B, DIR)
-local shell, uid, wait_file, raw = L.shell, L.uid, L.wait_file, L.raw
+local shell, uid, raw = L.shell, L.uid, L.raw
 local must_expect, mqtt_up, mqtt_status = L.must_expect, L.mqtt_up, L.mqtt_status
 local subscriber, publish, topic, upload = L.subscriber, L.publish, L.topic, L.upload
 local CONNECT_FAIL, MSUB = L.CONNECT_FAIL, L.MSUB
@@ -769,12 +769,7 @@ end)
 ---------------------------------------------------------------------------
 
 t.test("athost scripts/sim/air720.lua serves a separate athost -p", function()
-  local link, out, pidf = DIR .. "/ttyAIR", DIR .. "/sim.out", DIR .. "/sim.pid"
-  assert(os.execute(string.format("%s/athost %s/scripts/sim/air720.lua link=%s "
-    .. "imei=861234567890123 > %s 2>&1 & echo $! > %s", ROOT, ROOT, link, out, pidf)))
-  local pid = wait_file(pidf, "pid", function(s) return s:match("%d+") end)
-  local ok, err = pcall(function()
-    wait_file(out, "the slave path", function(s) return s:find("/dev/pts/") end)
+  L.serve_script(ROOT, "air720", "imei=861234567890123", function(link)
     local chunk = "local p = require('athost').port() assert(p:cmd('AT')) "
       .. "print(assert(p:cmd('AT+CGSN')).lines[1])"
     local res, okc = shell(string.format("%s/athost -p %s -e \"%s\"", ROOT, link, chunk))
@@ -785,11 +780,6 @@ t.test("athost scripts/sim/air720.lua serves a separate athost -p", function()
     t.ok(okc, "-p sim: " .. res)
     t.match(res, "869999999999999", "IMEI from -p sim:air720")
   end)
-  os.execute("kill -TERM " .. pid)
-  wait_file(out, "the simulator to exit", function()
-    return not os.execute("kill -0 " .. pid .. " 2>/dev/null")
-  end)
-  if not ok then error(err, 0) end
 end)
 
 -- Last: it restarts the broker.

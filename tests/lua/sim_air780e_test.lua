@@ -16,7 +16,7 @@ local DIR = t.tmpdir()
 local B = {}                  -- BROKER_* from broker.env, without the prefix
 
 local L = require("luattest").new(B, DIR)
-local shell, uid, wait_file, raw = L.shell, L.uid, L.wait_file, L.raw
+local shell, uid, raw = L.shell, L.uid, L.raw
 local must_expect, mqtt_up, mqtt_status = L.must_expect, L.mqtt_up, L.mqtt_status
 local subscriber, publish, topic, upload = L.subscriber, L.publish, L.topic, L.upload
 local MSUB = L.MSUB
@@ -434,12 +434,7 @@ end)
 ---------------------------------------------------------------------------
 
 t.test("athost scripts/sim/air780e.lua serves a separate athost -p", function()
-  local link, out, pidf = DIR .. "/ttyAIR", DIR .. "/sim.out", DIR .. "/sim.pid"
-  assert(os.execute(string.format("%s/athost %s/scripts/sim/air780e.lua link=%s "
-    .. "imei=861234567890123 > %s 2>&1 & echo $! > %s", ROOT, ROOT, link, out, pidf)))
-  local pid = wait_file(pidf, "pid", function(s) return s:match("%d+") end)
-  local ok, err = pcall(function()
-    wait_file(out, "the slave path", function(s) return s:find("/dev/pts/") end)
+  L.serve_script(ROOT, "air780e", "imei=861234567890123", function(link)
     local chunk = "local p = require('athost').port() assert(p:cmd('AT')) "
       .. "print(table.concat(assert(p:cmd('AT+CGMM', {reply = false})).lines)) "
       .. "print(assert(p:cmd('AT+CGSN')).lines[1])"
@@ -452,11 +447,6 @@ t.test("athost scripts/sim/air780e.lua serves a separate athost -p", function()
     t.ok(okc, "-p sim: " .. res)
     t.match(res, "^Air780EP\n", "-p sim:air780e?ident=bare")
   end)
-  os.execute("kill -TERM " .. pid)
-  wait_file(out, "the simulator to exit", function()
-    return not os.execute("kill -0 " .. pid .. " 2>/dev/null")
-  end)
-  if not ok then error(err, 0) end
 end)
 
 ---------------------------------------------------------------------------
