@@ -3,10 +3,10 @@
 --   athost scripts/probe.lua -p /dev/ttyUSB0
 --
 -- The profile line is the module's profile as athost.modem detects it
--- (each profile's `detect` words in AT+CGMI / AT+CGMR / ATI); manufacturer,
--- model and revision are AT+CGMI / AT+CGMM / AT+CGMR with the optional
--- "+CGMx: " prefix and quotes removed (the Air780E's '+CGMM: "Air780EP"',
--- DIALECTS.md 3), the plain text other modules print.
+-- (each profile's `detect` words in AT+CGMI / AT+CGMM / AT+CGMR / ATI);
+-- manufacturer, model and revision are AT+CGMI / AT+CGMM / AT+CGMR as
+-- athost.modem reads them: the optional "+CGMx: " prefix and quotes
+-- removed (the Air780E's '+CGMM: "Air780EP"', DIALECTS.md 3).
 local athost = require("athost")
 local modem = require("athost.modem")
 
@@ -18,20 +18,12 @@ local m = modem.new(port, { profile = args.profile })
 m:autobaud(args.tries)
 m:cmd("ATE0")
 
--- "+CGMM: \"Air780EP\"" -> "Air780EP"; "Quectel" stays.
-local function clean(s)
-  if not s then return nil end
-  s = s:gsub("^%+[%u]+:%s*", "")
-  return s:match('^"(.*)"$') or s
-end
-
 athost.step("identify")
 local ok, err = pcall(m.identify, m)
 local info = { port = port.name }
-info.manufacturer = clean(m.info.cgmi)
-local cgmm = port:cmd("AT+CGMM", { timeout = 3000, reply = false })
-info.model = cgmm and clean(cgmm.lines[1])
-info.revision = clean(m.info.cgmr)
+info.manufacturer = m.info.cgmi
+info.model = m.info.cgmm
+info.revision = m.info.cgmr
 info.ati = m.info.ati
 info.profile = ok and m.profile.name or ("unknown: " .. tostring(err))
 
