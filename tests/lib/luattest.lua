@@ -143,4 +143,15 @@ function M.new(B, DIR)
     publish = publish, MSUB = MSUB, topic = topic, raw = raw, upload = upload }
 end
 
+-- Starts the broker in DIR into B, runs the suite's tests, stops the
+-- broker and removes DIR, also when the tests fail.
+function M.run(B, DIR)
+  local broker = require("broker")
+  for k, v in pairs(broker.start(DIR)) do B[k] = v end
+  local passed, err = pcall(t.run)
+  broker.stop(DIR)
+  os.execute("rm -rf '" .. DIR:gsub("'", "'\\''") .. "'")
+  if not passed then error(err, 0) end
+end
+
 return M

@@ -44,4 +44,13 @@ function M.http_server(reply, opts)
   return l.port, seen, function() l:close() end
 end
 
+-- The one request a local server saw: a form POST to path with body.
+function M.form_post(seen, path, body)
+  t.eq(#seen, 1, "requests")
+  t.eq(seen[1].method, "POST", "method")
+  t.eq(seen[1].path, path, "path")
+  t.eq(seen[1].headers["content-type"], "application/x-www-form-urlencoded", "header")
+  t.eq(seen[1].body, body, "body")
+end
+
 return M
