@@ -7,7 +7,9 @@
 #                   mosquitto broker; MODEM=air780e (any virtual modem)
 #                   runs it on another one
 #   make bench      round-trip rate against a bare C loop, peak RSS
-#   make install    PREFIX=/usr/local DESTDIR=
+#   make install    PREFIX=/usr/local DESTDIR= (the flows, scripts/*.lua
+#                   and scripts/sim/*.lua; not the development scripts
+#                   deps.sh and demo.sh)
 
 PKG_CONFIG ?= pkg-config
 PREFIX ?= /usr/local
@@ -25,7 +27,7 @@ CJSON_A := $(shell $(CC) -print-file-name=liblua5.4-cjson.a)
 
 override CFLAGS += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wpedantic -Werror -fPIC \
 	$(shell $(PKG_CONFIG) --cflags $(PKGS)) \
-	-DATHOST_LIBDIR='"$(DATADIR)/lib"'
+	-DATHOST_LIBDIR='"$(DATADIR)/lib"' -DATHOST_DATADIR='"$(DATADIR)"'
 LDLIBS := $(CJSON_A) $(shell $(PKG_CONFIG) --libs $(PKGS)) -lm
 
 LIB_SRC := host/host.c host/flow.c host/event.c host/lhost.c host/chat.c \
@@ -119,7 +121,10 @@ install: all
 	install -m 644 host/athost.h $(DESTDIR)$(INCLUDEDIR)/
 	install -m 644 $(BUILD)/athost.pc $(DESTDIR)$(LIBDIR)/pkgconfig/
 	cp -R lib/athost $(DESTDIR)$(DATADIR)/lib/
-	cp -R scripts clouds $(DESTDIR)$(DATADIR)/
+	install -d $(DESTDIR)$(DATADIR)/clouds $(DESTDIR)$(DATADIR)/scripts/sim
+	install -m 644 clouds/*.lua $(DESTDIR)$(DATADIR)/clouds/
+	install -m 644 scripts/*.lua $(DESTDIR)$(DATADIR)/scripts/
+	install -m 644 scripts/sim/*.lua $(DESTDIR)$(DATADIR)/scripts/sim/
 
 uninstall:
 	rm -rf $(DESTDIR)$(BINDIR)/athost $(DESTDIR)$(LIBDIR)/libathost.* \

@@ -15,6 +15,8 @@
 
 static const char usage[] =
     "usage: athost [options] SCRIPT [key=value ...]\n"
+    "       (SCRIPT: a path, or a name such as clouds/aliyun.lua looked up\n"
+    "       in ATHOST_PATH and the installed flows)\n"
     "       athost [options] -e CHUNK [key=value ...]\n"
     "       athost -i -p PORT\n"
     "\n"
@@ -40,6 +42,7 @@ static const char usage[] =
     "      --table FILE    per-port parameters (.csv or .json), by port or row\n"
     "      --junit FILE    with --ports: a JUnit XML report\n"
     "      --logdir DIR    with --ports: one transcript per port\n"
+    "      --list          the flows and scripts athost finds by name\n"
     "  -h, --help          this help\n"
     "      --version       the version\n"
     "\n"
@@ -112,6 +115,9 @@ int main(int argc, char **argv)
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
             fputs(usage, stdout);
             return 0;
+        } else if (strcmp(a, "--list") == 0) {
+            ath_script_list(stdout);
+            return 0;
         } else if (strcmp(a, "--version") == 0) {
             printf("athost %s\n", ATHOST_VERSION);
             return 0;
@@ -178,6 +184,18 @@ int main(int argc, char **argv)
     if (!script && !chunk) {
         fprintf(stderr, "athost: no script\n%s", usage);
         return ATH_EXIT_USAGE;
+    }
+    if (script) {
+        /* A flow by name (clouds/aliyun.lua) from any directory. */
+        static char found[4096];
+        const char *f = ath_script_find(script, found, sizeof found);
+        if (f == NULL) {
+            fprintf(stderr, "athost: cannot find %s (not in the current "
+                            "directory, ATHOST_PATH or the installed flows; "
+                            "athost --list shows them)\n", script);
+            return ATH_EXIT_USAGE;
+        }
+        script = f;
     }
     if (o.transcript_max &&
         !(so.logdir || (o.transcript && strcmp(o.transcript, "-") != 0))) {
