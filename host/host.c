@@ -92,9 +92,12 @@ static void host_datadir(char *dir, size_t n)
         }
         snprintf(probe, sizeof probe, "%s/../share/athost/lib/athost", exe);
         if (access(probe, R_OK) == 0) {
-            probe[strlen(probe) - strlen("/lib/athost")] = '\0';
-            snprintf(dir, n, "%s", probe);
-            return;
+            size_t len = strlen(probe) - strlen("/lib/athost");
+            if (len < n) {
+                memcpy(dir, probe, len);
+                dir[len] = '\0';
+                return;
+            }
         }
     }
     snprintf(dir, n, "%s", ATHOST_DATADIR);

@@ -43,6 +43,8 @@ static const char usage[] =
     "      --junit FILE    with --ports: a JUnit XML report\n"
     "      --logdir DIR    with --ports: one transcript per port\n"
     "      --list          the flows and scripts athost finds by name\n"
+    "      --scan          list serial ports, probe each with AT (model,\n"
+    "                      firmware, IMEI); busy ports are left alone\n"
     "  -h, --help          this help\n"
     "      --version       the version\n"
     "\n"
@@ -148,6 +150,8 @@ int main(int argc, char **argv)
             chunk = argv[i = need(i, argc, argv)];
         } else if (strcmp(a, "-i") == 0) {
             interactive = 1;
+        } else if (strcmp(a, "--scan") == 0) {
+            chunk = "require('athost.scan').run(...)";
         } else if (strcmp(a, "--ports") == 0) {
             so.ports = argv[i = need(i, argc, argv)];
         } else if (strcmp(a, "--ports-file") == 0) {

@@ -178,6 +178,17 @@ int ath_serial_open(const char *path, const ath_serial_opts_t *o,
         return -ENOTTY;
     }
     if (o->exclusive) {
+        int excl = 0;
+        /* Root opens a tty in exclusive mode all the same: another
+         * program's TIOCEXCL still means "mine". */
+#ifdef TIOCGEXCL
+        if (ioctl(fd, TIOCGEXCL, &excl) == 0 && excl) {
+            close(fd);
+            *why = "port busy (another program has it open exclusively)";
+            return -EBUSY;
+        }
+#endif
+        (void)excl;
         /* flock() for other athosts (and most serial tools): "port busy"
          * while this one runs, gone with the fd. TIOCEXCL for everyone
          * else but root, cleared again before the fd closes. */
