@@ -669,7 +669,7 @@ local function handle(s, p)
     end
     if p.qos == 1 then s:send(M.puback(p.id)) end
     return { type = "message", topic = p.topic, payload = p.payload,
-      qos = p.qos, retain = p.retain }
+      qos = p.qos, retain = p.retain, id = p.id }
   elseif t == "PUBACK" then
     if not s.inflight[p.id] then
       return nil, "EPROTO: PUBACK for unknown packet id " .. p.id

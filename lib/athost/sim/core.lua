@@ -429,8 +429,12 @@ function Core:prompt(p)
   self:raw(p)
 end
 
--- The refusal line for error n under the current AT+CMEE.
+-- The refusal line for error n under the current AT+CMEE. A dialect's
+-- cme_line(m, n) may answer first (its own texts, numeric codes under
+-- AT+CMEE=2); nil leaves it to the 27.007 default here.
 function Core:cme_line(n)
+  local own = self.dialect.cme_line and self.dialect.cme_line(self, n)
+  if own then return own end
   if self.cmee == 1 then return "+CME ERROR: " .. n end
   if self.cmee == 2 then return "+CME ERROR: " .. (M.CME_TEXT[n] or tostring(n)) end
   return "ERROR"
@@ -544,6 +548,42 @@ function Core:read_data(n, ms)
   self.ibuf = self.ibuf:sub(n + 1)
   self.answer_wait = self.delay_ms > 0 and self.delay_ms or nil
   return data
+end
+
+-- Raw bytes up to a terminator within ms (Quectel's AT+QMTPUB without a
+-- length ends at 0x1A and Esc cancels; Luat's AT+MPUBEX without one ends
+-- at 0x1A): stops is a set of single bytes, { ["\26"] = true, ... }.
+-- Returns the bytes before it and the terminator (consumed), or nil,
+-- "E2BIG" after max bytes with none (what came is discarded), or nil,
+-- "ETIMEDOUT" / "EREBOOT" / "ECLOSED" as read_data.
+function Core:read_until(stops, max, ms)
+  local gen = self.gen
+  local deadline = athost.now() + ms
+  local from = 1
+  while true do
+    for i = from, #self.ibuf do
+      local ch = self.ibuf:sub(i, i)
+      if stops[ch] then
+        local data = self.ibuf:sub(1, i - 1)
+        self.ibuf = self.ibuf:sub(i + 1)
+        self.answer_wait = self.delay_ms > 0 and self.delay_ms or nil
+        return data, ch
+      end
+      if i > max then
+        self.ibuf = ""
+        return nil, "E2BIG"
+      end
+    end
+    from = #self.ibuf + 1
+    local left = deadline - athost.now()
+    if left <= 0 then
+      self.ibuf = ""
+      return nil, "ETIMEDOUT"
+    end
+    local ok, code = self:fill(math.max(1, math.ceil(left)))
+    if self.gen ~= gen then return nil, "EREBOOT" end
+    if not ok and code ~= "ETIMEDOUT" then return nil, code end
+  end
 end
 
 -- Fires the command triggers armed for line; returns the faults to apply
