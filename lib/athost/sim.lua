@@ -54,7 +54,8 @@ local core = require("athost.sim.core")
 
 local M = {}
 
-M.models = { air720 = "athost.sim.air720", me3630 = "athost.sim.me3630" }
+M.models = { air720 = "athost.sim.air720", me3630 = "athost.sim.me3630",
+  ec200u = "athost.sim.ec200u" }
 
 local function decode(s)
   return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
