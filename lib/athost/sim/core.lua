@@ -528,13 +528,25 @@ function Core:next_line()
   end
 end
 
--- Exactly n raw bytes within ms (the data after DOWNLOAD or '>'): the
--- bytes, or nil, "ETIMEDOUT" (what came is discarded, as a module does),
--- or nil, "EREBOOT" / "ECLOSED".
-function Core:read_data(n, ms)
+-- Raw input after a prompt: reads until take(ibuf) returns the bytes it
+-- wants (and a second value), or ms pass. Returns what take returned
+-- (those bytes consumed), or nil, "ETIMEDOUT" (what came is discarded, as
+-- a module does), nil, why when take gives up (nil, why: the input is
+-- discarded), or nil, "EREBOOT" / "ECLOSED".
+function Core:read_raw(take, ms)
   local gen = self.gen
   local deadline = athost.now() + ms
-  while #self.ibuf < n do
+  while true do
+    local n, extra, why = take(self.ibuf)
+    if n then
+      local data = self.ibuf:sub(1, n)
+      self.ibuf = self.ibuf:sub(n + 1 + (extra and #extra or 0))
+      self.answer_wait = self.delay_ms > 0 and self.delay_ms or nil
+      return data, extra
+    elseif why then
+      self.ibuf = ""
+      return nil, why
+    end
     local left = deadline - athost.now()
     if left <= 0 then
       self.ibuf = ""
@@ -544,46 +556,26 @@ function Core:read_data(n, ms)
     if self.gen ~= gen then return nil, "EREBOOT" end
     if not ok and code ~= "ETIMEDOUT" then return nil, code end
   end
-  local data = self.ibuf:sub(1, n)
-  self.ibuf = self.ibuf:sub(n + 1)
-  self.answer_wait = self.delay_ms > 0 and self.delay_ms or nil
-  return data
+end
+
+-- Exactly n raw bytes within ms (the data after DOWNLOAD or '>'): the
+-- bytes, or nil, "ETIMEDOUT" / "EREBOOT" / "ECLOSED" (read_raw).
+function Core:read_data(n, ms)
+  return self:read_raw(function(buf) if #buf >= n then return n end end, ms)
 end
 
 -- Raw bytes up to a terminator within ms (Quectel's AT+QMTPUB without a
 -- length ends at 0x1A and Esc cancels; Luat's AT+MPUBEX without one ends
--- at 0x1A): stops is a set of single bytes, { ["\26"] = true, ... }.
+-- at 0x1A): stops is a Lua pattern class of single bytes ("[\26\27]").
 -- Returns the bytes before it and the terminator (consumed), or nil,
--- "E2BIG" after max bytes with none (what came is discarded), or nil,
--- "ETIMEDOUT" / "EREBOOT" / "ECLOSED" as read_data.
+-- "E2BIG" after max bytes with none, or nil, "ETIMEDOUT" / "EREBOOT" /
+-- "ECLOSED" (read_raw).
 function Core:read_until(stops, max, ms)
-  local gen = self.gen
-  local deadline = athost.now() + ms
-  local from = 1
-  while true do
-    for i = from, #self.ibuf do
-      local ch = self.ibuf:sub(i, i)
-      if stops[ch] then
-        local data = self.ibuf:sub(1, i - 1)
-        self.ibuf = self.ibuf:sub(i + 1)
-        self.answer_wait = self.delay_ms > 0 and self.delay_ms or nil
-        return data, ch
-      end
-      if i > max then
-        self.ibuf = ""
-        return nil, "E2BIG"
-      end
-    end
-    from = #self.ibuf + 1
-    local left = deadline - athost.now()
-    if left <= 0 then
-      self.ibuf = ""
-      return nil, "ETIMEDOUT"
-    end
-    local ok, code = self:fill(math.max(1, math.ceil(left)))
-    if self.gen ~= gen then return nil, "EREBOOT" end
-    if not ok and code ~= "ETIMEDOUT" then return nil, code end
-  end
+  return self:read_raw(function(buf)
+    local i = buf:find(stops)
+    if i and i <= max + 1 then return i - 1, buf:sub(i, i) end
+    if #buf > max then return nil, nil, "E2BIG" end
+  end, ms)
 end
 
 -- Fires the command triggers armed for line; returns the faults to apply

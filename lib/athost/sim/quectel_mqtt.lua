@@ -115,6 +115,22 @@ local function client(m, p)
   return idx and m.st.qmt[idx], idx
 end
 
+-- The client of a command whose one parameter is its index, or nil after
+-- answering the refusal.
+local function only_client(m, c)
+  local ps = set_params(m, c, 1)
+  if not ps then return nil end
+  local cl, idx = client(m, ps[1])
+  if not cl then return m:fail(E_PARAM) end
+  return cl, idx
+end
+
+-- How long a command waits for the broker's answer: the packet timeout
+-- times the tries of AT+QMTCFG="timeout", and some.
+local function ack_ms(cl)
+  return cl.cfg.pkt_timeout * 1000 * (cl.cfg.retries + 1) + 5000
+end
+
 ---------------------------------------------------------------------------
 -- Outcomes: a command's result URC waits on its link for the broker
 ---------------------------------------------------------------------------
@@ -282,20 +298,29 @@ local function ints(ps, from, ranges)
   return out
 end
 
+-- An item of integers only: cfg fields and their ranges, all required.
+local function numbers(fields, ranges)
+  return {
+    get = function(g)
+      local out = {}
+      for i, f in ipairs(fields) do out[i] = g[f] end
+      return out
+    end,
+    set = function(g, ps)
+      local v = #ps == 2 + #fields and ints(ps, 3, ranges)
+      if not v then return nil end
+      for i, f in ipairs(fields) do g[f] = v[i] end
+      return true
+    end }
+end
+
 -- Each item: its read-back values, and set(cfg, ps) -> true or nil.
 local CFG = {
-  version = {
-    get = function(g) return { g.version } end,
-    set = function(g, ps)
-      local v = #ps == 3 and ints(ps, 3, { { 3, 4 } })
-      if v then g.version = v[1] return true end
-    end },
-  pdpcid = {
-    get = function(g) return { g.pdpcid } end,
-    set = function(g, ps)
-      local v = #ps == 3 and ints(ps, 3, { { 1, 16 } })
-      if v then g.pdpcid = v[1] return true end
-    end },
+  version = numbers({ "version" }, { { 3, 4 } }),
+  pdpcid = numbers({ "pdpcid" }, { { 1, 16 } }),
+  keepalive = numbers({ "keepalive" }, { { 0, 3600 } }),
+  session = numbers({ "session" }, { { 0, 1 } }),
+  timeout = numbers({ "pkt_timeout", "retries", "notice" }, { { 1, 60 }, { 0, 10 }, { 0, 1 } }),
   ssl = {
     get = function(g) return { g.ssl, g.sslctx } end,
     set = function(g, ps)
@@ -304,24 +329,6 @@ local CFG = {
       if not en or #ps > 4 or (ps[4] and not ctx) or (en == 1 and not ctx) then return nil end
       g.ssl, g.sslctx = en, ctx or g.sslctx
       return true
-    end },
-  keepalive = {
-    get = function(g) return { g.keepalive } end,
-    set = function(g, ps)
-      local v = #ps == 3 and ints(ps, 3, { { 0, 3600 } })
-      if v then g.keepalive = v[1] return true end
-    end },
-  session = {
-    get = function(g) return { g.session } end,
-    set = function(g, ps)
-      local v = #ps == 3 and ints(ps, 3, { { 0, 1 } })
-      if v then g.session = v[1] return true end
-    end },
-  timeout = {
-    get = function(g) return { g.pkt_timeout, g.retries, g.notice } end,
-    set = function(g, ps)
-      local v = #ps == 5 and ints(ps, 3, { { 1, 60 }, { 0, 10 }, { 0, 1 } })
-      if v then g.pkt_timeout, g.retries, g.notice = v[1], v[2], v[3] return true end
     end },
   will = {
     get = function(g)
@@ -461,15 +468,13 @@ C["+QMTCONN"] = function(m, c)
   if not ok then return m:fail(E_PARAM) end
   m:ok_then(function(done)
     await(l, "connack", done, string.format("+QMTCONN: %d,2", idx))
-  end, cl.cfg.pkt_timeout * 1000 * (cl.cfg.retries + 1) + 5000)
+  end, ack_ms(cl))
 end
 
 -- AT+QMTDISC=<idx>: DISCONNECT; +QMTDISC: <idx>,0 once the link is gone.
 C["+QMTDISC"] = function(m, c)
-  local ps = set_params(m, c, 1)
-  if not ps then return end
-  local cl, idx = client(m, ps[1])
-  if not cl then return m:fail(E_PARAM) end
+  local cl, idx = only_client(m, c)
+  if not cl then return end
   local l = cl.link
   if not l or l.state ~= "open" or l.expected then return m:fail(E_STATE) end
   l.expected = true                 -- no +QMTSTAT for this close
@@ -480,12 +485,7 @@ C["+QMTDISC"] = function(m, c)
     -- The broker closes the socket on DISCONNECT; if it does not, the
     -- module does.
     athost.timer(L.disc_ms, function()
-      if cl.link == l then
-        cl.link = nil
-        if m:knob("qmtclose_urc") == "none" then cl.opened = false end
-        l:close()
-        settle_all(l)
-      end
+      if cl.link == l then l:lose("closed by the module after DISCONNECT") end
     end)
   end, L.disc_ms + 1000)
 end
@@ -493,10 +493,8 @@ end
 -- AT+QMTCLOSE=<idx>: OK, then +QMTCLOSE: <idx>,0, unless (knob
 -- qmtclose_urc=none, EC200U) there was no socket left to close.
 C["+QMTCLOSE"] = function(m, c)
-  local ps = set_params(m, c, 1)
-  if not ps then return end
-  local cl, idx = client(m, ps[1])
-  if not cl then return m:fail(E_PARAM) end
+  local cl, idx = only_client(m, c)
+  if not cl then return end
   local had = cl.link ~= nil or cl.opened
   close_link(cl)
   cl.opened = false
@@ -513,10 +511,21 @@ local function connected_link(cl)
   return l and l:connected() and not l.expected and l or nil
 end
 
--- One request per topic on l, one outcome when every answer is in:
--- each(topic, qos) sends one and returns its key; line(answers) is the
--- outcome.
-local function grouped(m, l, keys, line, fail_line)
+-- One request per item on l (send(l, item) -> its packet id, the key
+-- prefix of its answer), then one outcome when every answer is in:
+-- line(answers), or fail_line when the link goes first. An item the
+-- session refuses ends the list; the first one refused is the command's
+-- refusal.
+local function each_then(m, l, items, send, prefix, line, fail_line)
+  local keys = {}
+  for i, item in ipairs(items) do
+    local id = send(l, item)
+    if not id then
+      if i == 1 then return m:fail(E_PARAM) end
+      break
+    end
+    keys[#keys + 1] = prefix .. id
+  end
   m:ok_then(function(done)
     local answers, left = {}, #keys
     for i, key in ipairs(keys) do
@@ -549,18 +558,10 @@ C["+QMTSUB"] = function(m, c)
   end
   local l = connected_link(cl)
   if not l then return m:fail(E_STATE) end
-  local keys = {}
-  for i, s in ipairs(subs) do
-    local id = l:subscribe(s[1], s[2])
-    if not id then
-      if i == 1 then return m:fail(E_PARAM) end
-      break
-    end
-    keys[#keys + 1] = "sub:" .. id
-  end
-  grouped(m, l, keys, function(granted)
-    return string.format("+QMTSUB: %d,%d,0,%s", idx, msgid, table.concat(granted, ","))
-  end, string.format("+QMTSUB: %d,%d,2", idx, msgid))
+  each_then(m, l, subs, function(link, s) return link:subscribe(s[1], s[2]) end, "sub:",
+    function(granted)
+      return string.format("+QMTSUB: %d,%d,0,%s", idx, msgid, table.concat(granted, ","))
+    end, string.format("+QMTSUB: %d,%d,2", idx, msgid))
 end
 
 -- AT+QMTUNS=<idx>,<msgid>,"<topic>"[,"<topic>"...]
@@ -570,23 +571,16 @@ C["+QMTUNS"] = function(m, c)
   local cl, idx = client(m, ps[1])
   local msgid = atparse.int(ps[2], 1, 65535)
   if not cl or not msgid then return m:fail(E_PARAM) end
+  local topics = {}
   for i = 3, #ps do
     if ps[i].value == "" then return m:fail(E_PARAM) end
+    topics[#topics + 1] = ps[i].value
   end
   local l = connected_link(cl)
   if not l then return m:fail(E_STATE) end
-  local keys = {}
-  for i = 3, #ps do
-    local id = l:unsubscribe(ps[i].value)
-    if not id then
-      if i == 3 then return m:fail(E_PARAM) end
-      break
-    end
-    keys[#keys + 1] = "uns:" .. id
-  end
-  grouped(m, l, keys, function()
-    return string.format("+QMTUNS: %d,%d,0", idx, msgid)
-  end, string.format("+QMTUNS: %d,%d,2", idx, msgid))
+  each_then(m, l, topics, function(link, t) return link:unsubscribe(t) end, "uns:",
+    function() return string.format("+QMTUNS: %d,%d,0", idx, msgid) end,
+    string.format("+QMTUNS: %d,%d,2", idx, msgid))
 end
 
 ---------------------------------------------------------------------------
@@ -620,7 +614,7 @@ local function publish(m, name, cl, idx, msgid, qos, retain, topic, payload)
   m:ok_then(function(done)
     await(l, "pub:" .. id, function(line) done(line or ok_line) end,
       string.format("%s: %d,%d,2", name, idx, msgid))
-  end, cl.cfg.pkt_timeout * 1000 * (cl.cfg.retries + 1) + 5000)
+  end, ack_ms(cl))
 end
 
 -- The payload of a publish command's 6th parameter: inline when quoted
@@ -662,7 +656,7 @@ C["+QMTPUB"] = function(m, c)
     payload = counted_or_inline(m, ps[6])
   else
     m:prompt()
-    local data, stop = m:read_until({ [CTRL_Z] = true, [ESC] = true }, L.payload, L.data_ms)
+    local data, stop = m:read_until("[" .. CTRL_Z .. ESC .. "]", L.payload, L.data_ms)
     if not data then return m:error() end
     if stop == ESC then return m:ok() end
     payload = data
