@@ -126,10 +126,12 @@ end
 M.knobs = {
   { name = "order", values = { "after", "before" }, default = "after",
     doc = "a command whose result is a URC (CONNECT OK, CONNACK OK, SUBACK, "
-      .. "PUBACK, +HTTPACTION, +ALIAUTH, +CLOUDSUBACK): OK first and the "
-      .. "URC later, or the URC first and then OK" },
+      .. "PUBACK, +HTTPACTION, +ALIAUTH, +CLOUDSUBACK, +QMTOPEN, +QMTCONN, "
+      .. "+QMTSUB, +QMTPUB(EX), +QHTTPPOST, ...): OK first and the URC later, "
+      .. "or the URC first and then OK" },
   { name = "prompt", values = { "bare", "space", "line" }, default = "bare",
-    doc = "the data prompt of AT+FSWRITE, AT+MPUBEX, AT+CLOUDPUB: \">\" "
+    doc = "the data prompt of AT+FSWRITE, AT+MPUBEX, AT+CLOUDPUB, "
+      .. "AT+QMTPUBEX, AT+QMTPUB: \">\" "
       .. "alone, \"> \" with a space, or \"\\r\\n> \" on a line of its own" },
   { name = "echo_boot", values = { "on", "off" }, default = "on",
     doc = "command echo after power-on and ATZ (flows send ATE0)" },
