@@ -1,15 +1,14 @@
 -- Huawei Cloud IoTDA over MQTTS through the module, the dialogue of
--- reference 001: check the CA certificate, upload it (AT+FSCREATE /
--- AT+FSWRITE), set it (AT+SSLCFG), then MQTT with the hour-stamped
--- credentials.
+-- reference 001: check the CA certificate, upload it to the module and
+-- make it the one TLS verifies the server with, then MQTT with the
+-- hour-stamped credentials.
 --
 --   athost clouds/huawei.lua -p /dev/ttyUSB0 device_id=ID secret=S host=H ca=ca.pem
 local athost = require("athost")
 local flow = require("athost.flow")
 local huawei = require("athost.huawei")
 local modem = require("athost.modem")
-local mqttat = require("athost.mqttat")
-local upload = require("athost.upload")
+local session = require("athost.session")
 
 local usage = "usage: athost clouds/huawei.lua -p PORT device_id=ID secret=S "
   .. "host=HOST [port=8883] ca=FILE [topics=iotda|legacy] [publish=TEXT] "
@@ -47,49 +46,40 @@ m:network()
 
 athost.step("upload CA")
 -- The PEM without its final newline, as reference 001 counts it.
-local body = pem:gsub("\r?\n$", "")
-upload.file(m, args.ca_name, body)
--- The settings name the uploaded file; a module reset (the last way back
--- after a lost bearer) forgets them, not the file: the session redoes them.
-local function tls_settings()
-  m:must(string.format(m.profile.ssl.cacert, args.ca_name))
-  m:must(string.format(m.profile.ssl.seclevel, 1))
-end
-tls_settings()
+session.tls(m, { level = 1, ca = pem:gsub("\r?\n$", ""), names = { ca = args.ca_name } })
 
 athost.step("connect")
 local cid, user, password = huawei.credentials(args.device_id, args.secret)
 athost.secret(password)
 athost.log("client id " .. cid)
-local session = mqttat.new(m, { host = args.host, port = tonumber(args.port),
+local s = session.mqtt(m, { host = args.host, port = tonumber(args.port),
   tls = true, client_id = cid, username = user, password = password,
-  keepalive = args.keepalive, retries = args.retries, apn = args.apn,
-  on_reset = tls_settings })
-session:connect()
-if handler.on_connect then handler.on_connect(session, { device_id = args.device_id }) end
+  keepalive = args.keepalive, retries = args.retries, apn = args.apn })
+s:connect()
+if handler.on_connect then handler.on_connect(s, { device_id = args.device_id }) end
 
 local topics = huawei.topics(args.device_id, args.topics)
 athost.step("subscribe")
-session:subscribe(topics.down, 0)
+s:subscribe(topics.down, 0)
 
 local received = 0
 if args.publish then
   athost.step("publish")
-  session:publish(topics.up, args.publish, tonumber(args.qos))
+  s:publish(topics.up, args.publish, tonumber(args.qos))
   athost.log("published to " .. topics.up)
 end
 local listen = flow.seconds(args.listen, 0)
 if listen > 0 then
   athost.step("listen")
-  session:listen(listen * 1000, function(msg)
+  s:listen(listen * 1000, function(msg)
     received = received + 1
     flow.message(msg)
-    if handler.on_message then handler.on_message(msg, session) end
+    if handler.on_message then handler.on_message(msg, s) end
     if args.messages and received >= tonumber(args.messages) then return false end
   end)
 end
 athost.step("disconnect")
-session:disconnect()
-flow.summary({ device = args.device_id, published = session.stats.published,
-  received = received, reconnects = session.stats.recovered },
+s:disconnect()
+flow.summary({ device = args.device_id, published = s.stats.published,
+  received = received, reconnects = s.stats.recovered },
   { "device", "published", "received", "reconnects" })

@@ -3,7 +3,7 @@
 -- secret, device auth for iotId/iotToken, MQTT direct-connection
 -- credentials, and the device secret kept between runs.
 local athost = require("athost")
-local httpat = require("athost.httpat")
+local session = require("athost.session")
 
 local M = {}
 
@@ -72,13 +72,13 @@ end
 -- POSTs a form through the module and decodes the JSON reply; raises
 -- with Aliyun's code and message unless it is 200.
 local function call(m, url, form, what)
-  local status, body = httpat.post(m, url, form,
+  local status, body = session.http(m, "POST", url, form,
     "application/x-www-form-urlencoded", { seen = mask })
   if status ~= 200 then
     error(string.format("%s: HTTP %d from %s: %s", what, status, url,
       body:sub(1, 200)), 0)
   end
-  local reply = httpat.json(body, what)
+  local reply = session.json(body, what)
   if reply.code ~= 200 then
     -- cjson decodes every number as a float: 6289 would print as 6289.0.
     local code = math.tointeger(reply.code) or reply.code
@@ -94,7 +94,7 @@ function M.register(m, o)
   local random = athost.random(8, "hex")
   local sign = M.register_sign(o.product_key, o.product_secret, o.device_name,
     random, o.sign_method)
-  local form = httpat.form({
+  local form = session.form({
     { "productKey", o.product_key }, { "deviceName", o.device_name },
     { "random", random }, { "sign", sign }, { "signMethod", method.reg },
   })
@@ -122,7 +122,7 @@ function M.auth(m, o)
   if ts then fields[#fields + 1] = { "timestamp", ts } end
   fields[#fields + 1] = { "resources", "mqtt" }
   local data = call(m, M.auth_url(o.region, "/auth/devicename", o.auth_base),
-    httpat.form(fields), "device auth")
+    session.form(fields), "device auth")
   if not data.iotId or not data.iotToken then
     error("device auth: the reply has no iotId/iotToken", 0)
   end
