@@ -56,76 +56,21 @@ local function mqtt_status(p)
   return assert(p:cmd("AT+MQTTSTATU", { reply = "^%+MQTTSTATU :(%d)$" }))[1]
 end
 
-local function mosq_args(port)
-  return string.format("-h 127.0.0.1 -p %d -u %s -P %s", port or B.PORT,
-    B.USER, B.PASS)
-end
+local wait_file = simtest.wait_file
+local MQ                      -- mosquitto_sub / mosquitto_pub (simtest)
 
-local function wait_file(file, what, done)
-  local deadline = athost.now() + 10000
-  while true do
-    local s = t.slurp(file) or ""
-    local r = done(s)
-    if r then return r end
-    if athost.now() > deadline then
-      error(string.format("%s: not within 10 s; %s holds %q", what, file, s), 3)
-    end
-    athost.sleep(20)
-  end
-end
-
--- Starts mosquitto_sub on topic in the background and returns once it is
--- subscribed (its debug output shows the SUBACK); the returned function
+-- mosquitto_sub on topic, subscribed on return; the function it returns
 -- waits for the one message it then receives.
-local function subscriber(topic)
-  local id = "sub-" .. uid()
-  local file = DIR .. "/" .. id
-  os.execute(string.format("mosquitto_sub -i %s %s -t '%s' -q 1 -C 1 -W 15 "
-    .. "-F 'MSG|%%t|%%q|%%r|%%x' > %s 2>&1 &", id, mosq_args(), topic, file))
-  -- mosquitto_sub's own output is block-buffered; the broker's log is not.
-  wait_file(B.DIR .. "/mosquitto.log", "mosquitto_sub subscribed", function(s)
-    return s:find("Sending SUBACK to " .. id, 1, true)
-  end)
-  return function()
-    return wait_file(file, "a message at mosquitto_sub", function(s)
-      local tp, q, r, x = s:match("MSG|([^|\n]*)|(%d)|(%d)|(%x*)")
-      if tp then
-        return { topic = tp, qos = tonumber(q), retain = r == "1",
-          payload = athost.unhex(x) }
-      end
-    end)
-  end
-end
+local function subscriber(topic) return MQ.sub(topic) end
 
 -- mosquitto_pub of exactly these bytes.
-local function publish(topic, payload, qos)
-  local file = DIR .. "/pub-" .. uid()
-  local f = assert(io.open(file, "wb"))
-  f:write(payload)
-  f:close()
-  local out, ok = shell(string.format("mosquitto_pub %s -t '%s' -q %d -f %s",
-    mosq_args(), topic, qos or 0, file))
-  t.ok(ok, "mosquitto_pub: " .. out)
-end
+local function publish(topic, payload, qos) return MQ.pub(topic, payload, qos) end
 
 local MSUB = { '^%+MSUB: "([^"]*)",(%d+) byte,', count = 2 }
 
 local function topic() return "athost/sim/" .. uid() end
 
--- Raw bytes after sending s, until `stop` shows up (or ms pass).
-local function raw(p, s, stop, ms)
-  p:flush()
-  if s then assert(p:send(s)) end
-  local got, chunks, deadline = "", 0, athost.now() + (ms or 3000)
-  while not got:find(stop, 1, true) do
-    local left = deadline - athost.now()
-    if left <= 0 then break end
-    local d = p:recv(4096, { timeout = math.ceil(left) })
-    if not d then break end
-    got, chunks = got .. d, chunks + 1
-  end
-  return got, chunks
-end
+local raw = simtest.raw
 
 local function upload(p, name, data)
   assert(p:cmd(string.format('AT+FSCREATE="%s"', name)))
@@ -916,6 +861,7 @@ end)
 ---------------------------------------------------------------------------
 
 for k, v in pairs(require("broker").start(DIR)) do B[k] = v end
+MQ = simtest.mosquitto(B, DIR)
 
 local passed, err = pcall(t.run)
 shell(BROKER_SH .. " stop " .. DIR)
