@@ -555,7 +555,7 @@ t.test("qmtclose_urc=always: the client stays open until QMTCLOSE, which reports
   end)
 end)
 
-t.test("link loss (fault drop): +QMTSTAT: 0,<qmtstat_code>, then reopen", function()
+t.test("link loss (fault drop): +QMTSTAT: 0,<qmtstat_code> (after +QMTPING with qmtping=on), then reopen", function()
   for _, code in ipairs({ "1", "2", "7" }) do
     with_modem("qmtstat_code=" .. code, function(p, m)
       up(p)
@@ -567,6 +567,15 @@ t.test("link loss (fault drop): +QMTSTAT: 0,<qmtstat_code>, then reopen", functi
       mqtt_up(p)
     end)
   end
+  with_modem("qmtping=on", function(p, m)
+    up(p)
+    mqtt_up(p)
+    athost.sleep(0)
+    p:flush()
+    m:drop()
+    t.eq(raw(p, nil, "+QMTSTAT: 0,1\r\n"), "\r\n+QMTPING: 0,1\r\n\r\n+QMTSTAT: 0,1\r\n",
+      "qmtping=on: +QMTPING first")
+  end)
   with_modem("drop=AT+QMTSUB", function(p)
     up(p)
     mqtt_up(p)

@@ -50,7 +50,8 @@
 --   link loss:       +QMTSTAT: <idx>,1 when the broker closes the link, 2
 --                    on a PINGREQ timeout, 4 on a CONNACK timeout; the
 --                    knob qmtstat_code when the network drops it (fault
---                    drop); the client is then closed (QMTOPEN again)
+--                    drop; +QMTPING first with the knob qmtping); the
+--                    client is then closed (QMTOPEN again)
 --   radio off/reboot: every link closes without a word
 local athost = require("athost")
 local core = require("athost.sim.core")
@@ -88,6 +89,10 @@ M.knobs = {
       .. "link (fault drop, and after +QIURC: \"pdpdeact\"): 1 closed by "
       .. "peer, 2 PINGREQ timeout or 7 link not alive (DIALECTS.md 1.6 "
       .. "lists them all; which one a module prints is unconfirmed)" },
+  { name = "qmtping", values = { "off", "on" }, default = "off",
+    doc = "when the network drops the link, \"+QMTPING: <idx>,1\" before its "
+      .. "+QMTSTAT (several drivers take +QMTPING as link loss; DIALECTS.md "
+      .. "1.6: its codes are unconfirmed) or +QMTSTAT alone" },
   { name = "pdp_qmtstat", values = { "on", "off" }, default = "on",
     doc = "after +QIURC: \"pdpdeact\",<cid>, each MQTT client on that "
       .. "context also reports +QMTSTAT: <idx>,<qmtstat_code> (on) or closes "
@@ -180,6 +185,7 @@ local function lose(m, idx)
   local l = cl.link
   if not l then return end
   if l.state == "open" then
+    if m:knob("qmtping") == "on" then m:urc(string.format("+QMTPING: %d,1", idx)) end
     l.stat_code = tonumber(m:knob("qmtstat_code"))
     return l:lose("EOF: dropped by the network")
   end
