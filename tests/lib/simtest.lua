@@ -44,77 +44,32 @@ function M.http_server(reply, opts)
   return l.port, seen, function() l:close() end
 end
 
--- Raw bytes from p after sending s (nil: send nothing), until `stop`
--- shows up or ms pass (default 3000): the bytes and the number of reads.
-function M.raw(p, s, stop, ms)
-  p:flush()
-  if s then assert(p:send(s)) end
-  local got, chunks, deadline = "", 0, athost.now() + (ms or 3000)
-  while not got:find(stop, 1, true) do
-    local left = deadline - athost.now()
-    if left <= 0 then break end
-    local d = p:recv(4096, { timeout = math.ceil(left) })
-    if not d then break end
-    got, chunks = got .. d, chunks + 1
-  end
-  return got, chunks
-end
-
--- Polls file until done(its text) returns a value (within 10 s).
-function M.wait_file(file, what, done)
-  local deadline = athost.now() + 10000
-  while true do
-    local s = t.slurp(file) or ""
-    local r = done(s)
-    if r then return r end
-    if athost.now() > deadline then
-      error(string.format("%s: not within 10 s; %s holds %q", what, file, s), 3)
-    end
-    athost.sleep(20)
-  end
-end
-
--- mosquitto_sub and mosquitto_pub against the broker B (tests/lib/broker.lua)
--- with files in dir: { sub = function(topic) -> wait() -> msg, pub =
--- function(topic, payload, qos, retain) }.
-function M.mosquitto(B, dir)
-  local args = string.format("-h 127.0.0.1 -p %d -u %s -P %s", B.PORT, B.USER, B.PASS)
-  local mq = {}
-  -- Starts mosquitto_sub on topic in the background and returns once it
-  -- is subscribed (the broker's log shows its SUBACK); the returned
-  -- function waits for the one message it then receives: {topic, qos,
-  -- retain, payload}.
-  function mq.sub(topic)
-    local id = "sub-" .. athost.random(4, "hex")
-    local file = dir .. "/" .. id
-    os.execute(string.format("mosquitto_sub -i %s %s -t '%s' -q 1 -C 1 -W 15 "
-      .. "-F 'MSG|%%t|%%q|%%r|%%x' > %s 2>&1 &", id, args, topic, file))
-    -- mosquitto_sub's own output is block-buffered; the broker's log is not.
-    M.wait_file(B.DIR .. "/mosquitto.log", "mosquitto_sub subscribed", function(s)
-      return s:find("Sending SUBACK to " .. id, 1, true)
-    end)
-    return function()
-      return M.wait_file(file, "a message at mosquitto_sub", function(s)
-        local tp, q, r, x = s:match("MSG|([^|\n]*)|(%d)|(%d)|(%x*)")
-        if tp then
-          return { topic = tp, qos = tonumber(q), retain = r == "1",
-            payload = athost.unhex(x) }
-        end
-      end)
-    end
-  end
-  -- mosquitto_pub of exactly these bytes.
-  function mq.pub(topic, payload, qos, retain)
-    local file = dir .. "/pub-" .. athost.random(4, "hex")
-    local f = assert(io.open(file, "wb"))
-    f:write(payload)
-    f:close()
-    local sh = assert(io.popen(string.format("mosquitto_pub %s -t '%s' -q %d %s -f %s 2>&1",
-      args, topic, qos or 0, retain and "-r" or "", file)))
-    local out = sh:read("a")
-    t.ok(sh:close(), "mosquitto_pub: " .. out)
-  end
-  return mq
+-- `athost scripts/sim/<model>.lua link=...` serves a separate `athost -p
+-- link`, and `athost -p sim:<model>` works: each answers AT+CGSN with the
+-- IMEI given. root: the source tree; dir: a scratch directory.
+function M.standalone(root, dir, model)
+  local mosq = require("mosq")
+  local link, out, pidf = dir .. "/tty-" .. model, dir .. "/sim.out", dir .. "/sim.pid"
+  assert(os.execute(string.format("%s/athost %s/scripts/sim/%s.lua link=%s "
+    .. "imei=861234567890123 > %s 2>&1 & echo $! > %s", root, root, model, link, out, pidf)))
+  local pid = mosq.wait_file(pidf, "pid", function(s) return s:match("%d+") end)
+  local ok, err = pcall(function()
+    mosq.wait_file(out, "the slave path", function(s) return s:find("/dev/pts/") end)
+    local chunk = "local p = require('athost').port() assert(p:cmd('AT')) "
+      .. "print(assert(p:cmd('AT+CGSN')).lines[1])"
+    local res, okc = mosq.shell(string.format("%s/athost -p %s -e \"%s\"", root, link, chunk))
+    t.ok(okc, "client: " .. res)
+    t.match(res, "861234567890123", "IMEI from the standalone modem")
+    res, okc = mosq.shell(string.format("%s/athost -p 'sim:%s?imei=869999999999999' -e \"%s\"",
+      root, model, chunk))
+    t.ok(okc, "-p sim: " .. res)
+    t.match(res, "869999999999999", "IMEI from -p sim:" .. model)
+  end)
+  os.execute("kill -TERM " .. pid)
+  mosq.wait_file(out, "the simulator to exit", function()
+    return not os.execute("kill -0 " .. pid .. " 2>/dev/null")
+  end)
+  if not ok then error(err, 0) end
 end
 
 return M

@@ -15,14 +15,12 @@ local BROKER_SH = here .. "/../fixtures/broker.sh"
 local DIR = t.tmpdir()
 local B = {}                  -- BROKER_* from broker.env, without the prefix
 
-local function shell(cmd)
-  local f = assert(io.popen(cmd .. " 2>&1"))
-  local out = f:read("a")
-  local ok = f:close()
-  return out, ok
-end
-
+local mosq = require("mosq")
+local shell, raw = mosq.shell, mosq.raw
+local M                       -- mosq.new(B, DIR), once the broker runs
 local function uid() return athost.random(4, "hex") end
+local function subscriber(topic) return M.subscriber(topic) end
+local function publish(topic, payload, qos) return M.publish(topic, payload, qos) end
 
 ---------------------------------------------------------------------------
 -- Helpers: modems, MQTT dialogues, mosquitto clients
@@ -56,21 +54,9 @@ local function mqtt_status(p)
   return assert(p:cmd("AT+MQTTSTATU", { reply = "^%+MQTTSTATU :(%d)$" }))[1]
 end
 
-local wait_file = simtest.wait_file
-local MQ                      -- mosquitto_sub / mosquitto_pub (simtest)
-
--- mosquitto_sub on topic, subscribed on return; the function it returns
--- waits for the one message it then receives.
-local function subscriber(topic) return MQ.sub(topic) end
-
--- mosquitto_pub of exactly these bytes.
-local function publish(topic, payload, qos) return MQ.pub(topic, payload, qos) end
-
 local MSUB = { '^%+MSUB: "([^"]*)",(%d+) byte,', count = 2 }
 
 local function topic() return "athost/sim/" .. uid() end
-
-local raw = simtest.raw
 
 local function upload(p, name, data)
   assert(p:cmd(string.format('AT+FSCREATE="%s"', name)))
@@ -822,27 +808,7 @@ end)
 ---------------------------------------------------------------------------
 
 t.test("athost scripts/sim/air720.lua serves a separate athost -p", function()
-  local link, out, pidf = DIR .. "/ttyAIR", DIR .. "/sim.out", DIR .. "/sim.pid"
-  assert(os.execute(string.format("%s/athost %s/scripts/sim/air720.lua link=%s "
-    .. "imei=861234567890123 > %s 2>&1 & echo $! > %s", ROOT, ROOT, link, out, pidf)))
-  local pid = wait_file(pidf, "pid", function(s) return s:match("%d+") end)
-  local ok, err = pcall(function()
-    wait_file(out, "the slave path", function(s) return s:find("/dev/pts/") end)
-    local chunk = "local p = require('athost').port() assert(p:cmd('AT')) "
-      .. "print(assert(p:cmd('AT+CGSN')).lines[1])"
-    local res, okc = shell(string.format("%s/athost -p %s -e \"%s\"", ROOT, link, chunk))
-    t.ok(okc, "client: " .. res)
-    t.match(res, "861234567890123", "IMEI from the standalone modem")
-    res, okc = shell(string.format("%s/athost -p 'sim:air720?imei=869999999999999' -e \"%s\"",
-      ROOT, chunk))
-    t.ok(okc, "-p sim: " .. res)
-    t.match(res, "869999999999999", "IMEI from -p sim:air720")
-  end)
-  os.execute("kill -TERM " .. pid)
-  wait_file(out, "the simulator to exit", function()
-    return not os.execute("kill -0 " .. pid .. " 2>/dev/null")
-  end)
-  if not ok then error(err, 0) end
+  simtest.standalone(ROOT, DIR, "air720")
 end)
 
 -- Last: it restarts the broker.
@@ -861,7 +827,7 @@ end)
 ---------------------------------------------------------------------------
 
 for k, v in pairs(require("broker").start(DIR)) do B[k] = v end
-MQ = simtest.mosquitto(B, DIR)
+M = mosq.new(B, DIR)
 
 local passed, err = pcall(t.run)
 shell(BROKER_SH .. " stop " .. DIR)

@@ -14,20 +14,15 @@ local ROOT = here .. "/../.."
 local BROKER_SH = here .. "/../fixtures/broker.sh"
 local DIR = t.tmpdir()
 local B = {}                  -- BROKER_* from broker.env, without the prefix
-local MQ                      -- mosquitto_sub / mosquitto_pub (simtest)
+local mosq = require("mosq")
+local MQ                      -- mosquitto_sub / mosquitto_pub (mosq.new)
 
-local raw, up = simtest.raw, simtest.up
+local raw, up, shell = mosq.raw, simtest.up, mosq.shell
 
 local function with_modem(query, fn) simtest.with_modem("ec200u", query, fn) end
 
 local function uid() return athost.random(4, "hex") end
 local function topic() return "athost/ec200u/" .. uid() end
-
-local function shell(cmd)
-  local f = assert(io.popen(cmd .. " 2>&1"))
-  local out = f:read("a")
-  return out, f:close()
-end
 
 -- The +CME ERROR number cmd is refused with.
 local function cme(p, cmd, opts)
@@ -133,10 +128,10 @@ t.test("identification: CGMI, CGMM, CGMR, ATI, QGMR, CGSN", function()
   end)
 end)
 
-t.test("cgmr_form, qgmr_form: each reading; version= sets the revision", function()
+t.test("cgmr_prefix, qgmr_form: each reading; version= sets the revision", function()
   local cases = {
-    { "cgmr_form=bare&qgmr_form=suffix", "EC200UCNAAR03A11M08", "EC200UCNAAR03A11M08_01.200.01.200" },
-    { "cgmr_form=revision&qgmr_form=bare", "Revision: EC200UCNAAR03A11M08", "EC200UCNAAR03A11M08" },
+    { "cgmr_prefix=none&qgmr_form=suffix", "EC200UCNAAR03A11M08", "EC200UCNAAR03A11M08_01.200.01.200" },
+    { "cgmr_prefix=revision&qgmr_form=bare", "Revision: EC200UCNAAR03A11M08", "EC200UCNAAR03A11M08" },
   }
   for _, c in ipairs(cases) do
     with_modem(c[1] .. "&version=EC200UCNAAR03A11M08", function(p)
@@ -312,13 +307,13 @@ t.test("4.1: MQTT over TLS with the CA upload, ctx 2, client 0", function()
     local tin, tout = topic(), topic()
     t.eq(outcome(p, string.format('AT+QMTSUB=0,1,"%s",1', tin), "^%+QMTSUB: .*$").line,
       "+QMTSUB: 0,1,0,1", "subscribed")
-    local got = MQ.sub(tout)
+    local got = MQ.subscriber(tout)
     t.eq(outcome(p, string.format('AT+QMTPUBEX=0,2,1,0,"%s",5', tout), "^%+QMTPUBEX: .*$",
       { prompt = ">", data = "hello" }).line, "+QMTPUBEX: 0,2,0", "published")
     local msg = got()
     t.eq(msg.payload, "hello", "at mosquitto_sub")
     t.eq(msg.qos, 1, "QoS 1")
-    MQ.pub(tin, "hi", 1)
+    MQ.publish(tin, "hi", 1)
     local r = recv(p)
     t.eq(r.topic .. "|" .. r.payload, tin .. "|hi", "+QMTRECV")
     t.ok(r.id ~= "0", "a QoS 1 message has a packet id")
@@ -352,9 +347,9 @@ t.test("TLS seclevel 2: mutual TLS with the uploaded certificate and key", funct
     mqtt_up(p, { ctx = 0, port = B.MTLS_PORT })
     local tp = topic()
     subscribe(p, tp)
-    MQ.pub(tp, "mutual", 1)
+    MQ.publish(tp, "mutual", 1)
     assert(p:cmd('AT+QMTCFG="recv/mode",0,0,1'))     -- set while connected
-    MQ.pub(tp, "mutual2", 1)
+    MQ.publish(tp, "mutual2", 1)
     t.match(assert(p:expect("^%+QMTRECV: 0,%d+,", { timeout = 10000 })).line,
       '"mutual"$', "over mutual TLS, without length")
     t.eq(recv(p).payload, "mutual2", "then with length")
@@ -396,14 +391,14 @@ t.test("QoS 0 and 1 both ways: mosquitto_sub and mosquitto_pub", function()
     local tin, tout = topic(), topic()
     subscribe(p, tin, 1)
     for qos = 0, 1 do
-      local got = MQ.sub(tout)
+      local got = MQ.subscriber(tout)
       local id = qos == 0 and 0 or 7
       t.eq(outcome(p, string.format('AT+QMTPUBEX=0,%d,%d,0,"%s",2', id, qos, tout),
         "^%+QMTPUBEX: .*$", { prompt = ">", data = "q" .. qos }).line,
         string.format("+QMTPUBEX: 0,%d,0", id), "QoS " .. qos .. " result")
       local msg = got()
       t.eq(msg.payload .. "|" .. msg.qos, "q" .. qos .. "|" .. qos, "QoS " .. qos .. " out")
-      MQ.pub(tin, "in" .. qos, qos)
+      MQ.publish(tin, "in" .. qos, qos)
       local r = recv(p)
       t.eq(r.payload, "in" .. qos, "QoS " .. qos .. " in")
       t.ok((r.id == "0") == (qos == 0), "msgid " .. r.id .. " for QoS " .. qos)
@@ -423,28 +418,28 @@ t.test("receiving byte-exact: recv/mode 0 with and without length, 1 buffered", 
     -- mode 0, no length: the payload raw between quotes.
     assert(p:cmd('AT+QMTCFG="recv/mode",0,0,0'))
     t.eq(assert(p:cmd('AT+QMTCFG="recv/mode",0')).lines[1], '+QMTCFG: "recv/mode",0,0', "read")
-    MQ.pub(tp, PAYLOAD)
+    MQ.publish(tp, PAYLOAD)
     local want = string.format('\r\n+QMTRECV: 0,0,"%s","%s"\r\n', tp, PAYLOAD)
     t.eq(raw(p, nil, 'e"\r\n', 10000), want, "without length")
     -- mode 0 with length: counted.
     assert(p:cmd('AT+QMTCFG="recv/mode",0,0,1'))
-    MQ.pub(tp, PAYLOAD)
+    MQ.publish(tp, PAYLOAD)
     want = string.format('\r\n+QMTRECV: 0,0,"%s",%d,"%s"\r\n', tp, #PAYLOAD, PAYLOAD)
     t.eq(raw(p, nil, 'e"\r\n', 10000), want, "with length")
-    MQ.pub(tp, PAYLOAD)
+    MQ.publish(tp, PAYLOAD)
     t.eq(recv(p).payload, PAYLOAD, "read by its count")
     -- mode 1: a notice per message, slots, read one or all.
     assert(p:cmd('AT+QMTCFG="recv/mode",0,1,1'))
-    MQ.pub(tp, PAYLOAD)
+    MQ.publish(tp, PAYLOAD)
     t.eq(assert(p:expect("^%+QMTRECV: 0,(%d+)$", { timeout = 10000 }))[1], "0", "slot 0")
-    MQ.pub(tp, "second")
+    MQ.publish(tp, "second")
     t.eq(assert(p:expect("^%+QMTRECV: 0,(%d+)$", { timeout = 10000 }))[1], "1", "slot 1")
     t.deepeq(assert(p:cmd("AT+QMTRECV?")).lines, { "+QMTRECV: 0,1,1,0,0,0" }, "two slots full")
     local r = assert(p:cmd("AT+QMTRECV=0,0", { reply = RECV_LEN }))
     t.eq(r.payload, PAYLOAD, "slot 0 by its count")
     t.deepeq(assert(p:cmd("AT+QMTRECV?")).lines, { "+QMTRECV: 0,0,1,0,0,0" }, "slot 0 freed")
     assert(p:cmd('AT+QMTCFG="recv/mode",0,1,0'))
-    MQ.pub(tp, PAYLOAD)
+    MQ.publish(tp, PAYLOAD)
     t.eq(assert(p:expect("^%+QMTRECV: 0,(%d+)$", { timeout = 10000 }))[1], "0", "slot 0 again")
     t.eq(raw(p, "AT+QMTRECV=0\r", "OK\r\n"), string.format(
       '\r\n+QMTRECV: 0,0,"%s","%s"\r\n\r\n+QMTRECV: 0,0,"%s","second"\r\n\r\nOK\r\n',
@@ -460,22 +455,22 @@ t.test("QMTPUB: with length, ended by Ctrl-Z, cancelled by Esc, inline; QMTPUBEX
     mqtt_up(p)
     local tp = topic()
     local PUB = "^%+QMTPUB: .*$"
-    local got = MQ.sub(tp)
+    local got = MQ.subscriber(tp)
     t.eq(outcome(p, string.format('AT+QMTPUB=0,1,1,0,"%s",%d', tp, #PAYLOAD), PUB,
       { prompt = ">", data = PAYLOAD }).line, "+QMTPUB: 0,1,0", "with length")
     t.eq(got().payload, PAYLOAD, "exact bytes")
-    got = MQ.sub(tp)
+    got = MQ.subscriber(tp)
     local text = 'no len\r\n"x",y\0z'
     t.eq(outcome(p, string.format('AT+QMTPUB=0,2,1,0,"%s"', tp), PUB,
       { prompt = ">", data = text .. "\26" }).line, "+QMTPUB: 0,2,0", "ended by Ctrl-Z")
     t.eq(got().payload, text, "up to Ctrl-Z")
-    got = MQ.sub(tp)
+    got = MQ.subscriber(tp)
     t.eq(assert(p:cmd(string.format('AT+QMTPUB=0,3,1,0,"%s"', tp),
       { prompt = ">", data = "never sent\27" })).final, "OK", "Esc: OK")
     t.eq(outcome(p, string.format('AT+QMTPUB=0,4,1,0,"%s","inline, text"', tp), PUB).line,
       "+QMTPUB: 0,4,0", "inline")
     t.eq(got().payload, "inline, text", "the inline message, the cancelled one never sent")
-    got = MQ.sub(tp)
+    got = MQ.subscriber(tp)
     t.eq(outcome(p, string.format('AT+QMTPUBEX=0,0,0,0,"%s","ex inline"', tp),
       "^%+QMTPUBEX: .*$").line, "+QMTPUBEX: 0,0,0", "QMTPUBEX inline at QoS 0")
     t.eq(got().payload, "ex inline", "its message")
@@ -494,8 +489,8 @@ t.test("QMTSUB several topics; QMTUNS; QMTCONN? and QMTOPEN? states", function()
       "+QMTSUB: 0,9,0,1,0", "granted QoS per topic")
     t.eq(outcome(p, string.format('AT+QMTUNS=0,10,"%s"', a), "^%+QMTUNS: .*$").line,
       "+QMTUNS: 0,10,0", "unsubscribed")
-    MQ.pub(a, "not for us")
-    MQ.pub(b, "for us")
+    MQ.publish(a, "not for us")
+    MQ.publish(b, "for us")
     t.eq(recv(p).topic, b, "only the topic still subscribed")
   end)
 end)
@@ -675,11 +670,11 @@ t.test("split, noise, delay, unrelated URCs: the 4.1 dialogue still holds byte-e
     assert(p:cmd('AT+QMTCFG="recv/mode",0,0,1'))
     local tp = topic()
     subscribe(p, tp, 1)
-    local got = MQ.sub(tp .. "/out")
+    local got = MQ.subscriber(tp .. "/out")
     outcome(p, string.format('AT+QMTPUBEX=0,5,1,0,"%s/out",%d', tp, #PAYLOAD), "^%+QMTPUBEX: 0,5,0$",
       { prompt = ">", data = PAYLOAD })
     t.eq(got().payload, PAYLOAD, "out")
-    MQ.pub(tp, PAYLOAD, 1)
+    MQ.publish(tp, PAYLOAD, 1)
     t.eq(recv(p).payload, PAYLOAD, "in")
   end)
 end)
@@ -807,34 +802,15 @@ end)
 -- Standalone
 ---------------------------------------------------------------------------
 
-t.test("athost scripts/sim/ec200u.lua serves a separate athost -p", function()
-  local link, out, pidf = DIR .. "/ttyQ", DIR .. "/sim.out", DIR .. "/sim.pid"
-  assert(os.execute(string.format("%s/athost %s/scripts/sim/ec200u.lua link=%s "
-    .. "imei=866000000000004 > %s 2>&1 & echo $! > %s", ROOT, ROOT, link, out, pidf)))
-  local pid = simtest.wait_file(pidf, "pid", function(s) return s:match("%d+") end)
-  local ok, err = pcall(function()
-    simtest.wait_file(out, "the slave path", function(s) return s:find("/dev/pts/") end)
-    local chunk = "local p = require('athost').port() assert(p:cmd('AT')) "
-      .. "print(assert(p:cmd('AT+CGMM')).lines[1], assert(p:cmd('AT+CGSN')).lines[1])"
-    local res, okc = shell(string.format("%s/athost -p %s -e \"%s\"", ROOT, link, chunk))
-    t.ok(okc, "client: " .. res)
-    t.match(res, "EC200U\t866000000000004", "the standalone modem")
-    res, okc = shell(string.format("%s/athost -p 'sim:ec200u?imei=866999999999994' -e \"%s\"",
-      ROOT, chunk))
-    t.ok(okc, "-p sim: " .. res)
-    t.match(res, "EC200U\t866999999999994", "-p sim:ec200u")
-  end)
-  os.execute("kill -TERM " .. pid)
-  simtest.wait_file(out, "the simulator to exit", function()
-    return not os.execute("kill -0 " .. pid .. " 2>/dev/null")
-  end)
-  if not ok then error(err, 0) end
+t.test("athost scripts/sim/ec200u.lua serves a separate athost -p; so does -p sim:ec200u",
+  function()
+  simtest.standalone(ROOT, DIR, "ec200u")
 end)
 
 ---------------------------------------------------------------------------
 
 for k, v in pairs(require("broker").start(DIR)) do B[k] = v end
-MQ = simtest.mosquitto(B, DIR)
+MQ = mosq.new(B, DIR)
 
 local passed, err = pcall(t.run)
 shell(BROKER_SH .. " stop " .. DIR)

@@ -53,7 +53,7 @@ end
 -- Knobs (athost.sim.core): the EC200U's own, then those of the command
 -- families it takes.
 D.knobs = {
-  { name = "cgmr_form", values = { "bare", "revision" }, default = "bare",
+  { name = "cgmr_prefix", values = { "none", "revision" }, default = "none",
     doc = "AT+CGMR's line: the revision alone (\"EC200UCNAAR03A14M08\") or "
       .. "with ATI's prefix (\"Revision: EC200UCNAAR03A14M08\"; DIALECTS.md "
       .. "1.11: unconfirmed on EC200U)" },
@@ -157,7 +157,7 @@ end
 
 C["+CGMR"] = function(m, c)
   if c.op ~= "exec" then return m:error() end
-  m:info((m:knob("cgmr_form") == "revision" and "Revision: " or "") .. revision(m))
+  m:info((m:knob("cgmr_prefix") == "revision" and "Revision: " or "") .. revision(m))
   m:ok()
 end
 C["+GMR"] = C["+CGMR"]
