@@ -512,6 +512,21 @@ t.test("aliauth: the module signs Aliyun's credentials itself", function()
   end)
 end)
 
+t.test('QMTCFG "version": 3 speaks MQTT 3.1 to the broker, 4 MQTT 3.1.1', function()
+  with_modem(nil, function(p)
+    up(p)
+    for _, v in ipairs({ 3, 4 }) do
+      assert(p:cmd('AT+QMTCFG="version",0,' .. v))
+      local cid = "v" .. v .. "-" .. uid()
+      mqtt_up(p, { client_id = cid })
+      local log = t.slurp(B.DIR .. "/mosquitto.log")
+      t.match(log, "as " .. cid:gsub("%-", "%%-") .. " %(p" .. (v == 3 and 1 or 2) .. ",",
+        "the broker's protocol for version " .. v)
+      t.eq(outcome(p, "AT+QMTDISC=0", "^%+QMTDISC: .*$").line, "+QMTDISC: 0,0", "QMTDISC")
+    end
+  end)
+end)
+
 t.test("a refused CONNACK: +QMTCONN: 0,0,<ret_code>, then +QMTSTAT: 0,1", function()
   with_modem(nil, function(p)
     up(p)

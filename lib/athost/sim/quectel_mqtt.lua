@@ -17,7 +17,8 @@
 --   AT+QMTCFG:       every item is kept per client until power-off (1.1:
 --                    "ssl" persists on EC200U; the others alike); with only
 --                    "<item>",<idx> it reads back +QMTCFG: "<item>",<v>...
---                    "version" 3 is kept but the session speaks 3.1.1
+--                    "version" 3 connects with MQTT 3.1 ("MQIsdp"), 4 (the
+--                    default) with 3.1.1
 --   AT+QMTOPEN:      +QMTOPEN: <idx>,<result>: 2 while the client is open,
 --                    3 its context is down, 4 the name does not resolve, 5
 --                    refused, reset or the TLS handshake failed (or a file
@@ -470,7 +471,8 @@ C["+QMTCONN"] = function(m, c)
   if not user and cl.cfg.aliauth then cid, user, pass = aliauth(cl, cid) end
   if pass and not user then user = "" end
   local ok = l:connect { client_id = cid, username = user, password = pass,
-    keepalive = cl.cfg.keepalive, clean = cl.cfg.session == 1, will = cl.cfg.will }
+    keepalive = cl.cfg.keepalive, clean = cl.cfg.session == 1, will = cl.cfg.will,
+    version = cl.cfg.version }
   if not ok then return m:fail(E_PARAM) end
   m:ok_then(function(done)
     await(l, "connack", done, string.format("+QMTCONN: %d,2", idx))
