@@ -41,82 +41,11 @@ function M.new(B, DIR)
     return assert(p:cmd("AT+MQTTSTATU", { reply = "^%+MQTTSTATU :(%d)$" }))[1]
   end
 
-  local function mosq_args(port)
-    return string.format("-h 127.0.0.1 -p %d -u %s -P %s", port or B.PORT,
-      B.USER, B.PASS)
-  end
-
-  local function wait_file(file, what, done)
-    local deadline = athost.now() + 10000
-    while true do
-      local s = t.slurp(file) or ""
-      local r = done(s)
-      if r then return r end
-      if athost.now() > deadline then
-        error(string.format("%s: not within 10 s; %s holds %q", what, file, s), 3)
-      end
-      athost.sleep(20)
-    end
-  end
-
-  -- Starts mosquitto_sub on topic in the background and returns once it is
-  -- subscribed (its debug output shows the SUBACK); the returned function
-  -- waits for the one message it then receives.
-  local function subscriber(topic)
-    local id = "sub-" .. uid()
-    local file = DIR .. "/" .. id
-    os.execute(string.format("mosquitto_sub -i %s %s -t '%s' -q 1 -C 1 -W 15 "
-      .. "-F 'MSG|%%t|%%q|%%r|%%x' > %s 2>&1 &", id, mosq_args(), topic, file))
-    -- mosquitto_sub's own output is block-buffered; the broker's log is not.
-    wait_file(B.DIR .. "/mosquitto.log", "mosquitto_sub subscribed", function(s)
-      return s:find("Sending SUBACK to " .. id, 1, true)
-    end)
-    return function()
-      return wait_file(file, "a message at mosquitto_sub", function(s)
-        local tp, q, r, x = s:match("MSG|([^|\n]*)|(%d)|(%d)|(%x*)")
-        if tp then
-          return { topic = tp, qos = tonumber(q), retain = r == "1",
-            payload = athost.unhex(x) }
-        end
-      end)
-    end
-  end
-
-  -- mosquitto_pub of exactly these bytes.
-  local function publish(topic, payload, qos)
-    local file = DIR .. "/pub-" .. uid()
-    local f = assert(io.open(file, "wb"))
-    f:write(payload)
-    f:close()
-    local out, ok = shell(string.format("mosquitto_pub %s -t '%s' -q %d -f %s",
-      mosq_args(), topic, qos or 0, file))
-    t.ok(ok, "mosquitto_pub: " .. out)
-  end
-
-  local MSUB = { '^%+MSUB: "([^"]*)",(%d+) byte,', count = 2 }
-
-  local function topic() return "athost/sim/" .. uid() end
-
-  -- Raw bytes after sending s, until `stop` shows up (or ms pass).
-  local function raw(p, s, stop, ms)
-    p:flush()
-    if s then assert(p:send(s)) end
-    local got, chunks, deadline = "", 0, athost.now() + (ms or 3000)
-    while not got:find(stop, 1, true) do
-      local left = deadline - athost.now()
-      if left <= 0 then break end
-      local d = p:recv(4096, { timeout = math.ceil(left) })
-      if not d then break end
-      got, chunks = got .. d, chunks + 1
-    end
-    return got, chunks
-  end
-
-  local function upload(p, name, data)
-    assert(p:cmd(string.format('AT+FSCREATE="%s"', name)))
-    assert(p:cmd(string.format('AT+FSWRITE="%s",0,%d,15', name, #data),
-      { prompt = ">", data = data }))
-  end
+  -- The mosquitto clients and raw reads are tests/lib/mosq.lua's.
+  local mosq = require("mosq")
+  local mq = mosq.new(B, DIR)
+  local wait_file, raw = mosq.wait_file, mosq.raw
+  local subscriber, publish, mosq_args = mq.subscriber, mq.publish, mq.args
 
   -- Runs `athost scripts/sim/<model>.lua link=... <args>` in the
   -- background, calls fn(link) once it printed its pty, and stops it.
@@ -135,6 +64,16 @@ function M.new(B, DIR)
       return not os.execute("kill -0 " .. pid .. " 2>/dev/null")
     end)
     if not ok then error(err, 0) end
+  end
+
+  local MSUB = { '^%+MSUB: "([^"]*)",(%d+) byte,', count = 2 }
+
+  local function topic() return "athost/sim/" .. uid() end
+
+  local function upload(p, name, data)
+    assert(p:cmd(string.format('AT+FSCREATE="%s"', name)))
+    assert(p:cmd(string.format('AT+FSWRITE="%s",0,%d,15', name, #data),
+      { prompt = ">", data = data }))
   end
 
   return { serve_script = serve_script, shell = shell, uid = uid, must_expect = must_expect,

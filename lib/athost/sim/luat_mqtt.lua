@@ -406,7 +406,7 @@ C["+MPUBEX"] = function(m, c)
   if len then
     payload = m:read_data(len, L.mpubex_ms)
   else
-    payload = m:read_until("\x1a", L.mpubex_idle, L.mpubex)
+    payload = m:read_until_idle("\x1a", L.mpubex_idle, L.mpubex)
   end
   if not payload or payload == "" then return m:error() end
   local l = connected_link(m)
