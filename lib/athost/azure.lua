@@ -128,4 +128,69 @@ function M.dps_reply(topic)
   return tonumber(status), q["$rid"], tonumber(q["retry-after"])
 end
 
+-- The DPS registration on a connected session s: subscribe to the
+-- replies, PUT the registration, then poll the operation's status after
+-- each retry-after until DPS says "assigned". Returns the
+-- registrationState (assignedHub, deviceId); raises with DPS's status,
+-- errorCode and message. o: payload (a table sent as "payload"),
+-- retry_after (seconds when DPS names none), polls (at most), timeout
+-- (ms for each reply), log(s).
+function M.provision(s, registration_id, o)
+  o = o or {}
+  local log = o.log or function() end
+  s:subscribe(M.DPS_REPLIES, 1)
+  local rid = 0
+  local function ask(topic, body)
+    rid = rid + 1
+    local want = tostring(rid)
+    s:publish(topic(want), body, 1)
+    local got
+    s:listen(o.timeout or 30000, function(msg)
+      local status, r, retry = M.dps_reply(msg.topic)
+      if status and r == want then
+        got = { status = status, retry = retry, payload = msg.payload }
+        return false
+      end
+    end)
+    if not got then
+      error(string.format("DPS: no reply to request %s within %d s", want,
+        (o.timeout or 30000) // 1000), 0)
+    end
+    local ok, v = pcall(athost.json.decode, got.payload)
+    got.body = ok and type(v) == "table" and v or {}
+    if got.status >= 300 then
+      local b = got.body
+      error(string.format("DPS answered %d: errorCode %s: %s", got.status,
+        tostring(math.tointeger(b.errorCode) or b.errorCode),
+        tostring(b.message or got.payload:sub(1, 160))), 0)
+    end
+    return got
+  end
+  local body = { registrationId = registration_id, payload = o.payload }
+  local got = ask(M.dps_register_topic, athost.json.encode(body))
+  for _ = 1, o.polls or 20 do
+    local b = got.body
+    if b.status == "assigned" and type(b.registrationState) == "table" then
+      local st = b.registrationState
+      if type(st.assignedHub) ~= "string" or type(st.deviceId) ~= "string" then
+        error("DPS: assigned, but the reply names no assignedHub/deviceId", 0)
+      end
+      return st
+    end
+    if b.status ~= "assigning" and b.status ~= "unassigned" then
+      local st = type(b.registrationState) == "table" and b.registrationState or {}
+      error(string.format("DPS: registration %s (%s)", tostring(b.status),
+        tostring(st.errorMessage or st.substatus or "no reason given")), 0)
+    end
+    if type(b.operationId) ~= "string" then
+      error("DPS: the reply has no operationId to poll", 0)
+    end
+    local wait = got.retry or o.retry_after or 3
+    log(string.format("%s, asking again in %d s", b.status, wait))
+    athost.sleep(wait * 1000)
+    got = ask(function(r) return M.dps_status_topic(r, b.operationId) end, "")
+  end
+  error(string.format("DPS: still not assigned after %d polls", o.polls or 20), 0)
+end
+
 return M
