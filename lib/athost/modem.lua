@@ -23,8 +23,9 @@ M.known = { "air780e", "air720", "me3630" }
 function M.profile(name)
   local ok, p = pcall(require, "athost.profiles." .. name)
   if not ok then
-    error(string.format("unknown module profile %q (known: %s)", name,
-      table.concat(M.known, ", ")), 2)
+    -- A name the user gave (profile=): a usage error, exit 2.
+    athost.usage(string.format("unknown module profile %q (known: %s)", name,
+      table.concat(M.known, ", ")))
   end
   return p
 end
