@@ -39,19 +39,20 @@ local args = flow.params(..., {
 local claim = args.claim_cert or args.claim_key or args.template
 if claim then
   if not (args.claim_cert and args.claim_key and args.template) then
-    error("fleet provisioning needs claim_cert=, claim_key= and template=; " .. usage, 0)
+    athost.usage("fleet provisioning needs claim_cert=, claim_key= and template=; " .. usage)
   end
-  aws.check_template(args.template)
+  local ok, err = pcall(aws.check_template, args.template)
+  if not ok then athost.usage(err .. "; " .. usage) end
 elseif not (args.cert and args.key and args.thing) then
-  error("give cert=, key= and thing= (a registered device) or claim_cert=, "
-    .. "claim_key= and template= (fleet provisioning); " .. usage, 0)
+  athost.usage("give cert=, key= and thing= (a registered device) or claim_cert=, "
+    .. "claim_key= and template= (fleet provisioning); " .. usage)
 end
 local parameters = {}
 if args.parameters then
   local ok, v = pcall(athost.json.decode, args.parameters)
   if not ok or type(v) ~= "table" then
-    error("parameters= must be a JSON object of the template's parameters: "
-      .. args.parameters, 0)
+    athost.usage("parameters= must be a JSON object of the template's parameters: "
+      .. args.parameters)
   end
   parameters = v
 end

@@ -41,19 +41,19 @@ local args = flow.params(..., {
 local dps = args.id_scope ~= nil
 if dps then
   if not (args.group_key or args.device_key) then
-    error("id_scope= needs group_key= (group enrollment) or device_key= "
-      .. "(individual enrollment); " .. usage, 0)
+    athost.usage("id_scope= needs group_key= (group enrollment) or device_key= "
+      .. "(individual enrollment); " .. usage)
   end
 elseif not (args.hub and args.device_id and args.device_key) then
-  error("give hub=, device_id= and device_key=, or id_scope= with group_key= "
-    .. "(Device Provisioning Service); " .. usage, 0)
+  athost.usage("give hub=, device_id= and device_key=, or id_scope= with group_key= "
+    .. "(Device Provisioning Service); " .. usage)
 end
 if args.tls ~= "server" and args.tls ~= "noverify" then
-  error("tls=" .. args.tls .. ": Azure takes TLS only: server (verify with ca=) "
-    .. "or noverify; " .. usage, 0)
+  athost.usage("tls=" .. args.tls .. ": Azure takes TLS only: server (verify with ca=) "
+    .. "or noverify; " .. usage)
 end
 if args.tls == "server" and not args.ca then
-  error("ca=FILE (DigiCert Global Root G2) to verify the hub, or tls=noverify; " .. usage, 0)
+  athost.usage("ca=FILE (DigiCert Global Root G2) to verify the hub, or tls=noverify; " .. usage)
 end
 for _, k in ipairs({ "device_key", "group_key" }) do
   if args[k] then athost.secret(args[k]) end

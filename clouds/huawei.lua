@@ -30,11 +30,13 @@ local iotda = args.topics ~= "legacy"
 -- module is touched.
 local report = args.publish
 if iotda and report then
-  report = huawei.report(report, args.service_id or "")
-  if report ~= args.publish and not args.service_id then
-    error("service_id= (a service of the product model) is needed to report "
-      .. "properties; or give a whole {\"services\":[...]} report", 0)
+  local ok, v = pcall(huawei.report, report, args.service_id or "")
+  if not ok then athost.usage(v .. "; " .. usage) end
+  if v ~= args.publish and not args.service_id then
+    athost.usage("service_id= (a service of the product model) is needed to report "
+      .. "properties; or give a whole {\"services\":[...]} report; " .. usage)
   end
+  report = v
 end
 local handler = flow.handler(args.handler)
 

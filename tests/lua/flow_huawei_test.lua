@@ -295,9 +295,11 @@ local function failing(args)
   return r
 end
 
-test("IoTDA: text that is no JSON object is refused before the module is touched", function()
-  local r = failing { publish = "hello" }
-  t.match(r.error, '^athost: .*publish= must be a JSON object of properties', "error")
+test("IoTDA: text that is no JSON object is a usage error, before the module is touched", function()
+  local r = flow { device_id = device_id(), secret = "s-" .. uid(), host = "127.0.0.1",
+    port = B.TLS_PORT, ca = B.CA, publish = "hello" }.wait()
+  t.eq(r.rc, 2, "exit code (stderr: " .. r.err .. ")")
+  t.match(r.err, "publish= must be a JSON object of properties", "error")
   t.ok(not has_sent(r.tr or "", "AT+FSWRITE"), "nothing uploaded")
 end)
 
