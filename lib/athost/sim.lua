@@ -55,8 +55,8 @@ local core = require("athost.sim.core")
 
 local M = {}
 
-M.models = { air720 = "athost.sim.air720", me3630 = "athost.sim.me3630",
-  a7670 = "athost.sim.a7670" }
+M.models = { air720 = "athost.sim.air720", air780e = "athost.sim.air780e",
+  me3630 = "athost.sim.me3630", a7670 = "athost.sim.a7670" }
 
 local function decode(s)
   return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
@@ -142,6 +142,18 @@ function M.start(name, opts)
   m.path, m.link = path, opts.link
   m:attach(master)
   return m
+end
+
+-- What scripts/sim/<model>.lua does: starts model `name` with the
+-- command line's options, prints the pty slave's path (the link, if
+-- given, points to it), logs the model, and serves until SIGTERM.
+function M.serve(name, args)
+  local m = assert(M.start(name, args or {}))
+  print(m.path)
+  io.stdout:flush()
+  athost.log(string.format("%s %s on %s%s", name, m.imei, m.path,
+    m.link and (" (" .. m.link .. ")") or ""))
+  m:wait()
 end
 
 -- athost.open("sim:SPEC", opts): the slave side of a new virtual modem,

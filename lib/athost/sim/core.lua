@@ -9,6 +9,7 @@
 --     reset(m)      fresh model state in m.st after a (re)boot
 --     shutdown(m)   close links and flows quietly (reboot, close)
 --     net_down(m)   the radio or the PDP context went away (CFUN=0, ...)
+--     net_up(m)     it came back (CGACT=1, CFUN=1 after another mode)
 --     drop(m), pdp_deact(m)   the link and bearer faults }
 --
 -- Handlers: handler(m, c), c from atparse.command. A handler answers with
@@ -563,6 +564,37 @@ function Core:read_data(n, ms)
   return data
 end
 
+-- Raw bytes up to the byte `stop` (not kept), or until idle_ms pass
+-- without a byte (Luat AT+MPUBEX without <len>): the bytes, or nil,
+-- "ETOOLONG" once more than max came (they are discarded, the rest of the
+-- message starts the next command line, as with read_data's overflow),
+-- or nil, "EREBOOT" / "ECLOSED".
+function Core:read_until(stop, idle_ms, max)
+  local gen = self.gen
+  while true do
+    local i = self.ibuf:find(stop, 1, true)
+    if (i and i - 1 > max) or (not i and #self.ibuf > max) then
+      self.ibuf = self.ibuf:sub((i or max) + 1)
+      return nil, "ETOOLONG"
+    end
+    if i then
+      local data = self.ibuf:sub(1, i - 1)
+      self.ibuf = self.ibuf:sub(i + 1)
+      self.answer_wait = self.delay_ms > 0 and self.delay_ms or nil
+      return data
+    end
+    local ok, code = self:fill(idle_ms)
+    if self.gen ~= gen then return nil, "EREBOOT" end
+    if not ok then
+      if code ~= "ETIMEDOUT" then return nil, code end
+      local data = self.ibuf
+      self.ibuf = ""
+      self.answer_wait = self.delay_ms > 0 and self.delay_ms or nil
+      return data
+    end
+  end
+end
+
 -- Fires the command triggers armed for line; returns the faults to apply
 -- after the answer.
 function Core:triggered(line)
@@ -744,6 +776,11 @@ end
 
 function Core:net_down()
   if self.dialect.net_down then self.dialect.net_down(self) end
+end
+
+-- The PDP context came back (AT+CGACT=1, AT+CFUN=1): a model may say so.
+function Core:net_up()
+  if self.dialect.net_up then self.dialect.net_up(self) end
 end
 
 return M
