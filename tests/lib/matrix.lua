@@ -309,6 +309,7 @@ function M.new(model, defaults)
     local report = '{"services":[{"service_id":"s","properties":{"t":' .. math.random(99) .. '}}]}'
     local down = '{"paras":{"from":"' .. model .. '"}}'
     local received = X.subscriber("$oc/devices/" .. id .. "/sys/properties/report")
+    local answered = X.subscriber("$oc/devices/" .. id .. "/sys/commands/response/#")
     local from = #broker_log()
     local run = X.flow("huawei", { device_id = id, secret = secret, host = "localhost",
       port = B.TLS_PORT, ca = B.CA, publish = report, listen = 40, messages = 1 }, o.sim)
@@ -324,6 +325,9 @@ function M.new(model, defaults)
     ok_run(r)
     t.eq(r.out, flows.shown(topic, down), "stdout")
     received(function(ps) return ps[1] == report end, "the report at mosquitto_sub")
+    -- IoTDA's command answered on the response topic of its request id.
+    local reply = answered(function(ps) return #ps > 0 end, "the command response")[1]
+    t.match(reply, '"result_code":0', "the command response")
     t.match(r.err, "CA CN=athost test CA", "the CA was checked")
     return r
   end
