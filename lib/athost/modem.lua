@@ -49,6 +49,15 @@ function M.open(port, opts)
   self:optional(self.profile and self.profile.echo_off or "ATE0")
   self:identify()
   self:optional(self.profile.cmee)
+  -- Who this DUT is, for a station's report and table (athost --ports
+  -- names a DUT by its IMEI); read-only, and a module that will not say
+  -- is no failure.
+  local r = self:cmd("AT+CGSN", { reply = false })
+  for _, l in ipairs(r and r.lines or {}) do
+    self.info.imei = self.info.imei or l:match("(%d%d%d%d%d%d%d%d%d%d%d%d%d%d%d?%d?%d?)")
+  end
+  athost.emit("dut", { imei = self.info.imei, model = self.info.model,
+    firmware = self.info.revision })
   return self
 end
 
@@ -170,6 +179,7 @@ end
 
 -- The IMEI (AT+CGSN): the first line of 14-17 digits.
 function Modem:imei()
+  if self.info.imei then return self.info.imei end
   local r = self:must("AT+CGSN", { reply = false })
   for _, l in ipairs(r.lines) do
     local d = l:match("(%d%d%d%d%d%d%d%d%d%d%d%d%d%d%d?%d?%d?)")
