@@ -43,6 +43,7 @@ static const char usage[] =
     "      --junit FILE    with --ports: a JUnit XML report\n"
     "      --logdir DIR    with --ports: one transcript per port\n"
     "      --list          the flows and scripts athost finds by name\n"
+    "      --params SCRIPT the parameters a flow takes (for completion)\n"
     "      --scan          list serial ports, probe each with AT (model,\n"
     "                      firmware, IMEI); busy ports are left alone\n"
     "  -h, --help          this help\n"
@@ -150,6 +151,18 @@ int main(int argc, char **argv)
             chunk = argv[i = need(i, argc, argv)];
         } else if (strcmp(a, "-i") == 0) {
             interactive = 1;
+        } else if (strcmp(a, "--params") == 0) {
+            /* For shell completion: the parameters of a flow, read from
+             * its source (athost.complete). */
+            static char found[4096], kvs[4200];
+            const char *name = argv[i = need(i, argc, argv)];
+            if (ath_script_find(name, found, sizeof found) == NULL) {
+                fprintf(stderr, "athost: cannot find %s\n", name);
+                return ATH_EXIT_USAGE;
+            }
+            snprintf(kvs, sizeof kvs, "script=%s", found);
+            kv[nkv++] = kvs;
+            chunk = "require('athost.complete').params(...)";
         } else if (strcmp(a, "--scan") == 0) {
             chunk = "require('athost.scan').run(...)";
         } else if (strcmp(a, "--ports") == 0) {

@@ -5,7 +5,7 @@ set -e
 
 PKGS="gcc make pkg-config liblua5.4-dev libuv1-dev libssl-dev lua-cjson-dev \
 openssl mosquitto mosquitto-clients libxml2-utils iproute2 procps util-linux \
-ser2net"
+ser2net man-db groff-base binutils bash"
 
 missing=""
 for p in $PKGS; do

@@ -104,6 +104,81 @@ t.test("a file in the current directory wins", function()
   end)
 end)
 
+t.test("the man page is installed and reads cleanly", function()
+  local page = PREFIX .. "/share/man/man1/athost.1"
+  t.ok(io.open(page), "athost.1 installed")
+  local o, c = sh("MANWIDTH=80 man -l " .. q(page) .. " | col -b")
+  t.eq(c, 0, "man -l exit code: " .. o)
+  t.match(o, "NAME%s+athost %- script AT%-command dialogues", "NAME")
+  for _, opt in ipairs({ "%-%-port SPEC", "rfc2217:HOST:PORT", "%-%-scan", "%-%-list",
+      "EXIT STATUS", "ATHOST_PATH", "ATHOST_PARAM_NAME" }) do
+    t.match(o, opt, "the page mentions " .. opt)
+  end
+  -- groff's own warnings (-ww): none
+  local w = sh("groff -man -Tutf8 -ww -z " .. q(page))
+  t.eq(w, "", "groff warnings")
+  -- every option of --help is in the page
+  local help = sh(q(BIN) .. " --help")
+  for opt in help:gmatch("\n%s+[%-%w, ]-(%-%-[%w%-]+)") do
+    t.ok(o:find(opt, 1, true), "the man page documents " .. opt)
+  end
+end)
+
+-- Completes the words as bash would at the end of the line, with the
+-- installed athost first on PATH; the candidates, sorted.
+local function complete(line)
+  local words = {}
+  for w in line:gmatch("%S+") do words[#words + 1] = w end
+  if line:sub(-1) == " " then words[#words + 1] = "" end
+  local arr = {}
+  for _, w in ipairs(words) do arr[#arr + 1] = q(w) end
+  local script = string.format("source %s; COMP_WORDS=(%s); COMP_CWORD=%d; _athost; "
+    .. "printf '%%s\\n' \"${COMPREPLY[@]}\" | LC_ALL=C sort",
+    q(PREFIX .. "/share/bash-completion/completions/athost"), table.concat(arr, " "), #words - 1)
+  local o, c
+  cli.in_tmpdir(function(dir)
+    o, c = sh(string.format("cd %s && env -u ATHOST_PATH PATH=%s:$PATH bash --norc --noprofile -c %s",
+      q(dir), q(PREFIX .. "/bin"), q(script)))
+  end)
+  t.eq(c, 0, "bash exit code: " .. o)
+  local got = {}
+  for l in o:gmatch("[^\n]+") do got[#got + 1] = l end
+  return got
+end
+
+t.test("bash completion: options, ports, flows, parameters", function()
+  t.deepeq(complete("athost --sc"), { "--scan" }, "an option")
+  t.deepeq(complete("athost --lo"), { "--log", "--log-max", "--logdir" }, "options")
+  t.deepeq(complete("athost clouds/mq"), { "clouds/mqtt.lua" }, "a flow by name")
+  local sims = complete("athost -p sim:a")
+  t.deepeq(sims, { "sim:a7670", "sim:air720", "sim:air780e" }, "virtual modems after -p")
+  t.deepeq(complete("athost -p rfc"), { "rfc2217:" }, "rfc2217: after -p")
+  t.deepeq(complete("athost clouds/mqtt.lua -p sim:air720 tl"),
+    { "tls=mutual", "tls=none", "tls=noverify", "tls=server" }, "a parameter's values")
+  t.deepeq(complete("athost clouds/aliyun.lua product_"),
+    { "product_key=", "product_secret=" }, "parameters of another flow")
+  local all = complete("athost clouds/mqtt.lua ")
+  local set = {}
+  for _, w in ipairs(all) do set[w] = true end
+  for _, w in ipairs({ "host=", "client_id=", "username=", "password=", "qos=", "topic=" }) do
+    t.ok(set[w], "clouds/mqtt.lua offers " .. w .. " (got " .. table.concat(all, " ") .. ")")
+  end
+end)
+
+t.test("libathost: versioned with a SONAME; pkg-config and --version agree", function()
+  local lib = PREFIX .. "/lib"
+  local v = sh(q(BIN) .. " --version"):match("athost (%S+)")
+  t.ok(v, "athost --version")
+  local real = lib .. "/libathost.so." .. v
+  t.eq(sh("test -f " .. q(real) .. " && ! test -L " .. q(real) .. " && echo file"), "file\n",
+    "libathost.so." .. v .. " is the library")
+  t.eq(sh("readlink " .. q(lib .. "/libathost.so.0")), "libathost.so." .. v .. "\n", "libathost.so.0")
+  t.eq(sh("readlink " .. q(lib .. "/libathost.so")), "libathost.so." .. v .. "\n", "libathost.so")
+  t.match(sh("readelf -d " .. q(real)), "Library soname: %[libathost%.so%.0%]", "the SONAME")
+  t.eq(sh("PKG_CONFIG_PATH=" .. q(lib .. "/pkgconfig") .. " pkg-config --modversion athost"),
+    v .. "\n", "pkg-config's version")
+end)
+
 local ok, err = pcall(t.run)
 os.execute("rm -rf " .. q(DEST))
 if not ok then error(err, 0) end
