@@ -54,14 +54,16 @@ function M.new(model, defaults)
   local PS = "Ps" .. athost.random(12, "hex")
   X.secret(PS)
   local function auth_service()
-    if auth then return auth end
+    -- Each test stops the processes it started (proc.test): a service
+    -- started by an earlier test has ended, and is started again.
+    if auth and not t.slurp(auth.base .. ".rc") then return auth end
     local state = DIR .. "/auth.json"
     local base = background(string.format("%s %s/scripts/sim/aliyun-auth.lua port=0 "
       .. "products=%s broker_host=%s broker_port=1883 tls_cert=%s tls_key=%s state=%s %s",
       BIN, ROOT, q(PK .. ":" .. PS), q(PK .. ".iot-as-mqtt." .. REGION .. ".aliyuncs.com"),
       q(B.DIR .. "/server.pem"), q(B.DIR .. "/server.key"), q(state),
       q("broker_adduser=bash " .. ROOT .. "/tests/fixtures/broker.sh adduser " .. B.DIR)),
-      "auth")
+      "auth-" .. uid())
     local port = poll("the auth service listening", 10000, function()
       local out = t.slurp(base .. ".out") or ""
       return tonumber(out:match("listening on https://127%.0%.0%.1:(%d+)")),
