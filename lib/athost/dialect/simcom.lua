@@ -376,13 +376,16 @@ function S:stop()
   return self:quiet(self.p.stop, self.pats.stop_ok, self.pats.stop_fail, "stop")
 end
 
--- AT+CMQTTACCQ; a client left by another session (19, "client is used")
--- is disconnected and released, then acquired again.
+-- AT+CMQTTACCQ; a client left by another session (19, "client is used",
+-- or a bare ERROR, which §2.1 also documents and which names no reason)
+-- is disconnected and released, then acquired again, once.
 function S:acquire(tls)
   local p, o = self.p, self.o
   local cmd = string.format(p.accq, self.idx, at.q(o.client_id), tls and 1 or 0)
-  local r, err = self:op(cmd, nil, self.pats.accq_fail)
-  if not r and p.accq_used and tostring(err):find("%(" .. p.accq_used .. ":") then
+  local r, err, code = self:op(cmd, nil, self.pats.accq_fail)
+  local named = tostring(err):match("%((%d+):")
+  if not r and p.accq_used and (tonumber(named) == p.accq_used
+      or (not named and (code == "ERROR" or code == "CME"))) then
     self:disc()
     self:release()
     r, err = self:op(cmd, nil, self.pats.accq_fail)
