@@ -1,7 +1,7 @@
 -- HTTP over AT (AT+HTTPINIT ... AT+HTTPTERM), as reference 000 does it by
 -- hand: the body length in AT+HTTPDATA is counted here, never by a person.
 -- What differs between modules is the profile's http table: SIMCom sets
--- the type with "CONTENT" (content_type), names an SSL context for https
+-- the type with "CONTENT" (content), names an SSL context for https
 -- (ssl_ctx) and reads the body in chunks after OK (read_chunks, read_end).
 --
 --   local httpat = require("athost.httpat")
@@ -128,10 +128,10 @@ function M.request(m, method, url, body, content_type, opts)
   -- from the URL.
   if h.ssl then para(string.format(h.ssl, url:find("^https://") and 1 or 0)) end
   para(string.format(h.url, url))
-  if content_type and h.content_type then
-    para(string.format(h.content_type, content_type))
-  elseif content_type then
-    para(string.format(h.header, "Content-Type: " .. content_type))
+  if content_type then
+    -- AT+HTTPPARA="CONTENT" where the profile has it; else a header line.
+    para(h.content and string.format(h.content, content_type)
+      or string.format(h.header, "Content-Type: " .. content_type))
   end
   -- A module that takes HTTPS from the URL and its TLS settings from an
   -- SSL context named here (SIMCom's "SSLCFG").

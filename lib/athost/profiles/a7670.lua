@@ -146,7 +146,7 @@ return {
     init = "AT+HTTPINIT",
     term = "AT+HTTPTERM",
     url = 'AT+HTTPPARA="URL","%s"',
-    content_type = 'AT+HTTPPARA="CONTENT","%s"',
+    content = 'AT+HTTPPARA="CONTENT","%s"',
     -- HTTPS: the SSL context (tls.ctx), for https:// URLs only.
     ssl_ctx = 'AT+HTTPPARA="SSLCFG",%d',
     -- <time>: seconds (10-65535) in the text, milliseconds in its example
