@@ -161,6 +161,10 @@ int main(int argc, char **argv)
                 return ATH_EXIT_USAGE;
             }
             snprintf(kvs, sizeof kvs, "script=%s", found);
+            if (nkv == (int)(sizeof kv / sizeof kv[0])) {
+                fprintf(stderr, "athost: too many key=value arguments\n");
+                return ATH_EXIT_USAGE;
+            }
             kv[nkv++] = kvs;
             chunk = "require('athost.complete').params(...)";
         } else if (strcmp(a, "--scan") == 0) {
