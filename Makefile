@@ -31,7 +31,7 @@ LDLIBS := $(CJSON_A) $(shell $(PKG_CONFIG) --libs $(PKGS)) -lm
 
 LIB_SRC := host/host.c host/flow.c host/event.c host/lhost.c host/chat.c \
 	host/pattern.c host/port.c host/lport.c host/lchat.c host/lopen.c \
-	host/transcript.c host/crypto.c host/tls.c host/ltls.c host/station.c host/lfile.c
+	host/transcript.c host/redact.c host/crypto.c host/tls.c host/ltls.c host/station.c host/lfile.c
 LIB_OBJ := $(LIB_SRC:host/%.c=$(BUILD)/%.o)
 HDRS := $(wildcard host/*.h)
 

@@ -9,6 +9,15 @@
  * flows have seen them (ath_tr_flush at the end of each dispatch), so a
  * secret a flow registers on reading it is already masked. Sending on a
  * port first writes what it received, to keep the order.
+ *
+ * Secrets are masked as a property of each port's stream in each
+ * direction (redact.h), not of a record: a secret split over two sends,
+ * two reads or 1 KiB pieces of a key is masked all the same. A stream
+ * holds back only what may still become a secret; a timer writes what is
+ * held after TR_LINGER_MS, so the transcript stays live (held bytes at
+ * least ATH_RS_PARTIAL_MIN bytes into a secret are written as ***, and
+ * the rest of that secret is still masked when it comes), and so does
+ * closing the transcript.
  */
 #include "host.h"
 
@@ -20,6 +29,7 @@
 #include <unistd.h>
 
 #define HOLD_MAX 4096
+#define TR_LINGER_MS 200
 
 typedef struct tr_rx {
     char *port;
@@ -27,6 +37,7 @@ typedef struct tr_rx {
     size_t len, cap;
     double t; /* when the first held byte arrived */
     int hold; /* a flow has not seen what was received yet */
+    ath_rs_t rs[2]; /* the secrets masked in what was sent, received */
 } tr_rx_t;
 
 struct ath_tr {
@@ -39,6 +50,8 @@ struct ath_tr {
     int rot_warned;
     tr_rx_t *rx;
     size_t nrx;
+    uv_timer_t *timer; /* writes what the streams hold back */
+    int timer_on;
 };
 
 char *ath_escape(const char *s, size_t n)
@@ -77,6 +90,20 @@ char *ath_escape(const char *s, size_t n)
     return out;
 }
 
+static void tr_timer_free(uv_handle_t *hd)
+{
+    free(hd);
+}
+
+static void tr_timer_close(ath_tr_t *t)
+{
+    if (t->timer == NULL)
+        return;
+    uv_timer_stop(t->timer);
+    uv_close((uv_handle_t *)t->timer, tr_timer_free);
+    t->timer = NULL;
+}
+
 ath_tr_t *ath_tr_open(ath_host_t *h, const char *path, size_t max, char *err,
                       size_t errlen)
 {
@@ -87,6 +114,11 @@ ath_tr_t *ath_tr_open(ath_host_t *h, const char *path, size_t max, char *err,
         return NULL;
     }
     t->h = h;
+    if ((t->timer = malloc(sizeof *t->timer)) != NULL) {
+        uv_timer_init(h->loop, t->timer);
+        t->timer->data = t;
+        uv_unref((uv_handle_t *)t->timer); /* it keeps no run alive */
+    }
     if (strcmp(path, "-") == 0) {
         t->f = stderr;
         return t;
@@ -101,6 +133,7 @@ ath_tr_t *ath_tr_open(ath_host_t *h, const char *path, size_t max, char *err,
             fclose(t->f);
         else if (fd >= 0)
             close(fd);
+        tr_timer_close(t);
         free(t);
         return NULL;
     }
@@ -177,13 +210,16 @@ static void tr_line(ath_tr_t *t, const char *fmt, ...)
         free(line);
 }
 
-/* Writes one record: masks secrets, escapes, stamps. */
-static void tr_record(ath_tr_t *t, double ms, const char *port, int dir,
-                      const char *s, size_t n)
+/* Writes one record of what a stream let go: masks the values of JSON
+ * fields named like secrets, escapes, stamps. */
+static void tr_write(ath_tr_t *t, double ms, const char *port, int dir,
+                     const char *s, size_t n)
 {
     size_t rn;
-    char *red = ath_host_redact(t->h, s, n, &rn), *esc;
-    if (red == NULL)
+    char *red, *esc;
+    if (n == 0)
+        return;
+    if ((red = ath_host_redact_fields(s, n, &rn)) == NULL)
         return;
     esc = ath_escape(red, rn);
     free(red);
@@ -204,6 +240,50 @@ static void tr_record(ath_tr_t *t, double ms, const char *port, int dir,
     free(esc);
 }
 
+/* Writes what the streams hold back (partial secrets as ***). */
+static void tr_let_go(ath_tr_t *t)
+{
+    size_t i;
+    int d;
+    for (i = 0; i < t->nrx; i++) {
+        for (d = 0; d < 2; d++) {
+            ath_buf_t out = {NULL, 0, 0};
+            if (ath_rs_held(&t->rx[i].rs[d]) == 0)
+                continue;
+            ath_rs_flush(&t->rx[i].rs[d], &out, 1);
+            tr_write(t, ath_host_now(t->h), t->rx[i].port, d ? '<' : '>',
+                     out.b, out.len);
+            free(out.b);
+        }
+    }
+}
+
+static void tr_timer_cb(uv_timer_t *tm)
+{
+    ath_tr_t *t = tm->data;
+    t->timer_on = 0;
+    tr_let_go(t);
+}
+
+/* Masks bytes sent or received on r's port, writes what is final. */
+static void tr_record(ath_tr_t *t, double ms, tr_rx_t *r, int dir,
+                      const char *s, size_t n)
+{
+    ath_buf_t out = {NULL, 0, 0};
+    const ath_ac_t *ac = ath_host_ac(t->h);
+    ath_rs_t *rs = &r->rs[dir == '<'];
+    if (ac == NULL)
+        ath_buf_add(&out, "***", 3); /* no memory to look: nothing shown */
+    else
+        ath_rs_feed(rs, ac, s, n, &out);
+    tr_write(t, ms, r->port, dir, out.b, out.len);
+    free(out.b);
+    if (ath_rs_held(rs) > 0 && t->timer && !t->timer_on) {
+        uv_timer_start(t->timer, tr_timer_cb, TR_LINGER_MS, 0);
+        t->timer_on = 1;
+    }
+}
+
 static tr_rx_t *tr_rx(ath_tr_t *t, const char *port)
 {
     size_t i;
@@ -221,8 +301,9 @@ static tr_rx_t *tr_rx(ath_tr_t *t, const char *port)
     return &t->rx[t->nrx++];
 }
 
-/* Writes the held bytes of r: all, or through the last line end (and
- * what is over the hold limit, keeping a secret's length back). */
+/* Writes the held bytes of r: all, or through the last line end (or all
+ * that is over the hold limit: its stream keeps back what may be a
+ * secret). */
 static void tr_rx_flush(ath_tr_t *t, tr_rx_t *r, int all)
 {
     size_t n = r->len;
@@ -232,11 +313,11 @@ static void tr_rx_flush(ath_tr_t *t, tr_rx_t *r, int all)
         while (n > 0 && r->buf[n - 1] != '\n')
             n--;
         if (n == 0 && r->len > HOLD_MAX)
-            n = r->len - t->h->secret_max;
+            n = r->len;
         if (n == 0)
             return;
     }
-    tr_record(t, r->t, r->port, '<', r->buf, n);
+    tr_record(t, r->t, r, '<', r->buf, n);
     memmove(r->buf, r->buf + n, r->len - n);
     r->len -= n;
     r->t = ath_host_now(t->h);
@@ -246,14 +327,13 @@ void ath_tr_data(ath_tr_t *t, const char *port, int dir, const char *s,
                  size_t n)
 {
     tr_rx_t *r = tr_rx(t, port);
-    if (dir == '>') {
-        if (r)
-            tr_rx_flush(t, r, 1);
-        tr_record(t, ath_host_now(t->h), port, '>', s, n);
-        return;
-    }
     if (r == NULL)
         return;
+    if (dir == '>') {
+        tr_rx_flush(t, r, 1);
+        tr_record(t, ath_host_now(t->h), r, '>', s, n);
+        return;
+    }
     if (r->len + n > r->cap) {
         size_t cap = r->cap ? r->cap : 256;
         char *nb;
@@ -294,9 +374,13 @@ void ath_tr_close(ath_tr_t *t)
 {
     size_t i;
     ath_tr_flush(t, 1);
+    tr_let_go(t);
+    tr_timer_close(t);
     for (i = 0; i < t->nrx; i++) {
         free(t->rx[i].port);
         free(t->rx[i].buf);
+        ath_rs_free(&t->rx[i].rs[0]);
+        ath_rs_free(&t->rx[i].rs[1]);
     }
     free(t->rx);
     if (t->owns && t->f)
