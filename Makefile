@@ -108,7 +108,7 @@ check:
 # make fuzz runs each longer, keeping what it finds in build/fuzz/corpus/.
 FUZZ_CC ?= clang
 FUZZ_SECONDS ?= 60
-FUZZ_C := chat_ops chat_split pattern_find
+FUZZ_C := chat_ops chat_split pattern_find redact
 FUZZ_LUA := http11 mqtt311 atparse
 FUZZ_DIR ?= build/fuzz
 FUZZ_BIN := $(addprefix $(FUZZ_DIR)/,$(FUZZ_C) $(FUZZ_LUA))
@@ -128,6 +128,11 @@ $(FUZZ_DIR)/chat_ops $(FUZZ_DIR)/chat_split: $(FUZZ_DIR)/%: fuzz/%.c host/chat.c
 		host/pattern.c fuzz/fuzz.h fuzz/chat_common.h $(HDRS)
 	@mkdir -p $(FUZZ_DIR)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< host/chat.c host/pattern.c
+
+$(FUZZ_DIR)/redact: fuzz/redact.c fuzz/redact_ref.h host/redact.c \
+		host/redact.h fuzz/fuzz.h
+	@mkdir -p $(FUZZ_DIR)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< host/redact.c
 
 $(FUZZ_DIR)/pattern_find: fuzz/pattern_find.c host/pattern.c \
 		tests/unit/pattern_lua.c tests/unit/pattern_lua.h fuzz/fuzz.h $(HDRS)
