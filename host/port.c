@@ -302,6 +302,8 @@ static int port_flush(ath_port_t *p)
  * middle is all the window holds, never shows). */
 static void port_last_add(ath_port_t *p, const char *s, size_t n)
 {
+    if (n == 0)
+        return;
     if (n >= sizeof p->last) {
         memcpy(p->last, s + n - sizeof p->last, sizeof p->last);
         p->lastlen = sizeof p->last;

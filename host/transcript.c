@@ -50,9 +50,20 @@ struct ath_tr {
     int rot_warned;
     tr_rx_t *rx;
     size_t nrx;
-    uv_timer_t *timer; /* writes what the streams hold back */
+    struct tr_timer *timer; /* writes what the streams hold back */
     int timer_on;
 };
+
+/* The timer is a resource of the host: closed with its other handles
+ * when the run ends (what is held is written then). */
+typedef struct tr_timer {
+    ath_res_t res;
+    uv_timer_t tm;
+    ath_host_t *h;
+    ath_tr_t *t; /* NULL once the transcript is closed */
+} tr_timer_t;
+
+static void tr_let_go(ath_tr_t *t);
 
 char *ath_escape(const char *s, size_t n)
 {
@@ -90,18 +101,54 @@ char *ath_escape(const char *s, size_t n)
     return out;
 }
 
-static void tr_timer_free(uv_handle_t *hd)
+static void tr_timer_closed(uv_handle_t *hd)
 {
-    free(hd);
+    tr_timer_t *x = hd->data;
+    x->h->handles--;
+    free(x);
+}
+
+static void tr_timer_res_close(ath_res_t *r)
+{
+    tr_timer_t *x = (tr_timer_t *)r;
+    ath_host_res_del(x->h, r);
+    if (x->t) {
+        x->t->timer = NULL;
+        tr_let_go(x->t);
+        x->t = NULL;
+    }
+    uv_close((uv_handle_t *)&x->tm, tr_timer_closed);
+}
+
+static void tr_timer_cb(uv_timer_t *tm)
+{
+    tr_timer_t *x = tm->data;
+    if (x->t) {
+        x->t->timer_on = 0;
+        tr_let_go(x->t);
+    }
+}
+
+static void tr_timer_open(ath_tr_t *t)
+{
+    tr_timer_t *x = calloc(1, sizeof *x);
+    if (x == NULL)
+        return; /* held bytes then wait for the next record or the end */
+    x->h = t->h;
+    x->t = t;
+    uv_timer_init(t->h->loop, &x->tm);
+    x->tm.data = x;
+    uv_unref((uv_handle_t *)&x->tm); /* it keeps no run alive */
+    t->h->handles++;
+    x->res.close = tr_timer_res_close;
+    ath_host_res_add(t->h, &x->res);
+    t->timer = x;
 }
 
 static void tr_timer_close(ath_tr_t *t)
 {
-    if (t->timer == NULL)
-        return;
-    uv_timer_stop(t->timer);
-    uv_close((uv_handle_t *)t->timer, tr_timer_free);
-    t->timer = NULL;
+    if (t->timer)
+        tr_timer_res_close(&t->timer->res);
 }
 
 ath_tr_t *ath_tr_open(ath_host_t *h, const char *path, size_t max, char *err,
@@ -114,13 +161,9 @@ ath_tr_t *ath_tr_open(ath_host_t *h, const char *path, size_t max, char *err,
         return NULL;
     }
     t->h = h;
-    if ((t->timer = malloc(sizeof *t->timer)) != NULL) {
-        uv_timer_init(h->loop, t->timer);
-        t->timer->data = t;
-        uv_unref((uv_handle_t *)t->timer); /* it keeps no run alive */
-    }
     if (strcmp(path, "-") == 0) {
         t->f = stderr;
+        tr_timer_open(t);
         return t;
     }
     fd = ath_file_create(path, 0);
@@ -133,12 +176,12 @@ ath_tr_t *ath_tr_open(ath_host_t *h, const char *path, size_t max, char *err,
             fclose(t->f);
         else if (fd >= 0)
             close(fd);
-        tr_timer_close(t);
         free(t);
         return NULL;
     }
     t->owns = 1;
     t->max = max;
+    tr_timer_open(t);
     return t;
 }
 
@@ -258,13 +301,6 @@ static void tr_let_go(ath_tr_t *t)
     }
 }
 
-static void tr_timer_cb(uv_timer_t *tm)
-{
-    ath_tr_t *t = tm->data;
-    t->timer_on = 0;
-    tr_let_go(t);
-}
-
 /* Masks bytes sent or received on r's port, writes what is final. */
 static void tr_record(ath_tr_t *t, double ms, tr_rx_t *r, int dir,
                       const char *s, size_t n)
@@ -276,10 +312,15 @@ static void tr_record(ath_tr_t *t, double ms, tr_rx_t *r, int dir,
         ath_buf_add(&out, "***", 3); /* no memory to look: nothing shown */
     else
         ath_rs_feed(rs, ac, s, n, &out);
+    /* A record's last byte or three that begin some spelling (a hex digit
+     * does) go with it, as the timer would let them go: only a longer
+     * start of a secret waits for the rest. */
+    if (ath_rs_held(rs) > 0 && rs->depth < ATH_RS_PARTIAL_MIN)
+        ath_rs_flush(rs, &out, 1);
     tr_write(t, ms, r->port, dir, out.b, out.len);
     free(out.b);
     if (ath_rs_held(rs) > 0 && t->timer && !t->timer_on) {
-        uv_timer_start(t->timer, tr_timer_cb, TR_LINGER_MS, 0);
+        uv_timer_start(&t->timer->tm, tr_timer_cb, TR_LINGER_MS, 0);
         t->timer_on = 1;
     }
 }
