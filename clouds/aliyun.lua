@@ -1,5 +1,5 @@
 -- Alibaba Cloud IoT (Aliyun): provision a device and talk MQTT through the
--- module, the dialogue of reference 000 (Air720) or 002 (ME3630).
+-- module: the dialogue of references 000 and 002, on any module with a profile.
 --
 --   athost clouds/aliyun.lua -p /dev/ttyUSB0 product_key=PK product_secret=PS
 --   athost clouds/aliyun.lua -p /dev/ttyUSB0 product_key=PK device_name=DN device_secret=DS
@@ -9,10 +9,9 @@
 -- used on later runs: Aliyun refuses to register an active device twice.
 local athost = require("athost")
 local aliyun = require("athost.aliyun")
-local cloudat = require("athost.cloudat")
 local flow = require("athost.flow")
 local modem = require("athost.modem")
-local mqttat = require("athost.mqttat")
+local session = require("athost.session")
 
 local usage = "usage: athost clouds/aliyun.lua -p PORT product_key=PK "
   .. "(product_secret=PS | device_secret=DS) [device_name=IMEI] "
@@ -28,8 +27,8 @@ local args = flow.params(..., {
   retries = false,
 }, usage)
 if not args.product_secret and not args.device_secret then
-  error("give product_secret= (one secret per product) or device_secret= "
-    .. "(one secret per device); " .. usage, 0)
+  athost.usage("give product_secret= (one secret per product) or device_secret= "
+    .. "(one secret per device); " .. usage)
 end
 local handler = flow.handler(args.handler)
 local pk = args.product_key
@@ -56,10 +55,7 @@ if not ds then
     athost.log("using the device secret stored in " .. dir)
   else
     athost.step("register")
-    if not m.profile.http then
-      error(string.format("the %s cannot register a device (no HTTP commands): "
-        .. "give device_secret=", m.profile.name), 0)
-    end
+    session.need(m, "http", "it cannot register a device; give device_secret=")
     ds = aliyun.register(m, { product_key = pk, product_secret = args.product_secret,
       device_name = dn, region = args.region, sign_method = args.sign_method,
       auth_base = args.auth_base })
@@ -69,54 +65,54 @@ if not ds then
   end
 end
 
-local session
-if m.profile.cloud then
-  -- The ME3630 authenticates and speaks MQTT itself (reference 002).
-  athost.step("auth and connect")
-  session = cloudat.new(m, { product_key = pk, device_name = dn,
-    device_secret = ds })
-else
+local s
+if session.can(m, "mqtt") then
   athost.step("auth")
   local iot_id, token, host, port = aliyun.auth(m, { product_key = pk,
     device_name = dn, device_secret = ds, region = args.region,
     sign_method = args.sign_method, auth_base = args.auth_base })
   athost.log("iotId " .. iot_id)
   athost.step("connect")
-  session = mqttat.new(m, {
+  s = session.mqtt(m, {
     host = args.mqtt_host or host or aliyun.mqtt_host(pk, args.region),
     port = tonumber(args.mqtt_port) or port or 1883, tls = true,
     client_id = dn, username = iot_id, password = token,
     keepalive = args.keepalive, retries = args.retries, apn = args.apn })
+else
+  -- A module that authenticates to Aliyun itself (reference 002).
+  athost.step("auth and connect")
+  s = session.mqtt(m, { aliyun = { product_key = pk, device_name = dn,
+    device_secret = ds } })
 end
-session:connect()
-if handler.on_connect then handler.on_connect(session, { device_name = dn }) end
+s:connect()
+if handler.on_connect then handler.on_connect(s, { device_name = dn }) end
 
 local base = "/" .. pk .. "/" .. dn .. (args.topics == "user" and "/user" or "")
 athost.step("subscribe")
-session:subscribe(base .. "/get", 0)
+s:subscribe(base .. "/get", 0)
 
 local received = 0
 local function on_message(msg)
   received = received + 1
   flow.message(msg)
-  if handler.on_message then handler.on_message(msg, session) end
+  if handler.on_message then handler.on_message(msg, s) end
   if args.messages and received >= tonumber(args.messages) then return false end
 end
 
 if args.publish then
   athost.step("publish")
-  session:publish(base .. "/update", args.publish, tonumber(args.qos))
+  s:publish(base .. "/update", args.publish, tonumber(args.qos))
   athost.log("published to " .. base .. "/update")
 end
 local listen = flow.seconds(args.listen, 0)
 if listen > 0 then
   athost.step("listen")
   athost.log(string.format("listening on %s/get for %d s", base, listen))
-  session:listen(listen * 1000, on_message)
+  s:listen(listen * 1000, on_message)
 end
 athost.step("disconnect")
-session:disconnect()
+s:disconnect()
 flow.summary({ device = dn, registered = registered,
-  published = session.stats.published, received = received,
-  reconnects = session.stats.recovered },
+  published = s.stats.published, received = received,
+  reconnects = s.stats.recovered },
   { "device", "registered", "published", "received", "reconnects" })

@@ -7,8 +7,7 @@
 local athost = require("athost")
 local flow = require("athost.flow")
 local modem = require("athost.modem")
-local mqttat = require("athost.mqttat")
-local upload = require("athost.upload")
+local session = require("athost.session")
 
 local usage = "usage: athost clouds/mqtt.lua -p PORT host=H [port=1883] "
   .. "client_id=ID [username=U password=P] [tls=none|noverify|server|mutual "
@@ -26,16 +25,16 @@ local args = flow.params(..., {
 }, usage)
 local levels = { none = false, noverify = 0, server = 1, mutual = 2 }
 local level = levels[args.tls]
-if level == nil then error("tls=" .. args.tls .. ": " .. usage, 0) end
-if args.mode ~= "ascii" and args.mode ~= "hex" then error("mode=" .. args.mode .. ": " .. usage, 0) end
+if level == nil then athost.usage("tls=" .. args.tls .. ": " .. usage) end
+if args.mode ~= "ascii" and args.mode ~= "hex" then athost.usage("mode=" .. args.mode .. ": " .. usage) end
 if args.delivery ~= "direct" and args.delivery ~= "cached" then
-  error("delivery=" .. args.delivery .. ": " .. usage, 0)
+  athost.usage("delivery=" .. args.delivery .. ": " .. usage)
 end
-if args.publish and not args.topic then error("publish= needs topic=; " .. usage, 0) end
+if args.publish and not args.topic then athost.usage("publish= needs topic=; " .. usage) end
 local handler = flow.handler(args.handler)
 
 local function read(path, what)
-  if not path then error(string.format("tls=%s needs %s=FILE; %s", args.tls, what, usage), 0) end
+  if not path then athost.usage(string.format("tls=%s needs %s=FILE; %s", args.tls, what, usage)) end
   local f = io.open(path, "rb")
   if not f then error("cannot read " .. path, 0) end
   local s = f:read("a")
@@ -44,23 +43,19 @@ local function read(path, what)
 end
 
 -- Certificates are checked here, before they cross the serial line.
-local files = {}
-if level and level >= 1 then
-  local pem = read(args.ca, "ca")
+local tls = level and { level = level } or nil
+local function cert(path, what)
+  local pem = read(path, what)
   local c, err = athost.x509(pem)
-  if not c then error(args.ca .. ": " .. err, 0) end
-  if c.expired then error(string.format("%s expired on %s: not uploading it", args.ca, c.not_after), 0) end
-  files[#files + 1] = { "ca.crt", pem, "cacert" }
+  if not c then error(path .. ": " .. err, 0) end
+  if c.expired then error(string.format("%s expired on %s: not uploading it", path, c.not_after), 0) end
+  return pem
 end
+if level and level >= 1 then tls.ca = cert(args.ca, "ca") end
 if level == 2 then
-  local pem = read(args.cert, "cert")
-  local c, err = athost.x509(pem)
-  if not c then error(args.cert .. ": " .. err, 0) end
-  if c.expired then error(string.format("%s expired on %s", args.cert, c.not_after), 0) end
-  local key = read(args.key, "key")
-  athost.secret(key)
-  files[#files + 1] = { "client.crt", pem, "clientcert" }
-  files[#files + 1] = { "client.key", key, "clientkey" }
+  tls.cert = cert(args.cert, "cert")
+  tls.key = read(args.key, "key")
+  athost.secret(tls.key)
 end
 
 athost.step("bring-up")
@@ -68,39 +63,32 @@ local m = modem.open(athost.port(), { profile = args.profile })
 athost.step("network")
 m:network()
 
--- The TLS settings name the uploaded files; a module reset (the last way
--- back after a lost bearer) forgets the settings, not the files.
-local function tls_settings()
-  for _, f in ipairs(files) do m:must(string.format(m.profile.ssl[f[3]], f[1])) end
-  m:must(string.format(m.profile.ssl.seclevel, level))
-end
-if level then
+if tls then
   athost.step("TLS set-up")
-  for _, f in ipairs(files) do upload.file(m, f[1], f[2]) end
-  tls_settings()
+  session.tls(m, tls)
 end
 
 athost.step("connect")
 local port = tonumber(args.port) or (level and 8883 or 1883)
-local session = mqttat.new(m, { host = args.host, port = port, tls = level ~= false,
+local s = session.mqtt(m, { host = args.host, port = port, tls = level ~= false,
   client_id = args.client_id, username = args.username, password = args.password,
   mode = args.mode, delivery = args.delivery, keepalive = args.keepalive,
-  retries = args.retries, apn = args.apn, on_reset = level and tls_settings or nil })
-session:connect()
+  retries = args.retries, apn = args.apn })
+s:connect()
 athost.log(string.format("connected to %s:%d (%s, %s, %s delivery)", args.host,
   port, args.tls == "none" and "plain TCP" or "TLS " .. args.tls, args.mode,
   args.delivery))
-if handler.on_connect then handler.on_connect(session, args) end
+if handler.on_connect then handler.on_connect(s, args) end
 
 if args.subscribe then
   athost.step("subscribe")
-  session:subscribe(args.subscribe, tonumber(args.qos))
+  s:subscribe(args.subscribe, tonumber(args.qos))
 end
 if args.publish then
   athost.step("publish")
   for i = 1, tonumber(args.count) or 1 do
     local text = args.publish:gsub("%%d", tostring(i))
-    session:publish(args.topic, text, tonumber(args.qos))
+    s:publish(args.topic, text, tonumber(args.qos))
   end
   athost.log("published to " .. args.topic)
 end
@@ -108,15 +96,15 @@ local received = 0
 local listen = flow.seconds(args.listen, 0)
 if listen > 0 then
   athost.step("listen")
-  session:listen(listen * 1000, function(msg)
+  s:listen(listen * 1000, function(msg)
     received = received + 1
     flow.message(msg)
-    if handler.on_message then handler.on_message(msg, session) end
+    if handler.on_message then handler.on_message(msg, s) end
     if args.messages and received >= tonumber(args.messages) then return false end
   end)
 end
 athost.step("disconnect")
-session:disconnect()
-flow.summary({ broker = args.host .. ":" .. port, published = session.stats.published,
-  received = received, reconnects = session.stats.recovered },
+s:disconnect()
+flow.summary({ broker = args.host .. ":" .. port, published = s.stats.published,
+  received = received, reconnects = s.stats.recovered },
   { "broker", "published", "received", "reconnects" })

@@ -60,6 +60,11 @@ function M.request(m, method, url, body, content_type, opts)
   if not h then
     error(m.profile.name .. " has no HTTP commands in its profile", 2)
   end
+  local limit = m.profile.limits and m.profile.limits.http_data
+  if body and limit and #body > limit then
+    fail(string.format("HTTP body (%d bytes)", #body), string.format(
+      "the %s takes at most %d bytes in one request", m.profile.name, limit))
+  end
   -- A session left open by an earlier run would make HTTPINIT fail.
   m:cmd(h.term, { timeout = 2000 })
   local r, err = m:cmd(h.init)
@@ -71,9 +76,15 @@ function M.request(m, method, url, body, content_type, opts)
       fail("HTTP parameter", e)
     end
   end
+  for _, cmd in ipairs(h.params or {}) do para(cmd) end
+  -- A module that switches HTTPS on (AT+HTTPSSL) rather than reading it
+  -- from the URL.
+  if h.ssl then para(string.format(h.ssl, url:find("^https://") and 1 or 0)) end
   para(string.format(h.url, url))
   if content_type then
-    para(string.format(h.header, "Content-Type: " .. content_type))
+    -- AT+HTTPPARA="CONTENT" where the profile has it; else a header line.
+    para(h.content and string.format(h.content, content_type)
+      or string.format(h.header, "Content-Type: " .. content_type))
   end
   local action = method == "POST" and 1 or 0
   if body then
@@ -126,28 +137,6 @@ end
 
 function M.get(m, url, opts)
   return M.request(m, "GET", url, nil, nil, opts)
-end
-
--- application/x-www-form-urlencoded, in the order given: { {k, v}, ... }.
-function M.form(pairs_)
-  local out = {}
-  for _, kv in ipairs(pairs_) do
-    local v = tostring(kv[2]):gsub("[^%w%-%._~]", function(c)
-      return string.format("%%%02X", c:byte())
-    end)
-    out[#out + 1] = kv[1] .. "=" .. v
-  end
-  return table.concat(out, "&")
-end
-
--- Decodes a JSON reply body; raises naming the request if it is not JSON.
-function M.json(body, what)
-  local ok, v = pcall(athost.json.decode, body)
-  if not ok or type(v) ~= "table" then
-    error(string.format("%s: the reply is not JSON: %q", what,
-      body:sub(1, 120)), 0)
-  end
-  return v
 end
 
 return M

@@ -16,13 +16,16 @@ local M = {}
 local Modem = {}
 Modem.__index = Modem
 
-M.known = { "air720", "me3630" }
+-- Detection tries these in order: a model whose words are more specific
+-- comes before one whose words it shares ("AirM2M" is every Luat module).
+M.known = { "air780e", "air720", "me3630" }
 
 function M.profile(name)
   local ok, p = pcall(require, "athost.profiles." .. name)
   if not ok then
-    error(string.format("unknown module profile %q (known: %s)", name,
-      table.concat(M.known, ", ")), 2)
+    -- A name the user gave (profile=): a usage error, exit 2.
+    athost.usage(string.format("unknown module profile %q (known: %s)", name,
+      table.concat(M.known, ", ")))
   end
   return p
 end
@@ -116,15 +119,26 @@ function Modem:autobaud(tries)
     err), 0)
 end
 
--- Reads AT+CGMI, AT+CGMR and ATI, picks the profile, checks the firmware.
+-- An identification line without the command's name and the quotes some
+-- modules add (+CGMI: "AirM2M" on the Air780E, DIALECTS.md §3).
+local function bare(line)
+  local v = line:gsub("^%+CGM[IMR]: ?", ""):gsub("^%+GM[IMR]: ?", "")
+  return (v:match('^"(.*)"$') or v)
+end
+
+-- Reads AT+CGMI, AT+CGMM, AT+CGMR and ATI, picks the profile (the first
+-- of M.known one of whose detect words is in the answers; profile=
+-- overrides), checks the firmware.
 function Modem:identify()
   local text = {}
-  for _, c in ipairs({ "AT+CGMI", "AT+CGMR", "ATI" }) do
+  for _, c in ipairs({ "AT+CGMI", "AT+CGMM", "AT+CGMR", "ATI" }) do
     local r = self:cmd(c, { timeout = 2000, reply = false })
     if r then
-      local lines = table.concat(r.lines, " ")
-      text[#text + 1] = lines
-      self.info[c == "ATI" and "ati" or c:sub(4):lower()] = lines
+      local lines = {}
+      for i, l in ipairs(r.lines) do lines[i] = bare(l) end
+      local s = table.concat(lines, " ")
+      text[#text + 1] = s
+      self.info[c == "ATI" and "ati" or c:sub(4):lower()] = s
     end
   end
   self.info.revision = self.info.cgmr
@@ -139,8 +153,8 @@ function Modem:identify()
     end
   end
   if not self.profile then
-    error(string.format("unknown module (AT+CGMI/CGMR/ATI said %q); give "
-      .. "profile=air720 or profile=me3630", all), 0)
+    error(string.format("unknown module (AT+CGMI/CGMM/CGMR/ATI said %q); give "
+      .. "profile=NAME, one of: %s", all, table.concat(M.known, ", ")), 0)
   end
   self.info.model = self.profile.name
   local p = self.profile
@@ -228,8 +242,14 @@ function Modem:bearer(apn)
   for _, c in ipairs(p.bearer) do
     local cmd = c:find("%s", 1, true) and string.format(c, apn) or c
     local r, err = self:cmd(cmd, { reply = false })
-    if not r then error(err, 0) end
-    if p.bearer_reply then
+    if not r and p.bearer_optional then
+      -- The rest of the sequence would be refused alike.
+      athost.log(string.format("%s refused (%s): going on, the bearer is the attach's", cmd, err))
+      return true
+    elseif not r then
+      error(err, 0)
+    end
+    if r and p.bearer_reply then
       local seen = false
       for _, l in ipairs(r.lines) do
         if l:find(p.bearer_reply, 1, true) then seen = true end

@@ -29,14 +29,18 @@
 --   split=off|on               output in writes of 1-7 bytes
 --   delay=0|20|150             ms before each answer and each URC
 --   noise=off|on               garbage before every line (also a fault)
---   ...and each model's own (athost.sim.air720, athost.sim.me3630, ...)
+--   ...and each model's own (athost.sim.air720, athost.sim.me3630,
+--   athost.sim.ec200u and the athost.sim.quectel_* files it takes)
 -- Faults (also methods of the model object, see athost.sim.core):
 --   noise=1|WHEN        a line of garbage before every line (from WHEN on)
 --   slow=MS             output one byte every MS milliseconds
 --   echo=1              echo stuck on (ATE0 answered, ignored)
 --   silent=1|WHEN       stop answering (from power-on, or at WHEN)
---   drop=WHEN           the MQTT link drops: CLOSED
---   pdp=WHEN            the bearer is lost: +PDP DEACT
+--   drop=WHEN           the MQTT link drops: CLOSED (A7670: +CMQTTCONNLOST,
+--                       EC200U: +QMTSTAT)
+--   pdp=WHEN            the bearer is lost: +PDP DEACT (A7670: +CGEV: NW
+--                       PDN DEACT 1, +CMQTTCONNLOST, +CMQTTNONET; EC200U:
+--                       +QIURC: "pdpdeact",<cid>)
 --   reboot=WHEN         reboot: banner, state lost, autobaud again
 --   refuse=AT+X[:N][;AT+Y:N]   answer those commands with +CME ERROR: N
 --   wrong_echo=AT+X[#N]  echo "AT+CFUN=0" instead of that command (the
@@ -54,7 +58,8 @@ local core = require("athost.sim.core")
 
 local M = {}
 
-M.models = { air720 = "athost.sim.air720", me3630 = "athost.sim.me3630" }
+M.models = { air720 = "athost.sim.air720", air780e = "athost.sim.air780e",
+  me3630 = "athost.sim.me3630", a7670 = "athost.sim.a7670", ec200u = "athost.sim.ec200u" }
 
 local function decode(s)
   return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
@@ -109,7 +114,7 @@ end
 -- "air720?k=v&k2=v2" -> "air720", {k = "v", k2 = "v2"} (%XX decoded).
 function M.parse_spec(spec)
   local name, query = spec:match("^([%w_%-]+)%??(.*)$")
-  if not name then error("sim: bad spec '" .. spec .. "'", 3) end
+  if not name then return nil, "sim: bad spec '" .. spec .. "'" end
   local opts = {}
   for item in query:gmatch("[^&]+") do
     local k, v = item:match("^([^=]+)=(.*)$")
@@ -127,8 +132,8 @@ function M.start(name, opts)
     local known = {}
     for k in pairs(M.models) do known[#known + 1] = k end
     table.sort(known)
-    error(string.format("sim: unknown model '%s' (known: %s)", tostring(name),
-      table.concat(known, ", ")), 2)
+    return nil, string.format("sim: unknown model '%s' (known: %s)", tostring(name),
+      table.concat(known, ", ")), "ENOENT"
   end
   local m = core.new(require(mod), opts)
   local master, path, code = athost.pty { link = opts.link, name = m.name .. "-sim" }
@@ -142,10 +147,23 @@ function M.start(name, opts)
   return m
 end
 
+-- What scripts/sim/<model>.lua does: starts model `name` with the
+-- command line's options, prints the pty slave's path (the link, if
+-- given, points to it), logs the model, and serves until SIGTERM.
+function M.serve(name, args)
+  local m = assert(M.start(name, args or {}))
+  print(m.path)
+  io.stdout:flush()
+  athost.log(string.format("%s %s on %s%s", name, m.imei, m.path,
+    m.link and (" (" .. m.link .. ")") or ""))
+  m:wait()
+end
+
 -- athost.open("sim:SPEC", opts): the slave side of a new virtual modem,
 -- opened like a device, and the model object.
 function M.open(spec, opts)
   local name, mopts = M.parse_spec(spec)
+  if not name then return nil, mopts, "EINVAL" end
   local popts = {}
   for k, v in pairs(opts or {}) do
     if k == "sim" then

@@ -5,7 +5,7 @@ local athost = require("athost")
 local aliyun = require("athost.aliyun")
 local huawei = require("athost.huawei")
 local at = require("athost.at")
-local httpat = require("athost.httpat")
+local session = require("athost.session")
 local flow = require("athost.flow")
 
 t.test("Aliyun registration sign (HmacMD5), the corrected reference 000 value", function()
@@ -19,7 +19,7 @@ t.test("Aliyun registration sign for k1hipglLdjU, and its 120-byte body", functi
   local sign = aliyun.register_sign("k1hipglLdjU", "8LQwOYSZMwp3DFBd",
     "868488076506128", "123456", "HmacMD5")
   t.eq(sign, "20558baadb2a0b04847767980f0ee67b", "sign")
-  local body = httpat.form({ { "productKey", "k1hipglLdjU" }, { "deviceName", "868488076506128" },
+  local body = session.form({ { "productKey", "k1hipglLdjU" }, { "deviceName", "868488076506128" },
     { "random", "123456" }, { "sign", sign }, { "signMethod", "HmacMD5" } })
   t.eq(#body, 120, "body length")
 end)
@@ -28,7 +28,7 @@ t.test("Aliyun device auth signs and the 112-byte body of reference 000", functi
   local sign = aliyun.device_sign("mRMyB50qafv74A5FofvhxZ2h9iTL9wX7", "862991419835241",
     "862991419835241", "b1KCi45LcCP")
   t.eq(sign, "70e7bb641d7566ad26a305dd20e8e261", "sign")
-  local body = httpat.form({ { "productKey", "b1KCi45LcCP" }, { "sign", sign },
+  local body = session.form({ { "productKey", "b1KCi45LcCP" }, { "sign", sign },
     { "clientId", "862991419835241" }, { "deviceName", "862991419835241" } })
   t.eq(#body, 112, "body length")
   t.eq(aliyun.device_sign("fef32adf6dad46c2c7cbf335d3a7b021", "868488076506128",

@@ -4,6 +4,8 @@
 return {
   name = "air720",
   vendor = "Luat",
+  dialect = "luat",             -- lib/athost/dialect/luat.lua
+  can = { mqtt = true, http = true, files = true, tls = true },
   -- Identification: any match of AT+CGMI / AT+CGMR / ATI output.
   detect = { "AirM2M", "Air720", "LUAT" },
   min_version = 461,            -- Aliyun support needs firmware >= V461 (000)

@@ -4,6 +4,10 @@
 return {
   name = "me3630",
   vendor = "Gosuncn",
+  dialect = "gosuncn",          -- lib/athost/dialect/gosuncn.lua
+  -- Aliyun only, through the module's own auth; no HTTP, so no dynamic
+  -- registration; no files or TLS settings.
+  can = { aliyun_mqtt = true },
   detect = { "ME3630", "GOSUNCN", "Gosuncn" },
   echo_off = "ATE0",
   gap_ms = 20,                  -- after a final result, before the next command
