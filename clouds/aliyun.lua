@@ -27,8 +27,8 @@ local args = flow.params(..., {
   retries = false,
 }, usage)
 if not args.product_secret and not args.device_secret then
-  error("give product_secret= (one secret per product) or device_secret= "
-    .. "(one secret per device); " .. usage, 0)
+  athost.usage("give product_secret= (one secret per product) or device_secret= "
+    .. "(one secret per device); " .. usage)
 end
 local handler = flow.handler(args.handler)
 local pk = args.product_key

@@ -35,8 +35,9 @@
 --   slow=MS             output one byte every MS milliseconds
 --   echo=1              echo stuck on (ATE0 answered, ignored)
 --   silent=1|WHEN       stop answering (from power-on, or at WHEN)
---   drop=WHEN           the MQTT link drops: CLOSED
---   pdp=WHEN            the bearer is lost: +PDP DEACT
+--   drop=WHEN           the MQTT link drops: CLOSED (A7670: +CMQTTCONNLOST)
+--   pdp=WHEN            the bearer is lost: +PDP DEACT (A7670: +CGEV: NW
+--                       PDN DEACT 1, +CMQTTCONNLOST, +CMQTTNONET)
 --   reboot=WHEN         reboot: banner, state lost, autobaud again
 --   refuse=AT+X[:N][;AT+Y:N]   answer those commands with +CME ERROR: N
 --   wrong_echo=AT+X[#N]  echo "AT+CFUN=0" instead of that command (the
@@ -54,7 +55,8 @@ local core = require("athost.sim.core")
 
 local M = {}
 
-M.models = { air720 = "athost.sim.air720", me3630 = "athost.sim.me3630" }
+M.models = { air720 = "athost.sim.air720", me3630 = "athost.sim.me3630",
+  a7670 = "athost.sim.a7670" }
 
 local function decode(s)
   return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
@@ -109,7 +111,7 @@ end
 -- "air720?k=v&k2=v2" -> "air720", {k = "v", k2 = "v2"} (%XX decoded).
 function M.parse_spec(spec)
   local name, query = spec:match("^([%w_%-]+)%??(.*)$")
-  if not name then error("sim: bad spec '" .. spec .. "'", 3) end
+  if not name then return nil, "sim: bad spec '" .. spec .. "'" end
   local opts = {}
   for item in query:gmatch("[^&]+") do
     local k, v = item:match("^([^=]+)=(.*)$")
@@ -127,8 +129,8 @@ function M.start(name, opts)
     local known = {}
     for k in pairs(M.models) do known[#known + 1] = k end
     table.sort(known)
-    error(string.format("sim: unknown model '%s' (known: %s)", tostring(name),
-      table.concat(known, ", ")), 2)
+    return nil, string.format("sim: unknown model '%s' (known: %s)", tostring(name),
+      table.concat(known, ", ")), "ENOENT"
   end
   local m = core.new(require(mod), opts)
   local master, path, code = athost.pty { link = opts.link, name = m.name .. "-sim" }
@@ -146,6 +148,7 @@ end
 -- opened like a device, and the model object.
 function M.open(spec, opts)
   local name, mopts = M.parse_spec(spec)
+  if not name then return nil, mopts, "EINVAL" end
   local popts = {}
   for k, v in pairs(opts or {}) do
     if k == "sim" then

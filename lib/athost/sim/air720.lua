@@ -100,11 +100,7 @@ C.I = function(m, c)
   m:ok()
 end
 
-C["+RESET"] = function(m, c)
-  if c.op ~= "exec" then return m:error() end
-  m:ok()
-  m:reboot(true)
-end
+C["+RESET"] = core.restart
 
 ---------------------------------------------------------------------------
 -- Bearer: AT+SAPBR=<cmd>,<cid>[,"<tag>","<value>"]

@@ -57,6 +57,14 @@ local function settings(m, c)
 end
 C.Z, C["&F"] = settings, settings
 
+-- A vendor's reset command (the Air720's AT+RESET, SIMCom's AT+CRESET):
+-- OK, then a reboot that keeps the OK on the wire.
+function M.restart(m, c)
+  if c.op ~= "exec" then return m:error() end
+  m:ok()
+  m:reboot(true)
+end
+
 local function accept(m) m:ok() end
 C["&W"], C.V, C.Q, C["&C"], C["&D"] = accept, accept, accept, accept, accept
 

@@ -45,6 +45,7 @@ M.E_STATE, M.E_PARAM, M.E_FAILED = basic.E_STATE, basic.E_PARAM, basic.E_FAILED
 M.params = basic.params
 M.set_params = basic.set_params
 M.commands = basic.commands
+M.restart = basic.restart
 
 ---------------------------------------------------------------------------
 -- Options
@@ -126,10 +127,12 @@ end
 M.knobs = {
   { name = "order", values = { "after", "before" }, default = "after",
     doc = "a command whose result is a URC (CONNECT OK, CONNACK OK, SUBACK, "
-      .. "PUBACK, +HTTPACTION, +ALIAUTH, +CLOUDSUBACK): OK first and the "
-      .. "URC later, or the URC first and then OK" },
+      .. "PUBACK, +HTTPACTION, +ALIAUTH, +CLOUDSUBACK, +CMQTTCONNECT, "
+      .. "+CMQTTSUB, +CMQTTPUB, +NETOPEN): OK first and the URC later, or "
+      .. "the URC first and then OK" },
   { name = "prompt", values = { "bare", "space", "line" }, default = "bare",
-    doc = "the data prompt of AT+FSWRITE, AT+MPUBEX, AT+CLOUDPUB: \">\" "
+    doc = "the data prompt of AT+FSWRITE, AT+MPUBEX, AT+CLOUDPUB, "
+      .. "AT+CCERTDOWN, AT+CMQTTTOPIC and the other CMQTT data: \">\" "
       .. "alone, \"> \" with a space, or \"\\r\\n> \" on a line of its own" },
   { name = "echo_boot", values = { "on", "off" }, default = "on",
     doc = "command echo after power-on and ATZ (flows send ATE0)" },
@@ -440,38 +443,52 @@ function Core:fail(n)
   if live(self) then final(self, self:cme_line(n or M.E_STATE)) end
 end
 
--- A command whose result is a URC, in the order the knob `order` says.
--- start(done) begins the work and calls done(line) once, now or later,
--- with the outcome line (nil: no outcome line). order=after: OK now, the
--- outcome as a URC when it comes. order=before: the command flow waits
--- for it (at most ms, default 60 s; then OK, and the outcome later as a
--- URC), writes it, then OK; an outcome that is itself a final result
--- ("ERROR", "+CME ERROR: n") is then the only answer.
-function Core:ok_then(start, ms)
+-- Runs start(done) and holds the command flow until done(line) is called
+-- (at most ms, default 60 s): the module is busy, no next command is
+-- read. Returns true, line (nil: no outcome line) once done was called;
+-- false when the time ran out or the modem rebooted or closed under it.
+-- A done(line) that comes after that goes to late(line) (if given).
+-- (A model-internal poll: the flows under test never see its timing.)
+function Core:await(start, ms, late)
   local gen = self.gen
-  if self:knob("order") ~= "before" then
-    self:ok()
-    return start(function(line) if line then self:urc(line, gen) end end)
-  end
   local got, answered = nil, false
   start(function(line)
     if answered then
-      if line then self:urc(line, gen) end
+      if late then late(line) end
       return
     end
     got = { line = line }
   end)
-  -- The module is busy until the outcome is in: no next command is read.
-  -- (A model-internal poll: the flows under test never see its timing.)
   local deadline = athost.now() + (ms or 60000)
   while not got and self.gen == gen and not self.closed
       and athost.now() < deadline do
     athost.sleep(1)
   end
   answered = true
+  if not got or self.gen ~= gen then return false end
+  return true, got.line
+end
+
+-- A command whose result is a URC, in the order the knob `order` says
+-- (or `order`, "after" or "before", when the dialect's own knob decides
+-- for this command). start(done) begins the work and calls done(line)
+-- once, now or later, with the outcome line (nil: no outcome line).
+-- order=after: OK now, the outcome as a URC when it comes. order=before:
+-- the command flow waits for it (at most ms, default 60 s; then OK, and
+-- the outcome later as a URC), writes it, then OK; an outcome that is
+-- itself a final result ("ERROR", "+CME ERROR: n") is then the only
+-- answer.
+function Core:ok_then(start, ms, order)
+  local gen = self.gen
+  if (order or self:knob("order")) ~= "before" then
+    self:ok()
+    return start(function(line) if line then self:urc(line, gen) end end)
+  end
+  local done, line = self:await(start, ms, function(l)
+    if l then self:urc(l, gen) end
+  end)
   if self.gen ~= gen then return end
-  local line = got and got.line
-  if line then
+  if done and line then
     self:info(line)
     if line == "ERROR" or line:find("^%+CME ERROR") then return end
   end
