@@ -41,11 +41,13 @@ function M.new(DIR)
   -- Background processes: each test's are stopped when it ends
   ---------------------------------------------------------------------------
 
-  local running = {}
+  local running, kept = {}, {}
 
   -- Runs cmd in the background with its output in NAME.out/.err, its pid in
-  -- NAME.pid and, once it ended, its exit code in NAME.rc.
-  local function background(cmd, name)
+  -- NAME.pid and, once it ended, its exit code in NAME.rc. It is stopped
+  -- when the test ends, or with keep (a service several tests share) by
+  -- stop_kept().
+  local function background(cmd, name, keep)
     local base = DIR .. "/" .. name
     assert(os.execute(string.format("( %s >%s.out 2>%s.err </dev/null & echo $! >%s.pid; "
       .. "wait $!; echo $? >%s.rc ) >/dev/null 2>&1 </dev/null &", cmd, base, base,
@@ -53,12 +55,13 @@ function M.new(DIR)
     local pid = poll("the pid of " .. name, 5000, function()
       return (t.slurp(base .. ".pid") or ""):match("^(%d+)\n")
     end)
-    running[#running + 1] = { pid = pid, base = base }
+    local list = keep and kept or running
+    list[#list + 1] = { pid = pid, base = base }
     return base
   end
 
-  local function stop_running()
-    for _, p in ipairs(running) do
+  local function stop(list)
+    for _, p in ipairs(list) do
       if not t.slurp(p.base .. ".rc") then
         os.execute("kill -TERM " .. p.pid .. " 2>/dev/null")
         pcall(poll, "the end of " .. p.base, 5000, function()
@@ -66,7 +69,14 @@ function M.new(DIR)
         end)
       end
     end
+  end
+  local function stop_running()
+    stop(running)
     running = {}
+  end
+  local function stop_kept()
+    stop(kept)
+    kept = {}
   end
 
   local function test(name, fn)
@@ -79,6 +89,7 @@ function M.new(DIR)
 
   P.q, P.shell, P.uid, P.poll = q, shell, uid, poll
   P.background, P.stop_running, P.test = background, stop_running, test
+  P.stop_kept = stop_kept
   return P
 end
 
