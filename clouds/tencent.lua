@@ -67,8 +67,8 @@ if not psk then
       product_secret = args.product_secret, url = args.register_url,
       content_type = args.register_type, timestamp = now })
     registered = true
-    athost.log("registered; device PSK stored in " .. state.save(dir, "tencent", pid, dn,
-      { product_id = pid, device_name = dn, device_psk = psk }))
+    athost.log("registered; device PSK stored in " .. state.save(dir,
+      { product_id = pid, device_name = dn, device_psk = psk }, "tencent", pid, dn))
   end
 end
 

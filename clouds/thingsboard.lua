@@ -93,8 +93,8 @@ if not token then
     token, why = tb.provision_token(reply)
     if not token then error("provisioning refused: " .. why, 0) end
     provisioned = true
-    athost.log("provisioned; access token stored in " .. state.save(dir, "thingsboard",
-      args.host, dn, { host = args.host, device_name = dn, access_token = token }))
+    athost.log("provisioned; access token stored in " .. state.save(dir,
+      { host = args.host, device_name = dn, access_token = token }, "thingsboard", args.host, dn))
   end
 end
 

@@ -97,9 +97,9 @@ int ath_secret_name(const char *key, size_t n)
 {
     /* credentialsvalue: ThingsBoard's provisioning reply carries the
      * device's access token in "credentialsValue". */
-    static const char *words[] = {"secret",          "password", "passwd",
-                                  "token",           "psk",
-                                  "credentialsvalue", NULL};
+    static const char *words[] = {"secret",      "password",         "passwd",
+                                  "token",       "psk",              "privatekey",
+                                  "private_key", "credentialsvalue", NULL};
     size_t i, k, wl;
     int w;
     for (w = 0; words[w]; w++) {

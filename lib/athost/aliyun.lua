@@ -146,10 +146,10 @@ function M.load_secret(dir, pk, dn)
   return nil
 end
 
--- Stores the device secret, privately and atomically; returns the path.
+-- Stores the device secret (0600, atomically: athost.state.save).
 function M.save_secret(dir, pk, dn, ds)
-  return state.save(dir, "aliyun", pk, dn, {
-    product_key = pk, device_name = dn, device_secret = ds })
+  return state.save(dir, { product_key = pk, device_name = dn, device_secret = ds },
+    "aliyun", pk, dn)
 end
 
 return M

@@ -674,8 +674,9 @@ local function handle(s, p)
       return nil, "EPROTO: QoS 2 PUBLISH was never requested"
     end
     if p.qos == 1 then s:send(M.puback(p.id)) end
+    -- id: the packet id of a QoS 1 message (modules print it: +QMTRECV).
     return { type = "message", topic = p.topic, payload = p.payload,
-      qos = p.qos, retain = p.retain }
+      qos = p.qos, retain = p.retain, id = p.id }
   elseif t == "PUBACK" then
     if not s.inflight[p.id] then
       return nil, "EPROTO: PUBACK for unknown packet id " .. p.id

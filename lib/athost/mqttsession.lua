@@ -17,6 +17,10 @@
 --                       what the module holds; shut its sockets)
 --   S:listened(mt)      a match of self.listen_pats while listening
 --
+-- A caller may set s.seen = function(topic, payload): it runs the moment
+-- a message is read (in the URC handler, before the transcript writes the
+-- bytes), so a secret in it is registered before anything shows it.
+--
 -- and sets, in its constructor after M.init: self.listen_pats (what
 -- listen() waits for), self.link_lost and self.bearer_lost (pattern lists
 -- of the lines that mean each loss). Nothing here knows a command.
@@ -102,6 +106,7 @@ function Base:deliver(topic, payload, why)
       tostring(topic or "?"), why or "no payload")
     return
   end
+  if self.seen then self.seen(topic, payload) end
   self.queue[#self.queue + 1] = { topic = topic, payload = payload }
 end
 

@@ -1,11 +1,13 @@
--- What a provisioning step returned, kept between runs: a device secret
--- (Aliyun), a device PSK (Tencent), an access token (ThingsBoard). One
--- JSON file per device in a private state directory, written atomically,
--- readable by its owner only.
+-- What a provisioning step returns, kept between runs: the Aliyun device
+-- secret, the AWS certificate and key, the Azure hub assignment. One JSON
+-- file per device in a private state directory, written atomically and
+-- readable by its owner only, so a later run reuses it instead of
+-- provisioning again (which the clouds refuse or would duplicate).
 --
---   local dir = state.dir(args.state_dir)            -- checked later
---   local v = state.load(dir, "tencent", pid, dn)    -- table or nil
---   local path = state.save(dir, "tencent", pid, dn, { psk = psk })
+--   local state = require("athost.state")
+--   local dir = state.dir(args.state_dir)        -- fails early without one
+--   local v = state.load(dir, "aws", template, serial)   -- table or nil
+--   local path = state.save(dir, { fields }, "aws", template, serial)
 local athost = require("athost")
 
 local M = {}
@@ -13,7 +15,7 @@ local M = {}
 -- The directory: dir if given, else $XDG_STATE_HOME/athost or
 -- ~/.local/state/athost. Without HOME there is no private default: a
 -- shared place such as /tmp would let anyone who can write there read or
--- plant the secret, so the caller must name one.
+-- plant a secret, so the caller must name one.
 function M.dir(dir)
   if dir and dir ~= "" then return dir end
   local base = os.getenv("XDG_STATE_HOME")
@@ -31,7 +33,7 @@ end
 -- Refuses a state directory someone else could read or plant a secret in:
 -- it must be a directory of the user's own, writable by no one else.
 -- Returns dir, or nil when it does not exist.
-local function check_dir(dir)
+function M.check(dir)
   local st = athost.stat(dir)
   if not st then return nil end
   if st.type ~= "dir" then
@@ -51,40 +53,43 @@ local function check_dir(dir)
   return dir
 end
 
--- <dir>/<cloud>-<product>-<device>.json, names made safe for a path.
-function M.path(dir, cloud, product, device)
-  return string.format("%s/%s-%s-%s.json", dir, cloud, product:gsub("[^%w_-]", "_"),
-    device:gsub("[^%w_-]", "_"))
+-- dir/<part1>-<part2>-....json, each part reduced to [%w_-].
+function M.path(dir, ...)
+  local parts = {}
+  for i = 1, select("#", ...) do
+    parts[i] = (tostring((select(i, ...))):gsub("[^%w_-]", "_"))
+  end
+  return dir .. "/" .. table.concat(parts, "-") .. ".json"
 end
 
--- The stored table of cloud/product/device, or nil. The caller registers
--- the secrets in it (athost.secret): only it knows which fields are.
-function M.load(dir, cloud, product, device)
-  if not check_dir(dir) then return nil end
-  local f = io.open(M.path(dir, cloud, product, device), "rb")
+-- The stored table of that name, or nil (none, or not JSON).
+function M.load(dir, ...)
+  if not M.check(dir) then return nil end
+  local f = io.open(M.path(dir, ...), "rb")
   if not f then return nil end
   local ok, v = pcall(athost.json.decode, f:read("a"))
   f:close()
-  if not ok or type(v) ~= "table" then return nil end
-  return v
+  if ok and type(v) == "table" then return v end
+  return nil
 end
 
 local function sh_quote(s)
   return "'" .. s:gsub("'", "'\\''") .. "'"
 end
 
--- Stores t (0600 in a 0700 directory). athost.write_private writes a new
--- file of a fresh name (O_EXCL: nothing planted is opened), fsyncs it and
--- renames it over the old one, so the file is never partly written nor
--- briefly readable. Returns the path.
-function M.save(dir, cloud, product, device, t)
+-- Stores fields (a table) under that name, readable by its owner only
+-- (0600 in a 0700 directory). athost.write_private writes a new file of a
+-- fresh name (O_EXCL: nothing planted is opened), fsyncs it and renames it
+-- over the old one, so the file is never partly written nor briefly
+-- readable. Returns the path.
+function M.save(dir, fields, ...)
   if not athost.stat(dir) then
     assert(os.execute("mkdir -p -m 700 " .. sh_quote(dir)),
       "cannot make the state directory " .. dir)
   end
-  check_dir(dir)
-  return assert(athost.write_private(M.path(dir, cloud, product, device),
-    athost.json.encode(t) .. "\n"))
+  M.check(dir)
+  return assert(athost.write_private(M.path(dir, ...),
+    athost.json.encode(fields) .. "\n"))
 end
 
 return M

@@ -63,7 +63,7 @@ function M.tb_broker(dir, proc, tokens)
       "log_dest file " .. logf, "log_type all", "connection_messages true",
       -- As root mosquitto would become user mosquitto, who cannot write here.
       athost.uid() == 0 and "user root" or "" }, "\n") .. "\n")
-    local base = proc.background("mosquitto -c " .. proc.q(dir .. "/tb.conf"), "tb-broker-" .. port, true)
+    local base = proc.background("mosquitto -c " .. proc.q(dir .. "/tb.conf"), "tb-broker-" .. port)
     local up = pcall(proc.poll, "the ThingsBoard broker", 5000, function()
       if t.slurp(base .. ".rc") then error("mosquitto exited", 0) end
       return (t.slurp(logf) or ""):find("running", 1, true)

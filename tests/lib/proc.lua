@@ -41,13 +41,11 @@ function M.new(DIR)
   -- Background processes: each test's are stopped when it ends
   ---------------------------------------------------------------------------
 
-  local running, kept = {}, {}
+  local running = {}
 
   -- Runs cmd in the background with its output in NAME.out/.err, its pid in
-  -- NAME.pid and, once it ended, its exit code in NAME.rc. It is stopped
-  -- when the test ends, or with keep (a service several tests share) by
-  -- stop_kept().
-  local function background(cmd, name, keep)
+  -- NAME.pid and, once it ended, its exit code in NAME.rc.
+  local function background(cmd, name)
     local base = DIR .. "/" .. name
     assert(os.execute(string.format("( %s >%s.out 2>%s.err </dev/null & echo $! >%s.pid; "
       .. "wait $!; echo $? >%s.rc ) >/dev/null 2>&1 </dev/null &", cmd, base, base,
@@ -55,13 +53,12 @@ function M.new(DIR)
     local pid = poll("the pid of " .. name, 5000, function()
       return (t.slurp(base .. ".pid") or ""):match("^(%d+)\n")
     end)
-    local list = keep and kept or running
-    list[#list + 1] = { pid = pid, base = base }
+    running[#running + 1] = { pid = pid, base = base }
     return base
   end
 
-  local function stop(list)
-    for _, p in ipairs(list) do
+  local function stop_running()
+    for _, p in ipairs(running) do
       if not t.slurp(p.base .. ".rc") then
         os.execute("kill -TERM " .. p.pid .. " 2>/dev/null")
         pcall(poll, "the end of " .. p.base, 5000, function()
@@ -69,14 +66,7 @@ function M.new(DIR)
         end)
       end
     end
-  end
-  local function stop_running()
-    stop(running)
     running = {}
-  end
-  local function stop_kept()
-    stop(kept)
-    kept = {}
   end
 
   local function test(name, fn)
@@ -89,7 +79,6 @@ function M.new(DIR)
 
   P.q, P.shell, P.uid, P.poll = q, shell, uid, poll
   P.background, P.stop_running, P.test = background, stop_running, test
-  P.stop_kept = stop_kept
   return P
 end
 

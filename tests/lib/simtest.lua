@@ -33,13 +33,14 @@ function M.bearer(p)
 end
 
 -- A local HTTP server; returns its port, the requests it saw, a stopper.
-function M.http_server(reply)
+-- opts go to athost.http11.serve (tls = {cert = PEM, key = PEM}: HTTPS).
+function M.http_server(reply, opts)
   local l = assert(athost.listen("127.0.0.1", 0))
   local seen = {}
   athost.spawn(require("athost.http11").serve, l, function(req)
     seen[#seen + 1] = req
     return reply(req)
-  end)
+  end, opts)
   return l.port, seen, function() l:close() end
 end
 
@@ -69,6 +70,15 @@ function M.standalone(root, dir, model)
     return not os.execute("kill -0 " .. pid .. " 2>/dev/null")
   end)
   if not ok then error(err, 0) end
+end
+
+-- The one request a local server saw: a form POST to path with body.
+function M.form_post(seen, path, body)
+  t.eq(#seen, 1, "requests")
+  t.eq(seen[1].method, "POST", "method")
+  t.eq(seen[1].path, path, "path")
+  t.eq(seen[1].headers["content-type"], "application/x-www-form-urlencoded", "header")
+  t.eq(seen[1].body, body, "body")
 end
 
 return M

@@ -449,7 +449,7 @@ t.test("an incoming QoS 1 PUBLISH is acknowledged by the session", function()
   local ev = h.s:input(mqtt.publish { topic = "cmd/1", payload = "on", qos = 1,
     id = 77 } .. mqtt.publish { topic = "cmd/2", payload = "off", retain = true })
   t.deepeq(ev, {
-    { type = "message", topic = "cmd/1", payload = "on", qos = 1, retain = false },
+    { type = "message", topic = "cmd/1", payload = "on", qos = 1, retain = false, id = 77 },
     { type = "message", topic = "cmd/2", payload = "off", qos = 0, retain = true },
   }, "events")
   t.deepeq(h.take(), { { type = "PUBACK", id = 77 } }, "sent")

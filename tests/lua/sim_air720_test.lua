@@ -15,54 +15,15 @@ local BROKER_SH = here .. "/../fixtures/broker.sh"
 local DIR = t.tmpdir()
 local B = {}                  -- BROKER_* from broker.env, without the prefix
 
-local mosq = require("mosq")
-local shell, raw = mosq.shell, mosq.raw
-local M                       -- mosq.new(B, DIR), once the broker runs
-local function uid() return athost.random(4, "hex") end
-local function subscriber(topic) return M.subscriber(topic) end
-local function publish(topic, payload, qos) return M.publish(topic, payload, qos) end
-
----------------------------------------------------------------------------
--- Helpers: modems, MQTT dialogues, mosquitto clients
----------------------------------------------------------------------------
+local L = require("luattest").new(B, DIR)
+local shell, uid, raw = L.shell, L.uid, L.raw
+local must_expect, mqtt_up, mqtt_status = L.must_expect, L.mqtt_up, L.mqtt_status
+local subscriber, publish, topic, upload = L.subscriber, L.publish, L.topic, L.upload
+local CONNECT_FAIL, MSUB = L.CONNECT_FAIL, L.MSUB
 
 -- A fresh virtual Air720 (options as a query string), closed after fn.
 local function with_modem(query, fn) simtest.with_modem("air720", query, fn) end
 local up = simtest.up
-
--- Waits for pat; a line in opts.abort fails the test, naming it.
-local function must_expect(p, pat, opts)
-  opts = opts or {}
-  return assert(p:expect(pat, { abort = opts.abort, timeout = opts.timeout or 10000 }))
-end
-
-local CONNECT_FAIL = { "CONNECT FAIL", "CLOSED", "+CME ERROR", "ERROR" }
-
--- MCONFIG, (SSL)MIPSTART, CONNECT OK, MCONNECT, CONNACK OK.
-local function mqtt_up(p, o)
-  o = o or {}
-  assert(p:cmd(string.format('AT+MCONFIG="%s","%s","%s"', o.client_id or
-    "sim-" .. uid(), o.user or B.USER, o.pass or B.PASS)))
-  assert(p:cmd(string.format('AT+%s="%s",%d', o.tls and "SSLMIPSTART" or
-    "MIPSTART", o.host or "127.0.0.1", o.port or B.PORT)))
-  must_expect(p, "CONNECT OK", { abort = CONNECT_FAIL })
-  assert(p:cmd("AT+MCONNECT=1," .. (o.keepalive or 60)))
-  must_expect(p, "CONNACK OK", { abort = { "+CME ERROR", "ERROR", "CLOSED" } })
-end
-
-local function mqtt_status(p)
-  return assert(p:cmd("AT+MQTTSTATU", { reply = "^%+MQTTSTATU :(%d)$" }))[1]
-end
-
-local MSUB = { '^%+MSUB: "([^"]*)",(%d+) byte,', count = 2 }
-
-local function topic() return "athost/sim/" .. uid() end
-
-local function upload(p, name, data)
-  assert(p:cmd(string.format('AT+FSCREATE="%s"', name)))
-  assert(p:cmd(string.format('AT+FSWRITE="%s",0,%d,15', name, #data),
-    { prompt = ">", data = data }))
-end
 
 ---------------------------------------------------------------------------
 -- The dialect
@@ -632,11 +593,7 @@ t.test("HTTP POST as in reference 000, against a local server", function()
     t.eq(r.payload, reply, "HTTPREAD body")
     assert(p:cmd("AT+HTTPTERM"))
     t.fails("CME", p:cmd("AT+HTTPTERM"))
-    t.eq(#seen, 1, "requests")
-    t.eq(seen[1].method, "POST", "method")
-    t.eq(seen[1].path, "/auth/register/device", "path")
-    t.eq(seen[1].headers["content-type"], "application/x-www-form-urlencoded", "header")
-    t.eq(seen[1].body, body, "body")
+    simtest.form_post(seen, "/auth/register/device", body)
   end)
   stop()
 end)
@@ -808,7 +765,17 @@ end)
 ---------------------------------------------------------------------------
 
 t.test("athost scripts/sim/air720.lua serves a separate athost -p", function()
-  simtest.standalone(ROOT, DIR, "air720")
+  L.serve_script(ROOT, "air720", "imei=861234567890123", function(link)
+    local chunk = "local p = require('athost').port() assert(p:cmd('AT')) "
+      .. "print(assert(p:cmd('AT+CGSN')).lines[1])"
+    local res, okc = shell(string.format("%s/athost -p %s -e \"%s\"", ROOT, link, chunk))
+    t.ok(okc, "client: " .. res)
+    t.match(res, "861234567890123", "IMEI from the standalone modem")
+    res, okc = shell(string.format("%s/athost -p 'sim:air720?imei=869999999999999' -e \"%s\"",
+      ROOT, chunk))
+    t.ok(okc, "-p sim: " .. res)
+    t.match(res, "869999999999999", "IMEI from -p sim:air720")
+  end)
 end)
 
 -- Last: it restarts the broker.
@@ -826,10 +793,4 @@ end)
 
 ---------------------------------------------------------------------------
 
-for k, v in pairs(require("broker").start(DIR)) do B[k] = v end
-M = mosq.new(B, DIR)
-
-local passed, err = pcall(t.run)
-shell(BROKER_SH .. " stop " .. DIR)
-shell("rm -rf " .. DIR)
-if not passed then error(err, 0) end
+require("luattest").run(B, DIR)

@@ -161,7 +161,10 @@ C["+CFUN"] = function(m, c)
   m:ok()
   if rst == 1 then return m:reboot(true) end
   if v == 1 then
-    if m.net.cfun ~= 1 then m.net = { cfun = 1, attached = true, pdp = true } end
+    if m.net.cfun ~= 1 then
+      m.net = { cfun = 1, attached = true, pdp = true }
+      m:net_up()
+    end
   else
     m.net.cfun = v
     m:net_down()
@@ -234,7 +237,9 @@ C["+CGACT"] = function(m, c)
     if not (m.net.cfun == 1 and m.net.attached) then return m:fail(M.E_STATE) end
     if m.kv and m.kv.cgact == "refuse" then return m:fail(M.E_FAILED) end
     m:ok()
+    local was = m.net.pdp
     m.net.pdp, m.net.act_cid = true, cid
+    if not was then m:net_up() end
     return
   end
   m:ok()
