@@ -96,8 +96,11 @@ void ath_host_add_secret(ath_host_t *h, const char *value)
 
 int ath_secret_name(const char *key, size_t n)
 {
-    static const char *words[] = {"secret", "password", "passwd", "token",
-                                  "psk", "privatekey", "private_key", NULL};
+    /* credentialsvalue: ThingsBoard's provisioning reply carries the
+     * device's access token in "credentialsValue". */
+    static const char *words[] = {"secret",      "password",         "passwd",
+                                  "token",       "psk",              "privatekey",
+                                  "private_key", "credentialsvalue", NULL};
     size_t i, k, wl;
     int w;
     for (w = 0; words[w]; w++) {
