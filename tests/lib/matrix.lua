@@ -90,7 +90,8 @@ function M.new(model, defaults)
 
   -- Waits until the broker logged, since byte `from`, its connects-th
   -- CONNACK to id and a SUBACK after it; fails early if run ended.
-  local function subscribed(id, from, connects, run)
+  -- logf: the log of another broker (default this matrix's).
+  local function subscribed(id, from, connects, run, logf)
     poll(string.format("CONNACK #%d and then SUBACK to %s in the broker log",
       connects or 1, id), 30000, function()
       if run and run.done() then
@@ -98,7 +99,7 @@ function M.new(model, defaults)
           .. ", stderr:\n" .. (t.slurp(run.base .. ".err") or "")
           .. "\nthe transcript's end:\n" .. (t.slurp(run.tr or "") or ""):sub(-2500), 0)
       end
-      local s = broker_log():sub(from + 1)
+      local s = (logf or broker_log)():sub(from + 1)
       local at = 0
       for _ = 1, connects or 1 do
         at = s:find("Sending CONNACK to " .. id .. " ", at + 1, true)
@@ -115,12 +116,14 @@ function M.new(model, defaults)
 
   -- mosquitto_sub on topic, subscribed when this returns; the result
   -- waits until pred(payloads) holds and returns the exact payloads.
-  function X.subscriber(topic)
+  -- via: another broker { args = mosquitto_sub's -h -p -u -P, log = fn }.
+  function X.subscriber(topic, via)
     local id = "sub-" .. uid()
-    local from = #broker_log()
+    local logf = via and via.log or broker_log
+    local from = #logf()
     local base = background(string.format("timeout 90 stdbuf -oL mosquitto_sub -i %s %s "
-      .. "-t %s -q 1 -W 85 -F %%x", id, auth_args(), q(topic)), id)
-    subscribed(id, from)
+      .. "-t %s -q 1 -W 85 -F %%x", id, via and via.args or auth_args(), q(topic)), id)
+    subscribed(id, from, 1, nil, logf)
     return function(pred, what)
       return poll(what or "messages at mosquitto_sub", 30000, function()
         local got = {}
@@ -134,13 +137,13 @@ function M.new(model, defaults)
   end
 
   -- mosquitto_pub of exactly these bytes.
-  function X.publish(topic, payload)
+  function X.publish(topic, payload, via)
     local file = DIR .. "/pub-" .. uid()
     local f = assert(io.open(file, "wb"))
     f:write(payload)
     f:close()
     local out, ok = shell(string.format("mosquitto_pub %s -t %s -q 1 -f %s",
-      auth_args(), q(topic), file))
+      via and via.args or auth_args(), q(topic), file))
     t.ok(ok, "mosquitto_pub: " .. out)
   end
 
@@ -680,6 +683,312 @@ function M.new(model, defaults)
     args.ca = B.CA
     local r = X.flow("azure", args, azure_sim(reg, o)).wait()
     return failed(r), r
+  end
+
+  ---------------------------------------------------------------------------
+  -- Tencent, OneNET, ThingsBoard (tests/lib/cloudside.lua: what each
+  -- cloud accepts, written a second time; the local Tencent registration
+  -- service and ThingsBoard provisioning responder are Lua on athost)
+  ---------------------------------------------------------------------------
+
+  local cloudside = require("cloudside")
+
+  -- Makes the broker accept user/password, as the cloud accepts a token
+  -- that has not expired: an expired one (et at or before now) is not
+  -- enrolled, so the broker refuses it as the cloud would.
+  local function enroll_token(user, password, et)
+    if et and tonumber(et) <= os.time() then return false end
+    enroll_user(user, password)
+    return true
+  end
+
+  -- A flow run that must fail: exit 1, one error line naming the step
+  -- and what the cloud said.
+  -- said: a pattern, or a list of them of which one must match (how a
+  -- module words the broker's refusal differs).
+  function X.fails(r, step, said)
+    local line = failed(r)
+    t.match(line, 'step "' .. step .. '" failed', "the failing step")
+    local any = false
+    for _, p in ipairs(type(said) == "table" and said or { said }) do
+      any = any or line:find(p) ~= nil
+    end
+    t.ok(any, "what the cloud said: " .. line .. " (expected one of: "
+      .. (type(said) == "table" and table.concat(said, " | ") or said) .. ")")
+  end
+  -- The Air720 reports a refused CONNECT as +CME ERROR: 767, the A7670
+  -- with the CONNACK's reason.
+  local REFUSED = { "the broker refused", "not authori[sz]ed" }
+
+  -- A local service started once for the whole matrix: its port, from
+  -- its "listening on" line.
+  local services = {}
+  local function service(name, cmd, pattern)
+    if services[name] then return services[name] end
+    local base = lasting.background(cmd, name)
+    local port = poll(name .. " listening", 10000, function()
+      local v = (t.slurp(base .. ".out") or ""):match(pattern)
+      return v and (tonumber(v) or v), t.slurp(base .. ".err")
+    end)
+    services[name] = { port = port, base = base,
+      out = function() return t.slurp(base .. ".out") or "" end }
+    return services[name]
+  end
+
+  local TC_PID, TC_PS = "TCM" .. athost.random(4, "hex"):upper(), "Tps" .. athost.random(12, "hex")
+  local TC_REG = "ap-guangzhou.gateway.tencentdevices.com"
+  X.secret(TC_PS)
+  local tc_devices = {}
+  local function tencent_register()
+    -- Devices created in the console before the service starts: each
+    -- gets the PSK named here when it registers.
+    local list = {}
+    for _, d in ipairs(tc_devices) do list[#list + 1] = TC_PID .. ":" .. d.dn .. ":" .. d.psk end
+    return service("tencent-register", string.format("%s %s/scripts/sim/tencent-register.lua "
+      .. "port=0 products=%s devices=%s tls_cert=%s tls_key=%s", BIN, ROOT, q(TC_PID .. ":" .. TC_PS),
+      q(table.concat(list, ",")), q(B.DIR .. "/server.pem"), q(B.DIR .. "/server.key")),
+      "listening on https://127%.0%.0%.1:(%d+)")
+  end
+
+  -- A Tencent device: its name, PSK and the options the flow connects with.
+  function X.tencent_device(o)
+    o = o or {}
+    local d = { dn = o.dn or imei(), psk = athost.base64(athost.random(16)),
+      connid = athost.random(3, "hex"):sub(1, 5), clock = o.clock or os.time(),
+      expiry = o.expiry or 3600, sdkappid = o.sdkappid or "12010126",
+      method = o.sign_method or "hmacsha256" }
+    X.secret(d.psk)
+    tc_devices[#tc_devices + 1] = d
+    local user, password = cloudside.tencent(TC_PID, d.dn, d.psk, d.sdkappid, d.connid,
+      d.clock + d.expiry, d.method)
+    X.secret(password)
+    d.enrolled = enroll_token(user, password, d.clock + d.expiry)
+    return d
+  end
+
+  local function tencent_sim(d, sim)
+    local o = { imei = d.dn, hosts = TC_PID .. ".iotcloud.tencentdevices.com:1883=127.0.0.1:" .. B.PORT }
+    if services["tencent-register"] then
+      o.hosts = o.hosts .. "," .. TC_REG .. "=127.0.0.1:" .. services["tencent-register"].port
+    end
+    for k, v in pairs(sim or {}) do o[k] = v end
+    return o
+  end
+
+  -- clouds/tencent.lua once: the flow reports and listens; a `control`
+  -- from mosquitto_pub is answered with control_reply; both the report
+  -- and the reply arrive at mosquitto_sub in Tencent's envelope.
+  -- o: device (X.tencent_device), args (more flow parameters), sim.
+  function X.tencent(o)
+    local d = o.device
+    local up, down = "$thing/up/property/" .. TC_PID .. "/" .. d.dn,
+      "$thing/down/property/" .. TC_PID .. "/" .. d.dn
+    local args = { product_id = TC_PID, connid = d.connid, clock = d.clock, expiry = d.expiry,
+      sdkappid = d.sdkappid, sign_method = d.method, report = '{"power_switch":1}',
+      listen = 40, messages = 1 }
+    for k, v in pairs(o.args or {}) do args[k] = v end
+    local received = X.subscriber(up)
+    local from = #broker_log()
+    local run = X.flow("tencent", args, tencent_sim(d, o.sim))
+    if o.fails then return run.wait() end
+    subscribed(TC_PID .. d.dn, from, 1, run)
+    local token = "c-" .. uid()
+    local control = '{"method":"control","clientToken":"' .. token .. '","params":{"power_switch":0}}'
+    X.publish(down, control)
+    local r = run.wait()
+    ok_run(r)
+    t.eq(r.out, flows.shown(down, control), "stdout: the control from mosquitto_pub")
+    local got = received(function(ps) return #ps >= 2 end, "report and control_reply at mosquitto_sub")
+    local report = athost.json.decode(got[1])
+    t.eq(report.method, "report", "report method")
+    t.match(report.clientToken, "^athost%-%x+$", "report clientToken")
+    t.eq(math.tointeger(report.params.power_switch), 1, "report params")
+    t.eq(got[2], '{"method":"control_reply","clientToken":"' .. token .. '","code":0,"status":"ok"}',
+      "control_reply with the control's clientToken")
+    t.match(r.err, "replied 1", "summary")
+    return r
+  end
+
+  -- clouds/tencent.lua with the product secret, twice on one device: run
+  -- 1 registers over the module's HTTPS (the local service answers with
+  -- the PSK, AES-encrypted) and stores the PSK; run 2 uses the stored one.
+  function X.tencent_twice(o)
+    o = o or {}
+    local d = X.tencent_device()
+    local reg = tencent_register()
+    local state = DIR .. "/state-" .. uid()
+    local runs = {}
+    for i = 1, 2 do
+      runs[i] = X.tencent { device = d, sim = o.sim, args = { product_secret = TC_PS,
+        state_dir = state } }
+      t.match(runs[i].err, "registered " .. tostring(i == 1), "run " .. i .. ": summary")
+    end
+    t.match(runs[2].err, "using the device PSK stored in", "run 2 used the stored PSK")
+    local _, n = reg.out():gsub("POST /register/dev %-> 0\n", "")
+    t.ok(n >= 1, "the service registered the device")
+    t.nomatch(runs[2].err, '\n%[%s*[%d.]+%] register\n', "run 2 did not register")
+    local st = athost.stat(state .. "/tencent-" .. TC_PID .. "-" .. d.dn .. ".json")
+    t.ok(st and st.mode == 384, "the PSK file is 0600")
+    return runs
+  end
+
+  -- Tencent failures: a wrong PSK, an expired token, a refused registration.
+  function X.tencent_failures(o)
+    o = o or {}
+    local d = X.tencent_device()
+    local r = X.tencent { device = d, sim = o.sim, fails = true,
+      args = { device_psk = athost.base64(athost.random(16)) } }
+    X.fails(r, "connect", REFUSED)
+    local old = X.tencent_device { clock = os.time() - 7200, expiry = 3600 }
+    t.eq(old.enrolled, false, "the expired token is not accepted by the cloud")
+    r = X.tencent { device = old, sim = o.sim, fails = true, args = { device_psk = old.psk } }
+    X.fails(r, "connect", REFUSED)
+    tencent_register()
+    r = X.tencent { device = X.tencent_device(), sim = o.sim, fails = true,
+      args = { product_secret = "Wrong" .. TC_PS, state_dir = DIR .. "/state-" .. uid() } }
+    X.fails(r, "register", "registration refused: code 1003 signature check failed")
+  end
+
+  -- clouds/onenet.lua: a OneJSON property post and a set answered with
+  -- set_reply, both at mosquitto_sub. o: product (product-level key),
+  -- clock/expiry, key (what the flow is given), fails, sim.
+  local ON_PID = tostring(math.random(100000000, 999999999))
+  function X.onenet(o)
+    o = o or {}
+    local dn = imei()
+    local key = athost.base64(athost.random(32))
+    X.secret(key)
+    local clock, expiry = o.clock or os.time(), o.expiry or 3600
+    local user, token = cloudside.onenet(ON_PID, dn, key, clock + expiry, o.method or "sha256",
+      o.product)
+    X.secret(token)
+    enroll_token(user, token, clock + expiry)
+    local base = "$sys/" .. ON_PID .. "/" .. dn .. "/thing/property/"
+    local args = { product_id = ON_PID, device_name = dn, clock = clock, expiry = expiry,
+      method = o.method, post = '{"Power":"on"}', listen = 40, messages = 1 }
+    args[o.product and "product_key" or "device_key"] = o.key or key
+    local sim = { hosts = "mqtts.heclouds.com:1883=127.0.0.1:" .. B.PORT }
+    for k, v in pairs(o.sim or {}) do sim[k] = v end
+    local received = X.subscriber(base .. "#")
+    local from = #broker_log()
+    local run = X.flow("onenet", args, sim)
+    if o.fails then return run.wait() end
+    subscribed(dn, from, 1, run)
+    local id = uid()
+    local set = '{"id":"' .. id .. '","version":"1.0","params":{"Power":"off"}}'
+    X.publish(base .. "set", set)
+    local r = run.wait()
+    ok_run(r)
+    t.eq(r.out, flows.shown(base .. "set", set), "stdout: the set from mosquitto_pub")
+    local reply = '{"id":"' .. id .. '","code":200,"msg":"success"}'
+    local got = received(function(ps) return #ps >= 3 end, "post, set and set_reply at mosquitto_sub")
+    local post
+    for _, p in ipairs(got) do
+      if p ~= set and p ~= reply then post = athost.json.decode(p) end
+    end
+    t.eq(post.version, "1.0", "post version")
+    t.match(post.id, "^%d+$", "post id")
+    t.eq(post.params.Power.value, "on", "post params in OneJSON")
+    t.ok(got[1] == set or got[2] == set, "the set itself")
+    t.eq(got[3], reply, "set_reply with the set's id, after the set")
+    return r
+  end
+
+  -- OneNET failures: a wrong key, an expired token.
+  function X.onenet_failures(o)
+    o = o or {}
+    local r = X.onenet { key = athost.base64(athost.random(32)), fails = true, sim = o.sim }
+    X.fails(r, "connect", REFUSED)
+    r = X.onenet { clock = os.time() - 7200, expiry = 3600, fails = true, sim = o.sim }
+    X.fails(r, "connect", REFUSED)
+  end
+
+  -- ThingsBoard: its own broker (cloudside.tb_broker) with one access
+  -- token issued in advance, and the provisioning responder.
+  local TB_TOKEN = "Tb" .. athost.random(9, "hex")
+  local TB_KEY, TB_SECRET = "pk-" .. uid(), "ps-" .. athost.random(10, "hex")
+  X.secret(TB_TOKEN)
+  X.secret(TB_SECRET)
+  X.tb_token = TB_TOKEN
+  local tb
+  local function tb_cloud()
+    if tb then return tb end
+    tb = cloudside.tb_broker(DIR .. "/tb", lasting, { TB_TOKEN })
+    tb.provision = service("tb-provision", string.format("%s %s/scripts/sim/thingsboard-provision.lua "
+      .. "port=%d profiles=%s acl=%s broker_pid=%d", BIN, ROOT, tb.port, q(TB_KEY .. ":" .. TB_SECRET),
+      q(tb.acl), tb.pid), "(subscribed) to /provision/request")
+    return tb
+  end
+  -- Tokens the responder issued: read from its ACL file.
+  local function tb_issued()
+    local out = {}
+    for tok in ((tb and t.slurp(tb.acl)) or ""):gmatch("user (%w+)\n") do
+      if tok ~= "provision" then out[#out + 1] = tok end
+    end
+    return out
+  end
+
+  -- clouds/thingsboard.lua once: telemetry at mosquitto_sub, an RPC
+  -- request from mosquitto_pub answered on rpc/response/<id>.
+  -- o: args, connects (CONNACKs to wait for: 2 when provisioning), fails, sim.
+  function X.thingsboard(o)
+    local c = tb_cloud()
+    local dn = o.dn or imei()
+    local args = { host = "tb.example", device_name = dn, telemetry = '{"temperature":25}',
+      listen = 40, messages = 1 }
+    for k, v in pairs(o.args or {}) do args[k] = v end
+    local sim = { hosts = "tb.example:1883=127.0.0.1:" .. c.port }
+    for k, v in pairs(o.sim or {}) do sim[k] = v end
+    local rid = tostring(math.random(1, 99999))
+    local telemetry = X.subscriber("v1/devices/me/telemetry", c)
+    local response = X.subscriber("v1/devices/me/rpc/response/" .. rid, c)
+    local from = #c.log()
+    local run = X.flow("thingsboard", args, sim)
+    run.secrets = tb_issued()
+    if o.fails then
+      local r = run.wait()
+      return r
+    end
+    subscribed(dn, from, o.connects or 1, run, c.log)
+    local rpc = '{"method":"setGpio","params":{"pin":7,"value":1}}'
+    X.publish("v1/devices/me/rpc/request/" .. rid, rpc, c)
+    run.secrets = tb_issued()
+    local r = run.wait()
+    ok_run(r)
+    t.eq(r.out, flows.shown("v1/devices/me/rpc/request/" .. rid, rpc), "stdout: the RPC request")
+    telemetry(function(ps) return ps[1] == '{"temperature":25}' end, "telemetry at mosquitto_sub")
+    response(function(ps) return ps[1] == '{"result":"ok"}' end, "the RPC response")
+    t.match(r.err, "answered 1", "summary")
+    return r
+  end
+
+  -- Provisioning once, the stored token on the second run.
+  function X.thingsboard_twice(o)
+    o = o or {}
+    local dn, state = imei(), DIR .. "/state-" .. uid()
+    local runs = {}
+    for i = 1, 2 do
+      runs[i] = X.thingsboard { dn = dn, sim = o.sim, connects = i == 1 and 2 or 1,
+        args = { provision_key = TB_KEY, provision_secret = TB_SECRET, state_dir = state } }
+      t.match(runs[i].err, "provisioned " .. tostring(i == 1), "run " .. i .. ": summary")
+    end
+    t.match(runs[2].err, "using the access token stored in", "run 2 used the stored token")
+    local _, n = tb.provision.out():gsub("provision request %-> SUCCESS\n", "")
+    t.ok(n >= 1, "the responder provisioned the device")
+    local st = athost.stat(state .. "/thingsboard-tb_example-" .. dn .. ".json")
+    t.ok(st and st.mode == 384, "the token file is 0600")
+    return runs
+  end
+
+  -- ThingsBoard failure: a refused provisioning. (An unknown access
+  -- token is not tested: ThingsBoard refuses it at CONNECT, but mosquitto
+  -- cannot check a user name that comes without a password, and its ACL
+  -- only drops the messages.)
+  function X.thingsboard_failures(o)
+    o = o or {}
+    local r = X.thingsboard { fails = true, sim = o.sim, args = { provision_key = TB_KEY,
+      provision_secret = "wrong-" .. uid(), state_dir = DIR .. "/state-" .. uid() } }
+    X.fails(r, "provision", "provisioning refused: status NOT_FOUND: Provision data was not found!")
   end
 
   X.test = proc.test
