@@ -42,6 +42,21 @@ double ath_host_now(ath_host_t *h)
     return (double)uv_hrtime() / 1e6 - h->t0;
 }
 
+ath_tr_t *ath_host_tr(ath_host_t *h)
+{
+    return h->tr;
+}
+
+void ath_host_handles(ath_host_t *h, int delta)
+{
+    h->handles += delta;
+}
+
+int ath_host_has_secrets(ath_host_t *h)
+{
+    return h->nsecrets > 0;
+}
+
 /* ---- resources -------------------------------------------------------- */
 
 void ath_host_res_add(ath_host_t *h, ath_res_t *r)

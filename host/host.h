@@ -6,20 +6,8 @@
 
 #include <lua.h>
 #include <lauxlib.h>
-#include <uv.h>
 
-#include "athost.h"
-#include "redact.h"
-
-typedef struct ath_tr ath_tr_t;
-
-/* Something of the host's that owns libuv handles: closed when the run
- * ends. close() must unlink it (ath_host_res_del) and start closing its
- * handles; each handle's close callback decrements h->handles. */
-typedef struct ath_res {
-    struct ath_res *prev, *next;
-    void (*close)(struct ath_res *r);
-} ath_res_t;
+#include "core.h"
 
 typedef struct ath_ready {
     lua_State *co;
@@ -63,9 +51,6 @@ struct ath_host {
 #define ATH_HOST_FLOWS "athost.flows"
 
 /* host.c */
-void ath_host_res_add(ath_host_t *h, ath_res_t *r);
-void ath_host_res_del(ath_host_t *h, ath_res_t *r);
-double ath_host_now(ath_host_t *h);
 ath_host_t *ath_host_from(lua_State *L);
 /* Ends the run (the first call only) with status and msg (masked):
  * emits the result, then closes what the host holds. */
@@ -89,15 +74,9 @@ void ath_host_flow_failed(ath_host_t *h, lua_State *co, const char *msg);
 /* event.c */
 /* Emits an event to the embedder or the default printer. */
 void ath_host_emit(ath_host_t *h, ath_event_t *ev);
-/* Masks registered secrets: returns a malloc'd copy of s[0,n) with each
- * secret replaced by ***, length in *outn. */
-char *ath_host_redact(ath_host_t *h, const char *s, size_t n, size_t *outn);
 /* Masks the values of JSON fields named like secrets only (what a stream
  * of records needs on top of ath_rs_feed); the same contract. */
 char *ath_host_redact_fields(const char *s, size_t n, size_t *outn);
-/* The automaton of the host's secrets as they are now (never NULL unless
- * memory ran out for the first one). */
-const ath_ac_t *ath_host_ac(ath_host_t *h);
 /* The length of the valid UTF-8 sequence (RFC 3629: no overlong form,
  * surrogate or code point above U+10FFFF) that starts s[0, n), or 0. */
 size_t ath_utf8_seq(const char *s, size_t n);
@@ -125,27 +104,5 @@ int luaopen_cjson(lua_State *L);
 int ath_file_create(const char *path, int excl);
 /* What a negative errno of ath_file_create means, for a message. */
 const char *ath_file_why(int err);
-
-/* transcript.c */
-/* Opens a transcript at path ("-": stderr); max > 0 rotates the file to
- * path.1 before a record would take it over max bytes. NULL with a
- * message naming the path in err. */
-ath_tr_t *ath_tr_open(ath_host_t *h, const char *path, size_t max, char *err,
-                      size_t errlen);
-/* Records bytes sent ('>') or received ('<') on a port. Received bytes are
- * held until a line end and written by ath_tr_flush(), so that a secret
- * the flow registers on reading it never reaches the file. */
-void ath_tr_data(ath_tr_t *t, const char *port, int dir, const char *s,
-                 size_t n);
-void ath_tr_note(ath_tr_t *t, const char *port, const char *text);
-/* Holds (hold 1) what a port received back from ath_tr_flush(t, 0) while
- * a flow is in the middle of a command whose reply lines it has not seen
- * yet; hold 0 lets it go. */
-void ath_tr_hold(ath_tr_t *t, const char *port, int hold);
-void ath_tr_flush(ath_tr_t *t, int all);
-void ath_tr_close(ath_tr_t *t);
-/* Escapes s[0, n) for a one-line record: \r \n \t \\ \xNN. Returns a
- * malloc'd string. */
-char *ath_escape(const char *s, size_t n);
 
 #endif

@@ -1,15 +1,21 @@
 /*
- * lchat.c: between a port's Lua side and its chat engine. Pattern specs
- * become the engine's patterns and a wait starts; what the engine makes of
- * new bytes becomes Lua values: match tables, command results, reply
- * lines, prompts, URC handlers run as flows; and the ends of a wait that
- * are failures: abort, EOF, timeout, a write that failed.
+ * lchat.c: the dispatcher between ports and Lua. Every port the binding
+ * opens reports here (ath_lport_event): new bytes, an end, a drained
+ * queue, a connect or handshake that finished, an accepted connection.
+ * What the chat engine makes of the bytes becomes Lua values: match
+ * tables, command results, reply lines, prompts, URC handlers run as
+ * flows; and the ends of a wait that are failures: abort, EOF, timeout, a
+ * write that failed. Flows whose wait ended are queued with
+ * ath_host_wake and resumed when the port's callback settles.
  *
- * Pattern specs: a string starting with '^' is a Lua pattern; any other
- * string is a literal that a line must start with; a table
- * { "^pattern", count = n, max = N, trailer = s } announces a payload
- * whose byte count is in capture n (at most N bytes; one of the bytes of
- * s, by default CR or LF, must follow it; trailer = false: no check).
+ * It also owns each port's Lua side (ath_lport_t and the registry table
+ * LP(p)->lref):
+ *   ud   the userdata, so an open port is never collected
+ *   urc  id -> { fn, spec }: the URC handlers
+ *   w    what the wait in progress needs kept alive (its options)
+ *   r    the result table of the command in progress
+ *   data what to send at the command's prompt
+ * lport.c, lopen.c and ltls.c call into it; it calls none of them.
  */
 #include "lport.h"
 
@@ -17,147 +23,85 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- patterns ---------------------------------------------------------- */
+static void lport_drained(ath_port_t *p, lua_State *L, int err);
 
-/* Fills *pat from the spec at index i; the caller keeps it alive. */
-void ath_lport_pat(lua_State *L, int i, ath_pat_t *pat)
+/* ---- the port's Lua-side table ---------------------------------------- */
+
+static void lport_state(lua_State *L, ath_port_t *p)
 {
-    const char *err;
-    i = lua_absindex(L, i);
-    memset(pat, 0, sizeof *pat);
-    if (lua_type(L, i) == LUA_TTABLE) {
-        lua_Integer max;
-        lua_getfield(L, i, "count");
-        pat->count_cap = (int)luaL_optinteger(L, -1, 0);
-        lua_getfield(L, i, "max");
-        max = luaL_optinteger(L, -1, 0);
-        if (max < 0)
-            luaL_error(L, "a pattern's max must not be negative");
-        pat->max = (size_t)max;
-        if (lua_getfield(L, i, "trailer") == LUA_TBOOLEAN)
-            pat->trailer = lua_toboolean(L, -1) ? NULL : "";
-        else if (!lua_isnil(L, -1))
-            pat->trailer = luaL_checkstring(L, -1); /* kept by the spec */
-        lua_pop(L, 3);
-        lua_rawgeti(L, i, 1);
-        pat->text = lua_tolstring(L, -1, &pat->len);
-        lua_pop(L, 1); /* still anchored by the spec table */
-        if (pat->text == NULL)
-            luaL_error(L, "a pattern table needs its pattern at [1]");
-    } else {
-        pat->text = lua_tolstring(L, i, &pat->len);
-        if (pat->text == NULL || lua_type(L, i) != LUA_TSTRING)
-            luaL_error(L, "a pattern must be a string or a table, not %s",
-                       luaL_typename(L, i));
-    }
-    pat->kind =
-        pat->len > 0 && pat->text[0] == '^' ? ATH_PAT_LUA : ATH_PAT_LITERAL;
-    if (pat->kind == ATH_PAT_LUA &&
-        ath_pat_check(pat->text, pat->len, &err) != 0)
-        luaL_error(L, "bad pattern '%s': %s", pat->text, err);
-    if (pat->count_cap > 0 && pat->kind != ATH_PAT_LUA)
-        luaL_error(L, "a counted pattern must be a Lua pattern ('^...')");
-    if (pat->count_cap < 0 || pat->count_cap > ATH_PAT_MAXCAPTURES)
-        luaL_error(L, "count must name a capture (1-%d)", ATH_PAT_MAXCAPTURES);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, LP(p)->lref);
 }
 
-/* Number of specs at index i: nil 0, a string or counted table 1, else
- * the list's length. */
-int ath_lport_npats(lua_State *L, int i)
+/* Sets field k of the port's table to the value on top (popped). */
+void ath_lport_set(lua_State *L, ath_port_t *p, const char *k)
 {
-    int n;
-    i = lua_absindex(L, i);
-    switch (lua_type(L, i)) {
-    case LUA_TNIL:
-    case LUA_TNONE: return 0;
-    case LUA_TSTRING: return 1;
-    case LUA_TTABLE:
-        lua_getfield(L, i, "count");
-        n = lua_isnil(L, -1) ? (int)lua_rawlen(L, i) : 1;
-        lua_pop(L, 1);
-        return n;
-    default:
-        return luaL_error(L, "patterns must be a string or a list, not %s",
-                          luaL_typename(L, i));
-    }
+    lport_state(L, p);
+    lua_insert(L, -2);
+    lua_setfield(L, -2, k);
+    lua_pop(L, 1);
 }
 
-/* Converts the specs at index i into pats[0, n). */
-static void lport_fill(lua_State *L, int i, ath_pat_t *pats, int n)
+int ath_lport_get(lua_State *L, ath_port_t *p, const char *k)
 {
-    int k;
-    if (n == 1 && (lua_type(L, i) == LUA_TSTRING ||
-                   lua_getfield(L, i, "count") != LUA_TNIL)) {
-        if (lua_type(L, i) != LUA_TSTRING)
-            lua_pop(L, 1);
-        ath_lport_pat(L, i, pats);
+    int t;
+    lport_state(L, p);
+    t = lua_getfield(L, -1, k);
+    lua_remove(L, -2);
+    return t;
+}
+
+ath_port_t *ath_lport_check(lua_State *L, int i)
+{
+    ath_port_t **pp = luaL_checkudata(L, i, ATH_PORT_MT);
+    if (*pp == NULL || (*pp)->closed)
+        luaL_error(L, "port is closed");
+    return *pp;
+}
+
+/* The port is freed after its handles close: its userdata must not keep
+ * pointing at it. Clears the userdata's pointer and drops the state. */
+static void lport_forget(lua_State *L, ath_port_t *p)
+{
+    ath_port_t **pp;
+    if (LP(p)->lref == LUA_NOREF)
         return;
-    }
-    if (lua_type(L, i) == LUA_TTABLE && n == 1)
-        lua_pop(L, 1);
-    for (k = 0; k < n; k++) {
-        lua_rawgeti(L, i, k + 1);
-        ath_lport_pat(L, -1, &pats[k]);
-        lua_pop(L, 1);
-    }
+    lport_state(L, p);
+    lua_getfield(L, -1, "ud");
+    pp = lua_touserdata(L, -1);
+    if (pp != NULL)
+        *pp = NULL;
+    lua_pop(L, 2);
+    luaL_unref(L, LUA_REGISTRYINDEX, LP(p)->lref);
+    LP(p)->lref = LUA_NOREF;
 }
 
-/* Room for n patterns for the wait being set up. */
-static ath_pat_t *lport_room(lua_State *L, ath_port_t *p, int n)
+/* The host closes the ports still open when the run ends. */
+static void lport_res_close(ath_res_t *r)
 {
-    ath_pat_t *np;
-    if (n <= ATH_PORT_PATS)
-        return p->pats;
-    np = realloc(p->xpats, (size_t)n * sizeof *np);
-    if (np == NULL)
+    ath_port_t *p = (ath_port_t *)r;
+    lport_forget(p->h->L, p);
+    ath_port_close(p);
+}
+
+void ath_lport_push(lua_State *L, ath_port_t *p)
+{
+    ath_port_t **pp;
+    if (p->data == NULL && (p->data = calloc(1, sizeof(ath_lport_t))) == NULL) {
+        ath_port_close(p);
         luaL_error(L, "out of memory");
-    return p->xpats = np;
-}
-
-/* Sets up p->w's alts, aborts and prompts from fields of the options at
- * index o (the alternatives themselves at index a, if a != 0). */
-void ath_lport_wait_pats(lua_State *L, ath_port_t *p, int a, int o,
-                         int prompt_alts)
-{
-    int na, nb, np, no, nf, top;
-    ath_pat_t *room;
-    int cmd = p->w.mode == ATH_WAIT_CMD;
-    o = lua_absindex(L, o);
-    top = lua_gettop(L);
-    if (lua_istable(L, o)) {
-        lua_getfield(L, o, "abort");
-        lua_getfield(L, o, prompt_alts ? "__none" : "prompt");
-        lua_getfield(L, o, cmd ? "outcome" : "__none");
-        lua_getfield(L, o, cmd ? "outcome_fail" : "__none");
-    } else {
-        lua_settop(L, top + 4); /* no options: no patterns of theirs */
     }
-    na = a ? ath_lport_npats(L, a) : 0;
-    nb = ath_lport_npats(L, top + 1);
-    np = prompt_alts ? na : ath_lport_npats(L, top + 2);
-    no = ath_lport_npats(L, top + 3);
-    nf = ath_lport_npats(L, top + 4);
-    room = lport_room(L, p, na + nb + np + no + nf);
-    if (a)
-        lport_fill(L, a, room, na);
-    lport_fill(L, top + 1, room + na, nb);
-    if (prompt_alts)
-        memcpy(room + na + nb, room, (size_t)na * sizeof *room);
-    else
-        lport_fill(L, top + 2, room + na + nb, np);
-    lport_fill(L, top + 3, room + na + nb + np, no);
-    lport_fill(L, top + 4, room + na + nb + np + no, nf);
-    lua_settop(L, top);
-    p->w.alts = room;
-    p->w.nalts = na;
-    p->w.aborts = room + na;
-    p->w.naborts = nb;
-    p->w.prompts = room + na + nb;
-    p->w.nprompts = np;
-    p->w.outs = room + na + nb + np;
-    p->w.nouts = no;
-    p->w.ofails = room + na + nb + np + no;
-    p->w.nofails = nf;
+    LP(p)->lref = LUA_NOREF;
+    p->cb = ath_lport_event;
+    pp = lua_newuserdatauv(L, sizeof *pp, 0);
+    *pp = p;
+    luaL_setmetatable(L, ATH_PORT_MT);
+    lua_createtable(L, 0, 4);
+    lua_pushvalue(L, -2);
+    lua_setfield(L, -2, "ud");
+    lua_newtable(L);
+    lua_setfield(L, -2, "urc");
+    LP(p)->lref = luaL_ref(L, LUA_REGISTRYINDEX);
+    p->res.close = lport_res_close;
 }
 
 /* ---- results ----------------------------------------------------------- */
@@ -231,8 +175,8 @@ static void lport_note(ath_port_t *p, lua_State *L)
  * wakes it, or leaves them in place when the waiter is L itself. */
 static void lport_finish(ath_port_t *p, lua_State *L, int nvals)
 {
-    lua_State *co = p->waiter;
-    p->waiter = NULL;
+    lua_State *co = LP(p)->waiter;
+    LP(p)->waiter = NULL;
     if (p->h->tr)
         ath_tr_hold(p->h->tr, p->name, 0);
     ath_chat_cancel(p->chat);
@@ -240,15 +184,15 @@ static void lport_finish(ath_port_t *p, lua_State *L, int nvals)
     lua_pushnil(L);
     ath_lport_set(L, p, "w");
     if (co == L) {
-        p->sync_n = nvals;
+        LP(p)->sync_n = nvals;
         return;
     }
     lua_xmove(L, co, nvals);
-    if (p->processing) {
+    if (LP(p)->processing) {
         /* Woken at the end of this pass, after the URC handlers of the
          * same bytes: a CLOSED that came with the OK is seen first. */
-        p->woken = co;
-        p->woken_n = nvals;
+        LP(p)->woken = co;
+        LP(p)->woken_n = nvals;
         return;
     }
     ath_host_wake(p->h, co, nvals);
@@ -270,23 +214,23 @@ void ath_lport_fail(ath_port_t *p, lua_State *L, const char *code,
 static void lport_push_waited(lua_State *L, ath_port_t *p)
 {
     size_t want, have;
-    if (ath_chat_outcome_due(p->chat) && p->w.nouts > 0)
-        lua_pushfstring(L, "no \"%s\" after %s's OK", p->w.outs[0].text,
-                        p->cmdname[0] ? p->cmdname : "the command");
-    else if (p->cmdname[0] && p->w.mode == ATH_WAIT_CMD)
-        lua_pushfstring(L, "no final result to %s", p->cmdname);
-    else if (p->w.mode == ATH_WAIT_READ)
+    if (ath_chat_outcome_due(p->chat) && LP(p)->w.nouts > 0)
+        lua_pushfstring(L, "no \"%s\" after %s's OK", LP(p)->w.outs[0].text,
+                        LP(p)->cmdname[0] ? LP(p)->cmdname : "the command");
+    else if (LP(p)->cmdname[0] && LP(p)->w.mode == ATH_WAIT_CMD)
+        lua_pushfstring(L, "no final result to %s", LP(p)->cmdname);
+    else if (LP(p)->w.mode == ATH_WAIT_READ)
         lua_pushfstring(L, "%d of %d bytes", (int)ath_chat_pending(p->chat),
-                        (int)p->w.nbytes);
-    else if (p->w.mode == ATH_WAIT_LINE)
+                        (int)LP(p)->w.nbytes);
+    else if (LP(p)->w.mode == ATH_WAIT_LINE)
         lua_pushliteral(L, "no line");
-    else if (p->w.nalts > 0 || p->w.nprompts > 0) {
-        const ath_pat_t *a = p->w.nalts ? p->w.alts : p->w.prompts;
+    else if (LP(p)->w.nalts > 0 || LP(p)->w.nprompts > 0) {
+        const ath_pat_t *a = LP(p)->w.nalts ? LP(p)->w.alts : LP(p)->w.prompts;
         lua_pushfstring(L, "no \"%s\"", a->text);
     } else
         lua_pushliteral(L, "nothing");
-    if (p->cmdname[0] && p->w.mode != ATH_WAIT_CMD)
-        lua_pushfstring(L, " after %s", p->cmdname);
+    if (LP(p)->cmdname[0] && LP(p)->w.mode != ATH_WAIT_CMD)
+        lua_pushfstring(L, " after %s", LP(p)->cmdname);
     else
         lua_pushliteral(L, "");
     if (ath_chat_counting(p->chat, &want, &have))
@@ -301,12 +245,12 @@ static void lport_timeout_cb(uv_timer_t *t)
 {
     ath_port_t *p = t->data;
     lua_State *L = p->h->L;
-    if (p->waiter == NULL)
+    if (LP(p)->waiter == NULL)
         return;
     lport_push_waited(L, p);
     lport_push_last(L, p);
     lua_pushfstring(L, "%s in %d ms; %s", lua_tostring(L, -2),
-                    (int)(ath_host_now(p->h) - p->t_wait + 0.5),
+                    (int)(ath_host_now(p->h) - LP(p)->t_wait + 0.5),
                     lua_tostring(L, -1));
     ath_lport_fail(p, L, "ETIMEDOUT", lua_tostring(L, -1), 0);
     lua_pop(L, 3);
@@ -322,10 +266,10 @@ static void lport_final(ath_port_t *p, lua_State *L, const ath_chat_event_t *ev)
     r = lua_gettop(L);
     lua_pushlstring(L, ev->line, ev->len);
     lua_setfield(L, r, "final");
-    lua_pushnumber(L, ath_host_now(p->h) - p->t_wait);
+    lua_pushnumber(L, ath_host_now(p->h) - LP(p)->t_wait);
     lua_setfield(L, r, "ms");
     if ((ev->index == ATH_FINAL_OK || ev->index >= ATH_FINAL_ALT) &&
-        p->has_data && !p->data_sent) {
+        LP(p)->has_data && !LP(p)->data_sent) {
         /* A success to a command whose data never went: nothing was done
          * with the data, whatever the final result says. */
         int msg;
@@ -336,7 +280,7 @@ static void lport_final(ath_port_t *p, lua_State *L, const ath_chat_event_t *ev)
         lport_push_quoted(L, p, ev->line, ev->len);
         lua_pushfstring(L, "%s answered %s before the prompt its %d bytes "
                         "wait for: they were not sent",
-                        p->cmdname[0] ? p->cmdname : "the command",
+                        LP(p)->cmdname[0] ? LP(p)->cmdname : "the command",
                         lua_tostring(L, -1), (int)n);
         lua_remove(L, -2);
         msg = lua_gettop(L);
@@ -350,10 +294,10 @@ static void lport_final(ath_port_t *p, lua_State *L, const ath_chat_event_t *ev)
         /* OK came first: now the outcome, in its own time. */
         lua_pop(L, 1);
         uv_timer_stop(&p->timer);
-        if (p->outcome_ms > 0) {
+        if (LP(p)->outcome_ms > 0) {
             uv_update_time(p->h->loop);
             uv_timer_start(&p->timer, lport_timeout_cb,
-                           (uint64_t)p->outcome_ms, 0);
+                           (uint64_t)LP(p)->outcome_ms, 0);
         }
         return;
     }
@@ -377,7 +321,7 @@ static void lport_final(ath_port_t *p, lua_State *L, const ath_chat_event_t *ev)
     lua_pushnil(L);
     lua_pushlstring(L, ev->line, ev->len);
     lua_pushfstring(L, "%s at %s", lua_tostring(L, -1),
-                    p->cmdname[0] ? p->cmdname : "the command");
+                    LP(p)->cmdname[0] ? LP(p)->cmdname : "the command");
     lua_remove(L, -2);
     lua_pushstring(L, codes[ev->index]);
     lua_pushvalue(L, r);
@@ -426,7 +370,7 @@ static void lport_prompt(ath_port_t *p, lua_State *L,
     if (ath_lport_get(L, p, "data") == LUA_TSTRING) {
         int r;
         data = lua_tolstring(L, -1, &n);
-        p->data_sent = 1;
+        LP(p)->data_sent = 1;
         r = ath_port_write(p, data, n);
         lua_pop(L, 1); /* before the results a failure leaves */
         if (r != 0)
@@ -490,8 +434,8 @@ static void lport_push_badcount(lua_State *L, ath_port_t *p,
                         lua_tostring(L, -1));
     }
     lua_remove(L, -2);
-    if (p->cmdname[0] && ev->kind != ATH_EV_URC)
-        lua_pushfstring(L, "%s: %s", p->cmdname, lua_tostring(L, -1));
+    if (LP(p)->cmdname[0] && ev->kind != ATH_EV_URC)
+        lua_pushfstring(L, "%s: %s", LP(p)->cmdname, lua_tostring(L, -1));
     else
         lua_pushvalue(L, -1);
     lua_remove(L, -2);
@@ -533,7 +477,7 @@ static void lport_refused(ath_port_t *p, lua_State *L,
                           const ath_chat_event_t *ev)
 {
     int msg;
-    const char *cmd = p->cmdname[0] ? p->cmdname : "the command";
+    const char *cmd = LP(p)->cmdname[0] ? LP(p)->cmdname : "the command";
     lport_push_quoted(L, p, ev->line, ev->len);
     if (ev->type == ATH_EV_ECHO) {
         lua_pushfstring(L, "sent %s, the module echoed %s", cmd,
@@ -571,7 +515,7 @@ static void lport_badcount(ath_port_t *p, lua_State *L,
         return;
     }
     ath_lport_fail(p, L, "ECOUNT", lua_tostring(L, msg),
-                   p->w.mode == ATH_WAIT_CMD);
+                   LP(p)->w.mode == ATH_WAIT_CMD);
     lua_remove(L, msg);
 }
 
@@ -585,15 +529,15 @@ static void lport_process(ath_port_t *p, lua_State *L);
  */
 void ath_lport_process(ath_port_t *p, lua_State *L)
 {
-    int outer = !p->processing;
-    p->processing = 1;
+    int outer = !LP(p)->processing;
+    LP(p)->processing = 1;
     lport_process(p, L);
     if (outer) {
-        p->processing = 0;
-        if (p->woken) {
-            lua_State *co = p->woken;
-            p->woken = NULL;
-            ath_host_wake(p->h, co, p->woken_n);
+        LP(p)->processing = 0;
+        if (LP(p)->woken) {
+            lua_State *co = LP(p)->woken;
+            LP(p)->woken = NULL;
+            ath_host_wake(p->h, co, LP(p)->woken_n);
         }
     }
 }
@@ -613,7 +557,7 @@ static void lport_process(ath_port_t *p, lua_State *L)
             lport_finish(p, L, 1);
             break;
         case ATH_EV_PROMPT:
-            if (p->w.mode == ATH_WAIT_CMD) {
+            if (LP(p)->w.mode == ATH_WAIT_CMD) {
                 lport_prompt(p, L, &ev);
             } else {
                 lport_push_match(L, &ev);
@@ -628,12 +572,12 @@ static void lport_process(ath_port_t *p, lua_State *L)
             int msg;
             lua_pushlstring(L, ev.line, ev.len);
             lua_pushfstring(L, "%s aborted on \"%s\"",
-                            p->cmdname[0] ? p->cmdname : "the wait",
+                            LP(p)->cmdname[0] ? LP(p)->cmdname : "the wait",
                             lua_tostring(L, -1));
             lua_remove(L, -2);
             msg = lua_gettop(L);
             ath_lport_fail(p, L, "EABORT", lua_tostring(L, msg),
-                           p->cmdname[0] != 0);
+                           LP(p)->cmdname[0] != 0);
             lua_remove(L, msg);
             break;
         }
@@ -658,12 +602,12 @@ static void lport_process(ath_port_t *p, lua_State *L)
     }
 }
 
-void ath_lport_broken(ath_port_t *p, lua_State *L)
+static void lport_broken(ath_port_t *p, lua_State *L)
 {
-    if (p->waiter) {
+    if (LP(p)->waiter) {
         ath_lport_process(p, L); /* what came before the end counts */
     }
-    if (p->waiter) {
+    if (LP(p)->waiter) {
         lport_push_waited(L, p);
         lport_push_last(L, p);
         if (p->eof_err)
@@ -676,16 +620,16 @@ void ath_lport_broken(ath_port_t *p, lua_State *L)
         ath_lport_fail(p, L, "EOF", lua_tostring(L, -1), 0);
         lua_pop(L, 3);
     }
-    if (p->drainer)
-        ath_lport_drained(p, L, p->eof_err ? p->eof_err : EPIPE);
+    if (LP(p)->drainer)
+        lport_drained(p, L, p->eof_err ? p->eof_err : EPIPE);
 }
 
-void ath_lport_drained(ath_port_t *p, lua_State *L, int err)
+static void lport_drained(ath_port_t *p, lua_State *L, int err)
 {
-    lua_State *co = p->drainer;
+    lua_State *co = LP(p)->drainer;
     if (co == NULL)
         return;
-    p->drainer = NULL;
+    LP(p)->drainer = NULL;
     if (err == 0) {
         lua_pushboolean(L, 1);
         lua_xmove(L, co, 1);
@@ -701,7 +645,7 @@ void ath_lport_drained(ath_port_t *p, lua_State *L, int err)
 
 /* ---- waits ------------------------------------------------------------- */
 
-/* Starts the wait set up in p->w for the running flow L; returns its
+/* Starts the wait set up in LP(p)->w for the running flow L; returns its
  * results at once when the buffer already holds them, else yields. The
  * options (or whatever anchors the wait's strings) are at index anchor. */
 int ath_lport_wait(lua_State *L, ath_port_t *p, int anchor, int timeout)
@@ -711,14 +655,14 @@ int ath_lport_wait(lua_State *L, ath_port_t *p, int anchor, int timeout)
         lua_pushvalue(L, anchor);
         ath_lport_set(L, p, "w");
     }
-    p->waiter = L;
-    p->sync_n = -1;
-    p->t_wait = ath_host_now(p->h);
-    ath_chat_wait(p->chat, &p->w);
+    LP(p)->waiter = L;
+    LP(p)->sync_n = -1;
+    LP(p)->t_wait = ath_host_now(p->h);
+    ath_chat_wait(p->chat, &LP(p)->w);
     top = lua_gettop(L);
     ath_lport_process(p, L);
-    if (p->sync_n >= 0)
-        return p->sync_n;
+    if (LP(p)->sync_n >= 0)
+        return LP(p)->sync_n;
     lua_settop(L, top);
     if (p->eof) {
         /* What arrived before the end was served above; now the end. */
@@ -727,11 +671,157 @@ int ath_lport_wait(lua_State *L, ath_port_t *p, int anchor, int timeout)
         lua_pushfstring(L, "%s is closed, with %s; %s", p->name,
                         lua_tostring(L, -2), lua_tostring(L, -1));
         ath_lport_fail(p, L, "EOF", lua_tostring(L, -1), 0);
-        return p->sync_n;
+        return LP(p)->sync_n;
     }
     if (timeout > 0) {
         uv_update_time(p->h->loop); /* the flow may have run a while */
         uv_timer_start(&p->timer, lport_timeout_cb, (uint64_t)timeout, 0);
     }
     return lua_yield(L, 0);
+}
+
+/* ---- connections and closing ------------------------------------------ */
+
+void ath_lport_connected(ath_port_t *p, lua_State *L, int err, const char *what)
+{
+    lua_State *co = LP(p)->connector;
+    const char *code;
+    if (co == NULL)
+        return;
+    LP(p)->connector = NULL;
+    p->connecting = 0;
+    if (p->tls == NULL)
+        uv_timer_stop(&p->timer);
+    if (err == 0) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, LP(p)->lref);
+        lua_getfield(L, -1, "ud");
+        lua_remove(L, -2);
+        lua_xmove(L, co, 1);
+        ath_host_wake(p->h, co, 1);
+        ath_port_watch(p);
+        return;
+    }
+    code = uv_err_name(-err);
+    lua_pushnil(L);
+    lua_pushfstring(L, "%s: %s %s failed: %s", code, what, p->name,
+                    uv_strerror(-err));
+    lua_pushstring(L, code);
+    lua_xmove(L, co, 3);
+    ath_host_wake(p->h, co, 3);
+    ath_lport_close(p, L);
+}
+
+int ath_lport_tls_result(lua_State *L, ath_port_t *p, const char *code,
+                         const char *why)
+{
+    if (code == NULL) {
+        lua_pushboolean(L, 1);
+        return 1;
+    }
+    lua_pushnil(L);
+    if (strcmp(code, "ETLS") == 0)
+        lua_pushfstring(L, "ETLS: TLS handshake with %s failed: %s", p->name,
+                        why);
+    else
+        lua_pushfstring(L, "%s: %s", code, why);
+    lua_pushstring(L, code);
+    return 3;
+}
+
+/* The handshake the flow in LP(p)->connector waits for ended: it wakes
+ * with true, or with the failure and a closed port. */
+static void lport_tls_done(ath_port_t *p, lua_State *L, const char *code,
+                           const char *why)
+{
+    lua_State *co = LP(p)->connector;
+    int n;
+    if (co == NULL)
+        return;
+    LP(p)->connector = NULL;
+    n = ath_lport_tls_result(L, p, code, why);
+    lua_xmove(L, co, n);
+    ath_host_wake(p->h, co, n);
+    if (code == NULL)
+        ath_port_watch(p);
+    else
+        ath_lport_close(p, L);
+}
+
+/* A listener took a connection (c), or could not (err): the flow in
+ * accept() wakes with the new port or the failure. */
+static void lport_accepted(ath_port_t *p, lua_State *L, ath_port_t *c,
+                           int err)
+{
+    lua_State *co = LP(p)->waiter;
+    if (co == NULL) {
+        if (c)
+            ath_port_close(c);
+        return;
+    }
+    LP(p)->waiter = NULL;
+    uv_timer_stop(&p->timer);
+    if (c == NULL) {
+        (void)err;
+        lua_pushnil(L);
+        lua_pushliteral(L, "ENOMEM: cannot accept");
+        lua_pushliteral(L, "ENOMEM");
+        lua_xmove(L, co, 3);
+        ath_host_wake(p->h, co, 3);
+        return;
+    }
+    ath_lport_push(L, c);
+    ath_port_watch(c);
+    lua_xmove(L, co, 1);
+    ath_host_wake(p->h, co, 1);
+}
+
+/* Fails whoever waits on p, then closes it. */
+void ath_lport_close(ath_port_t *p, lua_State *L)
+{
+    if (p->closed)
+        return;
+    if (LP(p)->waiter) {
+        if (LP(p)->waiter == L) {
+            LP(p)->waiter = NULL;
+        } else {
+            lua_pushfstring(L, "%s was closed while a flow waited on it",
+                            p->name);
+            ath_lport_fail(p, L, "ECLOSED", lua_tostring(L, -1), 0);
+            lua_pop(L, 1);
+        }
+    }
+    if (LP(p)->drainer && LP(p)->drainer != L)
+        lport_drained(p, L, EPIPE);
+    if (LP(p)->connector && LP(p)->connector != L)
+        ath_lport_connected(p, L, ECANCELED, "close");
+    ath_port_close(p);
+    lport_forget(L, p);
+}
+
+/* ---- the dispatcher ---------------------------------------------------- */
+
+/* What a port reports, on the host's main thread. */
+void ath_lport_event(ath_port_t *p, const ath_port_ev_t *ev)
+{
+    lua_State *L;
+    if (ev->type == ATH_PORT_FREE) {
+        if (p->data)
+            free(LP(p)->xpats);
+        free(p->data);
+        p->data = NULL;
+        return;
+    }
+    if (p->data == NULL)
+        return;
+    L = p->h->L;
+    switch (ev->type) {
+    case ATH_PORT_DATA: ath_lport_process(p, L); break;
+    case ATH_PORT_END: lport_broken(p, L); break;
+    case ATH_PORT_DRAINED: lport_drained(p, L, ev->err); break;
+    case ATH_PORT_CONNECTED: ath_lport_connected(p, L, ev->err, ev->what); break;
+    case ATH_PORT_TLS_DONE: lport_tls_done(p, L, ev->code, ev->what); break;
+    case ATH_PORT_ACCEPTED: lport_accepted(p, L, ev->conn, ev->err); break;
+    case ATH_PORT_SETTLED: ath_host_dispatch(p->h); break;
+    default: break;
+    }
 }

@@ -384,6 +384,7 @@ int luaopen_athost(lua_State *L)
     lua_newtable(L);
     ath_lhost_open(L);
     ath_lport_open(L);
+    ath_lopen_open(L);
     ath_crypto_open(L);
     ath_tls_open(L);
     ath_lfile_open(L);

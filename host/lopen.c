@@ -67,7 +67,7 @@ static void lopen_common(lua_State *L, ath_port_t *p, int o)
 static ath_port_t *lopen_wrap(lua_State *L, int fd, int kind, const char *name,
                               int o)
 {
-    ath_port_t *p = ath_port_new(ath_host_from(L), fd, kind, name);
+    ath_port_t *p = ath_port_new(ath_host_from(L), fd, kind, name, NULL);
     if (p == NULL) {
         ath_fd_close(fd);
         luaL_error(L, "cannot watch %s (out of memory or not pollable)", name);
@@ -131,35 +131,10 @@ typedef struct lopen_dns {
     char name[300];
 } lopen_dns_t;
 
-void ath_lport_connected(ath_port_t *p, lua_State *L, int err, const char *what)
-{
-    lua_State *co = p->connecting;
-    if (co == NULL)
-        return;
-    p->connecting = NULL;
-    if (p->tls == NULL)
-        uv_timer_stop(&p->timer);
-    if (err == 0) {
-        lua_rawgeti(L, LUA_REGISTRYINDEX, p->lref);
-        lua_getfield(L, -1, "ud");
-        lua_remove(L, -2);
-        lua_xmove(L, co, 1);
-        ath_host_wake(p->h, co, 1);
-        ath_port_watch(p);
-        return;
-    }
-    lua_pushfstring(L, "%s %s failed", what, p->name);
-    lopen_fail(L, -err, lua_tostring(L, -1));
-    lua_remove(L, -4);
-    lua_xmove(L, co, 3);
-    ath_host_wake(p->h, co, 3);
-    ath_lport_close(p, L);
-}
-
 static void connect_timeout_cb(uv_timer_t *t)
 {
     ath_port_t *p = t->data;
-    if (p->connecting == NULL)
+    if (LP(p)->connector == NULL)
         return;
     /* Connected but no RFC 2217 answer: a raw TCP server (tcp: then),
      * or a Telnet server without COM-PORT-OPTION. */
@@ -223,7 +198,8 @@ static void lopen_dns_cb(uv_getaddrinfo_t *req, int status,
             ath_host_dispatch(h);
             return;
         }
-        p->connecting = d->co;
+        p->connecting = 1;
+        LP(p)->connector = d->co;
         ath_port_watch(p);
         if (p->timeout_ms > 0) {
             uv_update_time(h->loop);
@@ -399,7 +375,7 @@ static int l_listen(lua_State *L)
                         : ((struct sockaddr_in6 *)&ss)->sin6_port);
     snprintf(name, sizeof name, "listen:%s:%d", host, portnum);
     p = lopen_wrap(L, fd, ATH_PORT_LISTEN, name, 3);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, p->lref);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, LP(p)->lref);
     lua_pushinteger(L, portnum);
     lua_setfield(L, -2, "portnum");
     lua_pop(L, 1);
@@ -409,10 +385,11 @@ static int l_listen(lua_State *L)
 static void accept_timeout_cb(uv_timer_t *t)
 {
     ath_port_t *p = t->data;
-    lua_State *L = p->h->L, *co = p->waiter;
+    lua_State *L = p->h->L, *co = LP(p)->waiter;
     if (co == NULL)
         return;
-    p->waiter = NULL;
+    LP(p)->waiter = NULL;
+    p->accepting = 0;
     ath_port_watch(p);
     lua_pushnil(L);
     lua_pushfstring(L, "ETIMEDOUT: no connection to %s", p->name);
@@ -420,46 +397,6 @@ static void accept_timeout_cb(uv_timer_t *t)
     lua_xmove(L, co, 3);
     ath_host_wake(p->h, co, 3);
     ath_host_dispatch(p->h);
-}
-
-void ath_lport_accept(ath_port_t *p, lua_State *L)
-{
-    struct sockaddr_storage ss;
-    socklen_t sl = sizeof ss;
-    char addr[64], name[100];
-    lua_State *co = p->waiter;
-    ath_port_t *c;
-    int fd, one = 1;
-    if (co == NULL)
-        return;
-    fd = accept4(p->fd, (struct sockaddr *)&ss, &sl,
-                 SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd < 0)
-        return; /* EAGAIN, or the client went away */
-    p->waiter = NULL;
-    uv_timer_stop(&p->timer);
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    if (ss.ss_family == AF_INET6)
-        uv_ip6_name((struct sockaddr_in6 *)&ss, addr, sizeof addr);
-    else
-        uv_ip4_name((struct sockaddr_in *)&ss, addr, sizeof addr);
-    snprintf(name, sizeof name, "tcp:%s:%d", addr,
-             ntohs(((struct sockaddr_in *)&ss)->sin_port));
-    c = ath_port_new(p->h, fd, ATH_PORT_TCP, name);
-    if (c == NULL) {
-        close(fd);
-        lua_pushnil(L);
-        lua_pushliteral(L, "ENOMEM: cannot accept");
-        lua_pushliteral(L, "ENOMEM");
-        lua_xmove(L, co, 3);
-        ath_host_wake(p->h, co, 3);
-        return;
-    }
-    ath_lport_push(L, c);
-    c->timeout_ms = p->timeout_ms;
-    ath_port_watch(c);
-    lua_xmove(L, co, 1);
-    ath_host_wake(p->h, co, 1);
 }
 
 /* listener:accept([opts]): waits for a connection; opts.timeout in ms
@@ -471,9 +408,10 @@ static int l_accept(lua_State *L)
     if (p->kind != ATH_PORT_LISTEN)
         return luaL_error(L, "%s is not a listener", p->name);
     ath_host_check_flow(L);
-    if (p->waiter)
+    if (LP(p)->waiter)
         return luaL_error(L, "%s is busy: another flow is accepting", p->name);
-    p->waiter = L;
+    LP(p)->waiter = L;
+    p->accepting = 1;
     if (timeout > 0)
         uv_timer_start(&p->timer, accept_timeout_cb, (uint64_t)timeout, 0);
     ath_port_watch(p);

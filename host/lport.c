@@ -4,7 +4,7 @@
  * hands it to lchat.c, which runs it and turns what the chat engine makes
  * of the bytes into its results.
  *
- * A port's Lua-side state lives in a table in the registry (p->lref):
+ * A port's Lua-side state lives in a table in the registry (LP(p)->lref):
  *   ud   the userdata, so an open port is never collected
  *   urc  id -> { fn, spec }: the URC handlers
  *   w    what the wait in progress needs kept alive (its options)
@@ -14,78 +14,150 @@
 #include "lport.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
-/* ---- the port's Lua-side table ---------------------------------------- */
+/* ---- patterns ---------------------------------------------------------- */
 
-static void lport_state(lua_State *L, ath_port_t *p)
+/* Fills *pat from the spec at index i; the caller keeps it alive. */
+void ath_lport_pat(lua_State *L, int i, ath_pat_t *pat)
 {
-    lua_rawgeti(L, LUA_REGISTRYINDEX, p->lref);
+    const char *err;
+    i = lua_absindex(L, i);
+    memset(pat, 0, sizeof *pat);
+    if (lua_type(L, i) == LUA_TTABLE) {
+        lua_Integer max;
+        lua_getfield(L, i, "count");
+        pat->count_cap = (int)luaL_optinteger(L, -1, 0);
+        lua_getfield(L, i, "max");
+        max = luaL_optinteger(L, -1, 0);
+        if (max < 0)
+            luaL_error(L, "a pattern's max must not be negative");
+        pat->max = (size_t)max;
+        if (lua_getfield(L, i, "trailer") == LUA_TBOOLEAN)
+            pat->trailer = lua_toboolean(L, -1) ? NULL : "";
+        else if (!lua_isnil(L, -1))
+            pat->trailer = luaL_checkstring(L, -1); /* kept by the spec */
+        lua_pop(L, 3);
+        lua_rawgeti(L, i, 1);
+        pat->text = lua_tolstring(L, -1, &pat->len);
+        lua_pop(L, 1); /* still anchored by the spec table */
+        if (pat->text == NULL)
+            luaL_error(L, "a pattern table needs its pattern at [1]");
+    } else {
+        pat->text = lua_tolstring(L, i, &pat->len);
+        if (pat->text == NULL || lua_type(L, i) != LUA_TSTRING)
+            luaL_error(L, "a pattern must be a string or a table, not %s",
+                       luaL_typename(L, i));
+    }
+    pat->kind =
+        pat->len > 0 && pat->text[0] == '^' ? ATH_PAT_LUA : ATH_PAT_LITERAL;
+    if (pat->kind == ATH_PAT_LUA &&
+        ath_pat_check(pat->text, pat->len, &err) != 0)
+        luaL_error(L, "bad pattern '%s': %s", pat->text, err);
+    if (pat->count_cap > 0 && pat->kind != ATH_PAT_LUA)
+        luaL_error(L, "a counted pattern must be a Lua pattern ('^...')");
+    if (pat->count_cap < 0 || pat->count_cap > ATH_PAT_MAXCAPTURES)
+        luaL_error(L, "count must name a capture (1-%d)", ATH_PAT_MAXCAPTURES);
 }
 
-/* Sets field k of the port's table to the value on top (popped). */
-void ath_lport_set(lua_State *L, ath_port_t *p, const char *k)
+/* Number of specs at index i: nil 0, a string or counted table 1, else
+ * the list's length. */
+static int lport_npats(lua_State *L, int i)
 {
-    lport_state(L, p);
-    lua_insert(L, -2);
-    lua_setfield(L, -2, k);
-    lua_pop(L, 1);
+    int n;
+    i = lua_absindex(L, i);
+    switch (lua_type(L, i)) {
+    case LUA_TNIL:
+    case LUA_TNONE: return 0;
+    case LUA_TSTRING: return 1;
+    case LUA_TTABLE:
+        lua_getfield(L, i, "count");
+        n = lua_isnil(L, -1) ? (int)lua_rawlen(L, i) : 1;
+        lua_pop(L, 1);
+        return n;
+    default:
+        return luaL_error(L, "patterns must be a string or a list, not %s",
+                          luaL_typename(L, i));
+    }
 }
 
-int ath_lport_get(lua_State *L, ath_port_t *p, const char *k)
+/* Converts the specs at index i into pats[0, n). */
+static void lport_fill(lua_State *L, int i, ath_pat_t *pats, int n)
 {
-    int t;
-    lport_state(L, p);
-    t = lua_getfield(L, -1, k);
-    lua_remove(L, -2);
-    return t;
-}
-
-ath_port_t *ath_lport_check(lua_State *L, int i)
-{
-    ath_port_t **pp = luaL_checkudata(L, i, ATH_PORT_MT);
-    if (*pp == NULL || (*pp)->closed)
-        luaL_error(L, "port is closed");
-    return *pp;
-}
-
-/* The port is freed after its handles close: its userdata must not keep
- * pointing at it. Clears the userdata's pointer and drops the state. */
-static void lport_forget(lua_State *L, ath_port_t *p)
-{
-    ath_port_t **pp;
-    if (p->lref == LUA_NOREF)
+    int k;
+    if (n == 1 && (lua_type(L, i) == LUA_TSTRING ||
+                   lua_getfield(L, i, "count") != LUA_TNIL)) {
+        if (lua_type(L, i) != LUA_TSTRING)
+            lua_pop(L, 1);
+        ath_lport_pat(L, i, pats);
         return;
-    lport_state(L, p);
-    lua_getfield(L, -1, "ud");
-    pp = lua_touserdata(L, -1);
-    if (pp != NULL)
-        *pp = NULL;
-    lua_pop(L, 2);
-    luaL_unref(L, LUA_REGISTRYINDEX, p->lref);
-    p->lref = LUA_NOREF;
+    }
+    if (lua_type(L, i) == LUA_TTABLE && n == 1)
+        lua_pop(L, 1);
+    for (k = 0; k < n; k++) {
+        lua_rawgeti(L, i, k + 1);
+        ath_lport_pat(L, -1, &pats[k]);
+        lua_pop(L, 1);
+    }
 }
 
-/* The host closes the ports still open when the run ends. */
-static void lport_res_close(ath_res_t *r)
+/* Room for n patterns for the wait being set up. */
+static ath_pat_t *lport_room(lua_State *L, ath_port_t *p, int n)
 {
-    ath_port_t *p = (ath_port_t *)r;
-    lport_forget(p->h->L, p);
-    ath_port_close(p);
+    ath_pat_t *np;
+    if (n <= ATH_PORT_PATS)
+        return LP(p)->pats;
+    np = realloc(LP(p)->xpats, (size_t)n * sizeof *np);
+    if (np == NULL)
+        luaL_error(L, "out of memory");
+    return LP(p)->xpats = np;
 }
 
-void ath_lport_push(lua_State *L, ath_port_t *p)
+/* Sets up LP(p)->w's alts, aborts and prompts from fields of the options at
+ * index o (the alternatives themselves at index a, if a != 0). */
+static void lport_wait_pats(lua_State *L, ath_port_t *p, int a, int o,
+                            int prompt_alts)
 {
-    ath_port_t **pp = lua_newuserdatauv(L, sizeof *pp, 0);
-    *pp = p;
-    luaL_setmetatable(L, ATH_PORT_MT);
-    lua_createtable(L, 0, 4);
-    lua_pushvalue(L, -2);
-    lua_setfield(L, -2, "ud");
-    lua_newtable(L);
-    lua_setfield(L, -2, "urc");
-    p->lref = luaL_ref(L, LUA_REGISTRYINDEX);
-    p->res.close = lport_res_close;
+    int na, nb, np, no, nf, top;
+    ath_pat_t *room;
+    int cmd = LP(p)->w.mode == ATH_WAIT_CMD;
+    o = lua_absindex(L, o);
+    top = lua_gettop(L);
+    if (lua_istable(L, o)) {
+        lua_getfield(L, o, "abort");
+        lua_getfield(L, o, prompt_alts ? "__none" : "prompt");
+        lua_getfield(L, o, cmd ? "outcome" : "__none");
+        lua_getfield(L, o, cmd ? "outcome_fail" : "__none");
+    } else {
+        lua_settop(L, top + 4); /* no options: no patterns of theirs */
+    }
+    na = a ? lport_npats(L, a) : 0;
+    nb = lport_npats(L, top + 1);
+    np = prompt_alts ? na : lport_npats(L, top + 2);
+    no = lport_npats(L, top + 3);
+    nf = lport_npats(L, top + 4);
+    room = lport_room(L, p, na + nb + np + no + nf);
+    if (a)
+        lport_fill(L, a, room, na);
+    lport_fill(L, top + 1, room + na, nb);
+    if (prompt_alts)
+        memcpy(room + na + nb, room, (size_t)na * sizeof *room);
+    else
+        lport_fill(L, top + 2, room + na + nb, np);
+    lport_fill(L, top + 3, room + na + nb + np, no);
+    lport_fill(L, top + 4, room + na + nb + np + no, nf);
+    lua_settop(L, top);
+    LP(p)->w.alts = room;
+    LP(p)->w.nalts = na;
+    LP(p)->w.aborts = room + na;
+    LP(p)->w.naborts = nb;
+    LP(p)->w.prompts = room + na + nb;
+    LP(p)->w.nprompts = np;
+    LP(p)->w.outs = room + na + nb + np;
+    LP(p)->w.nouts = no;
+    LP(p)->w.ofails = room + na + nb + np + no;
+    LP(p)->w.nofails = nf;
 }
 
 /* ---- methods that wait ------------------------------------------------ */
@@ -95,7 +167,7 @@ static int lport_begin(lua_State *L, ath_port_t *p, int o)
 {
     int timeout = p->timeout_ms;
     ath_host_check_flow(L);
-    if (p->waiter)
+    if (LP(p)->waiter)
         luaL_error(L, "%s is busy: another flow is waiting on it", p->name);
     if (lua_type(L, o) == LUA_TTABLE) {
         lua_getfield(L, o, "timeout");
@@ -104,8 +176,8 @@ static int lport_begin(lua_State *L, ath_port_t *p, int o)
     } else if (!lua_isnoneornil(L, o)) {
         luaL_checktype(L, o, LUA_TTABLE);
     }
-    memset(&p->w, 0, sizeof p->w);
-    p->cmdname[0] = '\0';
+    memset(&LP(p)->w, 0, sizeof LP(p)->w);
+    LP(p)->cmdname[0] = '\0';
     return timeout;
 }
 
@@ -119,10 +191,10 @@ static int l_port_expect(lua_State *L)
     if (lua_getfield(L, 3, "prompt") != LUA_TNIL)
         prompt = lua_toboolean(L, -1);
     lua_pop(L, 1);
-    if (ath_lport_npats(L, 2) == 0)
+    if (lport_npats(L, 2) == 0)
         luaL_argerror(L, 2, "expect needs at least one pattern");
-    p->w.mode = ATH_WAIT_EXPECT;
-    ath_lport_wait_pats(L, p, 2, 3, prompt);
+    LP(p)->w.mode = ATH_WAIT_EXPECT;
+    lport_wait_pats(L, p, 2, 3, prompt);
     lua_createtable(L, 2, 0);
     lua_pushvalue(L, 2);
     lua_rawseti(L, -2, 1);
@@ -148,7 +220,7 @@ static int l_port_readline(lua_State *L)
 {
     ath_port_t *p = ath_lport_check(L, 1);
     int timeout = lport_begin(L, p, 2);
-    p->w.mode = ATH_WAIT_LINE;
+    LP(p)->w.mode = ATH_WAIT_LINE;
     return ath_lport_wait(L, p, 0, timeout);
 }
 
@@ -158,8 +230,8 @@ static int l_port_read(lua_State *L)
     lua_Integer n = luaL_checkinteger(L, 2);
     int timeout = lport_begin(L, p, 3);
     luaL_argcheck(L, n >= 0 && n <= (1 << 30), 2, "byte count out of range");
-    p->w.mode = ATH_WAIT_READ;
-    p->w.nbytes = (size_t)n;
+    LP(p)->w.mode = ATH_WAIT_READ;
+    LP(p)->w.nbytes = (size_t)n;
     return ath_lport_wait(L, p, 0, timeout);
 }
 
@@ -171,9 +243,9 @@ static int l_port_recv(lua_State *L)
     lua_Integer n = luaL_optinteger(L, 2, 65536);
     int timeout = lport_begin(L, p, 3);
     luaL_argcheck(L, n >= 1 && n <= (1 << 30), 2, "byte count out of range");
-    p->w.mode = ATH_WAIT_READ;
-    p->w.nbytes = (size_t)n;
-    p->w.some = 1;
+    LP(p)->w.mode = ATH_WAIT_READ;
+    LP(p)->w.nbytes = (size_t)n;
+    LP(p)->w.some = 1;
     return ath_lport_wait(L, p, 0, timeout);
 }
 
@@ -181,32 +253,32 @@ static int l_port_recv(lua_State *L)
 static void lport_reply_prefix(ath_port_t *p, const char *cmd, size_t n)
 {
     size_t i = 2, k = 0;
-    p->w.reply = NULL;
+    LP(p)->w.reply = NULL;
     if (n < 4 || (cmd[0] != 'A' && cmd[0] != 'a') ||
         (cmd[1] != 'T' && cmd[1] != 't') ||
         (cmd[2] != '+' && cmd[2] != '^' && cmd[2] != '$' && cmd[2] != '%'))
         return;
-    while (i < n && k < sizeof p->replybuf - 2 && cmd[i] != '=' &&
+    while (i < n && k < sizeof LP(p)->replybuf - 2 && cmd[i] != '=' &&
            cmd[i] != '?' && cmd[i] != ' ' && cmd[i] != ';')
-        p->replybuf[k++] = cmd[i++];
-    p->replybuf[k++] = ':';
-    p->replybuf[k] = '\0';
-    p->reply.kind = ATH_PAT_LITERAL;
-    p->reply.text = p->replybuf;
-    p->reply.len = k;
-    p->reply.count_cap = 0;
-    p->w.reply = &p->reply;
+        LP(p)->replybuf[k++] = cmd[i++];
+    LP(p)->replybuf[k++] = ':';
+    LP(p)->replybuf[k] = '\0';
+    LP(p)->reply.kind = ATH_PAT_LITERAL;
+    LP(p)->reply.text = LP(p)->replybuf;
+    LP(p)->reply.len = k;
+    LP(p)->reply.count_cap = 0;
+    LP(p)->w.reply = &LP(p)->reply;
 }
 
 /* The command's name for messages: up to '=' or '?'. */
 static void lport_cmdname(ath_port_t *p, const char *cmd, size_t n)
 {
     size_t k = 0;
-    while (k < n && k < sizeof p->cmdname - 1 && cmd[k] != '=' &&
+    while (k < n && k < sizeof LP(p)->cmdname - 1 && cmd[k] != '=' &&
            cmd[k] != '\r' && cmd[k] != '\n')
         k++;
-    memcpy(p->cmdname, cmd, k);
-    p->cmdname[k] = '\0';
+    memcpy(LP(p)->cmdname, cmd, k);
+    LP(p)->cmdname[k] = '\0';
 }
 
 /* The command's result table (its lines and, unless cmd is NULL, the
@@ -225,11 +297,11 @@ static void lport_cmd_result(lua_State *L, ath_port_t *p, const char *cmd,
         ath_lport_set(L, p, "lastcmd");
     }
     ath_lport_set(L, p, "r");
-    p->data_sent = 0;
-    p->has_data = 0;
+    LP(p)->data_sent = 0;
+    LP(p)->has_data = 0;
     if (has_o && lua_getfield(L, o, "data") != LUA_TNIL) {
         luaL_checktype(L, -1, LUA_TSTRING);
-        p->has_data = 1;
+        LP(p)->has_data = 1;
         ath_lport_set(L, p, "data");
     } else {
         if (has_o)
@@ -274,27 +346,27 @@ static int lport_cmd(lua_State *L, ath_port_t *p, const char *cmd, size_t n,
 {
     int timeout = lport_begin(L, p, o);
     int t, has_o = lua_istable(L, o);
-    p->w.mode = ATH_WAIT_CMD;
+    LP(p)->w.mode = ATH_WAIT_CMD;
     if (has_o)
         lua_getfield(L, o, "final");
     else
         lua_pushnil(L);
-    ath_lport_wait_pats(L, p, lua_gettop(L), o, 0);
+    lport_wait_pats(L, p, lua_gettop(L), o, 0);
     lua_pop(L, 1);
-    p->outcome_ms = timeout;
+    LP(p)->outcome_ms = timeout;
     if (has_o) {
         lua_getfield(L, o, "outcome_timeout");
-        p->outcome_ms = (int)luaL_optinteger(L, -1, timeout);
+        LP(p)->outcome_ms = (int)luaL_optinteger(L, -1, timeout);
         lua_getfield(L, o, "echo_check");
-        p->w.echo_check = lua_isnil(L, -1) || lua_toboolean(L, -1);
+        LP(p)->w.echo_check = lua_isnil(L, -1) || lua_toboolean(L, -1);
         lua_pop(L, 2);
     } else {
-        p->w.echo_check = 1;
+        LP(p)->w.echo_check = 1;
     }
     if (cmd) {
         lport_cmdname(p, cmd, n);
-        p->w.echo = cmd;
-        p->w.echolen = n;
+        LP(p)->w.echo = cmd;
+        LP(p)->w.echolen = n;
         ath_chat_flush(p->chat); /* a new command, a new dialogue */
     } else {
         ath_lport_get(L, p, "lastcmd");
@@ -306,8 +378,8 @@ static int lport_cmd(lua_State *L, ath_port_t *p, const char *cmd, size_t n,
     if (t == LUA_TNIL && cmd) {
         lport_reply_prefix(p, cmd, n);
     } else if (t != LUA_TNIL && t != LUA_TBOOLEAN) {
-        ath_lport_pat(L, -1, &p->reply);
-        p->w.reply = &p->reply;
+        ath_lport_pat(L, -1, &LP(p)->reply);
+        LP(p)->w.reply = &LP(p)->reply;
     }
     lua_pop(L, 1);
     lport_cmd_result(L, p, cmd, o, has_o);
@@ -327,7 +399,7 @@ static int lport_cmd(lua_State *L, ath_port_t *p, const char *cmd, size_t n,
         int r = lport_cmd_send(L, p, cmd, n, o, has_o);
         if (r != 0) {
             lua_pushnil(L);
-            lua_pushfstring(L, "EIO: cannot send %s to %s: %s", p->cmdname,
+            lua_pushfstring(L, "EIO: cannot send %s to %s: %s", LP(p)->cmdname,
                             p->name, strerror(-r));
             lua_pushliteral(L, "EIO");
             return 3;
@@ -360,7 +432,7 @@ static int l_port_send(lua_State *L)
     size_t n;
     const char *s = luaL_checklstring(L, 2, &n);
     int r;
-    if (p->drainer)
+    if (LP(p)->drainer)
         luaL_error(L, "%s is busy: another flow is sending", p->name);
     r = ath_port_write(p, s, n);
     if (r != 0) {
@@ -375,7 +447,7 @@ static int l_port_send(lua_State *L)
         return 1;
     }
     ath_host_check_flow(L);
-    p->drainer = L;
+    LP(p)->drainer = L;
     return lua_yield(L, 0);
 }
 
@@ -397,7 +469,7 @@ static int l_port_on(lua_State *L)
     luaL_checkany(L, 2);
     luaL_checktype(L, 3, LUA_TFUNCTION);
     ath_lport_pat(L, 2, &pat);
-    id = ++p->urc_next;
+    id = ++LP(p)->urc_next;
     ath_lport_get(L, p, "urc");
     lua_createtable(L, 0, 2);
     lua_pushvalue(L, 2);
@@ -546,29 +618,6 @@ static int l_port_set(lua_State *L)
     return 1;
 }
 
-/* Fails whoever waits on p, then closes it. */
-void ath_lport_close(ath_port_t *p, lua_State *L)
-{
-    if (p->closed)
-        return;
-    if (p->waiter) {
-        if (p->waiter == L) {
-            p->waiter = NULL;
-        } else {
-            lua_pushfstring(L, "%s was closed while a flow waited on it",
-                            p->name);
-            ath_lport_fail(p, L, "ECLOSED", lua_tostring(L, -1), 0);
-            lua_pop(L, 1);
-        }
-    }
-    if (p->drainer && p->drainer != L)
-        ath_lport_drained(p, L, EPIPE);
-    if (p->connecting && p->connecting != L)
-        ath_lport_connected(p, L, ECANCELED, "close");
-    ath_port_close(p);
-    lport_forget(L, p);
-}
-
 static int l_port_close(lua_State *L)
 {
     ath_port_t **pp = luaL_checkudata(L, 1, ATH_PORT_MT);
@@ -693,5 +742,4 @@ void ath_lport_open(lua_State *L)
     lua_pushcclosure(L, l_port_index, 1);
     lua_setfield(L, -2, "__index");
     lua_pop(L, 1);
-    ath_lopen_open(L);
 }

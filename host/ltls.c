@@ -104,9 +104,9 @@ static void tls_check_port(lua_State *L, ath_port_t *p)
         luaL_error(L, "%s is not a TCP connection", p->name);
     if (p->tls)
         luaL_error(L, "%s already speaks TLS", p->name);
-    if (p->connecting)
+    if (LP(p)->connector)
         luaL_error(L, "%s is still connecting", p->name);
-    if (p->waiter || p->drainer || p->wlen > p->woff)
+    if (LP(p)->waiter || LP(p)->drainer || p->wlen > p->woff)
         luaL_error(L, "%s is busy: tls() wants no read or send in progress",
                    p->name);
 }
@@ -146,14 +146,15 @@ static int l_port_tls(lua_State *L)
         return 3;
     }
     if ((r = ath_tls_handshake(p, why, sizeof why)) != 0) {
-        r = ath_tls_push_result(L, p, r > 0 ? NULL : "ETLS", why);
+        r = ath_lport_tls_result(L, p, r > 0 ? NULL : "ETLS", why);
         if (r > 1)
             ath_lport_close(p, L);
         else
             ath_port_watch(p);
         return r;
     }
-    p->connecting = L;
+    p->connecting = 1;
+    LP(p)->connector = L;
     ath_port_watch(p);
     return lua_yield(L, 0);
 }

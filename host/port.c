@@ -3,11 +3,14 @@
  * the non-blocking read and write paths.
  */
 #include "port.h"
-#include "telnet.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
@@ -267,12 +270,24 @@ static ssize_t fd_write(ath_port_t *p, char *buf, size_t n)
     return r;
 }
 
+void ath_port_report(ath_port_t *p, const ath_port_ev_t *ev)
+{
+    if (p->cb)
+        p->cb(p, ev);
+}
+
+static void port_tell(ath_port_t *p, int type, int err)
+{
+    ath_port_ev_t ev = {type, err, NULL, NULL, NULL};
+    ath_port_report(p, &ev);
+}
+
 static void port_freed(ath_port_t *p)
 {
-    ath_tls_free(p);
-    ath_rfc2217_free(p);
+    port_tell(p, ATH_PORT_FREE, 0);
+    if (p->xp && p->xp->free)
+        p->xp->free(p);
     ath_chat_free(p->chat);
-    free(p->xpats);
     free(p->wq);
     free(p->name);
     ath_rs_free(&p->lastrs);
@@ -284,7 +299,7 @@ static void port_freed(ath_port_t *p)
 static void port_handle_closed(uv_handle_t *handle)
 {
     ath_port_t *p = handle->data;
-    p->h->handles--;
+    ath_host_handles(p->h, -1);
     if (--p->handles == 0)
         port_freed(p);
 }
@@ -335,7 +350,7 @@ static void port_last(ath_port_t *p, const char *s, size_t n)
 {
     ath_buf_t out = {NULL, 0, 0};
     const ath_ac_t *ac;
-    if (p->h->nsecrets == 0) {
+    if (!ath_host_has_secrets(p->h)) {
         port_last_add(p, s, n);
         return;
     }
@@ -347,14 +362,21 @@ static void port_last(ath_port_t *p, const char *s, size_t n)
     free(out.b);
 }
 
-static void port_read(ath_port_t *p, lua_State *L)
+/* 1 if the transport holds bytes the fd will not announce. */
+static int port_pending(ath_port_t *p)
+{
+    return p->xp && p->xp->pending && p->xp->pending(p);
+}
+
+static void port_read(ath_port_t *p)
 {
     char buf[65536];
     int i;
     for (i = 0; !p->eof && !p->closed; i++) {
         ssize_t n;
+        ath_tr_t *tr;
         /* What TLS has decrypted already, the fd will not announce. */
-        if (i >= 8 && !(p->tls && ath_tls_pending(p)))
+        if (i >= 8 && !port_pending(p))
             break;
         n = p->io_read(p, buf, sizeof buf);
         if (n == -EAGAIN)
@@ -362,29 +384,60 @@ static void port_read(ath_port_t *p, lua_State *L)
         if (n <= 0) {
             p->eof = 1;
             p->eof_err = (int)-n;
-            ath_lport_broken(p, L);
+            port_tell(p, ATH_PORT_END, p->eof_err);
             break;
         }
-        if (p->h->tr && !p->untraced)
-            ath_tr_data(p->h->tr, p->name, '<', buf, (size_t)n);
+        if ((tr = ath_host_tr(p->h)) != NULL && !p->untraced)
+            ath_tr_data(tr, p->name, '<', buf, (size_t)n);
         port_last(p, buf, (size_t)n);
         p->last_t = ath_host_now(p->h);
         if (ath_chat_feed(p->chat, buf, (size_t)n) != 0) {
             p->eof = 1;
             p->eof_err = ENOMEM;
-            ath_lport_broken(p, L);
+            port_tell(p, ATH_PORT_END, p->eof_err);
             break;
         }
-        ath_lport_process(p, L);
-        if ((size_t)n < sizeof buf && !(p->tls && ath_tls_pending(p)))
+        port_tell(p, ATH_PORT_DATA, 0);
+        if ((size_t)n < sizeof buf && !port_pending(p))
             break;
     }
+}
+
+/* A listener is readable and someone waits: takes the connection. */
+static void port_accept(ath_port_t *p)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    char addr[64], name[100];
+    ath_port_ev_t ev = {ATH_PORT_ACCEPTED, 0, NULL, NULL, NULL};
+    int fd, one = 1;
+    if (!p->accepting)
+        return;
+    fd = accept4(p->fd, (struct sockaddr *)&ss, &sl,
+                 SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0)
+        return; /* EAGAIN, or the client went away */
+    p->accepting = 0;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (ss.ss_family == AF_INET6)
+        uv_ip6_name((struct sockaddr_in6 *)&ss, addr, sizeof addr);
+    else
+        uv_ip4_name((struct sockaddr_in *)&ss, addr, sizeof addr);
+    snprintf(name, sizeof name, "tcp:%s:%d", addr,
+             ntohs(((struct sockaddr_in *)&ss)->sin_port));
+    ev.conn = ath_port_new(p->h, fd, ATH_PORT_TCP, name, p->cb);
+    if (ev.conn == NULL) {
+        close(fd);
+        ev.err = ENOMEM;
+    } else {
+        ev.conn->timeout_ms = p->timeout_ms;
+    }
+    ath_port_report(p, &ev);
 }
 
 static void port_poll_cb(uv_poll_t *w, int status, int events)
 {
     ath_port_t *p = w->data;
-    lua_State *L = p->h->L;
     if (status < 0)
         events = UV_READABLE | UV_WRITABLE; /* let read/write say why */
     if (p->connecting && p->tls == NULL && !p->negotiating &&
@@ -392,29 +445,33 @@ static void port_poll_cb(uv_poll_t *w, int status, int events)
         int err = 0;
         socklen_t len = sizeof err;
         getsockopt(p->fd, SOL_SOCKET, SO_ERROR, &err, &len);
-        if (err == 0 && p->rfc2217)
-            ath_rfc2217_start(p); /* the flow wakes when it is done */
-        else
-            ath_lport_connected(p, L, err, "connect");
-    } else if (p->tls != NULL && ath_tls_step(p, L, &events)) {
-        /* the handshake took the events */
+        if (err == 0 && p->xp && p->xp->up) {
+            p->xp->up(p); /* the owner hears when it is done */
+        } else {
+            ath_port_ev_t ev = {ATH_PORT_CONNECTED, err, "connect", NULL,
+                                NULL};
+            ath_port_report(p, &ev);
+        }
+    } else if (p->xp && p->xp->step && p->xp->step(p, &events)) {
+        /* the transport's set-up took the events */
     } else if (p->kind == ATH_PORT_LISTEN) {
-        ath_lport_accept(p, L);
+        port_accept(p);
     } else {
         if ((events & UV_WRITABLE) && p->wlen > 0 && !p->closed) {
             int r = port_flush(p);
             if (r != 0 || p->wlen == 0)
-                ath_lport_drained(p, L, -r);
+                port_tell(p, ATH_PORT_DRAINED, -r);
         }
         if (events & UV_READABLE)
-            port_read(p, L);
+            port_read(p);
     }
     if (!p->closed)
         ath_port_watch(p);
-    ath_host_dispatch(p->h);
+    port_tell(p, ATH_PORT_SETTLED, 0);
 }
 
-ath_port_t *ath_port_new(ath_host_t *h, int fd, int kind, const char *name)
+ath_port_t *ath_port_new(ath_host_t *h, int fd, int kind, const char *name,
+                         ath_port_cb cb)
 {
     ath_port_t *p = calloc(1, sizeof *p);
     if (p == NULL)
@@ -425,22 +482,22 @@ ath_port_t *ath_port_new(ath_host_t *h, int fd, int kind, const char *name)
     p->kind = kind;
     p->name = strdup(name);
     p->chat = ath_chat_new(0, 0);
-    p->lref = LUA_NOREF;
+    p->cb = cb;
     p->io_read = fd_read;
     p->io_write = fd_write;
     p->timeout_ms = 5000;
     strcpy(p->eol, "\r");
     if (p->name == NULL || p->chat == NULL ||
-        uv_poll_init(h->loop, &p->poll, fd) != 0) {
+        uv_poll_init(ath_host_loop(h), &p->poll, fd) != 0) {
         ath_chat_free(p->chat);
         free(p->name);
         free(p);
         return NULL;
     }
-    uv_timer_init(h->loop, &p->timer);
+    uv_timer_init(ath_host_loop(h), &p->timer);
     p->poll.data = p->timer.data = p;
     p->handles = 2;
-    h->handles += 2;
+    ath_host_handles(h, 2);
     p->res.close = port_res_close;
     ath_host_res_add(h, &p->res);
     return p;
@@ -455,10 +512,10 @@ void ath_port_watch(ath_port_t *p)
         ev |= UV_READABLE;
     if (p->wlen > 0 || (p->connecting && !p->negotiating))
         ev |= UV_WRITABLE;
-    if (p->kind == ATH_PORT_LISTEN && p->waiter == NULL)
+    if (p->kind == ATH_PORT_LISTEN && !p->accepting)
         ev = 0; /* level-triggered: accept only on demand */
-    if (p->tls)
-        ev = ath_tls_events(p);
+    if (p->xp && p->xp->events)
+        ev = p->xp->events(p);
     if (ev == p->poll_events)
         return;
     p->poll_events = ev;
@@ -470,24 +527,13 @@ void ath_port_watch(ath_port_t *p)
 
 int ath_port_write(ath_port_t *p, const char *s, size_t n)
 {
+    ath_tr_t *tr;
     if (p->closed || (p->eof && p->eof_err))
         return -EPIPE;
-    if (p->h->tr && !p->untraced)
-        ath_tr_data(p->h->tr, p->name, '>', s, n);
-    if (p->rfc2217) {
-        /* Telnet: each 0xFF of the data is sent twice. */
-        unsigned char *esc;
-        int r;
-        if (memchr(s, 0xff, n) == NULL)
-            return ath_port_write_raw(p, s, n);
-        if ((esc = malloc(2 * n)) == NULL)
-            return -ENOMEM;
-        r = ath_port_write_raw(
-            p, (char *)esc,
-            ath_telnet_escape((const unsigned char *)s, n, esc));
-        free(esc);
-        return r;
-    }
+    if ((tr = ath_host_tr(p->h)) != NULL && !p->untraced)
+        ath_tr_data(tr, p->name, '>', s, n);
+    if (p->xp && p->xp->write)
+        return p->xp->write(p, s, n);
     return ath_port_write_raw(p, s, n);
 }
 
@@ -553,37 +599,9 @@ void ath_port_close(ath_port_t *p)
 
 int ath_port_settings(ath_port_t *p, const ath_serial_opts_t *o)
 {
-    int r = 0;
-    if (p->rfc2217) {
-        unsigned char v[4];
-        ath_serial_opts_t *c = &p->so;
-        if (o->baud != c->baud) {
-            v[0] = (unsigned char)((unsigned)o->baud >> 24);
-            v[1] = (unsigned char)((unsigned)o->baud >> 16);
-            v[2] = (unsigned char)((unsigned)o->baud >> 8);
-            v[3] = (unsigned char)o->baud;
-            r = ath_rfc2217_command(p, ATH_CPO_BAUDRATE, v, 4);
-        }
-        if (r == 0 && o->databits != c->databits) {
-            v[0] = (unsigned char)o->databits;
-            r = ath_rfc2217_command(p, ATH_CPO_DATASIZE, v, 1);
-        }
-        if (r == 0 && o->parity != c->parity) {
-            v[0] = o->parity == 'o' ? 2 : o->parity == 'e' ? 3 : 1;
-            r = ath_rfc2217_command(p, ATH_CPO_PARITY, v, 1);
-        }
-        if (r == 0 && o->stopbits != c->stopbits) {
-            v[0] = (unsigned char)(o->stopbits == 2 ? 2 : 1);
-            r = ath_rfc2217_command(p, ATH_CPO_STOPSIZE, v, 1);
-        }
-        if (r == 0 && o->dtr >= 0 && o->dtr != c->dtr) {
-            v[0] = o->dtr ? ATH_CPO_DTR_ON : ATH_CPO_DTR_OFF;
-            r = ath_rfc2217_command(p, ATH_CPO_CONTROL, v, 1);
-        }
-        if (r == 0 && o->rts >= 0 && o->rts != c->rts) {
-            v[0] = o->rts ? ATH_CPO_RTS_ON : ATH_CPO_RTS_OFF;
-            r = ath_rfc2217_command(p, ATH_CPO_CONTROL, v, 1);
-        }
+    int r;
+    if (p->xp && p->xp->settings) {
+        r = p->xp->settings(p, o);
     } else if (p->kind == ATH_PORT_SERIAL || p->kind == ATH_PORT_PTY) {
         r = serial_termios(p->fd, o);
         if (r == 0)
@@ -604,10 +622,8 @@ int ath_port_settings(ath_port_t *p, const ath_serial_opts_t *o)
 
 int ath_port_break(ath_port_t *p, int on)
 {
-    if (p->rfc2217) {
-        unsigned char v = on ? ATH_CPO_BREAK_ON : ATH_CPO_BREAK_OFF;
-        return ath_rfc2217_command(p, ATH_CPO_CONTROL, &v, 1);
-    }
+    if (p->xp && p->xp->brk)
+        return p->xp->brk(p, on);
     if (p->kind != ATH_PORT_SERIAL && p->kind != ATH_PORT_PTY)
         return -ENOTSUP;
     if (ioctl(p->fd, on ? TIOCSBRK : TIOCCBRK) != 0 && errno != ENOTTY &&
@@ -618,10 +634,8 @@ int ath_port_break(ath_port_t *p, int on)
 
 int ath_port_purge(ath_port_t *p, int which)
 {
-    if (p->rfc2217) {
-        unsigned char v = (unsigned char)which;
-        return ath_rfc2217_command(p, ATH_CPO_PURGE, &v, 1);
-    }
+    if (p->xp && p->xp->purge)
+        return p->xp->purge(p, which);
     if (p->kind != ATH_PORT_SERIAL && p->kind != ATH_PORT_PTY)
         return -ENOTSUP;
     if (tcflush(p->fd, which == 1 ? TCIFLUSH : which == 2 ? TCOFLUSH

@@ -11,7 +11,7 @@
 #include <sys/types.h>
 
 #include "chat.h"
-#include "host.h"
+#include "core.h"
 
 enum { ATH_PORT_SERIAL, ATH_PORT_PTY, ATH_PORT_TCP, ATH_PORT_LISTEN };
 
@@ -21,7 +21,34 @@ typedef struct ath_port ath_port_t;
  * a negative errno (-EAGAIN: try when the fd is ready). */
 typedef ssize_t (*ath_io_fn)(ath_port_t *p, char *buf, size_t n);
 
-#define ATH_PORT_PATS 8
+/*
+ * What a port tells its owner, through the one callback it was given
+ * (as libuv's uv_read_cb): the port never knows who owns it or what the
+ * owner makes of it. Each libuv callback of the port ends with
+ * ATH_PORT_SETTLED, after which the owner runs whatever it queued.
+ */
+enum {
+    ATH_PORT_DATA = 1, /* new bytes are in p->chat */
+    ATH_PORT_END,      /* EOF (err 0) or a failure (err): p->eof is set */
+    ATH_PORT_DRAINED,  /* the write queue drained (err 0) or failed */
+    ATH_PORT_CONNECTED,/* a TCP connect or RFC 2217 negotiation finished
+                          (err 0) or failed; what names the step */
+    ATH_PORT_TLS_DONE, /* the TLS handshake ended: code NULL (done) or
+                          "ETLS"/"ETIMEDOUT" with why */
+    ATH_PORT_ACCEPTED, /* a listener took a connection (conn), or err */
+    ATH_PORT_SETTLED,  /* the end of one libuv callback of the port */
+    ATH_PORT_FREE      /* the port's memory goes: the owner's with it */
+};
+
+typedef struct ath_port_ev {
+    int type;
+    int err;          /* an errno, 0 for success */
+    const char *what; /* CONNECTED: the step; TLS_DONE: why */
+    const char *code; /* TLS_DONE */
+    ath_port_t *conn; /* ACCEPTED */
+} ath_port_ev_t;
+
+typedef void (*ath_port_cb)(ath_port_t *p, const ath_port_ev_t *ev);
 
 typedef struct ath_serial_opts {
     int baud, databits, stopbits, rtscts;
@@ -29,6 +56,30 @@ typedef struct ath_serial_opts {
     int dtr, rts; /* -1: leave as is */
     int exclusive;
 } ath_serial_opts_t;
+
+/*
+ * A transport over the fd (TLS, RFC 2217): what differs from a plain fd,
+ * called by port.c through these pointers (any may be NULL), so port.c
+ * names no transport.
+ */
+typedef struct ath_xport {
+    /* 1 if a read would return something without the fd becoming
+     * readable (bytes decrypted already, an end seen). */
+    int (*pending)(ath_port_t *p);
+    /* Takes the poll events (1) or adds to *events what it needs (0). */
+    int (*step)(ath_port_t *p, int *events);
+    /* The poll events it wants, instead of the plain ones. */
+    int (*events)(ath_port_t *p);
+    /* The TCP connection is up: the transport's own set-up starts. */
+    void (*up)(ath_port_t *p);
+    /* Writes s[0, n) in the transport's framing (escaping). */
+    int (*write)(ath_port_t *p, const char *s, size_t n);
+    /* Line settings, break, purge (see ath_port_settings). */
+    int (*settings)(ath_port_t *p, const ath_serial_opts_t *o);
+    int (*brk)(ath_port_t *p, int on);
+    int (*purge)(ath_port_t *p, int which);
+    void (*free)(ath_port_t *p);
+} ath_xport_t;
 
 struct ath_port {
     ath_res_t res;
@@ -44,45 +95,30 @@ struct ath_port {
     char *link;   /* pty: a symlink to the slave, removed on close */
     uv_poll_t poll;
     int poll_events;
-    uv_timer_t timer; /* the wait's timeout */
+    uv_timer_t timer; /* the owner's: a wait's timeout */
     int handles;      /* of poll and timer, still to close */
     ath_chat_t *chat;
     ath_io_fn io_read, io_write;
+    const ath_xport_t *xp; /* the transport, or NULL for the plain fd */
     void *tls; /* tls.c's state, or NULL */
     struct ath_rfc2217 *rfc2217; /* rfc2217.c's state, or NULL */
     int negotiating;  /* connected; the protocol's own set-up still runs */
+    int connecting;   /* a TCP connect or TLS handshake is in flight */
+    int accepting;    /* a listener: someone waits for a connection */
     ath_serial_opts_t so; /* serial ports, rfc2217: the line settings */
     /* bytes accepted by send() but not yet written */
     char *wq;
     size_t wlen, woff, wcap;
-    /* the flows waiting: on the chat engine, on the write queue */
-    lua_State *waiter;
-    lua_State *drainer;
-    lua_State *connecting; /* TCP connect or TLS handshake */
-    int sync_n;            /* values a wait completed with, in place */
-    int processing;        /* inside ath_lport_process */
-    lua_State *woken;      /* a waiter to wake when processing ends */
-    int woken_n;
-    int lref;              /* registry: the port's Lua-side table */
-    ath_wait_t w;
-    ath_pat_t pats[ATH_PORT_PATS];
-    ath_pat_t *xpats; /* more patterns than pats holds */
-    ath_pat_t reply;
-    char replybuf[40];
-    char cmdname[40];
-    double t_wait;  /* when the wait started */
+    ath_port_cb cb; /* the owner's */
+    void *data;     /* the owner's */
     int timeout_ms; /* default wait timeout */
-    int outcome_ms; /* CMD: the wait for its outcome after OK */
     int untraced;   /* its bytes stay out of the transcript */
-    int has_data;   /* CMD: it has data to send at its prompt */
-    int data_sent;  /* CMD: its data went out at the prompt */
     char eol[4];
     /* the last bytes received, for error messages */
     char last[96];
     size_t lastlen;
     ath_rs_t lastrs; /* secrets masked in what last holds (port_last) */
     double last_t;
-    int urc_next;
     void (*on_close)(ath_port_t *p);
 };
 
@@ -110,9 +146,6 @@ int ath_port_purge(ath_port_t *p, int which);
 /* rfc2217.c: makes a TCP port (not yet connected) speak RFC 2217, with
  * the line settings o. 0 or -ENOMEM. */
 int ath_rfc2217_attach(ath_port_t *p, const ath_serial_opts_t *o);
-/* rfc2217.c: the TCP connection is up: negotiation starts; the port's
- * connecting flow wakes when the server has taken the settings. */
-void ath_rfc2217_start(ath_port_t *p);
 /* rfc2217.c: sends a COM-PORT-OPTION command. 0 or a negative errno. */
 int ath_rfc2217_command(ath_port_t *p, int cmd, const unsigned char *val,
                         size_t n);
@@ -120,35 +153,25 @@ int ath_rfc2217_command(ath_port_t *p, int cmd, const unsigned char *val,
  * 'o', 'e', 'm', 's'), stop bits; 0 where it has not said. */
 void ath_rfc2217_remote(ath_port_t *p, int *baud, int *databits,
                         int *parity, int *stopbits);
-void ath_rfc2217_free(ath_port_t *p);
 /* port.c: writes bytes as they are, past any escaping (for protocol
  * bytes) and the transcript. 0 or a negative errno. */
 int ath_port_write_raw(ath_port_t *p, const char *s, size_t n);
 
-/* Wraps an fd in a port; the port owns it. NULL if memory ran out. */
-ath_port_t *ath_port_new(ath_host_t *h, int fd, int kind, const char *name);
+/* Wraps an fd in a port; the port owns it and reports to cb. NULL if
+ * memory ran out. */
+ath_port_t *ath_port_new(ath_host_t *h, int fd, int kind, const char *name,
+                         ath_port_cb cb);
+/* Tells the port's owner ev (for the transports). */
+void ath_port_report(ath_port_t *p, const ath_port_ev_t *ev);
 /* Starts watching the fd for the events the port needs now. */
 void ath_port_watch(ath_port_t *p);
 /* Queues bytes for writing and writes what the fd takes now. 0 or a
  * negative errno. */
 int ath_port_write(ath_port_t *p, const char *s, size_t n);
-/* Closes the fd and the handles; frees p once they are closed. Wakes no
- * one: the binding fails its waiters first. */
+/* Closes the fd and the handles; frees p once they are closed (the owner
+ * hears ATH_PORT_FREE then). Wakes no one: the owner fails its waiters
+ * first. */
 void ath_port_close(ath_port_t *p);
-
-/* lchat.c: hands what the engine made of new bytes to Lua. L is the
- * running thread (the host's main thread from a callback). */
-void ath_lport_process(ath_port_t *p, lua_State *L);
-/* lchat.c: the port failed or hit EOF: fails its waiters. */
-void ath_lport_broken(ath_port_t *p, lua_State *L);
-/* lchat.c: the write queue drained (err 0) or failed. */
-void ath_lport_drained(ath_port_t *p, lua_State *L, int err);
-/* lopen.c: a TCP connect or TLS handshake finished (err 0) or failed. */
-void ath_lport_connected(ath_port_t *p, lua_State *L, int err,
-                         const char *what);
-
-/* lopen.c: a listener has a connection to accept. */
-void ath_lport_accept(ath_port_t *p, lua_State *L);
 
 /* tls.c: TLS over a connected TCP port. */
 /* A PEM source: text, or a file to read it from. */
@@ -171,24 +194,10 @@ typedef struct ath_tls_opts {
 int ath_tls_attach(ath_port_t *p, const ath_tls_opts_t *o, char *err, size_t n);
 /* Runs the handshake as far as the fd allows: 1 done, -1 failed with the
  * reason in err, 0 waiting: its timeout (the options' timeout ms) runs and
- * ath_tls_step goes on when the fd is ready, waking p->connecting. */
+ * the handshake goes on when the fd is ready; its end is reported as
+ * ATH_PORT_TLS_DONE (while p->connecting is set). */
 int ath_tls_handshake(ath_port_t *p, char *err, size_t n);
-/* Pushes the result of tls(): true (code NULL), or nil, "CODE: why",
- * CODE. Returns how many values. */
-int ath_tls_push_result(lua_State *L, ath_port_t *p, const char *code,
-                        const char *why);
 /* The OpenSSL SSL of p once its handshake is done, else NULL. */
 struct ssl_st *ath_tls_session(ath_port_t *p);
-/* Takes the poll events while a handshake runs; 1 if it took them. After
- * the handshake it adds to *events what a TLS read or write that waits
- * for the other direction needs (a read that must write, a write that
- * must read) and returns 0. */
-int ath_tls_step(ath_port_t *p, lua_State *L, int *events);
-/* The poll events the TLS state wants. */
-int ath_tls_events(ath_port_t *p);
-/* 1 if a read would return something without the fd becoming readable:
- * bytes OpenSSL has decrypted already, or an end it has seen. */
-int ath_tls_pending(ath_port_t *p);
-void ath_tls_free(ath_port_t *p);
 
 #endif

@@ -7,12 +7,12 @@
  * connection is up, athost offers BINARY, SUPPRESS-GO-AHEAD and
  * COM-PORT-OPTION; when the server agrees to COM-PORT-OPTION it sends the
  * line settings (baud, data bits, parity, stop bits, then DTR/RTS when
- * given), and the flow that opened the port wakes when the server has
- * answered the last of them: an open that succeeds has settings the
+ * given), and the port reports ATH_PORT_CONNECTED to its owner when the
+ * server has answered the last of them: an open that succeeds has settings the
  * server took, and a server that is no RFC 2217 server (a raw TCP port)
  * fails the open at its timeout instead of passing Telnet bytes on.
  */
-#include "lport.h"
+#include "port.h"
 #include "telnet.h"
 
 #include <errno.h>
@@ -59,9 +59,12 @@ static void rfc_settings(ath_port_t *p)
     (void)ath_port_settings(p, &want);
 }
 
-static void rfc_fail(ath_port_t *p, int err)
+/* The set-up ended: err 0, or why it failed. */
+static void rfc_done(ath_port_t *p, int err)
 {
-    ath_lport_connected(p, p->h->L, err, "RFC 2217 negotiation with");
+    ath_port_ev_t ev = {ATH_PORT_CONNECTED, err, "RFC 2217 negotiation with",
+                        NULL, NULL};
+    ath_port_report(p, &ev);
 }
 
 static void rfc_on_opt(void *ud, int who, int opt, int on)
@@ -72,7 +75,7 @@ static void rfc_on_opt(void *ud, int who, int opt, int on)
     if (on)
         rfc_settings(p);
     else
-        rfc_fail(p, EPROTONOSUPPORT); /* DONT COM-PORT-OPTION */
+        rfc_done(p, EPROTONOSUPPORT); /* DONT COM-PORT-OPTION */
 }
 
 static int get_be(const unsigned char *d, size_t n)
@@ -115,7 +118,7 @@ static void rfc_on_sb(void *ud, int opt, const unsigned char *d, size_t n,
     }
     if (p->negotiating && r->sent && cmd == r->last_cmd) {
         p->negotiating = 0;
-        ath_lport_connected(p, p->h->L, 0, "RFC 2217 negotiation with");
+        rfc_done(p, 0);
     }
 }
 
@@ -141,22 +144,8 @@ static ssize_t rfc_read(ath_port_t *p, char *buf, size_t n)
     }
 }
 
-int ath_rfc2217_attach(ath_port_t *p, const ath_serial_opts_t *o)
-{
-    rfc_t *r = calloc(1, sizeof *r);
-    if (r == NULL)
-        return -ENOMEM;
-    ath_telnet_init(&r->tn, p);
-    r->tn.send = rfc_send;
-    r->tn.on_opt = rfc_on_opt;
-    r->tn.on_sb = rfc_on_sb;
-    p->rfc2217 = r;
-    p->so = *o;
-    p->io_read = rfc_read;
-    return 0;
-}
-
-void ath_rfc2217_start(ath_port_t *p)
+/* The TCP connection is up: negotiation starts. */
+static void rfc_up(ath_port_t *p)
 {
     rfc_t *r = p->rfc2217;
     p->negotiating = 1;
@@ -168,6 +157,96 @@ void ath_rfc2217_start(ath_port_t *p)
     ath_port_watch(p);
 }
 
+/* Data: each 0xFF is sent twice. */
+static int rfc_write(ath_port_t *p, const char *s, size_t n)
+{
+    unsigned char *esc;
+    int r;
+    if (memchr(s, 0xff, n) == NULL)
+        return ath_port_write_raw(p, s, n);
+    if ((esc = malloc(2 * n)) == NULL)
+        return -ENOMEM;
+    r = ath_port_write_raw(p, (char *)esc,
+                           ath_telnet_escape((const unsigned char *)s, n, esc));
+    free(esc);
+    return r;
+}
+
+/* The settings that differ from the port's, as COM-PORT-OPTION
+ * commands. */
+static int rfc_set(ath_port_t *p, const ath_serial_opts_t *o)
+{
+    unsigned char v[4];
+    ath_serial_opts_t *c = &p->so;
+    int r = 0;
+    if (o->baud != c->baud) {
+        v[0] = (unsigned char)((unsigned)o->baud >> 24);
+        v[1] = (unsigned char)((unsigned)o->baud >> 16);
+        v[2] = (unsigned char)((unsigned)o->baud >> 8);
+        v[3] = (unsigned char)o->baud;
+        r = ath_rfc2217_command(p, ATH_CPO_BAUDRATE, v, 4);
+    }
+    if (r == 0 && o->databits != c->databits) {
+        v[0] = (unsigned char)o->databits;
+        r = ath_rfc2217_command(p, ATH_CPO_DATASIZE, v, 1);
+    }
+    if (r == 0 && o->parity != c->parity) {
+        v[0] = o->parity == 'o' ? 2 : o->parity == 'e' ? 3 : 1;
+        r = ath_rfc2217_command(p, ATH_CPO_PARITY, v, 1);
+    }
+    if (r == 0 && o->stopbits != c->stopbits) {
+        v[0] = (unsigned char)(o->stopbits == 2 ? 2 : 1);
+        r = ath_rfc2217_command(p, ATH_CPO_STOPSIZE, v, 1);
+    }
+    if (r == 0 && o->dtr >= 0 && o->dtr != c->dtr) {
+        v[0] = o->dtr ? ATH_CPO_DTR_ON : ATH_CPO_DTR_OFF;
+        r = ath_rfc2217_command(p, ATH_CPO_CONTROL, v, 1);
+    }
+    if (r == 0 && o->rts >= 0 && o->rts != c->rts) {
+        v[0] = o->rts ? ATH_CPO_RTS_ON : ATH_CPO_RTS_OFF;
+        r = ath_rfc2217_command(p, ATH_CPO_CONTROL, v, 1);
+    }
+    return r;
+}
+
+static int rfc_brk(ath_port_t *p, int on)
+{
+    unsigned char v = on ? ATH_CPO_BREAK_ON : ATH_CPO_BREAK_OFF;
+    return ath_rfc2217_command(p, ATH_CPO_CONTROL, &v, 1);
+}
+
+static int rfc_purge(ath_port_t *p, int which)
+{
+    unsigned char v = (unsigned char)which;
+    return ath_rfc2217_command(p, ATH_CPO_PURGE, &v, 1);
+}
+
+static void rfc_free(ath_port_t *p)
+{
+    free(p->rfc2217);
+    p->rfc2217 = NULL;
+}
+
+static const ath_xport_t rfc_xport = {
+    NULL, NULL, NULL, rfc_up, rfc_write, rfc_set, rfc_brk, rfc_purge,
+    rfc_free};
+
+int ath_rfc2217_attach(ath_port_t *p, const ath_serial_opts_t *o)
+{
+    rfc_t *r = calloc(1, sizeof *r);
+    if (r == NULL)
+        return -ENOMEM;
+    ath_telnet_init(&r->tn, p);
+    r->tn.send = rfc_send;
+    r->tn.on_opt = rfc_on_opt;
+    r->tn.on_sb = rfc_on_sb;
+    p->rfc2217 = r;
+    p->xp = &rfc_xport;
+    p->so = *o;
+    p->io_read = rfc_read;
+    return 0;
+}
+
 void ath_rfc2217_remote(ath_port_t *p, int *baud, int *databits, int *parity,
                         int *stopbits)
 {
@@ -176,10 +255,4 @@ void ath_rfc2217_remote(ath_port_t *p, int *baud, int *databits, int *parity,
     *databits = r ? r->databits : 0;
     *parity = r ? r->parity : 0;
     *stopbits = r ? r->stopbits : 0;
-}
-
-void ath_rfc2217_free(ath_port_t *p)
-{
-    free(p->rfc2217);
-    p->rfc2217 = NULL;
 }

@@ -12,7 +12,7 @@
  *
  * One SSL_CTX per port: no session cache, no shared state.
  */
-#include "lport.h"
+#include "port.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -389,7 +389,7 @@ fail:
 static void tls_timer_closed(uv_handle_t *handle)
 {
     ath_host_t *h = handle->data;
-    h->handles--;
+    ath_host_handles(h, -1);
     free(handle);
 }
 
@@ -419,7 +419,7 @@ static void tls_on_close(ath_port_t *p)
         t->next_close(p);
 }
 
-void ath_tls_free(ath_port_t *p)
+static void tls_xfree(ath_port_t *p)
 {
     ath_tls_t *t = p->tls;
     if (t == NULL)
@@ -463,16 +463,16 @@ static ssize_t tls_io_error(ath_port_t *p, int e, int want_other, int *other)
     }
     r = e == SSL_ERROR_SYSCALL && t->sys_errno ? -t->sys_errno : -EPROTO;
     tls_why(t, e, why, sizeof why);
-    if (p->h->tr && !p->untraced) {
+    if (ath_host_tr(p->h) && !p->untraced) {
         snprintf(note, sizeof note, "(TLS: %s)", why);
-        ath_tr_note(p->h->tr, p->name, note);
+        ath_tr_note(ath_host_tr(p->h), p->name, note);
     }
     return r;
 }
 
 /* Fills buf with as much plaintext as OpenSSL gives without blocking. An
  * end or error after some bytes is kept for the next call
- * (ath_tls_pending says so, and port_read calls again). */
+ * (tls_pending says so, and port.c reads again). */
 static ssize_t tls_read(ath_port_t *p, char *buf, size_t n)
 {
     ath_tls_t *t = p->tls;
@@ -516,14 +516,14 @@ static ssize_t tls_write(ath_port_t *p, char *buf, size_t n)
     return r == 0 ? -EPIPE : r;
 }
 
-int ath_tls_pending(ath_port_t *p)
+static int tls_pending(ath_port_t *p)
 {
     ath_tls_t *t = p->tls;
     return t != NULL && t->state == TLS_OPEN &&
            (t->has_rerr || SSL_pending(t->ssl) > 0);
 }
 
-int ath_tls_events(ath_port_t *p)
+static int tls_events(ath_port_t *p)
 {
     ath_tls_t *t = p->tls;
     int ev = 0;
@@ -565,40 +565,14 @@ static int tls_shake(ath_port_t *p, char *err, size_t n)
     return -1;
 }
 
-/* Pushes the result of tls(): true, or nil, "CODE: why", CODE. */
-int ath_tls_push_result(lua_State *L, ath_port_t *p, const char *code,
-                        const char *why)
+/* Ends the handshake the owner waits for (p->connecting): reports
+ * ATH_PORT_TLS_DONE with code NULL (done) or the failure. */
+static void tls_done(ath_port_t *p, const char *code, const char *why)
 {
-    if (code == NULL) {
-        lua_pushboolean(L, 1);
-        return 1;
-    }
-    lua_pushnil(L);
-    if (strcmp(code, "ETLS") == 0)
-        lua_pushfstring(L, "ETLS: TLS handshake with %s failed: %s", p->name,
-                        why);
-    else
-        lua_pushfstring(L, "%s: %s", code, why);
-    lua_pushstring(L, code);
-    return 3;
-}
-
-/* Ends the handshake the flow in p->connecting waits for: wakes it with
- * true, or with the failure and a closed port. */
-static void tls_done(ath_port_t *p, lua_State *L, const char *code,
-                     const char *why)
-{
-    lua_State *co = p->connecting;
-    int n;
-    p->connecting = NULL;
+    ath_port_ev_t ev = {ATH_PORT_TLS_DONE, 0, why, code, NULL};
+    p->connecting = 0;
     tls_timer_close(p->tls, p->h);
-    n = ath_tls_push_result(L, p, code, why);
-    lua_xmove(L, co, n);
-    ath_host_wake(p->h, co, n);
-    if (code == NULL)
-        ath_port_watch(p);
-    else
-        ath_lport_close(p, L);
+    ath_port_report(p, &ev);
 }
 
 static void tls_timeout_cb(uv_timer_t *tm)
@@ -606,24 +580,25 @@ static void tls_timeout_cb(uv_timer_t *tm)
     ath_port_t *p = tm->data;
     ath_tls_t *t = p->tls;
     char why[200];
-    if (p->connecting == NULL || t->state != TLS_HANDSHAKE)
+    if (!p->connecting || t->state != TLS_HANDSHAKE)
         return;
     t->state = TLS_FAILED;
     t->fatal = 1;
     snprintf(why, sizeof why, "TLS handshake with %s not done in %d ms",
              p->name, t->timeout_ms);
-    tls_done(p, p->h->L, "ETIMEDOUT", why);
-    ath_host_dispatch(p->h);
+    tls_done(p, "ETIMEDOUT", why);
+    ath_port_report(p, &(ath_port_ev_t){ATH_PORT_SETTLED, 0, NULL, NULL,
+                                        NULL});
 }
 
-int ath_tls_step(ath_port_t *p, lua_State *L, int *events)
+static int tls_step(ath_port_t *p, int *events)
 {
     ath_tls_t *t = p->tls;
     char why[400];
     int r;
     if (t->state == TLS_HANDSHAKE) {
         if ((r = tls_shake(p, why, sizeof why)) != 0 && p->connecting)
-            tls_done(p, L, r > 0 ? NULL : "ETLS", why);
+            tls_done(p, r > 0 ? NULL : "ETLS", why);
         return 1;
     }
     if (t->state != TLS_OPEN)
@@ -635,12 +610,17 @@ int ath_tls_step(ath_port_t *p, lua_State *L, int *events)
     return 0;
 }
 
+static const ath_xport_t tls_xport = {tls_pending, tls_step, tls_events,
+                                      NULL, NULL, NULL, NULL, NULL,
+                                      tls_xfree};
+
 int ath_tls_attach(ath_port_t *p, const ath_tls_opts_t *o, char *err, size_t n)
 {
     ath_tls_t *t = tls_new(p, o, err, n);
     if (t == NULL)
         return -1;
     p->tls = t;
+    p->xp = &tls_xport;
     p->io_read = tls_read;
     p->io_write = tls_write;
     t->next_close = p->on_close;
@@ -655,8 +635,8 @@ int ath_tls_handshake(ath_port_t *p, char *err, size_t n)
     int r = tls_shake(p, err, n);
     if (r == 0 && t->timeout_ms > 0 &&
         (t->timer = malloc(sizeof *t->timer)) != NULL) {
-        uv_timer_init(p->h->loop, t->timer);
-        p->h->handles++;
+        uv_timer_init(ath_host_loop(p->h), t->timer);
+        ath_host_handles(p->h, 1);
         t->timer->data = p;
         uv_timer_start(t->timer, tls_timeout_cb, (uint64_t)t->timeout_ms, 0);
     }

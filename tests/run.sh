@@ -86,6 +86,8 @@ for variant in plain asan; do
     done
 done
 suite "plain fixtures/broker_test" bash tests/fixtures/broker_test.sh
+# The byte path runs one way (sources and build/*.o): one test.
+suite "plain layers" sh tests/layers.sh
 # Each libFuzzer harness (make fuzz-build) for a fixed number of
 # executions from its seed corpus: one test each.
 for c in fuzz/corpus/*/; do
