@@ -21,6 +21,7 @@
 -- listen() waits for), self.link_lost and self.bearer_lost (pattern lists
 -- of the lines that mean each loss). Nothing here knows a command.
 local athost = require("athost")
+local at = require("athost.at")
 
 local M = {}
 local Base = {}
@@ -44,19 +45,8 @@ function M.concat(...)
 end
 local concat = M.concat
 
--- Whether a line matches one of pats as the engine matches them: a
--- "^..." Lua pattern, or a literal the line starts with.
-function M.any(line, pats)
-  for _, pt in ipairs(list(pats)) do
-    if type(pt) == "table" then pt = pt[1] end
-    if pt:sub(1, 1) == "^" then
-      if line:find(pt) then return true end
-    elseif line:sub(1, #pt) == pt then
-      return true
-    end
-  end
-  return false
-end
+-- Whether a line matches one of pats as the engine matches them.
+M.any = at.any
 local any = M.any
 
 function M.fail(what, err)
