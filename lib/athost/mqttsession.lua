@@ -11,8 +11,9 @@
 --   S:unsubscribe(topic), S:disconnect()
 --   S:relink()          optional: what a lost link needs before connect()
 --                       again (close the old one)
---   S:fetch()           optional: read messages the module holds (queue
---                       entries { slot = n } stand for them)
+--   S:fetch(entry)      optional: read messages the module holds (queue
+--                       entries { slot = n } stand for them; entry is
+--                       the one listen() took)
 --   S:before_bearer()   optional: what to do before the ladder (read
 --                       what the module holds; shut its sockets)
 --   S:listened(mt)      a match of self.listen_pats while listening
@@ -315,7 +316,7 @@ function Base:listen(ms, fn)
     while #self.queue > 0 do
       local msg = table.remove(self.queue, 1)
       if msg.slot then
-        self:fetch()
+        self:fetch(msg)
       else
         n = n + 1
         self.stats.received = self.stats.received + 1
@@ -323,17 +324,23 @@ function Base:listen(ms, fn)
       end
     end
     if self.failed then fail("waiting for messages", self.failed) end
-    if self.lost then self:recover() end
     local left = deadline - athost.now()
-    if left <= 0 then return n end
-    local mt, err, code = self.port:expect(self.listen_pats, {
-      abort = concat(self.link_lost, self.bearer_lost), timeout = math.ceil(left) })
-    if mt then
-      self:listened(mt)
-    elseif code == "EABORT" then
-      self.lost = self:loss(err, code) or { kind = "link", why = reason(err) }
-    elseif code ~= "ETIMEDOUT" then
-      fail("waiting for messages", err)
+    if self.lost then
+      -- What arrived during the recovery (a message right after the
+      -- resubscribe) is delivered before waiting again.
+      self:recover()
+    elseif left <= 0 then
+      return n
+    else
+      local mt, err, code = self.port:expect(self.listen_pats, {
+        abort = concat(self.link_lost, self.bearer_lost), timeout = math.ceil(left) })
+      if mt then
+        self:listened(mt)
+      elseif code == "EABORT" then
+        self.lost = self:loss(err, code) or { kind = "link", why = reason(err) }
+      elseif code ~= "ETIMEDOUT" then
+        fail("waiting for messages", err)
+      end
     end
   end
 end
