@@ -27,8 +27,8 @@ local args = flow.params(..., {
   retries = false,
 }, usage)
 if not args.product_secret and not args.device_secret then
-  error("give product_secret= (one secret per product) or device_secret= "
-    .. "(one secret per device); " .. usage, 0)
+  athost.usage("give product_secret= (one secret per product) or device_secret= "
+    .. "(one secret per device); " .. usage)
 end
 local handler = flow.handler(args.handler)
 local pk = args.product_key
@@ -55,7 +55,7 @@ if not ds then
     athost.log("using the device secret stored in " .. dir)
   else
     athost.step("register")
-    session.need(m, "http", "a device registers itself over HTTPS; give device_secret=")
+    session.need(m, "http", "it cannot register a device; give device_secret=")
     ds = aliyun.register(m, { product_key = pk, product_secret = args.product_secret,
       device_name = dn, region = args.region, sign_method = args.sign_method,
       auth_base = args.auth_base })

@@ -25,16 +25,16 @@ local args = flow.params(..., {
 }, usage)
 local levels = { none = false, noverify = 0, server = 1, mutual = 2 }
 local level = levels[args.tls]
-if level == nil then error("tls=" .. args.tls .. ": " .. usage, 0) end
-if args.mode ~= "ascii" and args.mode ~= "hex" then error("mode=" .. args.mode .. ": " .. usage, 0) end
+if level == nil then athost.usage("tls=" .. args.tls .. ": " .. usage) end
+if args.mode ~= "ascii" and args.mode ~= "hex" then athost.usage("mode=" .. args.mode .. ": " .. usage) end
 if args.delivery ~= "direct" and args.delivery ~= "cached" then
-  error("delivery=" .. args.delivery .. ": " .. usage, 0)
+  athost.usage("delivery=" .. args.delivery .. ": " .. usage)
 end
-if args.publish and not args.topic then error("publish= needs topic=; " .. usage, 0) end
+if args.publish and not args.topic then athost.usage("publish= needs topic=; " .. usage) end
 local handler = flow.handler(args.handler)
 
 local function read(path, what)
-  if not path then error(string.format("tls=%s needs %s=FILE; %s", args.tls, what, usage), 0) end
+  if not path then athost.usage(string.format("tls=%s needs %s=FILE; %s", args.tls, what, usage)) end
   local f = io.open(path, "rb")
   if not f then error("cannot read " .. path, 0) end
   local s = f:read("a")

@@ -87,7 +87,13 @@ ath_host_t *ath_host_new(uv_loop_t *loop, const ath_host_opts_t *opts);
 
 /* Parameters reach the script as its first argument (a table). */
 int ath_host_set_param(ath_host_t *h, const char *key, const char *value);
-/* Merges a JSON object file into the parameters. 0 or -1 (see error). */
+/* A command-line value: "@FILE" is FILE's contents (final line end
+ * dropped), "@@x" is "@x". 0, or -1 when FILE cannot be read (see error). */
+int ath_host_set_param_arg(ath_host_t *h, const char *key, const char *value);
+/* Parameters from ATHOST_PARAM_<NAME> environment variables. */
+void ath_host_params_from_env(ath_host_t *h);
+/* Merges a JSON object file into the parameters (secret-named ones are
+ * masked; a warning when others may read such a file). 0 or -1. */
 int ath_host_load_config(ath_host_t *h, const char *path);
 /* The default port of athost.port(): a spec and its baud rate (0: default). */
 int ath_host_set_port(ath_host_t *h, const char *spec, int baud);

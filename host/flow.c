@@ -114,7 +114,9 @@ void ath_host_flow_failed(ath_host_t *h, lua_State *co, const char *msg)
     if (co == h->main_co || lua_type(L, t) != LUA_TTABLE ||
         lua_getfield(L, t, "joiners") == LUA_TNIL) {
         /* No one will see this error but the run. */
-        ath_host_finish(h, h->port_failed ? ATH_EXIT_PORT : ATH_EXIT_FAIL,
+        ath_host_finish(h, h->port_failed    ? ATH_EXIT_PORT
+                           : h->usage_failed ? ATH_EXIT_USAGE
+                                             : ATH_EXIT_FAIL,
                         lua_tostring(L, t + 1));
     }
     lua_settop(L, t - 1);

@@ -6,11 +6,13 @@
  */
 #include "host.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <lualib.h>
@@ -213,16 +215,101 @@ int ath_host_set_param(ath_host_t *h, const char *key, const char *value)
     return 0;
 }
 
+/* key=value from a command line: "@FILE" reads the value from FILE (one
+ * final line end dropped), "@@..." is a value starting with "@". Keeps
+ * secrets out of `ps` and shell history. -1 when FILE cannot be read
+ * (ath_host_error says which parameter and why). */
+int ath_host_set_param_arg(ath_host_t *h, const char *key, const char *value)
+{
+    FILE *f;
+    char *buf = NULL;
+    size_t len = 0, cap = 0, n;
+    int rc;
+    if (value[0] != '@')
+        return ath_host_set_param(h, key, value);
+    if (value[1] == '@')
+        return ath_host_set_param(h, key, value + 1);
+    f = fopen(value + 1, "rb");
+    if (f == NULL) {
+        char err[512];
+        snprintf(err, sizeof err, "parameter %s=@%s: cannot read %s: %s", key,
+                 value + 1, value + 1, strerror(errno));
+        free(h->error);
+        h->error = strdup(err);
+        return -1;
+    }
+    for (;;) {
+        if (len + 4096 + 1 > cap) {
+            char *nb = realloc(buf, cap = (cap ? cap * 2 : 8192));
+            if (nb == NULL) {
+                free(buf);
+                fclose(f);
+                free(h->error);
+                h->error = strdup("out of memory");
+                return -1;
+            }
+            buf = nb;
+        }
+        n = fread(buf + len, 1, 4096, f);
+        if (n == 0)
+            break;
+        len += n;
+    }
+    fclose(f);
+    if (buf == NULL)
+        buf = calloc(1, 1);
+    if (buf == NULL)
+        return -1;
+    if (len > 0 && buf[len - 1] == '\n')
+        len--;
+    if (len > 0 && buf[len - 1] == '\r')
+        len--;
+    buf[len] = '\0';
+    rc = ath_host_set_param(h, key, buf);
+    memset(buf, 0, len);
+    free(buf);
+    return rc;
+}
+
+/* ATHOST_PARAM_<NAME>=value in the environment: parameter <name> (lower
+ * case), below the command line's key=value and above --config. */
+void ath_host_params_from_env(ath_host_t *h)
+{
+    extern char **environ;
+    char **e;
+    for (e = environ; e && *e; e++) {
+        const char *eq;
+        char key[128];
+        size_t i, n;
+        if (strncmp(*e, "ATHOST_PARAM_", 13) != 0)
+            continue;
+        eq = strchr(*e, '=');
+        n = eq ? (size_t)(eq - *e) - 13 : 0;
+        if (n == 0 || n >= sizeof key)
+            continue;
+        for (i = 0; i < n; i++)
+            key[i] = (char)tolower((unsigned char)(*e)[13 + i]);
+        key[n] = '\0';
+        ath_host_set_param(h, key, eq + 1);
+    }
+}
+
 static int host_config(lua_State *L)
 {
     const char *path = lua_tostring(L, 1);
+    ath_host_t *h = lua_touserdata(L, 2);
     FILE *f = fopen(path, "rb");
     luaL_Buffer b;
     char buf[4096];
     size_t n;
+    struct stat st;
+    unsigned mode = 0;
+    int warned = 0;
     if (f == NULL)
         return luaL_error(L, "cannot open config %s: %s", path,
                           strerror(errno));
+    if (fstat(fileno(f), &st) == 0)
+        mode = (unsigned)st.st_mode;
     luaL_buffinit(L, &b);
     while ((n = fread(buf, 1, sizeof buf, f)) > 0)
         luaL_addlstring(&b, buf, n);
@@ -242,6 +329,19 @@ static int host_config(lua_State *L)
     lua_pushnil(L);
     while (lua_next(L, -3)) {
         if (lua_type(L, -2) == LUA_TSTRING) {
+            size_t kn;
+            const char *k = lua_tolstring(L, -2, &kn);
+            /* A secret from a file is masked like one from the command
+             * line; a file others may read is worth a warning. */
+            if (ath_secret_name(k, kn) && lua_type(L, -1) == LUA_TSTRING) {
+                ath_host_add_secret(h, lua_tostring(L, -1));
+                if (!warned && (mode & 077)) {
+                    fprintf(stderr, "athost: warning: %s holds %s and others "
+                            "may read it (mode %04o): chmod 600 %s\n", path, k,
+                            (unsigned)(mode & 07777), path);
+                    warned = 1;
+                }
+            }
             lua_pushvalue(L, -2);
             lua_insert(L, -2);
             lua_settable(L, -4);
@@ -272,7 +372,8 @@ int ath_host_load_config(ath_host_t *h, const char *path)
 {
     lua_pushcfunction(h->L, host_config);
     lua_pushstring(h->L, path);
-    if (lua_pcall(h->L, 1, 0, 0) != LUA_OK) {
+    lua_pushlightuserdata(h->L, h);
+    if (lua_pcall(h->L, 2, 0, 0) != LUA_OK) {
         host_error(h);
         return -1;
     }

@@ -50,6 +50,7 @@ struct ath_host {
     int handles;     /* open handles owned by the host's objects */
     ath_res_t res;   /* list head of those objects */
     int port_failed; /* athost.port() could not open the port */
+    int usage_failed; /* athost.usage(): the script was called wrongly */
     char *port_spec;
     int port_baud;
     int port_ref; /* the default port once opened */

@@ -340,7 +340,19 @@ static int port_k(lua_State *L, int status, lua_KContext ctx)
     return 1;
 }
 
+/* athost.usage(msg): the script was called wrongly (a missing or unknown
+ * parameter): raises msg and makes the run exit 2 like any usage error. */
+static int l_usage(lua_State *L)
+{
+    ath_host_t *h = ath_host_from(L);
+    luaL_checkstring(L, 1);
+    h->usage_failed = 1;
+    lua_settop(L, 1);
+    return lua_error(L);
+}
+
 static const luaL_Reg lhost_funcs[] = {
+    {"usage", l_usage},
     {"spawn", l_spawn}, {"sleep", l_sleep},   {"timer", l_timer},
     {"now", l_now},     {"step", l_step},     {"log", l_log},
     {"emit", l_emit},   {"secret", l_secret}, {"params", l_params},

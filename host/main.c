@@ -167,6 +167,11 @@ int main(int argc, char **argv)
             return ATH_EXIT_USAGE;
         }
     }
+    if (interactive && !port && !so.ports && !so.ports_file) {
+        fprintf(stderr, "athost: -i needs a port: -p PORT (a device, "
+                        "tcp:HOST:PORT, sim:MODEL)\n%s", usage);
+        return ATH_EXIT_USAGE;
+    }
     if (interactive && !script && !chunk)
         chunk = "require('athost.interactive').run(...)";
     if (!script && !chunk) {
@@ -200,11 +205,17 @@ int main(int argc, char **argv)
         ath_host_free(h);
         return ATH_EXIT_USAGE;
     }
+    ath_host_params_from_env(h);
     for (i = 0; i < nkv; i++) {
         char *eq = strchr(kv[i], '=');
         *eq = '\0';
-        ath_host_set_param(h, kv[i], eq + 1);
+        rc = ath_host_set_param_arg(h, kv[i], eq + 1);
         *eq = '=';
+        if (rc != 0) {
+            fprintf(stderr, "athost: %s\n", ath_host_error(h));
+            ath_host_free(h);
+            return ATH_EXIT_USAGE;
+        }
     }
     if (port)
         ath_host_set_port(h, port, baud);

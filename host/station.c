@@ -348,11 +348,16 @@ static int station_start(dut_t *d, uv_loop_t *loop, lua_State *T, int table,
         }
         lua_pop(T, 1);
     }
+    ath_host_params_from_env(d->h);
     for (k = 0; k < o->argc; k++) {
         c = strchr(o->argv[k], '=');
         *c = '\0';
-        ath_host_set_param(d->h, o->argv[k], c + 1);
+        rc = ath_host_set_param_arg(d->h, o->argv[k], c + 1);
         *c = '=';
+        if (rc != 0) {
+            fprintf(stderr, "athost: %s\n", ath_host_error(d->h));
+            return ATH_EXIT_USAGE;
+        }
     }
     ath_host_set_port(d->h, d->spec, o->baud);
     rc = o->script ? ath_host_load_file(d->h, o->script)

@@ -6,14 +6,49 @@ local M = {}
 
 -- Checks parameters against a spec { name = default | M.REQUIRED } and
 -- returns a table with the defaults filled in. Unknown names raise, so a
--- typo (prodcut_key=) does not pass silently.
+-- typo (prodcut_key=) does not pass silently, and name the parameter it
+-- is probably meant to be; either is a usage error (exit 2).
 M.REQUIRED = setmetatable({}, { __tostring = function() return "required" end })
+
+-- The edit distance of a and b (insertions, deletions, substitutions,
+-- swaps of neighbours), for "did you mean".
+local function distance(a, b)
+  local d = {}
+  for i = 0, #a do d[i] = { [0] = i } end
+  for j = 0, #b do d[0][j] = j end
+  for i = 1, #a do
+    for j = 1, #b do
+      local cost = a:sub(i, i) == b:sub(j, j) and 0 or 1
+      local v = math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost)
+      if i > 1 and j > 1 and a:sub(i, i) == b:sub(j - 1, j - 1)
+          and a:sub(i - 1, i - 1) == b:sub(j, j) then
+        v = math.min(v, d[i - 2][j - 2] + 1)
+      end
+      d[i][j] = v
+    end
+  end
+  return d[#a][#b]
+end
+
+-- The spec's name closest to k, when it is close enough to be a typo.
+local function nearest(k, spec)
+  local best, bd
+  for name in pairs(spec) do
+    local dd = distance(k, name)
+    if dd <= math.max(1, #name // 4) and (not bd or dd < bd or (dd == bd and name < best)) then
+      best, bd = name, dd
+    end
+  end
+  return best
+end
 
 function M.params(args, spec, usage)
   local out, missing = {}, {}
   for k, v in pairs(args or {}) do
     if spec[k] == nil then
-      error(string.format("unknown parameter %s=...; %s", k, usage), 0)
+      local near = nearest(k, spec)
+      athost.usage(string.format("unknown parameter %s=...%s; %s", k,
+        near and string.format(" (did you mean %s=?)", near) or "", usage))
     end
     out[k] = v
   end
@@ -25,8 +60,8 @@ function M.params(args, spec, usage)
   end
   if #missing > 0 then
     table.sort(missing)
-    error(string.format("missing parameter%s %s; %s", #missing > 1 and "s" or "",
-      table.concat(missing, ", "), usage), 0)
+    athost.usage(string.format("missing parameter%s %s; %s", #missing > 1 and "s" or "",
+      table.concat(missing, ", "), usage))
   end
   return out
 end

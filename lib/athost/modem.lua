@@ -23,8 +23,9 @@ M.known = { "ec200u", "air780e", "air720", "me3630" }
 function M.profile(name)
   local ok, p = pcall(require, "athost.profiles." .. name)
   if not ok then
-    error(string.format("unknown module profile %q (known: %s)", name,
-      table.concat(M.known, ", ")), 2)
+    -- A name the user gave (profile=): a usage error, exit 2.
+    athost.usage(string.format("unknown module profile %q (known: %s)", name,
+      table.concat(M.known, ", ")))
   end
   return p
 end
@@ -254,7 +255,9 @@ function Modem:bearer(apn)
     local cmd = c:find("%s", 1, true) and string.format(c, apn) or c
     local r, err = self:cmd(cmd, { reply = false })
     if not r and p.bearer_optional then
+      -- The rest of the sequence would be refused alike.
       athost.log(string.format("%s refused (%s): going on, the bearer is the attach's", cmd, err))
+      return true
     elseif not r and p.bearer_tolerate and at.any(tostring(err), p.bearer_tolerate) then
       -- "Already active" (a Quectel on LTE, DIALECTS.md §1.7) has no
       -- known wording: the query below decides when it can.

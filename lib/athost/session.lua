@@ -53,9 +53,10 @@ function M.need(m, what, why)
   local have = {}
   for k in pairs(m.profile.can or {}) do have[#have + 1] = k end
   table.sort(have)
-  error(string.format("the %s has no %s%s (it can: %s)", m.profile.name,
-    M.CAPABILITIES[what] or what, why and (": " .. why) or "",
-    #have > 0 and table.concat(have, ", ") or "nothing listed"), 0)
+  error(string.format("the %s has no %s (its profile can: %s)%s", m.profile.name,
+    M.CAPABILITIES[what] or what,
+    #have > 0 and table.concat(have, ", ") or "nothing listed",
+    why and (": " .. why) or ""), 0)
 end
 
 -- An MQTT session. o: host, port, tls (true: the settings of M.tls, or

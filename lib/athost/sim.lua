@@ -109,7 +109,7 @@ end
 -- "air720?k=v&k2=v2" -> "air720", {k = "v", k2 = "v2"} (%XX decoded).
 function M.parse_spec(spec)
   local name, query = spec:match("^([%w_%-]+)%??(.*)$")
-  if not name then error("sim: bad spec '" .. spec .. "'", 3) end
+  if not name then return nil, "sim: bad spec '" .. spec .. "'" end
   local opts = {}
   for item in query:gmatch("[^&]+") do
     local k, v = item:match("^([^=]+)=(.*)$")
@@ -127,8 +127,8 @@ function M.start(name, opts)
     local known = {}
     for k in pairs(M.models) do known[#known + 1] = k end
     table.sort(known)
-    error(string.format("sim: unknown model '%s' (known: %s)", tostring(name),
-      table.concat(known, ", ")), 2)
+    return nil, string.format("sim: unknown model '%s' (known: %s)", tostring(name),
+      table.concat(known, ", ")), "ENOENT"
   end
   local m = core.new(require(mod), opts)
   local master, path, code = athost.pty { link = opts.link, name = m.name .. "-sim" }
@@ -146,6 +146,7 @@ end
 -- opened like a device, and the model object.
 function M.open(spec, opts)
   local name, mopts = M.parse_spec(spec)
+  if not name then return nil, mopts, "EINVAL" end
   local popts = {}
   for k, v in pairs(opts or {}) do
     if k == "sim" then

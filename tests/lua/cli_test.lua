@@ -254,4 +254,91 @@ error("rejected " .. args.product_secret, 0)
   end)
 end)
 
+-- ---- parameters from files and the environment ------------------------------------
+
+-- A script that prints its parameters a, b and password (masked when
+-- registered as a secret: the log line shows ***).
+local SHOW = [[
+local athost = require("athost")
+local args = ...
+print("a=" .. tostring(args.a), "b=" .. tostring(args.b))
+athost.log("password is " .. tostring(args.password))
+]]
+
+t.test("name=@FILE reads the value from FILE, @@ escapes an @, a missing file exits 2", function()
+  in_tmpdir(function(dir)
+    write(dir .. "/show.lua", SHOW)
+    write(dir .. "/a.txt", "from a file\n")
+    write(dir .. "/pw", "Fil3S3cretQ8x\r\n")
+    local code, out, err = athost_cmd(dir, dir .. "/show.lua a=@" .. dir .. "/a.txt b=@@home"
+      .. " password=@" .. dir .. "/pw")
+    t.eq(code, 0, "exit code (" .. err .. ")")
+    t.match(out, "^a=from a file\tb=@home\n", "a from the file (line end dropped), b literal")
+    t.match(err, "password is %*%*%*\n", "a secret read from a file is masked")
+    t.nomatch(out .. err, "Fil3S3cret", "the secret itself")
+    code, out, err = athost_cmd(dir, dir .. "/show.lua a=@" .. dir .. "/nope")
+    t.eq(code, 2, "a file that cannot be read is a usage error")
+    t.match(err, "^athost: parameter a=@.-/nope: cannot read .-/nope: No such file or directory\n$",
+      "one line naming the parameter and the file")
+  end)
+end)
+
+t.test("ATHOST_PARAM_<NAME> sets a parameter; the command line wins", function()
+  in_tmpdir(function(dir)
+    write(dir .. "/show.lua", SHOW)
+    local code, out, err = athost_cmd(dir, "", "ATHOST_PARAM_A=from-env ATHOST_PARAM_B=env-b "
+      .. "ATHOST_PARAM_PASSWORD=EnvS3cretZ9 " .. cli.BIN .. " " .. dir .. "/show.lua b=cli-b")
+    t.eq(code, 0, "exit code (" .. err .. ")")
+    t.match(out, "^a=from%-env\tb=cli%-b\n", "a from the environment, b from the command line")
+    t.match(err, "password is %*%*%*\n", "a secret from the environment is masked")
+  end)
+end)
+
+t.test("--config: a secret in it is masked; a file others may read gets a warning", function()
+  in_tmpdir(function(dir)
+    write(dir .. "/show.lua", SHOW)
+    write(dir .. "/c.json", '{"a":"cfg","password":"CfgS3cretW7"}')
+    os.execute("chmod 644 " .. dir .. "/c.json")
+    local code, out, err = athost_cmd(dir, "--config " .. dir .. "/c.json " .. dir .. "/show.lua")
+    t.eq(code, 0, "exit code (" .. err .. ")")
+    t.match(out, "^a=cfg\t", "a from the config")
+    t.match(err, "password is %*%*%*\n", "masked")
+    t.nomatch(out .. err, "CfgS3cret", "the secret itself")
+    t.match(err, "athost: warning: .-/c%.json holds password and others may read it %(mode 0644%): "
+      .. "chmod 600 ", "the warning")
+    os.execute("chmod 600 " .. dir .. "/c.json")
+    code, out, err = athost_cmd(dir, "--config " .. dir .. "/c.json " .. dir .. "/show.lua")
+    t.eq(code, 0, "exit code")
+    t.nomatch(err, "warning", "no warning for a private file")
+  end)
+end)
+
+t.test("flow usage errors exit 2 and name the near miss; -i without a port 2; unknown sim model 3", function()
+  in_tmpdir(function(dir)
+    local flow = cli.ROOT .. "/clouds/aliyun.lua"
+    local code, _, err = athost_cmd(dir, flow .. " prodcut_key=a1")
+    t.eq(code, 2, "an unknown parameter")
+    t.match(err, "^athost: unknown parameter prodcut_key=%.%.%. %(did you mean product_key=%?%); usage: ",
+      "did you mean")
+    code, _, err = athost_cmd(dir, flow .. " product_key=a1")
+    t.eq(code, 2, "neither secret")
+    t.match(err, "^athost: give product_secret=", "message")
+    code, _, err = athost_cmd(dir, cli.ROOT .. "/clouds/mqtt.lua host=h")
+    t.eq(code, 2, "a missing parameter")
+    t.match(err, "^athost: missing parameter client_id; usage: ", "message")
+    code, _, err = athost_cmd(dir, cli.ROOT .. "/clouds/mqtt.lua host=h client_id=c tls=sever")
+    t.eq(code, 2, "a bad value")
+    code, _, err = athost_cmd(dir, "-p sim:air720 " .. flow .. " product_key=a1 device_secret=x profile=ec9999")
+    t.eq(code, 2, "an unknown profile")
+    t.match(err, 'unknown module profile "ec9999" %(known: air780e, ', "message")
+    code, _, err = athost_cmd(dir, "-i </dev/null")
+    t.eq(code, 2, "-i without a port")
+    t.match(err, "^athost: %-i needs a port", "message")
+    code, _, err = athost_cmd(dir, "-p sim:bogus -e 'require(\"athost\").port()'")
+    t.eq(code, 3, "an unknown virtual modem is a port that cannot be opened")
+    t.match(err, "^athost: sim: unknown model 'bogus' %(known: ", "message")
+    t.nomatch(err, "%.lua:%d", "no Lua file position")
+  end)
+end)
+
 t.run()

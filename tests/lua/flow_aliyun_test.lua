@@ -411,8 +411,9 @@ t.test("ME3630 with only a product secret: it cannot register, step register", f
   local r = finish(flow(link, { "product_key=" .. PK, "product_secret=" .. PS,
     "state_dir=" .. dir .. "/state-me3630-ps" }))
   t.eq(r.code, 1, "exit status")
-  t.eq(r.fail, 'athost: step "register" failed: the me3630 cannot register a device '
-    .. "(no HTTP commands): give device_secret=", "failure line")
+  t.eq(r.fail, 'athost: step "register" failed: the me3630 has no HTTP requests '
+    .. "(its profile can: aliyun_mqtt): it cannot register a device; give device_secret=",
+    "failure line")
   t.nomatch(r.tr, "AT+CLOUDAUTH", "the transcript")
 end)
 

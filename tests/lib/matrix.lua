@@ -1,0 +1,350 @@
+-- The cloud flows end to end on one virtual modem model, as a user runs
+-- them: `athost -l TRANSCRIPT clouds/<flow>.lua -p 'sim:<model>?...' k=v`
+-- as a child process, against a real mosquitto (plain, TLS, mutual TLS)
+-- and the local Aliyun auth service (HTTPS), messages checked on the
+-- broker's side with mosquitto_sub and mosquitto_pub. A per-model suite
+-- (tests/lua/flow_<model>_test.lua) is a list of these:
+--
+--   local X = require("matrix").new("ec200u")
+--   X.test("mqtt tls=server qos=1", function() X.mqtt { tls = "server", qos = 1 } end)
+--   X.test("aliyun twice", function() X.aliyun_twice {} end)
+--   X.test("huawei", function() X.huawei {} end)
+--   X.test("recovery", function() X.recovery { fault = "drop=AT%2BQMTPUBEX" } end)
+--   X.run()
+--
+-- Every run is checked for secrets (passwords, product and device
+-- secrets, tokens, the client key) in its stdout, stderr and transcript.
+local t = require("t")
+local athost = require("athost")
+local flows = require("flows")
+
+local M = {}
+
+local REGION = "cn-shanghai"
+local AUTH_HOST = "iot-auth." .. REGION .. ".aliyuncs.com"
+
+function M.new(model, defaults)
+  defaults = defaults or {}
+  local X = { model = model }
+  local BIN = os.getenv("ATHOST_BIN") or "./athost"
+  local here = ((arg and arg[0]) or "tests/lua/x"):match("^(.*)/[^/]*$") or "."
+  local ROOT = here .. "/../.."
+  local DIR = t.tmpdir()
+  local proc = require("proc").new(DIR)
+  local q, shell, uid, poll = proc.q, proc.shell, proc.uid, proc.poll
+  local background = proc.background
+  X.dir, X.q, X.uid, X.poll = DIR, q, uid, poll
+
+  local B = require("broker").start(DIR .. "/broker")
+  X.broker = B
+  local function broker_log() return t.slurp(B.DIR .. "/mosquitto.log") or "" end
+  local LEVELS = flows.levels(B)
+
+  local secrets = { B.PASS }
+  function X.secret(s) secrets[#secrets + 1] = s end
+  local key = t.slurp(B.CLIENT_KEY)
+  if key then
+    -- A window from the middle of the key: the PEM header is no secret.
+    X.secret(key:sub(200, 260))
+  end
+
+  -- The auth service, started when an Aliyun test first needs it.
+  local auth
+  local PK = "a1Matrix" .. model:gsub("%W", ""):sub(1, 6)
+  local PS = "Ps" .. athost.random(12, "hex")
+  X.secret(PS)
+  local function auth_service()
+    if auth then return auth end
+    local state = DIR .. "/auth.json"
+    local base = background(string.format("%s %s/scripts/sim/aliyun-auth.lua port=0 "
+      .. "products=%s broker_host=%s broker_port=1883 tls_cert=%s tls_key=%s state=%s %s",
+      BIN, ROOT, q(PK .. ":" .. PS), q(PK .. ".iot-as-mqtt." .. REGION .. ".aliyuncs.com"),
+      q(B.DIR .. "/server.pem"), q(B.DIR .. "/server.key"), q(state),
+      q("broker_adduser=bash " .. ROOT .. "/tests/fixtures/broker.sh adduser " .. B.DIR)),
+      "auth")
+    local port = poll("the auth service listening", 10000, function()
+      local out = t.slurp(base .. ".out") or ""
+      return tonumber(out:match("listening on https://127%.0%.0%.1:(%d+)")),
+        t.slurp(base .. ".err")
+    end)
+    auth = { port = port, state = state, base = base }
+    return auth
+  end
+  -- Device secrets and tokens the auth service issued (its state file).
+  local function issued()
+    local out = {}
+    if not auth then return out end
+    local ok, st = pcall(athost.json.decode, t.slurp(auth.state) or "")
+    for _, d in pairs(ok and type(st) == "table" and st.devices or {}) do
+      out[#out + 1] = d.deviceSecret
+      if d.iotToken then out[#out + 1] = d.iotToken end
+    end
+    return out
+  end
+
+  ---------------------------------------------------------------------------
+  -- mosquitto_sub, mosquitto_pub
+  ---------------------------------------------------------------------------
+
+  -- Waits until the broker logged, since byte `from`, its connects-th
+  -- CONNACK to id and a SUBACK after it; fails early if run ended.
+  local function subscribed(id, from, connects, run)
+    poll(string.format("CONNACK #%d and then SUBACK to %s in the broker log",
+      connects or 1, id), 30000, function()
+      if run and run.done() then
+        error("the flow ended before it subscribed: exit " .. run.done()
+          .. ", stderr:\n" .. (t.slurp(run.base .. ".err") or ""), 0)
+      end
+      local s = broker_log():sub(from + 1)
+      local at = 0
+      for _ = 1, connects or 1 do
+        at = s:find("Sending CONNACK to " .. id .. " ", at + 1, true)
+        if not at then return false, s:sub(-400) end
+      end
+      return s:find("Sending SUBACK to " .. id .. "\n", at, true), s:sub(-400)
+    end)
+  end
+  X.subscribed = subscribed
+
+  local function auth_args()
+    return string.format("-h 127.0.0.1 -p %d -u %s -P %s", B.PORT, q(B.USER), q(B.PASS))
+  end
+
+  -- mosquitto_sub on topic, subscribed when this returns; the result
+  -- waits until pred(payloads) holds and returns the exact payloads.
+  function X.subscriber(topic)
+    local id = "sub-" .. uid()
+    local from = #broker_log()
+    local base = background(string.format("timeout 90 stdbuf -oL mosquitto_sub -i %s %s "
+      .. "-t %s -q 1 -W 85 -F %%x", id, auth_args(), q(topic)), id)
+    subscribed(id, from)
+    return function(pred, what)
+      return poll(what or "messages at mosquitto_sub", 30000, function()
+        local got = {}
+        for hex in (t.slurp(base .. ".out") or ""):gmatch("(%x*)\n") do
+          got[#got + 1] = athost.unhex(hex)
+        end
+        if pred(got) then return got end
+        return nil, #got .. " message(s): " .. table.concat(got, " | "):sub(1, 300)
+      end)
+    end
+  end
+
+  -- mosquitto_pub of exactly these bytes.
+  function X.publish(topic, payload)
+    local file = DIR .. "/pub-" .. uid()
+    local f = assert(io.open(file, "wb"))
+    f:write(payload)
+    f:close()
+    local out, ok = shell(string.format("mosquitto_pub %s -t %s -q 1 -f %s",
+      auth_args(), q(topic), file))
+    t.ok(ok, "mosquitto_pub: " .. out)
+  end
+
+  ---------------------------------------------------------------------------
+  -- The flow as a child process
+  ---------------------------------------------------------------------------
+
+  -- The port spec of the virtual modem: model options (a table, values
+  -- as on a command line) after the defaults of this matrix.
+  function X.spec(sim)
+    local o, keys = {}, {}
+    for k, v in pairs(defaults.sim or {}) do o[k] = v end
+    for k, v in pairs(sim or {}) do o[k] = v end
+    for k in pairs(o) do keys[#keys + 1] = k end
+    table.sort(keys)
+    local parts = {}
+    for _, k in ipairs(keys) do
+      parts[#parts + 1] = k .. "=" .. tostring(o[k]):gsub("[%%&?=+ ]", function(c)
+        return string.format("%%%02X", c:byte())
+      end)
+    end
+    return "sim:" .. model .. (#parts > 0 and "?" .. table.concat(parts, "&") or "")
+  end
+
+  -- Starts clouds/<name>.lua on the model; run.done() is its exit code
+  -- once it ended, run.wait() returns { rc, out, err, tr } after
+  -- checking them for secrets.
+  function X.flow(name, args, sim)
+    local id = "flow-" .. uid()
+    local keys, words = {}, {}
+    for k, v in pairs(args) do if v ~= false then keys[#keys + 1] = k end end
+    table.sort(keys)
+    for _, k in ipairs(keys) do words[#words + 1] = q(k .. "=" .. args[k]) end
+    local tr = DIR .. "/" .. id .. ".tr"
+    local run = {}
+    run.base = background(string.format("timeout -s TERM 90 %s -l %s %s/clouds/%s.lua -p %s %s",
+      BIN, tr, ROOT, name, q(X.spec(sim)), table.concat(words, " ")), id)
+    function run.done()
+      local rc = t.slurp(run.base .. ".rc")
+      return rc and tonumber(rc:match("%d+"))
+    end
+    function run.wait(ms)
+      local rc = poll("the flow to end", ms or 80000, run.done)
+      local r = { rc = rc, out = t.slurp(run.base .. ".out") or "",
+        err = t.slurp(run.base .. ".err") or "", tr = t.slurp(tr) or "" }
+      local all = {}
+      for _, s in ipairs(secrets) do all[#all + 1] = s end
+      for _, s in ipairs(issued()) do all[#all + 1] = s end
+      for _, s in ipairs(run.secrets or {}) do all[#all + 1] = s end
+      for _, s in ipairs(all) do
+        for _, what in ipairs({ "out", "err", "tr" }) do
+          t.ok(not r[what]:find(s, 1, true), "a secret in the flow's " .. what)
+        end
+      end
+      return r
+    end
+    return run
+  end
+
+  local function ok_run(r)
+    t.eq(r.rc, 0, "exit code (stderr: " .. r.err:sub(-1500) .. ")")
+  end
+
+  ---------------------------------------------------------------------------
+  -- The checks
+  ---------------------------------------------------------------------------
+
+  -- clouds/mqtt.lua, both ways: mosquitto_sub waits on `up`; the flow
+  -- subscribes to `down`, publishes o.up (o.count times) and listens for
+  -- one message, which mosquitto_pub sends once the broker logged the
+  -- flow's SUBACK. o: tls (none|noverify|server|mutual), qos, up, down,
+  -- args (more flow parameters), sim (model options), connects (the
+  -- CONNACK to wait for), arrives (what mosquitto_sub must see; default
+  -- o.up). Returns the run's result.
+  function X.mqtt(o)
+    local u = uid()
+    local up, down = "athost/m/" .. u .. "/up", "athost/m/" .. u .. "/down"
+    local cid = "m-" .. model .. "-" .. u
+    local tls = o.tls or "none"
+    local port, files = LEVELS[tls]()
+    local payload_up = o.up or string.format("up %s qos %d from %s", tls, o.qos or 0, model)
+    local payload_down = o.down or string.format("down %s qos %d to %s", tls, o.qos or 0, model)
+    local args = { host = "127.0.0.1", port = port, tls = tls, client_id = cid,
+      username = B.USER, password = B.PASS, subscribe = down, topic = up,
+      publish = payload_up, listen = 40, messages = 1, qos = o.qos or 0 }
+    for k, v in pairs(files) do args[k] = v end
+    for k, v in pairs(o.args or {}) do args[k] = v end
+    local received = X.subscriber(up)
+    local from = #broker_log()
+    local run = X.flow("mqtt", args, o.sim)
+    subscribed(cid, from, o.connects, run)
+    X.publish(down, payload_down)
+    local r = run.wait()
+    ok_run(r)
+    t.eq(r.out, flows.shown(down, payload_down), "stdout: the message from mosquitto_pub")
+    local want = o.arrives or payload_up:gsub("%%d", "1")
+    r.received = received(function(ps)
+      for _, p in ipairs(ps) do if p == want then return true end end
+    end, "the flow's publish at mosquitto_sub")
+    r.up, r.down, r.cid = up, down, cid
+    return r
+  end
+
+  -- clouds/aliyun.lua with a product secret, twice on one device: the
+  -- first run registers over the module's HTTP commands and stores the
+  -- device secret, the second uses the stored one. Messages both ways
+  -- each time.
+  function X.aliyun_twice(o)
+    o = o or {}
+    local a = auth_service()
+    local dn = "86" .. string.format("%013d", math.random(0, 9999999999999))
+    local state = DIR .. "/state-" .. uid()
+    local sim = { imei = dn,
+      hosts = AUTH_HOST .. "=127.0.0.1:" .. a.port .. "," .. PK .. ".iot-as-mqtt."
+        .. REGION .. ".aliyuncs.com:1883=127.0.0.1:" .. B.TLS_PORT }
+    for k, v in pairs(o.sim or {}) do sim[k] = v end
+    local base = "/" .. PK .. "/" .. dn .. "/user"
+    local runs = {}
+    for i = 1, 2 do
+      local up = '{"run":' .. i .. ',"n":"' .. uid() .. '"}'
+      local down = "to " .. model .. " run " .. i .. " " .. uid()
+      local received = X.subscriber(base .. "/update")
+      local from = #broker_log()
+      local run = X.flow("aliyun", { product_key = PK, product_secret = PS,
+        state_dir = state, publish = up, listen = 40, messages = 1 }, sim)
+      -- The MQTT client id is the device name.
+      subscribed(dn, from, 1, run)
+      X.publish(base .. "/get", down)
+      local r = run.wait()
+      ok_run(r)
+      t.eq(r.out, flows.shown(base .. "/get", down), "run " .. i .. ": stdout")
+      received(function(ps)
+        for _, p in ipairs(ps) do if p == up then return true end end
+      end, "run " .. i .. ": the flow's publish at mosquitto_sub")
+      t.match(r.err, "done: device " .. dn .. ", registered " .. tostring(i == 1),
+        "run " .. i .. ": summary")
+      runs[i] = r
+    end
+    t.match(runs[2].err, "using the device secret stored in", "run 2 used the stored secret")
+    t.nomatch(runs[2].err, "\n%[%s*[%d.]+%] register\n", "run 2 did not register")
+    return runs
+  end
+
+  -- The broker accepts device_id for the current UTC hour, as IoTDA does.
+  local function enroll(device_id, secret)
+    local left = 3600 - os.time() % 3600
+    if left < 30 then athost.sleep((left + 1) * 1000) end
+    local password = athost.hmac("sha256", os.date("!%Y%m%d%H"), secret)
+    local out, ok = shell(string.format("bash %s/tests/fixtures/broker.sh adduser %s %s %s",
+      ROOT, B.DIR, q(device_id), q(password)))
+    t.ok(ok, "broker.sh adduser: " .. out)
+  end
+
+  -- clouds/huawei.lua with the CA uploaded and verified by the module;
+  -- messages both ways on the IoTDA topics.
+  function X.huawei(o)
+    o = o or {}
+    local id, secret = flows.device_id(), "secret-" .. athost.random(8, "hex")
+    X.secret(secret)
+    enroll(id, secret)
+    local report = '{"services":[{"service_id":"s","properties":{"t":' .. math.random(99) .. '}}]}'
+    local down = '{"paras":{"from":"' .. model .. '"}}'
+    local received = X.subscriber("$oc/devices/" .. id .. "/sys/properties/report")
+    local from = #broker_log()
+    local run = X.flow("huawei", { device_id = id, secret = secret, host = "localhost",
+      port = B.TLS_PORT, ca = B.CA, publish = report, listen = 40, messages = 1 }, o.sim)
+    local cid = id .. "_0_0_"
+    poll("the device's SUBACK", 30000, function()
+      if run.done() then error("the flow ended: " .. (t.slurp(run.base .. ".err") or ""), 0) end
+      local s = broker_log():sub(from + 1)
+      return s:find("Sending SUBACK to " .. cid, 1, true), s:sub(-300)
+    end)
+    local topic = "$oc/devices/" .. id .. "/sys/commands/request_id=" .. uid()
+    X.publish(topic, down)
+    local r = run.wait()
+    ok_run(r)
+    t.eq(r.out, flows.shown(topic, down), "stdout")
+    received(function(ps) return ps[1] == report end, "the report at mosquitto_sub")
+    t.match(r.err, "CA CN=athost test CA", "the CA was checked")
+    return r
+  end
+
+  -- clouds/mqtt.lua with a fault that loses the link or the bearer after
+  -- the first publish (o.fault, e.g. "drop=AT+QMTPUBEX"): the second
+  -- publish arrives, the summary counts one reconnect.
+  function X.recovery(o)
+    local sim = { }
+    local k, v = o.fault:match("^([^=]+)=(.*)$")
+    sim[k] = v
+    for kk, vv in pairs(o.sim or {}) do sim[kk] = vv end
+    local r = X.mqtt { qos = o.qos or 1, up = "after the loss %d", tls = o.tls,
+      arrives = "after the loss 2", sim = sim, connects = 2,
+      args = { count = 2 } }
+    t.match(r.err, "link lost %(", "the flow saw the loss")
+    t.match(r.err, "published 2, received 1, reconnects 1", "summary")
+    return r
+  end
+
+  X.test = proc.test
+  function X.run()
+    local ok, err = pcall(t.run)
+    proc.stop_running()
+    require("broker").stop(DIR .. "/broker")
+    os.execute("rm -rf " .. q(DIR))
+    if not ok then error(err, 0) end
+  end
+  return X
+end
+
+return M
