@@ -4,7 +4,8 @@
 #   make check      install what is missing, build, run every test, also
 #                   under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make demo       Aliyun provisioning on the virtual Air720 and a local
-#                   mosquitto broker
+#                   mosquitto broker; MODEM=air780e (any virtual modem)
+#                   runs it on another one
 #   make bench      round-trip rate against a bare C loop, peak RSS
 #   make install    PREFIX=/usr/local DESTDIR=
 
@@ -101,10 +102,12 @@ test: check
 bench: all
 	bash bench/run.sh ./athost
 
+MODEM ?= air720
+
 demo:
 	sh scripts/deps.sh
 	$(MAKE) all
-	sh scripts/demo.sh
+	MODEM='$(MODEM)' sh scripts/demo.sh
 
 install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR)/pkgconfig \

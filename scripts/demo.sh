@@ -1,7 +1,9 @@
 #!/bin/sh
-# make demo: the Aliyun dialogue of reference 000, end to end, with nothing
-# but this machine: a real mosquitto broker (TLS), the local Aliyun auth
-# service (HTTPS), and the virtual Air720 on a pty. The flow registers the
+# make demo [MODEM=air720]: the Aliyun dialogue of reference 000, end to
+# end, with nothing but this machine: a real mosquitto broker (TLS), the
+# local Aliyun auth service (HTTPS), and the virtual modem MODEM (default
+# air720; another virtual modem of athost.sim with HTTP, e.g. air780e) on
+# a pty, started as scripts/sim/$MODEM.lua. The flow registers the
 # device with a product secret, stores the device secret, gets
 # iotId/iotToken, connects over TLS, subscribes, publishes, and prints the
 # message that mosquitto_pub sends it. Everything started here is stopped
@@ -10,6 +12,37 @@ set -u
 cd "$(dirname "$0")/.." || exit 2
 ROOT=$(pwd)
 ATHOST=${ATHOST:-$ROOT/athost}
+MODEM=${MODEM:-air720}
+
+# The virtual modems athost.sim knows; anything else stops here, before
+# anything is started.
+KNOWN=$("$ATHOST" -e 'local n = {}
+for k in pairs(require("athost.sim").models) do n[#n + 1] = k end
+table.sort(n) print(table.concat(n, " "))') || exit 2
+# The ME3630 has no HTTP commands: it cannot register with a product
+# secret, which is what this demo shows.
+NO_HTTP="me3630"
+for m in $NO_HTTP; do
+    KNOWN=$(echo " $KNOWN " | sed "s/ $m / /; s/^ *//; s/ *\$//")
+done
+case " $NO_HTTP " in
+*" $MODEM "*)
+    echo "demo: MODEM=$MODEM has no HTTP commands, so it cannot register a device" \
+        "with a product secret as this demo does (MODEM: $(echo "$KNOWN" | sed 's/ /, /g'))" >&2
+    exit 2
+    ;;
+esac
+case " $KNOWN " in
+*" $MODEM "*) ;;
+*)
+    echo "demo: unknown MODEM=$MODEM (known: $(echo "$KNOWN" | sed 's/ /, /g'))" >&2
+    exit 2
+    ;;
+esac
+if [ ! -f "scripts/sim/$MODEM.lua" ]; then
+    echo "demo: MODEM=$MODEM has no scripts/sim/$MODEM.lua" >&2
+    exit 2
+fi
 DIR=$(mktemp -d "${TMPDIR:-/tmp}/athost-demo.XXXXXX")
 PK=a1DemoProd01
 PS=$(openssl rand -hex 8)
@@ -61,8 +94,9 @@ wait_for "$DIR/auth.out" "listening on"
 AUTH_PORT=$(sed -n 's/.*listening on .*:\([0-9]*\)$/\1/p' "$DIR/auth.out")
 echo "auth service on 127.0.0.1:$AUTH_PORT"
 
-say "virtual Air720 on a pty ($DIR/ttyAIR)"
-"$ATHOST" scripts/sim/air720.lua "link=$DIR/ttyAIR" "imei=$IMEI" \
+TTY=$DIR/tty$MODEM
+say "virtual $MODEM on a pty ($TTY)"
+"$ATHOST" "scripts/sim/$MODEM.lua" "link=$TTY" "imei=$IMEI" \
     "hosts=iot-auth.$REGION.aliyuncs.com=127.0.0.1:$AUTH_PORT,$PK.iot-as-mqtt.$REGION.aliyuncs.com:1883=127.0.0.1:$BROKER_TLS_PORT" \
     >"$DIR/sim.out" 2>&1 &
 SIM_PID=$!
@@ -79,9 +113,9 @@ TOPIC="/$PK/$IMEI/user/get"
 ) &
 PUB_PID=$!
 
-say "athost clouds/aliyun.lua -p $DIR/ttyAIR product_key=$PK product_secret=*** (transcript on stderr)"
+say "athost clouds/aliyun.lua -p $TTY product_key=$PK product_secret=*** (transcript on stderr)"
 {
-    "$ATHOST" -l - clouds/aliyun.lua -p "$DIR/ttyAIR" "product_key=$PK" \
+    "$ATHOST" -l - clouds/aliyun.lua -p "$TTY" "product_key=$PK" \
         "product_secret=$PS" "state_dir=$DIR/state" \
         'publish={"temperature":21.5}' listen=30 messages=1
     echo $? >"$DIR/flow.status"

@@ -1,6 +1,12 @@
 -- Probes a module: who it is and whether it is ready for data.
 --
 --   athost scripts/probe.lua -p /dev/ttyUSB0
+--
+-- The profile line is the module's profile as athost.modem detects it
+-- (each profile's `detect` words in AT+CGMI / AT+CGMM / AT+CGMR / ATI);
+-- manufacturer, model and revision are AT+CGMI / AT+CGMM / AT+CGMR as
+-- athost.modem reads them: the optional "+CGMx: " prefix and quotes
+-- removed (the Air780E's '+CGMM: "Air780EP"', DIALECTS.md 3).
 local athost = require("athost")
 local modem = require("athost.modem")
 
@@ -16,6 +22,7 @@ athost.step("identify")
 local ok, err = pcall(m.identify, m)
 local info = { port = port.name }
 info.manufacturer = m.info.cgmi
+info.model = m.info.cgmm
 info.revision = m.info.cgmr
 info.ati = m.info.ati
 info.profile = ok and m.profile.name or ("unknown: " .. tostring(err))
@@ -33,7 +40,7 @@ info.signal = query("AT+CSQ", "%+CSQ:")
 info.registration = query("AT+CGREG?", "%+CGREG:")
 info.attached = query("AT+CGATT?", "%+CGATT:")
 
-local order = { "port", "profile", "manufacturer", "revision", "ati", "imei",
+local order = { "port", "profile", "manufacturer", "model", "revision", "ati", "imei",
   "sim", "signal", "registration", "attached" }
 for _, k in ipairs(order) do
   print(string.format("%-13s %s", k, info[k] == nil and "-" or tostring(info[k])))

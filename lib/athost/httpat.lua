@@ -82,7 +82,9 @@ function M.request(m, method, url, body, content_type, opts)
   if h.ssl then para(string.format(h.ssl, url:find("^https://") and 1 or 0)) end
   para(string.format(h.url, url))
   if content_type then
-    para(string.format(h.header, "Content-Type: " .. content_type))
+    -- AT+HTTPPARA="CONTENT" where the profile has it; else a header line.
+    para(h.content and string.format(h.content, content_type)
+      or string.format(h.header, "Content-Type: " .. content_type))
   end
   local action = method == "POST" and 1 or 0
   if body then

@@ -151,7 +151,10 @@ end
 -- CONNECT. opts: client_id (string, default ""; empty needs clean),
 -- username, password (password only with a username, spec 3.1.2.9),
 -- keepalive seconds (default 60, 0 disables), clean (default true),
--- will = {topic, payload (<= 65535 bytes), qos (default 0), retain}.
+-- will = {topic, payload (<= 65535 bytes), qos (default 0), retain},
+-- version 4 (3.1.1, the default) or 3 (MQTT 3.1: protocol name "MQIsdp",
+-- level 3, which SIMCom modules speak unless told otherwise; the packet
+-- is otherwise the same).
 function M.connect(opts)
   check(type(opts) == "table", "connect options must be a table")
   local client_id = opts.client_id or ""
@@ -162,6 +165,8 @@ function M.connect(opts)
   local keepalive = opts.keepalive or 60
   check(math.type(keepalive) == "integer" and keepalive >= 0
     and keepalive <= 65535, "keepalive must be an integer in 0..65535")
+  local version = opts.version or 4
+  check(version == 3 or version == 4, "version must be 3 (MQTT 3.1) or 4 (3.1.1)")
   local flags = clean and 0x02 or 0
   local payload = { pack(">s2", client_id) }
   local will = opts.will
@@ -188,7 +193,8 @@ function M.connect(opts)
     flags = flags | 0x40
     payload[#payload + 1] = pack(">s2", opts.password)
   end
-  return packet(0x10, pack(">s2BBI2", "MQTT", 4, flags, keepalive)
+  return packet(0x10, pack(">s2BBI2", version == 3 and "MQIsdp" or "MQTT",
+    version, flags, keepalive)
     .. concat(payload))
 end
 
@@ -668,8 +674,9 @@ local function handle(s, p)
       return nil, "EPROTO: QoS 2 PUBLISH was never requested"
     end
     if p.qos == 1 then s:send(M.puback(p.id)) end
+    -- id: the packet id of a QoS 1 message (modules print it: +QMTRECV).
     return { type = "message", topic = p.topic, payload = p.payload,
-      qos = p.qos, retain = p.retain }
+      qos = p.qos, retain = p.retain, id = p.id }
   elseif t == "PUBACK" then
     if not s.inflight[p.id] then
       return nil, "EPROTO: PUBACK for unknown packet id " .. p.id

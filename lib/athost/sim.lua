@@ -29,14 +29,18 @@
 --   split=off|on               output in writes of 1-7 bytes
 --   delay=0|20|150             ms before each answer and each URC
 --   noise=off|on               garbage before every line (also a fault)
---   ...and each model's own (athost.sim.air720, athost.sim.me3630, ...)
+--   ...and each model's own (athost.sim.air720, athost.sim.me3630,
+--   athost.sim.ec200u and the athost.sim.quectel_* files it takes)
 -- Faults (also methods of the model object, see athost.sim.core):
 --   noise=1|WHEN        a line of garbage before every line (from WHEN on)
 --   slow=MS             output one byte every MS milliseconds
 --   echo=1              echo stuck on (ATE0 answered, ignored)
 --   silent=1|WHEN       stop answering (from power-on, or at WHEN)
---   drop=WHEN           the MQTT link drops: CLOSED
---   pdp=WHEN            the bearer is lost: +PDP DEACT
+--   drop=WHEN           the MQTT link drops: CLOSED (A7670: +CMQTTCONNLOST,
+--                       EC200U: +QMTSTAT)
+--   pdp=WHEN            the bearer is lost: +PDP DEACT (A7670: +CGEV: NW
+--                       PDN DEACT 1, +CMQTTCONNLOST, +CMQTTNONET; EC200U:
+--                       +QIURC: "pdpdeact",<cid>)
 --   reboot=WHEN         reboot: banner, state lost, autobaud again
 --   refuse=AT+X[:N][;AT+Y:N]   answer those commands with +CME ERROR: N
 --   wrong_echo=AT+X[#N]  echo "AT+CFUN=0" instead of that command (the
@@ -54,7 +58,8 @@ local core = require("athost.sim.core")
 
 local M = {}
 
-M.models = { air720 = "athost.sim.air720", me3630 = "athost.sim.me3630" }
+M.models = { air720 = "athost.sim.air720", air780e = "athost.sim.air780e",
+  me3630 = "athost.sim.me3630", a7670 = "athost.sim.a7670", ec200u = "athost.sim.ec200u" }
 
 local function decode(s)
   return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
@@ -140,6 +145,18 @@ function M.start(name, opts)
   m.path, m.link = path, opts.link
   m:attach(master)
   return m
+end
+
+-- What scripts/sim/<model>.lua does: starts model `name` with the
+-- command line's options, prints the pty slave's path (the link, if
+-- given, points to it), logs the model, and serves until SIGTERM.
+function M.serve(name, args)
+  local m = assert(M.start(name, args or {}))
+  print(m.path)
+  io.stdout:flush()
+  athost.log(string.format("%s %s on %s%s", name, m.imei, m.path,
+    m.link and (" (" .. m.link .. ")") or ""))
+  m:wait()
 end
 
 -- athost.open("sim:SPEC", opts): the slave side of a new virtual modem,

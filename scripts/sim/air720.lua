@@ -5,14 +5,4 @@
 --   athost -p /tmp/ttyAIR -e 'print(assert(athost.port():cmd("AT")).final)'
 --
 -- Prints the pty slave's path (the link, if given, points to it).
-local athost = require("athost")
-local sim = require("athost.sim")
-
-local args = ... or {}
-
-local m = assert(sim.start("air720", args))
-print(m.path)
-io.stdout:flush()
-athost.log(string.format("air720 %s on %s%s", m.imei, m.path,
-  m.link and (" (" .. m.link .. ")") or ""))
-m:wait()
+require("athost.sim").serve("air720", ...)

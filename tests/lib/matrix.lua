@@ -33,6 +33,8 @@ function M.new(model, defaults)
   local proc = require("proc").new(DIR)
   local q, shell, uid, poll = proc.q, proc.shell, proc.uid, proc.poll
   local background = proc.background
+  -- Services that outlive one test (the auth service): stopped by X.run.
+  local lasting = require("proc").new(DIR)
   X.dir, X.q, X.uid, X.poll = DIR, q, uid, poll
 
   local B = require("broker").start(DIR .. "/broker")
@@ -56,7 +58,7 @@ function M.new(model, defaults)
   local function auth_service()
     if auth then return auth end
     local state = DIR .. "/auth.json"
-    local base = background(string.format("%s %s/scripts/sim/aliyun-auth.lua port=0 "
+    local base = lasting.background(string.format("%s %s/scripts/sim/aliyun-auth.lua port=0 "
       .. "products=%s broker_host=%s broker_port=1883 tls_cert=%s tls_key=%s state=%s %s",
       BIN, ROOT, q(PK .. ":" .. PS), q(PK .. ".iot-as-mqtt." .. REGION .. ".aliyuncs.com"),
       q(B.DIR .. "/server.pem"), q(B.DIR .. "/server.key"), q(state),
@@ -93,7 +95,8 @@ function M.new(model, defaults)
       connects or 1, id), 30000, function()
       if run and run.done() then
         error("the flow ended before it subscribed: exit " .. run.done()
-          .. ", stderr:\n" .. (t.slurp(run.base .. ".err") or ""), 0)
+          .. ", stderr:\n" .. (t.slurp(run.base .. ".err") or "")
+          .. "\nthe transcript's end:\n" .. (t.slurp(run.tr or "") or ""):sub(-2500), 0)
       end
       local s = broker_log():sub(from + 1)
       local at = 0
@@ -172,7 +175,7 @@ function M.new(model, defaults)
     table.sort(keys)
     for _, k in ipairs(keys) do words[#words + 1] = q(k .. "=" .. args[k]) end
     local tr = DIR .. "/" .. id .. ".tr"
-    local run = {}
+    local run = { tr = tr }
     run.base = background(string.format("timeout -s TERM 90 %s -l %s %s/clouds/%s.lua -p %s %s",
       BIN, tr, ROOT, name, q(X.spec(sim)), table.concat(words, " ")), id)
     function run.done()
@@ -198,7 +201,8 @@ function M.new(model, defaults)
   end
 
   local function ok_run(r)
-    t.eq(r.rc, 0, "exit code (stderr: " .. r.err:sub(-1500) .. ")")
+    t.eq(r.rc, 0, "exit code (stderr: " .. r.err:sub(-1500) .. "\nthe transcript's end:\n"
+      .. r.tr:sub(-2500) .. ")")
   end
 
   ---------------------------------------------------------------------------
@@ -340,6 +344,7 @@ function M.new(model, defaults)
   function X.run()
     local ok, err = pcall(t.run)
     proc.stop_running()
+    lasting.stop_running()
     require("broker").stop(DIR .. "/broker")
     os.execute("rm -rf " .. q(DIR))
     if not ok then error(err, 0) end

@@ -62,6 +62,12 @@ t.test("CONNECT with no flags but clean session", function()
     "\x10\x0E\x00\x04MQTT\x04\x00\x01\x2C\x00\x02id", "persistent session")
 end)
 
+t.test("CONNECT as MQTT 3.1 (version 3): protocol name MQIsdp, level 3", function()
+  t.eq(mqtt.connect { client_id = "id", keepalive = 60, version = 3 },
+    "\x10\x10\x00\x06MQIsdp\x03\x02\x00\x3C\x00\x02id", "3.1 CONNECT")
+  t.raises(function() mqtt.connect { version = 5 } end, "version must be 3")
+end)
+
 t.test("PUBLISH QoS 0 and QoS 1", function()
   t.eq(mqtt.publish { topic = "a/b", payload = "hi" },
     "\x30\x07\x00\x03a/b" .. "hi", "QoS 0")
@@ -443,7 +449,7 @@ t.test("an incoming QoS 1 PUBLISH is acknowledged by the session", function()
   local ev = h.s:input(mqtt.publish { topic = "cmd/1", payload = "on", qos = 1,
     id = 77 } .. mqtt.publish { topic = "cmd/2", payload = "off", retain = true })
   t.deepeq(ev, {
-    { type = "message", topic = "cmd/1", payload = "on", qos = 1, retain = false },
+    { type = "message", topic = "cmd/1", payload = "on", qos = 1, retain = false, id = 77 },
     { type = "message", topic = "cmd/2", payload = "off", qos = 0, retain = true },
   }, "events")
   t.deepeq(h.take(), { { type = "PUBACK", id = 77 } }, "sent")

@@ -15,123 +15,15 @@ local BROKER_SH = here .. "/../fixtures/broker.sh"
 local DIR = t.tmpdir()
 local B = {}                  -- BROKER_* from broker.env, without the prefix
 
-local function shell(cmd)
-  local f = assert(io.popen(cmd .. " 2>&1"))
-  local out = f:read("a")
-  local ok = f:close()
-  return out, ok
-end
-
-local function uid() return athost.random(4, "hex") end
-
----------------------------------------------------------------------------
--- Helpers: modems, MQTT dialogues, mosquitto clients
----------------------------------------------------------------------------
+local L = require("luattest").new(B, DIR)
+local shell, uid, raw = L.shell, L.uid, L.raw
+local must_expect, mqtt_up, mqtt_status = L.must_expect, L.mqtt_up, L.mqtt_status
+local subscriber, publish, topic, upload = L.subscriber, L.publish, L.topic, L.upload
+local CONNECT_FAIL, MSUB = L.CONNECT_FAIL, L.MSUB
 
 -- A fresh virtual Air720 (options as a query string), closed after fn.
 local function with_modem(query, fn) simtest.with_modem("air720", query, fn) end
 local up = simtest.up
-
--- Waits for pat; a line in opts.abort fails the test, naming it.
-local function must_expect(p, pat, opts)
-  opts = opts or {}
-  return assert(p:expect(pat, { abort = opts.abort, timeout = opts.timeout or 10000 }))
-end
-
-local CONNECT_FAIL = { "CONNECT FAIL", "CLOSED", "+CME ERROR", "ERROR" }
-
--- MCONFIG, (SSL)MIPSTART, CONNECT OK, MCONNECT, CONNACK OK.
-local function mqtt_up(p, o)
-  o = o or {}
-  assert(p:cmd(string.format('AT+MCONFIG="%s","%s","%s"', o.client_id or
-    "sim-" .. uid(), o.user or B.USER, o.pass or B.PASS)))
-  assert(p:cmd(string.format('AT+%s="%s",%d', o.tls and "SSLMIPSTART" or
-    "MIPSTART", o.host or "127.0.0.1", o.port or B.PORT)))
-  must_expect(p, "CONNECT OK", { abort = CONNECT_FAIL })
-  assert(p:cmd("AT+MCONNECT=1," .. (o.keepalive or 60)))
-  must_expect(p, "CONNACK OK", { abort = { "+CME ERROR", "ERROR", "CLOSED" } })
-end
-
-local function mqtt_status(p)
-  return assert(p:cmd("AT+MQTTSTATU", { reply = "^%+MQTTSTATU :(%d)$" }))[1]
-end
-
-local function mosq_args(port)
-  return string.format("-h 127.0.0.1 -p %d -u %s -P %s", port or B.PORT,
-    B.USER, B.PASS)
-end
-
-local function wait_file(file, what, done)
-  local deadline = athost.now() + 10000
-  while true do
-    local s = t.slurp(file) or ""
-    local r = done(s)
-    if r then return r end
-    if athost.now() > deadline then
-      error(string.format("%s: not within 10 s; %s holds %q", what, file, s), 3)
-    end
-    athost.sleep(20)
-  end
-end
-
--- Starts mosquitto_sub on topic in the background and returns once it is
--- subscribed (its debug output shows the SUBACK); the returned function
--- waits for the one message it then receives.
-local function subscriber(topic)
-  local id = "sub-" .. uid()
-  local file = DIR .. "/" .. id
-  os.execute(string.format("mosquitto_sub -i %s %s -t '%s' -q 1 -C 1 -W 15 "
-    .. "-F 'MSG|%%t|%%q|%%r|%%x' > %s 2>&1 &", id, mosq_args(), topic, file))
-  -- mosquitto_sub's own output is block-buffered; the broker's log is not.
-  wait_file(B.DIR .. "/mosquitto.log", "mosquitto_sub subscribed", function(s)
-    return s:find("Sending SUBACK to " .. id, 1, true)
-  end)
-  return function()
-    return wait_file(file, "a message at mosquitto_sub", function(s)
-      local tp, q, r, x = s:match("MSG|([^|\n]*)|(%d)|(%d)|(%x*)")
-      if tp then
-        return { topic = tp, qos = tonumber(q), retain = r == "1",
-          payload = athost.unhex(x) }
-      end
-    end)
-  end
-end
-
--- mosquitto_pub of exactly these bytes.
-local function publish(topic, payload, qos)
-  local file = DIR .. "/pub-" .. uid()
-  local f = assert(io.open(file, "wb"))
-  f:write(payload)
-  f:close()
-  local out, ok = shell(string.format("mosquitto_pub %s -t '%s' -q %d -f %s",
-    mosq_args(), topic, qos or 0, file))
-  t.ok(ok, "mosquitto_pub: " .. out)
-end
-
-local MSUB = { '^%+MSUB: "([^"]*)",(%d+) byte,', count = 2 }
-
-local function topic() return "athost/sim/" .. uid() end
-
--- Raw bytes after sending s, until `stop` shows up (or ms pass).
-local function raw(p, s, stop, ms)
-  p:flush()
-  if s then assert(p:send(s)) end
-  local got, chunks, deadline = "", 0, athost.now() + (ms or 3000)
-  while not got:find(stop, 1, true) do
-    local left = deadline - athost.now()
-    if left <= 0 then break end
-    local d = p:recv(4096, { timeout = math.ceil(left) })
-    if not d then break end
-    got, chunks = got .. d, chunks + 1
-  end
-  return got, chunks
-end
-
-local function upload(p, name, data)
-  assert(p:cmd(string.format('AT+FSCREATE="%s"', name)))
-  assert(p:cmd(string.format('AT+FSWRITE="%s",0,%d,15', name, #data),
-    { prompt = ">", data = data }))
-end
 
 ---------------------------------------------------------------------------
 -- The dialect
@@ -701,11 +593,7 @@ t.test("HTTP POST as in reference 000, against a local server", function()
     t.eq(r.payload, reply, "HTTPREAD body")
     assert(p:cmd("AT+HTTPTERM"))
     t.fails("CME", p:cmd("AT+HTTPTERM"))
-    t.eq(#seen, 1, "requests")
-    t.eq(seen[1].method, "POST", "method")
-    t.eq(seen[1].path, "/auth/register/device", "path")
-    t.eq(seen[1].headers["content-type"], "application/x-www-form-urlencoded", "header")
-    t.eq(seen[1].body, body, "body")
+    simtest.form_post(seen, "/auth/register/device", body)
   end)
   stop()
 end)
@@ -877,12 +765,7 @@ end)
 ---------------------------------------------------------------------------
 
 t.test("athost scripts/sim/air720.lua serves a separate athost -p", function()
-  local link, out, pidf = DIR .. "/ttyAIR", DIR .. "/sim.out", DIR .. "/sim.pid"
-  assert(os.execute(string.format("%s/athost %s/scripts/sim/air720.lua link=%s "
-    .. "imei=861234567890123 > %s 2>&1 & echo $! > %s", ROOT, ROOT, link, out, pidf)))
-  local pid = wait_file(pidf, "pid", function(s) return s:match("%d+") end)
-  local ok, err = pcall(function()
-    wait_file(out, "the slave path", function(s) return s:find("/dev/pts/") end)
+  L.serve_script(ROOT, "air720", "imei=861234567890123", function(link)
     local chunk = "local p = require('athost').port() assert(p:cmd('AT')) "
       .. "print(assert(p:cmd('AT+CGSN')).lines[1])"
     local res, okc = shell(string.format("%s/athost -p %s -e \"%s\"", ROOT, link, chunk))
@@ -893,11 +776,6 @@ t.test("athost scripts/sim/air720.lua serves a separate athost -p", function()
     t.ok(okc, "-p sim: " .. res)
     t.match(res, "869999999999999", "IMEI from -p sim:air720")
   end)
-  os.execute("kill -TERM " .. pid)
-  wait_file(out, "the simulator to exit", function()
-    return not os.execute("kill -0 " .. pid .. " 2>/dev/null")
-  end)
-  if not ok then error(err, 0) end
 end)
 
 -- Last: it restarts the broker.
@@ -915,9 +793,4 @@ end)
 
 ---------------------------------------------------------------------------
 
-for k, v in pairs(require("broker").start(DIR)) do B[k] = v end
-
-local passed, err = pcall(t.run)
-shell(BROKER_SH .. " stop " .. DIR)
-shell("rm -rf " .. DIR)
-if not passed then error(err, 0) end
+require("luattest").run(B, DIR)

@@ -119,7 +119,7 @@ t.test("personality=random:SEED: the seed line on stderr, the same line for the 
     t.ok(f:close(), "athost -p " .. spec .. ": " .. out)
     return out
   end
-  for _, model in ipairs({ "air720", "me3630" }) do
+  for _, model in ipairs({ "air720", "me3630", "ec200u" }) do
     local a = run("sim:" .. model .. "?personality=random:4242")
     local line = a:match("athost sim " .. model .. ": (personality=random:4242: [^\n]*)\n")
     t.ok(line, model .. ": the seed line in " .. a)

@@ -17,6 +17,9 @@ return profile.derive("air720", {
     params = { 'AT+HTTPPARA="CID",1' },
     -- HTTPS is switched on, not read from the URL (DIALECTS.md §3).
     ssl = "AT+HTTPSSL=%d",
+    -- The content type as the documented CONTENT key: what USER_DEFINED
+    -- does with a header line is unconfirmed (§3), a module may ignore it.
+    content = 'AT+HTTPPARA="CONTENT","%s"',
   },
   limits = {
     http_data = 3356,           -- AT+HTTPDATA bytes on the AT build (§3)

@@ -61,7 +61,19 @@ D.knobs = {
       .. "example prints it" },
 }
 for _, k in ipairs(luat_mqtt.knobs) do D.knobs[#D.knobs + 1] = k end
-local L = D.limits
+
+-- A limit of this model: a related model (athost.sim.air780e) takes these
+-- handlers and differs in data, or by a knob through dialect.limit(m, k).
+local function limit(m, k)
+  local d = m.dialect
+  return d.limit and d.limit(m, k) or d.limits[k]
+end
+
+-- Whether an HTTP request may go out: the Air720 needs the SAPBR bearer
+-- (reference 000); another model says otherwise in its dialect.
+function D.http_ready(m)
+  return m:online() and m.st.bearer.open
+end
 
 function D.reset(m)
   m.st.bearer = { open = false, para = {} }
@@ -94,17 +106,14 @@ local set_params = core.set_params
 
 C.I = function(m, c)
   if c.op ~= "exec" then return m:error() end
-  m:info(D.ident.cgmi)
-  m:info(D.ident.cgmm)
-  m:info("Revision:" .. (m.opts.version or D.ident.cgmr))
+  local id = m.dialect.ident
+  m:info(id.cgmi)
+  m:info(id.cgmm)
+  m:info("Revision:" .. (m.opts.version or id.cgmr))
   m:ok()
 end
 
-C["+RESET"] = function(m, c)
-  if c.op ~= "exec" then return m:error() end
-  m:ok()
-  m:reboot(true)
-end
+C["+RESET"] = core.restart
 
 ---------------------------------------------------------------------------
 -- Bearer: AT+SAPBR=<cmd>,<cid>[,"<tag>","<value>"]
@@ -194,7 +203,7 @@ C["+HTTPDATA"] = function(m, c)
   if not ps then return end
   local h = m.st.http
   if not h then return m:fail(E_STATE) end
-  local len, ms = atparse.int(ps[1], 1, L.http_data), atparse.int(ps[2], 1000, 120000)
+  local len, ms = atparse.int(ps[1], 1, limit(m, "http_data")), atparse.int(ps[2], 1000, 120000)
   if not len or not ms then return m:fail(E_PARAM) end
   m:info("DOWNLOAD")
   local data = m:read_data(len, ms)
@@ -232,14 +241,15 @@ local function http_action(m, h, method, gen, outcome)
     outcome(line)
     if m:knob("http_dup") == "on" then m:urc(line, gen) end
   end
-  if not m:online() or not m.st.bearer.open then return done(601) end
+  if not m.dialect.http_ready(m, h) then return done(601) end
   local ok, http = pcall(require, "athost.http11")
   if not ok then
     io.stderr:write("athost sim: AT+HTTPACTION needs athost.http11: ", http, "\n")
     return done(601)
   end
   local headers = {}
-  user_headers(h.para.USER_DEFINED or "", headers)
+  -- (The Air780E's knob user_defined=ignored drops them.)
+  if m.kv.user_defined ~= "ignored" then user_headers(h.para.USER_DEFINED or "", headers) end
   if h.para.CONTENT then headers["Content-Type"] = h.para.CONTENT end
   if h.para.UA then headers["User-Agent"] = h.para.UA end
   local url = h.para.URL
@@ -248,7 +258,7 @@ local function http_action(m, h, method, gen, outcome)
   ok, r, err, code = pcall(http.request, {
     method = METHODS[method], url = url, headers = headers,
     body = method == 1 and (h.data or "") or nil,
-    timeout = tonumber(h.para.TIMEOUT) and tonumber(h.para.TIMEOUT) * 1000 or L.http_ms,
+    timeout = tonumber(h.para.TIMEOUT) and tonumber(h.para.TIMEOUT) * 1000 or limit(m, "http_ms"),
     connect = function(host, port, tls)
       return m:connect(host, port, tls and { verify = false } or nil, "http")
     end,
@@ -272,7 +282,7 @@ C["+HTTPACTION"] = function(m, c)
   local gen = m.gen
   m:ok_then(function(outcome)
     athost.spawn(http_action, m, h, method, gen, outcome)
-  end, L.http_ms + 5000)
+  end, limit(m, "http_ms") + 5000)
 end
 
 -- AT+HTTPREAD[=<start>,<size>]: "+HTTPREAD: <len>", the bytes, OK.
@@ -297,16 +307,16 @@ end
 -- Files (flash: they survive reboots)
 ---------------------------------------------------------------------------
 
-local function fname(p)
+local function fname(m, p)
   local n = p and p.value
-  if not n or n == "" or #n > L.fs_name or n:find('[%c"]') then return nil end
+  if not n or n == "" or #n > limit(m, "fs_name") or n:find('[%c"]') then return nil end
   return n
 end
 
 C["+FSCREATE"] = function(m, c)
   local ps = set_params(m, c, 1)
   if not ps then return end
-  local n = fname(ps[1])
+  local n = fname(m, ps[1])
   if not n then return m:fail(E_PARAM) end
   m.files[n] = m.files[n] or ""
   m:ok()
@@ -316,8 +326,8 @@ end
 C["+FSWRITE"] = function(m, c)
   local ps = set_params(m, c, 4)
   if not ps then return end
-  local n = fname(ps[1])
-  local mode, len = atparse.int(ps[2], 0, 1), atparse.int(ps[3], 1, L.fs_write)
+  local n = fname(m, ps[1])
+  local mode, len = atparse.int(ps[2], 0, 1), atparse.int(ps[3], 1, limit(m, "fs_write"))
   local secs = atparse.int(ps[4], 1, 300)
   if not n or not mode or not len or not secs then return m:fail(E_PARAM) end
   if not m.files[n] then return m:fail(E_STATE) end
@@ -332,7 +342,7 @@ end
 C["+FSREAD"] = function(m, c)
   local ps = set_params(m, c, 1, 4)
   if not ps then return end
-  local n = fname(ps[1])
+  local n = fname(m, ps[1])
   local data = n and m.files[n]
   if not data then return m:fail(E_STATE) end
   if #ps == 4 then
@@ -347,7 +357,7 @@ end
 C["+FSDEL"] = function(m, c)
   local ps = set_params(m, c, 1)
   if not ps then return end
-  local n = fname(ps[1])
+  local n = fname(m, ps[1])
   if not n or not m.files[n] then return m:fail(E_STATE) end
   m.files[n] = nil
   m:ok()
@@ -356,7 +366,7 @@ end
 C["+FSFLSIZE"] = function(m, c)
   local ps = set_params(m, c, 1)
   if not ps then return end
-  local n = fname(ps[1])
+  local n = fname(m, ps[1])
   if not n or not m.files[n] then return m:fail(E_STATE) end
   m:info("+FSFLSIZE: " .. #m.files[n])
   m:ok()

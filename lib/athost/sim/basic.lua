@@ -57,6 +57,14 @@ local function settings(m, c)
 end
 C.Z, C["&F"] = settings, settings
 
+-- A vendor's reset command (the Air720's AT+RESET, SIMCom's AT+CRESET):
+-- OK, then a reboot that keeps the OK on the wire.
+function M.restart(m, c)
+  if c.op ~= "exec" then return m:error() end
+  m:ok()
+  m:reboot(true)
+end
+
 local function accept(m) m:ok() end
 C["&W"], C.V, C.Q, C["&C"], C["&D"] = accept, accept, accept, accept, accept
 
@@ -153,7 +161,10 @@ C["+CFUN"] = function(m, c)
   m:ok()
   if rst == 1 then return m:reboot(true) end
   if v == 1 then
-    if m.net.cfun ~= 1 then m.net = { cfun = 1, attached = true, pdp = true } end
+    if m.net.cfun ~= 1 then
+      m.net = { cfun = 1, attached = true, pdp = true }
+      m:net_up()
+    end
   else
     m.net.cfun = v
     m:net_down()
@@ -226,7 +237,9 @@ C["+CGACT"] = function(m, c)
     if not (m.net.cfun == 1 and m.net.attached) then return m:fail(M.E_STATE) end
     if m.kv and m.kv.cgact == "refuse" then return m:fail(M.E_FAILED) end
     m:ok()
+    local was = m.net.pdp
     m.net.pdp, m.net.act_cid = true, cid
+    if not was then m:net_up() end
     return
   end
   m:ok()

@@ -9,6 +9,7 @@
 --     reset(m)      fresh model state in m.st after a (re)boot
 --     shutdown(m)   close links and flows quietly (reboot, close)
 --     net_down(m)   the radio or the PDP context went away (CFUN=0, ...)
+--     net_up(m)     it came back (CGACT=1, CFUN=1 after another mode)
 --     drop(m), pdp_deact(m)   the link and bearer faults }
 --
 -- Handlers: handler(m, c), c from atparse.command. A handler answers with
@@ -45,6 +46,7 @@ M.E_STATE, M.E_PARAM, M.E_FAILED = basic.E_STATE, basic.E_PARAM, basic.E_FAILED
 M.params = basic.params
 M.set_params = basic.set_params
 M.commands = basic.commands
+M.restart = basic.restart
 
 ---------------------------------------------------------------------------
 -- Options
@@ -126,10 +128,14 @@ end
 M.knobs = {
   { name = "order", values = { "after", "before" }, default = "after",
     doc = "a command whose result is a URC (CONNECT OK, CONNACK OK, SUBACK, "
-      .. "PUBACK, +HTTPACTION, +ALIAUTH, +CLOUDSUBACK): OK first and the "
-      .. "URC later, or the URC first and then OK" },
+      .. "PUBACK, +HTTPACTION, +ALIAUTH, +CLOUDSUBACK, +CMQTTCONNECT, "
+      .. "+CMQTTSUB, +CMQTTPUB, +NETOPEN, +QMTOPEN, +QMTCONN, +QMTSUB, "
+      .. "+QMTPUB(EX), +QHTTPPOST, ...): OK first and the URC later, or the "
+      .. "URC first and then OK" },
   { name = "prompt", values = { "bare", "space", "line" }, default = "bare",
-    doc = "the data prompt of AT+FSWRITE, AT+MPUBEX, AT+CLOUDPUB: \">\" "
+    doc = "the data prompt of AT+FSWRITE, AT+MPUBEX, AT+CLOUDPUB, "
+      .. "AT+CCERTDOWN, AT+CMQTTTOPIC and the other CMQTT data, AT+QMTPUBEX, "
+      .. "AT+QMTPUB: \">\" "
       .. "alone, \"> \" with a space, or \"\\r\\n> \" on a line of its own" },
   { name = "echo_boot", values = { "on", "off" }, default = "on",
     doc = "command echo after power-on and ATZ (flows send ATE0)" },
@@ -429,8 +435,12 @@ function Core:prompt(p)
   self:raw(p)
 end
 
--- The refusal line for error n under the current AT+CMEE.
+-- The refusal line for error n under the current AT+CMEE. A dialect's
+-- cme_line(m, n) may answer first (its own texts, numeric codes under
+-- AT+CMEE=2); nil leaves it to the 27.007 default here.
 function Core:cme_line(n)
+  local own = self.dialect.cme_line and self.dialect.cme_line(self, n)
+  if own then return own end
   if self.cmee == 1 then return "+CME ERROR: " .. n end
   if self.cmee == 2 then return "+CME ERROR: " .. (M.CME_TEXT[n] or tostring(n)) end
   return "ERROR"
@@ -440,38 +450,52 @@ function Core:fail(n)
   if live(self) then final(self, self:cme_line(n or M.E_STATE)) end
 end
 
--- A command whose result is a URC, in the order the knob `order` says.
--- start(done) begins the work and calls done(line) once, now or later,
--- with the outcome line (nil: no outcome line). order=after: OK now, the
--- outcome as a URC when it comes. order=before: the command flow waits
--- for it (at most ms, default 60 s; then OK, and the outcome later as a
--- URC), writes it, then OK; an outcome that is itself a final result
--- ("ERROR", "+CME ERROR: n") is then the only answer.
-function Core:ok_then(start, ms)
+-- Runs start(done) and holds the command flow until done(line) is called
+-- (at most ms, default 60 s): the module is busy, no next command is
+-- read. Returns true, line (nil: no outcome line) once done was called;
+-- false when the time ran out or the modem rebooted or closed under it.
+-- A done(line) that comes after that goes to late(line) (if given).
+-- (A model-internal poll: the flows under test never see its timing.)
+function Core:await(start, ms, late)
   local gen = self.gen
-  if self:knob("order") ~= "before" then
-    self:ok()
-    return start(function(line) if line then self:urc(line, gen) end end)
-  end
   local got, answered = nil, false
   start(function(line)
     if answered then
-      if line then self:urc(line, gen) end
+      if late then late(line) end
       return
     end
     got = { line = line }
   end)
-  -- The module is busy until the outcome is in: no next command is read.
-  -- (A model-internal poll: the flows under test never see its timing.)
   local deadline = athost.now() + (ms or 60000)
   while not got and self.gen == gen and not self.closed
       and athost.now() < deadline do
     athost.sleep(1)
   end
   answered = true
+  if not got or self.gen ~= gen then return false end
+  return true, got.line
+end
+
+-- A command whose result is a URC, in the order the knob `order` says
+-- (or `order`, "after" or "before", when the dialect's own knob decides
+-- for this command). start(done) begins the work and calls done(line)
+-- once, now or later, with the outcome line (nil: no outcome line).
+-- order=after: OK now, the outcome as a URC when it comes. order=before:
+-- the command flow waits for it (at most ms, default 60 s; then OK, and
+-- the outcome later as a URC), writes it, then OK; an outcome that is
+-- itself a final result ("ERROR", "+CME ERROR: n") is then the only
+-- answer.
+function Core:ok_then(start, ms, order)
+  local gen = self.gen
+  if (order or self:knob("order")) ~= "before" then
+    self:ok()
+    return start(function(line) if line then self:urc(line, gen) end end)
+  end
+  local done, line = self:await(start, ms, function(l)
+    if l then self:urc(l, gen) end
+  end)
   if self.gen ~= gen then return end
-  local line = got and got.line
-  if line then
+  if done and line then
     self:info(line)
     if line == "ERROR" or line:find("^%+CME ERROR") then return end
   end
@@ -524,13 +548,25 @@ function Core:next_line()
   end
 end
 
--- Exactly n raw bytes within ms (the data after DOWNLOAD or '>'): the
--- bytes, or nil, "ETIMEDOUT" (what came is discarded, as a module does),
--- or nil, "EREBOOT" / "ECLOSED".
-function Core:read_data(n, ms)
+-- Raw input after a prompt: reads until take(ibuf) returns the bytes it
+-- wants (and a second value), or ms pass. Returns what take returned
+-- (those bytes consumed), or nil, "ETIMEDOUT" (what came is discarded, as
+-- a module does), nil, why when take gives up (nil, why: the input is
+-- discarded), or nil, "EREBOOT" / "ECLOSED".
+function Core:read_raw(take, ms)
   local gen = self.gen
   local deadline = athost.now() + ms
-  while #self.ibuf < n do
+  while true do
+    local n, extra, why = take(self.ibuf)
+    if n then
+      local data = self.ibuf:sub(1, n)
+      self.ibuf = self.ibuf:sub(n + 1 + (extra and #extra or 0))
+      self.answer_wait = self.delay_ms > 0 and self.delay_ms or nil
+      return data, extra
+    elseif why then
+      self.ibuf = ""
+      return nil, why
+    end
     local left = deadline - athost.now()
     if left <= 0 then
       self.ibuf = ""
@@ -540,10 +576,57 @@ function Core:read_data(n, ms)
     if self.gen ~= gen then return nil, "EREBOOT" end
     if not ok and code ~= "ETIMEDOUT" then return nil, code end
   end
-  local data = self.ibuf:sub(1, n)
-  self.ibuf = self.ibuf:sub(n + 1)
-  self.answer_wait = self.delay_ms > 0 and self.delay_ms or nil
-  return data
+end
+
+-- Exactly n raw bytes within ms (the data after DOWNLOAD or '>'): the
+-- bytes, or nil, "ETIMEDOUT" / "EREBOOT" / "ECLOSED" (read_raw).
+function Core:read_data(n, ms)
+  return self:read_raw(function(buf) if #buf >= n then return n end end, ms)
+end
+
+-- Raw bytes up to a terminator within ms (Quectel's AT+QMTPUB without a
+-- length ends at 0x1A and Esc cancels; Luat's AT+MPUBEX without one ends
+-- at 0x1A): stops is a Lua pattern class of single bytes ("[\26\27]").
+-- Returns the bytes before it and the terminator (consumed), or nil,
+-- "E2BIG" after max bytes with none, or nil, "ETIMEDOUT" / "EREBOOT" /
+-- "ECLOSED" (read_raw).
+function Core:read_until(stops, max, ms)
+  return self:read_raw(function(buf)
+    local i = buf:find(stops)
+    if i and i <= max + 1 then return i - 1, buf:sub(i, i) end
+    if #buf > max then return nil, nil, "E2BIG" end
+  end, ms)
+end
+
+-- Raw bytes up to the byte `stop` (not kept), or until idle_ms pass
+-- without a byte (Luat AT+MPUBEX without <len>): the bytes, or nil,
+-- "ETOOLONG" once more than max came (they are discarded, the rest of the
+-- message starts the next command line, as with read_data's overflow),
+-- or nil, "EREBOOT" / "ECLOSED".
+function Core:read_until_idle(stop, idle_ms, max)
+  local gen = self.gen
+  while true do
+    local i = self.ibuf:find(stop, 1, true)
+    if (i and i - 1 > max) or (not i and #self.ibuf > max) then
+      self.ibuf = self.ibuf:sub((i or max) + 1)
+      return nil, "ETOOLONG"
+    end
+    if i then
+      local data = self.ibuf:sub(1, i - 1)
+      self.ibuf = self.ibuf:sub(i + 1)
+      self.answer_wait = self.delay_ms > 0 and self.delay_ms or nil
+      return data
+    end
+    local ok, code = self:fill(idle_ms)
+    if self.gen ~= gen then return nil, "EREBOOT" end
+    if not ok then
+      if code ~= "ETIMEDOUT" then return nil, code end
+      local data = self.ibuf
+      self.ibuf = ""
+      self.answer_wait = self.delay_ms > 0 and self.delay_ms or nil
+      return data
+    end
+  end
 end
 
 -- Fires the command triggers armed for line; returns the faults to apply
@@ -727,6 +810,11 @@ end
 
 function Core:net_down()
   if self.dialect.net_down then self.dialect.net_down(self) end
+end
+
+-- The PDP context came back (AT+CGACT=1, AT+CFUN=1): a model may say so.
+function Core:net_up()
+  if self.dialect.net_up then self.dialect.net_up(self) end
 end
 
 return M

@@ -55,6 +55,9 @@ M.knobs = {
       .. "with +CME ERROR (a flow must then cycle AT+CFUN=0/1)" },
 }
 
+-- The Air720's limits; a model of the family gives its own table as
+-- dialect.mqtt_limits (athost.sim.air780e). topic and message are
+-- optional: without them topics and incoming messages are not limited.
 M.limits = {
   field = 256,            -- each AT+MCONFIG field
   mpub = 4100,            -- bytes in AT+MPUB's message
@@ -62,6 +65,27 @@ M.limits = {
   mpubex_ms = 20000,      -- to send them
   slots = 4,              -- AT+MQTTMSGSET=1 cache
   connect_ms = 15000,     -- TCP/TLS connect before CONNECT FAIL
+  -- topic = 256,         -- bytes of a topic (MSUB, MPUB, MPUBEX)
+  -- message = 4100,      -- bytes of an incoming message (longer: dropped)
+  -- mpubex_idle = 5000,  -- AT+MPUBEX without <len>: ends after this idle
+}
+
+local function lim(m) return m.dialect.mqtt_limits or M.limits end
+
+-- A topic the model takes: not empty, within the model's limit.
+local function topic_ok(m, t)
+  local max = lim(m).topic
+  return t ~= "" and (not max or #t <= max)
+end
+
+-- What the bearer loss prints, by the reading of the knob pdp_urc (%d:
+-- the context's cid). A model offers those its firmware may print.
+M.PDP_URCS = {
+  pdp = { "+PDP DEACT" },
+  cgev = { "+CGEV: NW PDN DEACT %d" },
+  both = { "+CGEV: NW PDN DEACT %d", "+PDP DEACT" },
+  me = { "+CGEV: ME PDN DEACT %d" },
+  me_pdp = { "+CGEV: ME PDN DEACT %d", "+PDP DEACT" },
 }
 
 function M.reset(m)
@@ -125,11 +149,12 @@ function M.drop(m)
 end
 
 -- The bearer is lost: "+PDP DEACT" and/or "+CGEV: NW PDN DEACT 1" (knob
--- pdp_urc); MQTT and HTTP need the context again (reference 003).
+-- pdp_urc, M.PDP_URCS); MQTT and HTTP need the context again (reference
+-- 003).
 function M.pdp_deact(m)
-  local how = m:knob("pdp_urc")
-  if how ~= "pdp" then m:urc("+CGEV: NW PDN DEACT " .. (m.net.act_cid or 1)) end
-  if how ~= "cgev" then m:urc("+PDP DEACT") end
+  for _, line in ipairs(M.PDP_URCS[m:knob("pdp_urc")]) do
+    m:urc(line:format(m.net.act_cid or 1))
+  end
   m.net.pdp = false
   close_link(m)
 end
@@ -152,10 +177,14 @@ local function msub_line(m, q, topic, payload, quoted)
 end
 
 local function deliver(m, q, ev, gen)
+  -- Longer than the model takes (Air780E: 4100 B, MSUB.md): what the
+  -- module does then is not documented; this one drops it.
+  local max = lim(m).message
+  if max and #ev.payload > max then return end
   if q.msgset == 0 then
     return m:urc(msub_line(m, q, ev.topic, ev.payload, true), gen)
   end
-  for slot = 0, M.limits.slots - 1 do
+  for slot = 0, lim(m).slots - 1 do
     if not q.slots[slot] then
       q.slots[slot] = { topic = ev.topic, payload = ev.payload }
       return m:urc("+MSUB: " .. slot, gen)
@@ -216,7 +245,7 @@ C["+MCONFIG"] = function(m, c)
   if not ps then return end
   if #ps ~= 3 and #ps ~= 7 then return m:fail(E_PARAM) end
   for _, p in ipairs(ps) do
-    if #p.value > M.limits.field then return m:fail(E_PARAM) end
+    if #p.value > lim(m).field then return m:fail(E_PARAM) end
   end
   local user, pwd = ps[2].value, ps[3].value
   local cfg = { client_id = ps[1].value,
@@ -281,10 +310,10 @@ local function mipstart(tls)
     m:ok_then(function(done)
       -- The link's flow starts later (athost.spawn): no event before await.
       q.link = mqttlink.open { host = addr, port = p, tls = topts,
-        timeout = M.limits.connect_ms,
+        timeout = lim(m).connect_ms,
         on = function(link, ev) on_event(m, q, link, ev, gen) end }
       await(q.link, "connect", done)
-    end, M.limits.connect_ms + 5000)
+    end, lim(m).connect_ms + 5000)
   end
 end
 C["+MIPSTART"] = mipstart(false)
@@ -314,7 +343,7 @@ C["+MSUB"] = function(m, c)
   local ps = set_params(m, c, 2)
   if not ps then return end
   local qos = atparse.int(ps[2], 0, 1)
-  if not qos then return m:fail(E_PARAM) end
+  if not qos or not topic_ok(m, ps[1].value) then return m:fail(E_PARAM) end
   local l = connected_link(m)
   if not l then return m:fail(E_STATE) end
   if not l:subscribe(ps[1].value, qos) then return m:fail(E_PARAM) end
@@ -343,7 +372,9 @@ C["+MPUB"] = function(m, c)
   local qos, retain = atparse.int(ps[2], 0, 1), atparse.int(ps[3], 0, 1)
   -- The message must be quoted; its \HH escapes are decoded (or, in HEX
   -- mode, it is hex).
-  if not qos or not retain or not ps[4].quoted then return m:fail(E_PARAM) end
+  if not qos or not retain or not ps[4].quoted or not topic_ok(m, ps[1].value) then
+    return m:fail(E_PARAM)
+  end
   local q = m.st.mqtt
   local payload
   if q.mode == 1 then
@@ -351,22 +382,33 @@ C["+MPUB"] = function(m, c)
   else
     payload = atparse.unescape(ps[4].value)
   end
-  if not payload or #payload > M.limits.mpub then return m:fail(E_PARAM) end
+  if not payload or #payload > lim(m).mpub then return m:fail(E_PARAM) end
   local l = connected_link(m)
   if not l then return m:fail(E_STATE) end
   publish(m, l, ps[1].value, payload, qos, retain)
 end
 
+-- AT+MPUBEX=<topic>,<qos>,<retain>,<len>: ">", then exactly len bytes.
+-- A model with limits.mpubex_idle (the Air780E) also takes it without
+-- <len>: the message then ends at 0x1A (not sent) or after that many ms
+-- without a byte; nothing at all, or more than limits.mpubex, is ERROR.
 C["+MPUBEX"] = function(m, c)
-  local ps = set_params(m, c, 4)
+  local L = lim(m)
+  local ps = set_params(m, c, L.mpubex_idle and 3 or 4, 4)
   if not ps then return end
   local qos, retain = atparse.int(ps[2], 0, 1), atparse.int(ps[3], 0, 1)
-  local len = atparse.int(ps[4], 1, M.limits.mpubex)
-  if not qos or not retain or not len then return m:fail(E_PARAM) end
+  local len = ps[4] and atparse.int(ps[4], 1, L.mpubex)
+  if not qos or not retain or (ps[4] and not len) then return m:fail(E_PARAM) end
+  if not topic_ok(m, ps[1].value) then return m:fail(E_PARAM) end
   if not connected_link(m) then return m:fail(E_STATE) end
   m:prompt()
-  local payload = m:read_data(len, M.limits.mpubex_ms)
-  if not payload then return m:error() end
+  local payload
+  if len then
+    payload = m:read_data(len, L.mpubex_ms)
+  else
+    payload = m:read_until_idle("\x1a", L.mpubex_idle, L.mpubex)
+  end
+  if not payload or payload == "" then return m:error() end
   local l = connected_link(m)
   if not l then return m:fail(E_STATE) end
   publish(m, l, ps[1].value, payload, qos, retain)
@@ -397,7 +439,7 @@ C["+MQTTMODE"] = switch("mqttmode")
 C["+MQTTMSGGET"] = function(m, c)
   local q = m.st.mqtt
   if c.op == "read" then
-    for slot = 0, M.limits.slots - 1 do
+    for slot = 0, lim(m).slots - 1 do
       m:info(string.format("+MQTTMSGGET: %d,%s", slot,
         q.slots[slot] and "VALID" or "INVALID"))
     end
@@ -405,7 +447,7 @@ C["+MQTTMSGGET"] = function(m, c)
   end
   if c.op ~= "exec" then return m:error() end
   local quoted = m:knob("cached_topic") == "quoted"
-  for slot = 0, M.limits.slots - 1 do
+  for slot = 0, lim(m).slots - 1 do
     local msg = q.slots[slot]
     if msg then
       m:info(msub_line(m, q, msg.topic, msg.payload, quoted))

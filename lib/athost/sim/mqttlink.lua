@@ -8,7 +8,7 @@
 --     timeout = ms, on = function(link, ev) ... end }
 --   -- ev.type "open" | "fail" {message}: the transport
 --   l:connect{client_id=, username=, password=, keepalive=, clean=, will=}
---   -- ev.type "connack" {rc}, "message" {topic, payload, qos, retain},
+--   -- ev.type "connack" {rc}, "message" {topic, payload, qos, retain, id},
 --   --   "puback" {id}, "suback" {id, granted}, "unsuback" {id},
 --   --   "closed" {message}: the transport was lost (not after l:close())
 --   l:subscribe(topic, qos), l:unsubscribe(topic), l:publish(t, p, q, r),
