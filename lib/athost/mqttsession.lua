@@ -135,7 +135,8 @@ end
 -- its outcome or its message.
 function M.said(err, r)
   if r and r.outcome and r.outcome.line then return r.outcome.line end
-  return tostring(err):match('aborted on "(.-)"') or tostring(err):match('said "(.-)"')
+  -- Up to the last quote: the line may hold quotes (+QIURC: "pdpdeact",1).
+  return tostring(err):match('aborted on "(.*)"') or tostring(err):match('said "(.*)"')
 end
 local said = M.said
 
@@ -148,14 +149,23 @@ local reason = M.reason
 -- The loss a request failed on: { kind = "link"|"bearer", why = line },
 -- or nil when it failed for another reason.
 function Base:loss(err, code, r)
-  if self.lost then return self.lost end
   local line = said(err, r) or ""
+  local found
   if code == "EABORT" or code == "EOUTCOME" then
-    if any(line, self.bearer_lost) then return { kind = "bearer", why = line } end
-    if any(line, self.link_lost) then return { kind = "link", why = line } end
+    if any(line, self.bearer_lost) then
+      found = { kind = "bearer", why = line }
+    elseif any(line, self.link_lost) then
+      found = { kind = "link", why = line }
+    end
   elseif code == "EOF" then
-    return { kind = "link", why = "EOF" }
+    found = { kind = "link", why = "EOF" }
   end
+  -- A loss a handler saw (the link's URC right after the bearer's line
+  -- that ended the request) counts too; a bearer loss outranks a link's.
+  if self.lost and not (found and found.kind == "bearer" and self.lost.kind ~= "bearer") then
+    return self.lost
+  end
+  return found
 end
 
 -- Before a request: a loss already seen is recovered first.
