@@ -533,9 +533,12 @@ function S:connect()
   cfg('"session",%d,%d', idx, o.clean == false and 0 or 1)
   cfg('"recv/mode",%d,%d,%d', idx, self.cached and 1 or 0,
     p.recv_length == false and 0 or 1)
+  -- A loss seen so far belongs to the old link; one from here on (even
+  -- with the +QMTCONN that ends this) is this link's.
+  self.lost = nil
   self:open(false)
   self:login()
-  self.connected, self.lost = true, nil
+  self.connected = true
   return true
 end
 
@@ -562,6 +565,11 @@ function S:open(again)
   end
   local res = tonumber(r.outcome[1])
   if res == 0 then return end
+  for _, b in ipairs(self.p.open_bearer_lost or {}) do
+    -- The context is gone (a pdpdeact missed or never sent): the next
+    -- recovery attempt climbs the bearer ladder.
+    if res == b then self:lose("bearer", r.outcome.line) end
+  end
   if res == 2 and not again then
     athost.log(string.format("%s (%s): closing the stale client, opening again",
       r.outcome.line, D.OPEN[2]))

@@ -90,6 +90,9 @@ return {
     -- Link loss (§1.6): +QMTSTAT with any code; +QMTPING's codes are
     -- unconfirmed, so every +QMTPING is taken as one too.
     link_lost = { "^%+QMTSTAT: <idx>,", "^%+QMTPING: <idx>," },
+    -- +QMTOPEN results that mean the bearer is gone (3: PDP activation
+    -- failed): recovery climbs the ladder rather than reopening.
+    open_bearer_lost = { 3 },
     -- On EC200U AT+QMTDISC closes the socket too, and a QMTCLOSE after it
     -- never sends +QMTCLOSE (§1.2, §4.1): disconnect() sends QMTDISC
     -- alone. true: QMTCLOSE after it (other Quectels), its URC taken if
