@@ -500,6 +500,55 @@ t.test("pdpdeact: QMTCLOSE, QIDEACT + QIACT ('already active' tolerated), networ
   end
 end)
 
+-- The module's side of the first rung and the network checks.
+local function module_rung(mp)
+  answer(mp, "AT+QMTCLOSE=0", OK)
+  answer(mp, "AT+QIDEACT=1", OK)
+  answer(mp, "AT+QIACT=1", OK)
+  answer(mp, "AT+CPIN?", L("+CPIN: READY") .. OK)
+  answer(mp, "AT+CEREG?", L("+CEREG: 0,1") .. OK)
+  answer(mp, "AT+CGATT?", L("+CGATT: 1") .. OK)
+end
+
+t.test("pdpdeact ending a publish, +QMTSTAT after it: the bearer ladder, then the publish", function()
+  for _, after in ipairs({ L("+QMTSTAT: 0,1"), "" }) do
+    local got
+    local s, finish = connected(function(mp)
+      answer(mp, 'AT+QMTPUBEX=0,1,1,0,"t",2', ">")
+      assert(mp:read(2, { timeout = 5000 }))
+      assert(mp:send(OK .. L('+QIURC: "pdpdeact",1') .. after))
+      module_rung(mp)
+      module_connect(mp)
+      answer(mp, 'AT+QMTPUBEX=0,2,1,0,"t",2', ">")
+      got = assert(mp:read(2, { timeout = 5000 }))
+      assert(mp:send(OK .. L("+QMTPUBEX: 0,2,0")))
+    end)
+    local ok, err = pcall(s.publish, s, "t", "hi", 1)
+    finish()
+    t.ok(ok, tostring(err))
+    t.eq(got, "hi", "the publish after the recovery")
+    t.eq(s.stats.recovered, 1, "recovered once")
+  end
+end)
+
+t.test("+QMTOPEN: 3 while relinking: the next attempt climbs the bearer ladder", function()
+  local s, finish = connected(function(mp)
+    assert(mp:send(L("+QMTSTAT: 0,1")))
+    answer(mp, "AT+QMTCLOSE=0", OK)
+    for _, c in ipairs({ 'AT+QMTCFG="ssl",0,0', 'AT+QMTCFG="version",0,4',
+        'AT+QMTCFG="pdpcid",0,1', 'AT+QMTCFG="keepalive",0,60',
+        'AT+QMTCFG="session",0,1', 'AT+QMTCFG="recv/mode",0,0,1' }) do
+      answer(mp, c, OK)
+    end
+    outcome(mp, 'AT+QMTOPEN=0,"broker.example.com",1883', "+QMTOPEN: 0,3")
+    module_rung(mp)
+    module_connect(mp)
+  end, nil, { backoff_ms = 1 })
+  t.eq(s:listen(500, function() end), 0, "no message")
+  finish()
+  t.eq(s.stats.recovered, 1, "recovered")
+end)
+
 t.test("a +QIURC pdpdeact of another context is no loss", function()
   local s, finish = connected(function(mp)
     assert(mp:send(L('+QIURC: "pdpdeact",2')))
