@@ -206,11 +206,22 @@ local function read_body(m, len, opts, url)
   local function skip_ends()
     while buf:sub(pos, pos):find("^[\r\n]$") do pos = pos + 1 end
   end
+  -- Line noise (control bytes, bytes UTF-8 never has), skipped between
+  -- lines as the chat engine skips it.
+  local function noise(l)
+    return l:find("[%z\1-\8\11-\31\127\192\193\245-\255]") ~= nil
+  end
+  -- "+QHTTPREAD: <err>": a failure ends the read here, named.
+  local function read_err(l)
+    local e = l:match("^%+QHTTPREAD: ?(%-?%d+)$")
+    if e and tonumber(e) ~= 0 then fail(what, "+QHTTPREAD: " .. http_error(e)) end
+    return e
+  end
   m:settle()
   port:flush()
   assert(port:sendline(cmd))
   -- Up to CONNECT (or OK: nothing to read).
-  local ended = false
+  local seen_ok, seen_err = false, nil
   while true do
     skip_ends()
     local save = pos
@@ -226,51 +237,68 @@ local function read_body(m, len, opts, url)
       end
       break
     elseif l == "OK" then
-      ended = true
+      seen_ok = true
       break
+    elseif read_err(l) then
+      seen_err = true
     elseif l == "ERROR" or l:find("^%+CME ERROR:") then
       local code = l:match("^%+CME ERROR: ?(%d+)$")
       fail(what, string.format("%s at %s%s", l, cmd,
         code and D.HTTP[tonumber(code)] and " (" .. D.HTTP[tonumber(code)] .. ")" or ""))
-    elseif l ~= cmd and l ~= "" then
+    elseif l ~= cmd and not noise(l) then
       athost.log(string.format("before CONNECT of %s: %q passed over", cmd, l))
     end
   end
   local body = ""
-  if not ended then
+  if not seen_ok then
     if len then
       while #buf - pos + 1 < len do
         more(string.format("the %d bytes announced (%d came)", len, #buf - pos + 1))
       end
       body = buf:sub(pos, pos + len - 1)
       pos = pos + len
-      -- Then OK: anything else means the count fits no reading.
+      -- Then OK or +QHTTPREAD: anything else means the count fits no
+      -- reading of what came.
       while true do
         skip_ends()
         local save = pos
         local l = line()
-        if l == "OK" then break end
-        if l then
-          fail(what, string.format("expected OK after the %d bytes announced, the "
-            .. "module said %q (the count does not frame the body)", len, l))
+        if not l then
+          pos = save
+          more("OK after the body")
+        elseif not noise(l) then
+          if l ~= "OK" and not read_err(l) then
+            fail(what, string.format("expected OK or +QHTTPREAD after the %d bytes "
+              .. "announced, the module said %q (the count does not frame the body)", len, l))
+          end
+          pos = save                   -- read again below
+          break
         end
-        pos = save
-        more("OK after the body")
       end
     else
-      -- Up to the first "\r\nOK\r\n" that +QHTTPREAD follows; CONNECT's
-      -- own line end may be the first half of it (an empty body).
-      local from, tail = math.max(pos - 2, 1), "+QHTTPREAD:"
+      -- Up to the first line end that OK and +QHTTPREAD: <err> follow,
+      -- in either order. CONNECT's own line end may be that one (an
+      -- empty body).
+      local from = math.max(pos - 2, 1)
+      -- Whether more bytes could still make rest such an end: fewer than
+      -- two whole lines after it, all of the characters those lines use.
+      local function could_end(r)
+        local lines = 0
+        for l in r:sub(3):gmatch("([^\r\n]+)[\r\n]") do lines = lines + 1 end
+        return lines < 2 and #r < 64 and not r:find("[^OK%+QHTTPREAD: %-%d\r\n]")
+      end
       while true do
-        local s, e = buf:find("\r\nOK\r\n", from, true)
-        local rest = s and buf:sub(e + 1):gsub("^[\r\n]*", "")
-        if s and rest:sub(1, #tail) == tail then
-          body = s >= pos and buf:sub(pos, s - 1) or ""
-          pos = e + 1
+        local s0 = buf:find("\r\n", from, true)
+        local rest = s0 and buf:sub(s0)
+        if rest and (rest:find("^\r\nOK\r\n[\r\n]*%+QHTTPREAD: ?%-?%d+[\r\n]")
+            or rest:find("^\r\n%+QHTTPREAD: ?%-?%d+\r?\n[\r\n]*OK[\r\n]")) then
+          body = s0 >= pos and buf:sub(pos, s0 - 1) or ""
+          pos = s0
           break
-        elseif s and tail:sub(1, #rest) ~= rest then
-          from = s + 1                 -- an OK inside the body
+        elseif rest and not could_end(rest) then
+          from = s0 + 1                -- a line end inside the body
         else
+          -- Too little after it to tell: wait for the rest.
           if #buf - pos > h.max_body + 64 then
             fail(what, string.format("no OK within %d bytes of body", h.max_body))
           end
@@ -279,20 +307,19 @@ local function read_body(m, len, opts, url)
       end
     end
   end
-  -- +QHTTPREAD: <err>
-  while true do
+  -- OK and +QHTTPREAD: <err> (in either order); other lines passed over.
+  while not (seen_ok and seen_err) do
     skip_ends()
     local save = pos
     local l = line()
     if not l then
       pos = save
-      more("+QHTTPREAD: <err>")
-    else
-      local err = l:match("^%+QHTTPREAD: ?(%-?%d+)")
-      if err then
-        if tonumber(err) ~= 0 then fail(what, "+QHTTPREAD: " .. http_error(err)) end
-        break
-      end
+      more(seen_ok and "+QHTTPREAD: <err>" or "OK")
+    elseif l == "OK" and not seen_ok then
+      seen_ok = true
+    elseif not seen_err and read_err(l) then
+      seen_err = true
+    elseif not noise(l) then
       athost.log(string.format("after the body of %s: %q passed over", cmd, l))
     end
   end

@@ -119,9 +119,10 @@ return {
   },
   files = {
     drive = "UFS:",
-    -- AT+QFUPL's <timeout>, seconds per BG96 drivers (§1.8: unit
-    -- unconfirmed); nil leaves it out.
-    timeout = 100,
+    -- AT+QFUPL's <timeout> for the data: seconds per BG96 drivers, and
+    -- Quectel's SDK passes 20000 (§1.8: the unit is unconfirmed). 20000
+    -- is ample in either unit (20 s as milliseconds); nil leaves it out.
+    timeout = 20000,
     -- +QFUPL: <size>,<hex>: the size is always checked; the checksum
     -- ("xor16": Quectel's 16-bit XOR, either byte order) only when set,
     -- as its algorithm is unconfirmed (§1.8).
