@@ -210,7 +210,7 @@ t.test("TLS: CA upload (QFDEL 405, QFUPL), QSSLCFG on ctx 2, ssl before every op
   local got
   local m, finish = fake(function(mp)
     answer(mp, 'AT+QFDEL="UFS:ca.crt"', L("+CME ERROR: 405"))
-    answer(mp, 'AT+QFUPL="UFS:ca.crt",' .. #PEM .. ",100", L("CONNECT"))
+    answer(mp, 'AT+QFUPL="UFS:ca.crt",' .. #PEM .. ",20000", L("CONNECT"))
     got = assert(mp:read(#PEM, { timeout = 5000 }))
     assert(mp:send(L("+QFUPL: " .. #PEM .. ",3a7f") .. OK))
     answer(mp, 'AT+QSSLCFG="sslversion",2,4', OK)
@@ -247,13 +247,13 @@ end)
 t.test("QFUPL: 407 deletes again and retries; a size that differs is named", function()
   local m, finish = fake(function(mp)
     answer(mp, 'AT+QFDEL="UFS:k.pem"', OK)
-    answer(mp, 'AT+QFUPL="UFS:k.pem",5,100', L("+CME ERROR: 407"))
+    answer(mp, 'AT+QFUPL="UFS:k.pem",5,20000', L("+CME ERROR: 407"))
     answer(mp, 'AT+QFDEL="UFS:k.pem"', OK)
-    answer(mp, 'AT+QFUPL="UFS:k.pem",5,100', L("CONNECT"))
+    answer(mp, 'AT+QFUPL="UFS:k.pem",5,20000', L("CONNECT"))
     assert(mp:read(5, { timeout = 5000 }))
     assert(mp:send(L("+QFUPL: 5,0") .. OK))
     answer(mp, 'AT+QFDEL="UFS:x"', L("+CME ERROR: 405"))
-    answer(mp, 'AT+QFUPL="UFS:x",5,100', L("CONNECT"))
+    answer(mp, 'AT+QFUPL="UFS:x",5,20000', L("CONNECT"))
     assert(mp:read(5, { timeout = 5000 }))
     assert(mp:send(L("+QFUPL: 4,0") .. OK))
     answer(mp, 'AT+QFDEL="UFS:y"', L("+CME ERROR: 418"))
@@ -279,7 +279,7 @@ t.test("QFUPL checksum: off by default, xor16 checks it in either byte order", f
                          string.format("%X", q.xor16(data, false)), "beef" }) do
     local m, finish = fake(function(mp)
       answer(mp, 'AT+QFDEL="UFS:d"', OK)
-      answer(mp, 'AT+QFUPL="UFS:d",5,100', L("CONNECT"))
+      answer(mp, 'AT+QFUPL="UFS:d",5,20000', L("CONNECT"))
       assert(mp:read(5, { timeout = 5000 }))
       assert(mp:send(L("+QFUPL: 5," .. sum) .. OK))
     end, p)
@@ -613,7 +613,7 @@ end
 
 local CT = "application/x-www-form-urlencoded"
 
-t.test("HTTP POST and read: known length, unknown length, split bytes", function()
+t.test("HTTP POST and read: known length, unknown length, split bytes, +QHTTPREAD before or after OK", function()
   local body = '{"code":200,\r\n"x":"OK"}\r\nOK\r\n tail'
   local m, finish = fake(function(mp)
     http_post(mp, URL, "+QHTTPPOST: 0,200," .. #body)
@@ -624,6 +624,15 @@ t.test("HTTP POST and read: known length, unknown length, split bytes", function
     for c in (L("CONNECT") .. body .. OK .. L("+QHTTPREAD: 0")):gmatch(".") do
       assert(mp:send(c))
     end
+    -- +QHTTPREAD before OK (as other outcomes may come), both ways.
+    http_post(mp, URL, "+QHTTPPOST: 0,200," .. #body)
+    answer(mp, "AT+QHTTPREAD=80", L("CONNECT") .. body .. L("+QHTTPREAD: 0") .. OK)
+    http_post(mp, URL, "+QHTTPPOST: 0,200")
+    answer(mp, "AT+QHTTPREAD=80", L("CONNECT") .. body .. L("+QHTTPREAD: 0") .. OK)
+    -- Line noise between the lines around a counted body.
+    http_post(mp, URL, "+QHTTPPOST: 0,200," .. #body)
+    answer(mp, "AT+QHTTPREAD=80", L("\0\27~\255") .. L("CONNECT") .. body
+      .. L("\0\1garbage") .. OK .. L("\0\255") .. L("+QHTTPREAD: 0"))
     -- An empty body announced as 0: no read.
     http_post(mp, "http://h/x", "+QHTTPPOST: 0,204,0")
     -- An empty body of unknown length.
@@ -637,6 +646,12 @@ t.test("HTTP POST and read: known length, unknown length, split bytes", function
   t.eq(seen, body, "seen before anything else")
   status, text = session.http(m, "POST", URL, FORM, CT)
   t.eq(text, body, "the body up to the last OK")
+  status, text = session.http(m, "POST", URL, FORM, CT)
+  t.eq(text, body, "known length, +QHTTPREAD before OK")
+  status, text = session.http(m, "POST", URL, FORM, CT)
+  t.eq(text, body, "unknown length, +QHTTPREAD before OK")
+  status, text = session.http(m, "POST", URL, FORM, CT)
+  t.eq(text, body, "noise lines around it skipped")
   status, text = session.http(m, "POST", "http://h/x", FORM, CT)
   t.eq(status, 204, "status")
   t.eq(text, "", "no body")
@@ -663,7 +678,7 @@ t.test("HTTP errors: 7xx named (outcome or CME), QHTTPREAD err, counts that fit 
     { function(mp)
         http_post(mp, URL, "+QHTTPPOST: 0,200,3")
         answer(mp, "AT+QHTTPREAD=80", L("CONNECT") .. "hello" .. OK .. L("+QHTTPREAD: 0"))
-      end, 'expected OK after the 3 bytes announced, the module said "lo"' },
+      end, 'expected OK or %+QHTTPREAD after the 3 bytes announced, the module said "lo"' },
     { function(mp)
         http_post(mp, URL, "+QHTTPPOST: 0,200,3")
         answer(mp, "AT+QHTTPREAD=80", L("+CME ERROR: 705"))
