@@ -36,8 +36,16 @@ X.test("aliyun: QIACT answering OK, mixed error forms, split bytes", function()
     qhttp_err = "long" } }
 end)
 
+X.test("aliyun: outcomes before OK (+QHTTPREAD too), echo after boot, unrelated URCs", function()
+  X.aliyun_twice { sim = { order = "before", echo_boot = "on", urcs = "on", delay = "20" } }
+end)
+
 X.test("huawei: the CA uploaded (QFDEL, QFUPL) and verified, both ways", function()
   X.huawei {}
+end)
+
+X.test("huawei: QFUPL's timeout in milliseconds, split bytes, the XOR-less checksum", function()
+  X.huawei { sim = { qfupl_unit = "ms", split = "on", qfupl_checksum = "sum16" } }
 end)
 
 for _, k in ipairs({ { qmtstat_code = "1" }, { qmtstat_code = "2", qmtping = "on" },
@@ -55,6 +63,15 @@ for _, stat in ipairs({ "on", "off" }) do
     -- The bearer's loss, not the link's: the ladder ran (QIDEACT/QIACT).
     t.match(r.err, 'link lost %(%+QIURC: "pdpdeact",1%)', "the loss taken as the bearer's")
     t.match(r.tr, "AT%+QIDEACT=1", "the first rung of the ladder")
+  end)
+end
+
+-- Every knob drawn at once from a seed (the line naming them is in the
+-- failure's stderr).
+for _, seed in ipairs({ 3, 7, 11 }) do
+  X.test("personality=random:" .. seed .. ": mqtt TLS, aliyun twice", function()
+    X.mqtt { tls = "server", qos = 1, sim = { personality = "random:" .. seed } }
+    X.aliyun_twice { sim = { personality = "random:" .. seed } }
   end)
 end
 
