@@ -96,7 +96,7 @@ void ath_host_add_secret(ath_host_t *h, const char *value)
 int ath_secret_name(const char *key, size_t n)
 {
     static const char *words[] = {"secret", "password", "passwd", "token",
-                                  "psk", NULL};
+                                  "psk", "privatekey", "private_key", NULL};
     size_t i, k, wl;
     int w;
     for (w = 0; words[w]; w++) {
