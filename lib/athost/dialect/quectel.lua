@@ -345,6 +345,7 @@ function D.http(m, method, url, body, content_type, opts)
   for _, c in ipairs(h.config or {}) do set("AT+QHTTPCFG=" .. c) end
   if content_type then
     local n = (h.content_types or {})[content_type]
+      or (h.content_types or {})[content_type:match("^%s*([^;%s]+)"):lower()]
     if not n then
       fail(what, string.format("the %s takes the content type as an index "
         .. "(AT+QHTTPCFG=\"contenttype\",<n>) and its index of %q is unknown: "

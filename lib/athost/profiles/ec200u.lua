@@ -108,9 +108,16 @@ return {
     contextid = 1,
     -- Sent before every request; responseheader 0 keeps the body alone.
     config = { '"requestheader",0', '"responseheader",0' },
-    -- EC200U takes an index, never a MIME string (§1.10). Only 0 =
-    -- form-urlencoded is assumed; another type is refused by name.
-    content_types = { ["application/x-www-form-urlencoded"] = 0 },
+    -- EC200U takes an index, never a MIME string (§1.10); a type not
+    -- listed is refused by name. This is the index table of Quectel's
+    -- HTTP(S) manual (DIALECTS.md 1.10 calls it unconfirmed: correct it
+    -- here if a module sends another type). Parameters such as
+    -- "; charset=UTF-8" are not part of the lookup.
+    content_types = {
+      ["application/x-www-form-urlencoded"] = 0, ["text/plain"] = 1,
+      ["application/octet-stream"] = 2, ["multipart/form-data"] = 3,
+      ["application/json"] = 4, ["image/jpeg"] = 5,
+    },
     url_s = 80,                 -- AT+QHTTPURL=<len>,<s>
     input_s = 80,               -- AT+QHTTPPOST=<len>,<input_s>,<resp_s>
     response_s = 80,
