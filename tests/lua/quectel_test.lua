@@ -700,10 +700,10 @@ t.test("HTTP errors: 7xx named (outcome or CME), QHTTPREAD err, counts that fit 
     answer(mp, 'AT+QHTTPCFG="requestheader",0', OK)
     answer(mp, 'AT+QHTTPCFG="responseheader",0', OK)
   end)
-  local ok, err = pcall(session.http, m, "POST", URL, "{}", "application/json")
+  local ok, err = pcall(session.http, m, "POST", URL, "{}", "application/cbor")
   finish()
-  t.eq(ok, false, "json")
-  t.match(err, 'its index of "application/json" is unknown: add it to the profile\'s '
+  t.eq(ok, false, "cbor")
+  t.match(err, 'its index of "application/cbor" is unknown: add it to the profile\'s '
     .. "http.content_types", "message")
 end)
 
