@@ -45,6 +45,8 @@ struct ath_host {
     char *port_spec;
     int port_baud;
     int port_ref; /* the default port once opened */
+    int port_keys[16]; /* lchat.c: registry refs of result tables' keys */
+    int port_mt_ref;   /* lchat.c: registry ref of the port metatable */
 };
 
 /* registry: thread -> task table of each flow */

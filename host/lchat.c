@@ -32,27 +32,71 @@ static void lport_state(lua_State *L, ath_port_t *p)
     lua_rawgeti(L, LUA_REGISTRYINDEX, LP(p)->lref);
 }
 
-/* Sets field k of the port's table to the value on top (popped). */
-void ath_lport_set(lua_State *L, ath_port_t *p, const char *k)
+void ath_lport_set(lua_State *L, ath_port_t *p, int k)
 {
     lport_state(L, p);
     lua_insert(L, -2);
-    lua_setfield(L, -2, k);
+    lua_rawseti(L, -2, k);
     lua_pop(L, 1);
 }
 
-int ath_lport_get(lua_State *L, ath_port_t *p, const char *k)
+int ath_lport_get(lua_State *L, ath_port_t *p, int k)
 {
     int t;
     lport_state(L, p);
-    t = lua_getfield(L, -1, k);
+    t = lua_rawgeti(L, -1, k);
     lua_remove(L, -2);
     return t;
 }
 
+void ath_lport_setk(lua_State *L, ath_port_t *p, int t, int k)
+{
+    t = lua_absindex(L, t);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, p->h->port_keys[k]);
+    lua_insert(L, -2);
+    lua_rawset(L, t);
+}
+
+int ath_lport_getk(lua_State *L, ath_port_t *p, int t, int k)
+{
+    t = lua_absindex(L, t);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, p->h->port_keys[k]);
+    return lua_rawget(L, t);
+}
+
+/* Interns the keys of result tables and remembers the port metatable
+ * (on top) for this Lua state. */
+void ath_lport_keys(lua_State *L)
+{
+    static const char *const names[ATH_K_N] = {
+        "lines", "command", "final", "ms", "line", "index",
+        "payload", "prompt", "outcome", "error", "cme", "cms"};
+    ath_host_t *h = ath_host_from(L);
+    int i;
+    for (i = 0; i < ATH_K_N; i++) {
+        lua_pushstring(L, names[i]);
+        h->port_keys[i] = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
+    lua_pushvalue(L, -1);
+    h->port_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
 ath_port_t *ath_lport_check(lua_State *L, int i)
 {
-    ath_port_t **pp = luaL_checkudata(L, i, ATH_PORT_MT);
+    ath_port_t **pp = lua_touserdata(L, i);
+    int ok = 0;
+    /* The metatable from its registry ref: no lookup by name. */
+    if (pp != NULL && lua_getmetatable(L, i)) {
+        /* a flow carries its host (ath_host_spawn) */
+        ath_host_t *h = *(ath_host_t **)lua_getextraspace(L);
+        if (h == NULL)
+            h = ath_host_from(L);
+        lua_rawgeti(L, LUA_REGISTRYINDEX, h->port_mt_ref);
+        ok = lua_rawequal(L, -1, -2);
+        lua_pop(L, 2);
+    }
+    if (!ok)
+        pp = luaL_checkudata(L, i, ATH_PORT_MT); /* raises */
     if (*pp == NULL || (*pp)->closed)
         luaL_error(L, "port is closed");
     return *pp;
@@ -66,7 +110,7 @@ static void lport_forget(lua_State *L, ath_port_t *p)
     if (LP(p)->lref == LUA_NOREF)
         return;
     lport_state(L, p);
-    lua_getfield(L, -1, "ud");
+    lua_rawgeti(L, -1, ATH_LS_UD);
     pp = lua_touserdata(L, -1);
     if (pp != NULL)
         *pp = NULL;
@@ -95,11 +139,11 @@ void ath_lport_push(lua_State *L, ath_port_t *p)
     pp = lua_newuserdatauv(L, sizeof *pp, 0);
     *pp = p;
     luaL_setmetatable(L, ATH_PORT_MT);
-    lua_createtable(L, 0, 4);
+    lua_createtable(L, ATH_LS_N, 0);
     lua_pushvalue(L, -2);
-    lua_setfield(L, -2, "ud");
+    lua_rawseti(L, -2, ATH_LS_UD);
     lua_newtable(L);
-    lua_setfield(L, -2, "urc");
+    lua_rawseti(L, -2, ATH_LS_URC);
     LP(p)->lref = luaL_ref(L, LUA_REGISTRYINDEX);
     p->res.close = lport_res_close;
 }
@@ -107,14 +151,15 @@ void ath_lport_push(lua_State *L, ath_port_t *p)
 /* ---- results ----------------------------------------------------------- */
 
 /* Pushes a match table: line, index, captures, payload. */
-static void lport_push_match(lua_State *L, const ath_chat_event_t *ev)
+static void lport_push_match(lua_State *L, ath_port_t *p,
+                             const ath_chat_event_t *ev)
 {
     int i;
     lua_createtable(L, ev->matched ? ev->m.ncap : 0, 3);
     lua_pushlstring(L, ev->line, ev->len);
-    lua_setfield(L, -2, "line");
+    ath_lport_setk(L, p, -2, ATH_K_LINE);
     lua_pushinteger(L, ev->index + 1);
-    lua_setfield(L, -2, "index");
+    ath_lport_setk(L, p, -2, ATH_K_INDEX);
     for (i = 0; ev->matched && i < ev->m.ncap; i++) {
         const ath_cap_t *c = &ev->m.cap[i];
         if (c->len == ATH_CAP_POSITION)
@@ -125,7 +170,7 @@ static void lport_push_match(lua_State *L, const ath_chat_event_t *ev)
     }
     if (ev->payload) {
         lua_pushlstring(L, ev->payload, ev->plen);
-        lua_setfield(L, -2, "payload");
+        ath_lport_setk(L, p, -2, ATH_K_PAYLOAD);
     }
 }
 
@@ -181,8 +226,11 @@ static void lport_finish(ath_port_t *p, lua_State *L, int nvals)
         ath_tr_hold(p->h->tr, p->name, 0);
     ath_chat_cancel(p->chat);
     uv_timer_stop(&p->timer);
-    lua_pushnil(L);
-    ath_lport_set(L, p, "w");
+    if (LP(p)->anchored) {
+        LP(p)->anchored = 0;
+        lua_pushnil(L);
+        ath_lport_set(L, p, ATH_LS_W);
+    }
     if (co == L) {
         LP(p)->sync_n = nvals;
         return;
@@ -206,7 +254,7 @@ void ath_lport_fail(ath_port_t *p, lua_State *L, const char *code,
     lua_pushfstring(L, "%s: %s", code, what);
     lua_pushstring(L, code);
     if (with_r)
-        ath_lport_get(L, p, "r");
+        ath_lport_get(L, p, ATH_LS_R);
     lport_finish(p, L, with_r ? 4 : 3);
 }
 
@@ -262,19 +310,19 @@ static void lport_final(ath_port_t *p, lua_State *L, const ath_chat_event_t *ev)
 {
     static const char *codes[] = {"OK", "ERROR", "CME", "CMS"};
     int r;
-    ath_lport_get(L, p, "r");
+    ath_lport_get(L, p, ATH_LS_R);
     r = lua_gettop(L);
     lua_pushlstring(L, ev->line, ev->len);
-    lua_setfield(L, r, "final");
+    ath_lport_setk(L, p, r, ATH_K_FINAL);
     lua_pushnumber(L, ath_host_now(p->h) - LP(p)->t_wait);
-    lua_setfield(L, r, "ms");
+    ath_lport_setk(L, p, r, ATH_K_MS);
     if ((ev->index == ATH_FINAL_OK || ev->index >= ATH_FINAL_ALT) &&
         LP(p)->has_data && !LP(p)->data_sent) {
         /* A success to a command whose data never went: nothing was done
          * with the data, whatever the final result says. */
         int msg;
         size_t n;
-        ath_lport_get(L, p, "data");
+        ath_lport_get(L, p, ATH_LS_DATA);
         n = lua_rawlen(L, -1);
         lua_pop(L, 1);
         lport_push_quoted(L, p, ev->line, ev->len);
@@ -314,10 +362,11 @@ static void lport_final(ath_port_t *p, lua_State *L, const ath_chat_event_t *ev)
             lua_pushinteger(L, atoi(num));
         else
             lua_pushlstring(L, num, (size_t)(end - num));
-        lua_setfield(L, r, ev->index == ATH_FINAL_CME ? "cme" : "cms");
+        ath_lport_setk(L, p, r,
+                       ev->index == ATH_FINAL_CME ? ATH_K_CME : ATH_K_CMS);
     }
     lua_pushstring(L, codes[ev->index]);
-    lua_setfield(L, r, "error");
+    ath_lport_setk(L, p, r, ATH_K_ERROR);
     lua_pushnil(L);
     lua_pushlstring(L, ev->line, ev->len);
     lua_pushfstring(L, "%s at %s", lua_tostring(L, -1),
@@ -336,15 +385,16 @@ static void lport_reply(ath_port_t *p, lua_State *L, const ath_chat_event_t *ev)
     int r, i;
     if (p->h->tr) /* a secret in it is masked once the flow has it */
         ath_tr_hold(p->h->tr, p->name, 1);
-    ath_lport_get(L, p, "r");
-    r = lua_gettop(L);
-    lua_getfield(L, r, "lines");
+    ath_lport_get(L, p, ATH_LS_LINES);
     lua_pushlstring(L, ev->line, ev->len);
     lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
     lua_pop(L, 1);
-    if (ev->matched && lua_getfield(L, r, "line") == LUA_TNIL) {
+    if (ev->matched && !LP(p)->replied) {
+        LP(p)->replied = 1;
+        ath_lport_get(L, p, ATH_LS_R);
+        r = lua_gettop(L);
         lua_pushlstring(L, ev->line, ev->len);
-        lua_setfield(L, r, "line");
+        ath_lport_setk(L, p, r, ATH_K_LINE);
         for (i = 0; i < ev->m.ncap; i++) {
             const ath_cap_t *c = &ev->m.cap[i];
             if (c->len == ATH_CAP_POSITION)
@@ -355,10 +405,10 @@ static void lport_reply(ath_port_t *p, lua_State *L, const ath_chat_event_t *ev)
         }
         if (ev->payload) {
             lua_pushlstring(L, ev->payload, ev->plen);
-            lua_setfield(L, r, "payload");
+            ath_lport_setk(L, p, r, ATH_K_PAYLOAD);
         }
+        lua_settop(L, r - 1);
     }
-    lua_settop(L, r - 1);
 }
 
 /* A prompt during a command: send its data, or end the command here. */
@@ -367,8 +417,9 @@ static void lport_prompt(ath_port_t *p, lua_State *L,
 {
     size_t n;
     const char *data;
-    if (ath_lport_get(L, p, "data") == LUA_TSTRING) {
+    if (LP(p)->has_data) {
         int r;
+        ath_lport_get(L, p, ATH_LS_DATA); /* a string: lport_cmd_result */
         data = lua_tolstring(L, -1, &n);
         LP(p)->data_sent = 1;
         r = ath_port_write(p, data, n);
@@ -377,10 +428,9 @@ static void lport_prompt(ath_port_t *p, lua_State *L,
             ath_lport_fail(p, L, "EIO", "cannot send the data", 0);
         return;
     }
-    lua_pop(L, 1);
-    ath_lport_get(L, p, "r");
+    ath_lport_get(L, p, ATH_LS_R);
     lua_pushlstring(L, ev->line, ev->len);
-    lua_setfield(L, -2, "prompt");
+    ath_lport_setk(L, p, -2, ATH_K_PROMPT);
     lport_finish(p, L, 1);
 }
 
@@ -391,10 +441,10 @@ static void lport_outcome(ath_port_t *p, lua_State *L,
 {
     if (p->h->tr) /* a secret in it is masked once the flow has it */
         ath_tr_hold(p->h->tr, p->name, 1);
-    ath_lport_get(L, p, "r");
-    if (lua_getfield(L, -1, "outcome") == LUA_TNIL) {
-        lport_push_match(L, ev);
-        lua_setfield(L, -3, "outcome");
+    ath_lport_get(L, p, ATH_LS_R);
+    if (ath_lport_getk(L, p, -1, ATH_K_OUTCOME) == LUA_TNIL) {
+        lport_push_match(L, p, ev);
+        ath_lport_setk(L, p, -3, ATH_K_OUTCOME);
     }
     lua_pop(L, 1);
     if (ev->more) {
@@ -448,7 +498,7 @@ static void lport_urc(ath_port_t *p, lua_State *L, const ath_chat_event_t *ev,
 {
     ath_event_t e;
     int top = lua_gettop(L);
-    ath_lport_get(L, p, "urc");
+    ath_lport_get(L, p, ATH_LS_URC);
     if (lua_rawgeti(L, -1, ev->index) == LUA_TTABLE) {
         memset(&e, 0, sizeof e);
         e.type = ATH_EVENT_URC;
@@ -459,12 +509,12 @@ static void lport_urc(ath_port_t *p, lua_State *L, const ath_chat_event_t *ev,
         ath_host_emit(p->h, &e);
         lua_pop(L, 1);
         lua_getfield(L, -1, "fn");
-        lport_push_match(L, ev);
+        lport_push_match(L, p, ev);
         lua_pushnil(L); /* the index of a URC means nothing */
-        lua_setfield(L, -2, "index");
+        ath_lport_setk(L, p, -2, ATH_K_INDEX);
         if (msg) { /* a wrong count: the handler is told, not given bytes */
             lua_pushvalue(L, msg);
-            lua_setfield(L, -2, "error");
+            ath_lport_setk(L, p, -2, ATH_K_ERROR);
         }
         ath_host_spawn(p->h, L, 1);
     }
@@ -483,9 +533,9 @@ static void lport_refused(ath_port_t *p, lua_State *L,
         lua_pushfstring(L, "sent %s, the module echoed %s", cmd,
                         lua_tostring(L, -1));
     } else {
-        ath_lport_get(L, p, "r");
-        lport_push_match(L, ev);
-        lua_setfield(L, -2, "outcome");
+        ath_lport_get(L, p, ATH_LS_R);
+        lport_push_match(L, p, ev);
+        ath_lport_setk(L, p, -2, ATH_K_OUTCOME);
         lua_pop(L, 1);
         lua_pushfstring(L, "%s failed: the module said %s", cmd,
                         lua_tostring(L, -1));
@@ -553,16 +603,16 @@ static void lport_process(ath_port_t *p, lua_State *L)
         case ATH_EV_ECHO: lport_refused(p, L, &ev); break;
         case ATH_EV_BADCOUNT: lport_badcount(p, L, &ev); break;
         case ATH_EV_MATCH:
-            lport_push_match(L, &ev);
+            lport_push_match(L, p, &ev);
             lport_finish(p, L, 1);
             break;
         case ATH_EV_PROMPT:
             if (LP(p)->w.mode == ATH_WAIT_CMD) {
                 lport_prompt(p, L, &ev);
             } else {
-                lport_push_match(L, &ev);
+                lport_push_match(L, p, &ev);
                 lua_pushboolean(L, 1);
-                lua_setfield(L, -2, "prompt");
+                ath_lport_setk(L, p, -2, ATH_K_PROMPT);
                 lport_finish(p, L, 1);
             }
             break;
@@ -653,7 +703,8 @@ int ath_lport_wait(lua_State *L, ath_port_t *p, int anchor, int timeout)
     int top;
     if (anchor) {
         lua_pushvalue(L, anchor);
-        ath_lport_set(L, p, "w");
+        ath_lport_set(L, p, ATH_LS_W);
+        LP(p)->anchored = 1;
     }
     LP(p)->waiter = L;
     LP(p)->sync_n = -1;
@@ -693,9 +744,7 @@ void ath_lport_connected(ath_port_t *p, lua_State *L, int err, const char *what)
     if (p->tls == NULL)
         uv_timer_stop(&p->timer);
     if (err == 0) {
-        lua_rawgeti(L, LUA_REGISTRYINDEX, LP(p)->lref);
-        lua_getfield(L, -1, "ud");
-        lua_remove(L, -2);
+        ath_lport_get(L, p, ATH_LS_UD);
         lua_xmove(L, co, 1);
         ath_host_wake(p->h, co, 1);
         ath_port_watch(p);

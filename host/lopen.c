@@ -375,10 +375,8 @@ static int l_listen(lua_State *L)
                         : ((struct sockaddr_in6 *)&ss)->sin6_port);
     snprintf(name, sizeof name, "listen:%s:%d", host, portnum);
     p = lopen_wrap(L, fd, ATH_PORT_LISTEN, name, 3);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, LP(p)->lref);
     lua_pushinteger(L, portnum);
-    lua_setfield(L, -2, "portnum");
-    lua_pop(L, 1);
+    ath_lport_set(L, p, ATH_LS_PORTNUM);
     return 1;
 }
 

@@ -123,6 +123,13 @@ static void lport_wait_pats(lua_State *L, ath_port_t *p, int a, int o,
     ath_pat_t *room;
     int cmd = LP(p)->w.mode == ATH_WAIT_CMD;
     o = lua_absindex(L, o);
+    if (!lua_istable(L, o) && (a == 0 || lua_isnil(L, a))) {
+        /* no options, no alternatives: a plain command (the round trip
+         * of a benchmark, and most of a flow's) */
+        LP(p)->w.nalts = LP(p)->w.naborts = LP(p)->w.nprompts = 0;
+        LP(p)->w.nouts = LP(p)->w.nofails = 0;
+        return;
+    }
     top = lua_gettop(L);
     if (lua_istable(L, o)) {
         lua_getfield(L, o, "abort");
@@ -287,27 +294,32 @@ static void lport_cmdname(ath_port_t *p, const char *cmd, size_t n)
 static void lport_cmd_result(lua_State *L, ath_port_t *p, const char *cmd,
                              int o, int has_o)
 {
-    lua_createtable(L, 0, 4);
+    /* lines, command, line, final, ms: room for them all at once (a
+     * table that grows is rehashed) */
+    lua_createtable(L, 0, 5);
     lua_createtable(L, 2, 0);
-    lua_setfield(L, -2, "lines");
+    lua_pushvalue(L, -1);
+    ath_lport_set(L, p, ATH_LS_LINES);
+    ath_lport_setk(L, p, -2, ATH_K_LINES);
     if (cmd) {
         lua_pushvalue(L, 2);
-        lua_setfield(L, -2, "command");
-        lua_pushvalue(L, 2);
-        ath_lport_set(L, p, "lastcmd");
+        ath_lport_setk(L, p, -2, ATH_K_COMMAND);
     }
-    ath_lport_set(L, p, "r");
+    ath_lport_set(L, p, ATH_LS_R);
+    LP(p)->replied = 0;
     LP(p)->data_sent = 0;
-    LP(p)->has_data = 0;
     if (has_o && lua_getfield(L, o, "data") != LUA_TNIL) {
         luaL_checktype(L, -1, LUA_TSTRING);
         LP(p)->has_data = 1;
-        ath_lport_set(L, p, "data");
+        ath_lport_set(L, p, ATH_LS_DATA);
     } else {
         if (has_o)
             lua_pop(L, 1);
-        lua_pushnil(L);
-        ath_lport_set(L, p, "data");
+        if (LP(p)->has_data) { /* the slot is nil unless has_data */
+            lua_pushnil(L);
+            ath_lport_set(L, p, ATH_LS_DATA);
+        }
+        LP(p)->has_data = 0;
     }
 }
 
@@ -365,14 +377,13 @@ static int lport_cmd(lua_State *L, ath_port_t *p, const char *cmd, size_t n,
     }
     if (cmd) {
         lport_cmdname(p, cmd, n);
+        memcpy(LP(p)->lastname, LP(p)->cmdname, sizeof LP(p)->lastname);
         LP(p)->w.echo = cmd;
         LP(p)->w.echolen = n;
         ath_chat_flush(p->chat); /* a new command, a new dialogue */
     } else {
-        ath_lport_get(L, p, "lastcmd");
-        if (lua_isstring(L, -1))
-            lport_cmdname(p, lua_tostring(L, -1), lua_rawlen(L, -1));
-        lua_pop(L, 1);
+        /* final(): the name of the last command sent */
+        memcpy(LP(p)->cmdname, LP(p)->lastname, sizeof LP(p)->cmdname);
     }
     t = has_o ? lua_getfield(L, o, "reply") : (lua_pushnil(L), LUA_TNIL);
     if (t == LUA_TNIL && cmd) {
@@ -392,8 +403,6 @@ static int lport_cmd(lua_State *L, ath_port_t *p, const char *cmd, size_t n,
             lua_pushvalue(L, 2);
             lua_rawseti(L, -2, 2);
         }
-    } else {
-        lua_pushvalue(L, cmd ? 2 : 1);
     }
     if (cmd) {
         int r = lport_cmd_send(L, p, cmd, n, o, has_o);
@@ -405,7 +414,9 @@ static int lport_cmd(lua_State *L, ath_port_t *p, const char *cmd, size_t n,
             return 3;
         }
     }
-    return ath_lport_wait(L, p, lua_gettop(L), timeout);
+    /* Without options the wait points into the command only, which the
+     * waiting flow's stack holds: nothing to anchor. */
+    return ath_lport_wait(L, p, has_o ? lua_gettop(L) : 0, timeout);
 }
 
 static int l_port_cmd(lua_State *L)
@@ -470,7 +481,7 @@ static int l_port_on(lua_State *L)
     luaL_checktype(L, 3, LUA_TFUNCTION);
     ath_lport_pat(L, 2, &pat);
     id = ++LP(p)->urc_next;
-    ath_lport_get(L, p, "urc");
+    ath_lport_get(L, p, ATH_LS_URC);
     lua_createtable(L, 0, 2);
     lua_pushvalue(L, 2);
     lua_setfield(L, -2, "spec");
@@ -491,7 +502,7 @@ static int l_port_off(lua_State *L)
     ath_port_t *p = ath_lport_check(L, 1);
     lua_Integer id = luaL_checkinteger(L, 2);
     ath_chat_urc_remove(p->chat, (int)id);
-    ath_lport_get(L, p, "urc");
+    ath_lport_get(L, p, ATH_LS_URC);
     lua_pushnil(L);
     lua_rawseti(L, -2, id);
     return 0;
@@ -666,12 +677,19 @@ static const luaL_Reg port_methods[] = {{"send", l_port_send},
 /* Methods, then the fields name, path, port, pending, eof, closed. */
 static int l_port_index(lua_State *L)
 {
-    ath_port_t **pp = luaL_checkudata(L, 1, ATH_PORT_MT);
-    const char *k = luaL_checkstring(L, 2);
-    ath_port_t *p = *pp;
-    if (lua_getfield(L, lua_upvalueindex(1), k) != LUA_TNIL)
-        return 1; /* a method: the common case first */
+    ath_port_t **pp;
+    const char *k;
+    ath_port_t *p;
+    /* A method, the common case, first: a raw lookup of the key as it
+     * is, no string made from C. */
+    lua_settop(L, 2);
+    lua_pushvalue(L, 2);
+    if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL)
+        return 1;
     lua_pop(L, 1);
+    pp = luaL_checkudata(L, 1, ATH_PORT_MT);
+    k = luaL_checkstring(L, 2);
+    p = *pp;
     if (strcmp(k, "closed") == 0) {
         lua_pushboolean(L, p == NULL || p->closed);
         return 1;
@@ -721,7 +739,7 @@ static int l_port_index(lua_State *L)
             return 1;
         }
         if (strcmp(k, "port") == 0 && p->kind == ATH_PORT_LISTEN) {
-            ath_lport_get(L, p, "portnum");
+            ath_lport_get(L, p, ATH_LS_PORTNUM);
             return 1;
         }
     }
@@ -741,5 +759,6 @@ void ath_lport_open(lua_State *L)
     luaL_newlib(L, port_methods);
     lua_pushcclosure(L, l_port_index, 1);
     lua_setfield(L, -2, "__index");
+    ath_lport_keys(L);
     lua_pop(L, 1);
 }

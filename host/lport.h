@@ -40,12 +40,36 @@ typedef struct ath_lport {
     ath_pat_t reply;
     char replybuf[40];
     char cmdname[40];
+    char lastname[40]; /* cmdname of the last command sent, for final() */
     double t_wait;     /* when the wait started */
     int outcome_ms;    /* CMD: the wait for its outcome after OK */
     int has_data;      /* CMD: it has data to send at its prompt */
     int data_sent;     /* CMD: its data went out at the prompt */
     int urc_next;
+    int replied;       /* CMD: a line matched the reply pattern */
+    int anchored;      /* slot ATH_LS_W holds the wait's anchor */
 } ath_lport_t;
+
+/* Slots of a port's Lua-side table: integer keys, so the round trip
+ * makes no string lookups. */
+enum {
+    ATH_LS_UD = 1, /* the userdata, so an open port is never collected */
+    ATH_LS_URC,    /* id -> { fn, spec }: the URC handlers */
+    ATH_LS_W,      /* what the wait in progress keeps alive (options) */
+    ATH_LS_R,      /* the result table of the command in progress */
+    ATH_LS_LINES,  /* its lines (r.lines) */
+    ATH_LS_DATA,   /* what to send at the command's prompt (has_data) */
+    ATH_LS_PORTNUM,
+    ATH_LS_N = ATH_LS_PORTNUM
+};
+
+/* Keys of result and match tables, interned once per Lua state
+ * (ath_lport_open) and pushed from registry refs. */
+enum {
+    ATH_K_LINES, ATH_K_COMMAND, ATH_K_FINAL, ATH_K_MS, ATH_K_LINE,
+    ATH_K_INDEX, ATH_K_PAYLOAD, ATH_K_PROMPT, ATH_K_OUTCOME, ATH_K_ERROR,
+    ATH_K_CME, ATH_K_CMS, ATH_K_N
+};
 
 #define ATH_PORT_PATS 8
 
@@ -60,11 +84,19 @@ ath_port_t *ath_lport_check(lua_State *L, int i);
 void ath_lport_push(lua_State *L, ath_port_t *p);
 /* Fails whoever waits on p, then closes it. */
 void ath_lport_close(ath_port_t *p, lua_State *L);
-/* Sets field k of p's Lua-side table to the value on top (popped). */
-void ath_lport_set(lua_State *L, ath_port_t *p, const char *k);
-/* Pushes field k of p's Lua-side table; returns its type. */
-int ath_lport_get(lua_State *L, ath_port_t *p, const char *k);
+/* Sets slot k (ATH_LS_*) of p's Lua-side table to the value on top
+ * (popped). */
+void ath_lport_set(lua_State *L, ath_port_t *p, int k);
+/* Pushes slot k of p's Lua-side table; returns its type. */
+int ath_lport_get(lua_State *L, ath_port_t *p, int k);
+/* Sets field k (ATH_K_*) of the table at index t to the value on top
+ * (popped). */
+void ath_lport_setk(lua_State *L, ath_port_t *p, int t, int k);
+/* Pushes field k (ATH_K_*) of the table at index t; returns its type. */
+int ath_lport_getk(lua_State *L, ath_port_t *p, int t, int k);
 
+/* lchat.c: interns the result keys, notes the metatable on top. */
+void ath_lport_keys(lua_State *L);
 /* lchat.c: starts the wait set up in LP(p)->w for the running flow L,
  * whose strings the value at index anchor (0: none) keeps alive. Returns
  * its results at once when the buffer holds them, else yields. */
