@@ -21,6 +21,13 @@
 #define HEADER_MAX 1024       /* longest unterminated line tried as the
                                  header of a counted payload */
 #define COUNT_MAX (64u << 20) /* largest payload a count may announce */
+#define CHAT_EXACT (64u << 10) /* a payload above this gets its room at once */
+#define CHAT_SHRINK (4u << 20) /* an empty buffer above this is given back:
+                                  above what lines and backlog need, so
+                                  only a big payload's room goes */
+#define CHAT_KEEP (64u << 10)  /* what it shrinks to */
+#define COUNT_SLACK 4096      /* room after an announced payload: its
+                                 trailer and what follows in the read */
 
 typedef struct urc {
     ath_pat_t p;
@@ -113,21 +120,65 @@ static void chat_compact(ath_chat_t *c)
     }
 }
 
+/* Room for `need` bytes in b: exactly (a size announced: a counted
+ * payload, a read of n bytes) or by doubling (bytes as they come).
+ * 0 or -1 (no memory). */
+static int chat_room(ath_chat_t *c, size_t need, int exact)
+{
+    size_t cap = c->cap;
+    char *nb;
+    if (need <= cap)
+        return 0;
+    if (exact)
+        cap = need;
+    else
+        while (cap < need)
+            cap *= 2;
+    nb = realloc(c->b, cap);
+    if (nb == NULL)
+        return -1;
+    c->b = nb;
+    c->cap = cap;
+    return 0;
+}
+
+/* Gives a big buffer back once it is empty (a big payload is past). */
+static void chat_shrink(ath_chat_t *c)
+{
+    char *nb;
+    if (c->head != c->len || c->cap <= CHAT_SHRINK || c->cnt.on)
+        return;
+    if ((nb = malloc(CHAT_KEEP)) == NULL)
+        return;
+    free(c->b);
+    c->b = nb;
+    c->cap = CHAT_KEEP;
+    c->len = c->head = c->ls = c->scan = 0;
+}
+
+char *ath_chat_space(ath_chat_t *c, size_t *room)
+{
+    chat_apply_cut(c);
+    chat_shrink(c);
+    chat_compact(c);
+    if (c->cap - c->len < 4096 && chat_room(c, c->len + 4096, 0) != 0)
+        return NULL;
+    *room = c->cap - c->len;
+    return c->b + c->len;
+}
+
+void ath_chat_commit(ath_chat_t *c, size_t n)
+{
+    c->len += n;
+}
+
 int ath_chat_feed(ath_chat_t *c, const char *data, size_t n)
 {
     chat_apply_cut(c);
+    chat_shrink(c);
     chat_compact(c);
-    if (c->len + n > c->cap) {
-        size_t cap = c->cap;
-        char *nb;
-        while (cap < c->len + n)
-            cap *= 2;
-        nb = realloc(c->b, cap);
-        if (nb == NULL)
-            return -1;
-        c->b = nb;
-        c->cap = cap;
-    }
+    if (chat_room(c, c->len + n, 0) != 0)
+        return -1;
     memcpy(c->b + c->len, data, n);
     c->len += n;
     return 0;
@@ -141,6 +192,9 @@ int ath_chat_wait(ath_chat_t *c, const ath_wait_t *w)
     c->w = *w;
     c->due = c->outseen = c->answered = 0;
     c->raw = w->mode == ATH_WAIT_READ;
+    if (c->raw && !w->some && w->nbytes > CHAT_EXACT)
+        /* read(n): room for the n bytes at once */
+        (void)chat_room(c, c->head + w->nbytes + COUNT_SLACK, 1);
     /* Revisit the backlog under the new wait's rules. */
     c->ls = c->scan = c->head;
     c->cnt.on = 0;
@@ -340,6 +394,10 @@ static int chat_try_count(ath_chat_t *c, const ath_pat_t *p, size_t t, int type,
     c->cnt.line_end = 0;
     if (why != 0)
         chat_bad_count(c, p, why, n, t);
+    else if (c->cnt.plen > CHAT_EXACT)
+        /* the payload's room at once, sized from its count: no doubling
+         * and copying as it arrives (no memory: it grows as it comes) */
+        (void)chat_room(c, ps + c->cnt.plen + COUNT_SLACK, 1);
     return 1;
 }
 

@@ -148,6 +148,13 @@ void ath_chat_free(ath_chat_t *c);
 
 /* Appends received bytes. Returns 0, or -1 if memory ran out. */
 int ath_chat_feed(ath_chat_t *c, const char *data, size_t n);
+/* The free room at the end of the buffer (*room bytes, at least 4 KiB),
+ * for a read straight into it; ath_chat_commit(c, n) then appends the n
+ * bytes read there. NULL if memory ran out. A counted payload or a READ
+ * of n bytes makes the room for all of it at once, sized from the count
+ * (no doubling); an empty buffer above 4 MiB is given back. */
+char *ath_chat_space(ath_chat_t *c, size_t *room);
+void ath_chat_commit(ath_chat_t *c, size_t n);
 
 /* Starts a wait; the patterns must stay valid until it ends. Returns -1
  * if a wait is already in progress. */

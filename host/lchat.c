@@ -226,6 +226,11 @@ static void lport_finish(ath_port_t *p, lua_State *L, int nvals)
         ath_tr_hold(p->h->tr, p->name, 0);
     ath_chat_cancel(p->chat);
     uv_timer_stop(&p->timer);
+    if (LP(p)->sink_n) {
+        LP(p)->sink_n = 0;
+        lua_pushnil(L);
+        ath_lport_set(L, p, ATH_LS_SINK);
+    }
     if (LP(p)->anchored) {
         LP(p)->anchored = 0;
         lua_pushnil(L);
@@ -267,6 +272,10 @@ static void lport_push_waited(lua_State *L, ath_port_t *p)
                         LP(p)->cmdname[0] ? LP(p)->cmdname : "the command");
     else if (LP(p)->cmdname[0] && LP(p)->w.mode == ATH_WAIT_CMD)
         lua_pushfstring(L, "no final result to %s", LP(p)->cmdname);
+    else if (LP(p)->w.mode == ATH_WAIT_READ && LP(p)->sink_n)
+        lua_pushfstring(L, "%d of %d bytes",
+                        (int)(LP(p)->sunk + ath_chat_pending(p->chat)),
+                        (int)LP(p)->sink_n);
     else if (LP(p)->w.mode == ATH_WAIT_READ)
         lua_pushfstring(L, "%d of %d bytes", (int)ath_chat_pending(p->chat),
                         (int)LP(p)->w.nbytes);
@@ -569,6 +578,54 @@ static void lport_badcount(ath_port_t *p, lua_State *L,
     lua_remove(L, msg);
 }
 
+/* Bytes of a streamed read(n, {into = sink}): to the file or function;
+ * the read ends with the count once all n went, or fails naming the
+ * sink's error; else it waits for the rest. */
+static void lport_sink(ath_port_t *p, lua_State *L, const ath_chat_event_t *ev)
+{
+    ath_lport_t *lp = LP(p);
+    int top = lua_gettop(L);
+    luaL_Stream *f;
+    ath_lport_get(L, p, ATH_LS_SINK);
+    f = luaL_testudata(L, -1, LUA_FILEHANDLE);
+    if (f != NULL) {
+        if (f->closef == NULL)
+            lua_pushliteral(L, "the file was closed");
+        else if (fwrite(ev->line, 1, ev->len, f->f) != ev->len)
+            lua_pushstring(L, strerror(errno));
+        else
+            lua_pushnil(L);
+    } else {
+        lua_pushlstring(L, ev->line, ev->len);
+        if (lua_pcall(L, 1, 0, 0) == LUA_OK)
+            lua_pushnil(L);
+        else if (lua_type(L, -1) != LUA_TSTRING)
+            lua_pushliteral(L, "(error object is not a string)");
+    }
+    if (lp->sink_n == 0 || lp->waiter == NULL || p->closed) {
+        lua_settop(L, top); /* the sink ended the read (closed the port) */
+        return;
+    }
+    lp->sunk += ev->len;
+    if (!lua_isnil(L, -1)) {
+        lua_pushfstring(L, "read into a sink failed after %d of %d bytes: %s",
+                        (int)lp->sunk, (int)lp->sink_n, lua_tostring(L, -1));
+        lua_replace(L, top + 1);
+        lua_settop(L, top + 1);
+        ath_lport_fail(p, L, "EIO", lua_tostring(L, top + 1), 0);
+        lua_remove(L, top + 1); /* the results stay when L waited itself */
+        return;
+    }
+    lua_settop(L, top);
+    if (lp->sunk >= lp->sink_n) {
+        lua_pushinteger(L, (lua_Integer)lp->sunk);
+        lport_finish(p, L, 1);
+        return;
+    }
+    lp->w.nbytes = lp->sink_n - lp->sunk;
+    ath_chat_wait(p->chat, &lp->w); /* the rest, as it comes */
+}
+
 /* The body of ath_lport_process: one pass over what the engine has. */
 static void lport_process(ath_port_t *p, lua_State *L);
 
@@ -633,8 +690,13 @@ static void lport_process(ath_port_t *p, lua_State *L)
         }
         case ATH_EV_FINAL: lport_final(p, L, &ev); break;
         case ATH_EV_REPLY: lport_reply(p, L, &ev); break;
-        case ATH_EV_LINE:
         case ATH_EV_READ:
+            if (LP(p)->sink_n) {
+                lport_sink(p, L, &ev);
+                break;
+            }
+            /* fall through */
+        case ATH_EV_LINE:
             lua_pushlstring(L, ev.line, ev.len);
             lport_finish(p, L, 1);
             break;

@@ -239,6 +239,21 @@ static int l_port_read(lua_State *L)
     luaL_argcheck(L, n >= 0 && n <= (1 << 30), 2, "byte count out of range");
     LP(p)->w.mode = ATH_WAIT_READ;
     LP(p)->w.nbytes = (size_t)n;
+    if (lua_istable(L, 3) && lua_getfield(L, 3, "into") != LUA_TNIL) {
+        /* Streamed: the bytes go to a file or function as they come,
+         * never held whole; the result is the count. */
+        luaL_Stream *f = luaL_testudata(L, -1, LUA_FILEHANDLE);
+        luaL_argcheck(L, lua_isfunction(L, -1) || (f && f->closef), 3,
+                      "into must be an open file or a function");
+        if (n == 0) {
+            lua_pushinteger(L, 0);
+            return 1;
+        }
+        ath_lport_set(L, p, ATH_LS_SINK);
+        LP(p)->sink_n = (size_t)n;
+        LP(p)->sunk = 0;
+        LP(p)->w.some = 1; /* what has come, each time */
+    }
     return ath_lport_wait(L, p, 0, timeout);
 }
 

@@ -48,6 +48,8 @@ typedef struct ath_lport {
     int urc_next;
     int replied;       /* CMD: a line matched the reply pattern */
     int anchored;      /* slot ATH_LS_W holds the wait's anchor */
+    size_t sink_n;     /* read(n, {into = sink}): n, while it runs */
+    size_t sunk;       /* the bytes the sink has had */
 } ath_lport_t;
 
 /* Slots of a port's Lua-side table: integer keys, so the round trip
@@ -60,7 +62,8 @@ enum {
     ATH_LS_LINES,  /* its lines (r.lines) */
     ATH_LS_DATA,   /* what to send at the command's prompt (has_data) */
     ATH_LS_PORTNUM,
-    ATH_LS_N = ATH_LS_PORTNUM
+    ATH_LS_SINK,   /* read(n, {into = sink}): the file or function */
+    ATH_LS_N = ATH_LS_SINK
 };
 
 /* Keys of result and match tables, interned once per Lua state

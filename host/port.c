@@ -362,23 +362,39 @@ static void port_last(ath_port_t *p, const char *s, size_t n)
     free(out.b);
 }
 
+/* The most one read asks for (a read straight into a payload's room may
+ * take more than the old 64 KiB at once). */
+#define PORT_READ_MAX (1u << 20)
+
 /* 1 if the transport holds bytes the fd will not announce. */
 static int port_pending(ath_port_t *p)
 {
     return p->xp && p->xp->pending && p->xp->pending(p);
 }
 
+/* Reads what the fd has straight into the chat engine's buffer (no
+ * copy), up to 8 reads a callback (more while TLS holds decrypted
+ * bytes), and tells the owner after each. */
 static void port_read(ath_port_t *p)
 {
-    char buf[65536];
     int i;
     for (i = 0; !p->eof && !p->closed; i++) {
         ssize_t n;
+        size_t room;
+        char *buf;
         ath_tr_t *tr;
         /* What TLS has decrypted already, the fd will not announce. */
         if (i >= 8 && !port_pending(p))
             break;
-        n = p->io_read(p, buf, sizeof buf);
+        if ((buf = ath_chat_space(p->chat, &room)) == NULL) {
+            p->eof = 1;
+            p->eof_err = ENOMEM;
+            port_tell(p, ATH_PORT_END, p->eof_err);
+            break;
+        }
+        if (room > PORT_READ_MAX)
+            room = PORT_READ_MAX;
+        n = p->io_read(p, buf, room);
         if (n == -EAGAIN)
             break;
         if (n <= 0) {
@@ -391,14 +407,9 @@ static void port_read(ath_port_t *p)
             ath_tr_data(tr, p->name, '<', buf, (size_t)n);
         port_last(p, buf, (size_t)n);
         p->last_t = ath_host_now(p->h);
-        if (ath_chat_feed(p->chat, buf, (size_t)n) != 0) {
-            p->eof = 1;
-            p->eof_err = ENOMEM;
-            port_tell(p, ATH_PORT_END, p->eof_err);
-            break;
-        }
+        ath_chat_commit(p->chat, (size_t)n);
         port_tell(p, ATH_PORT_DATA, 0);
-        if ((size_t)n < sizeof buf && !port_pending(p))
+        if ((size_t)n < room && !port_pending(p))
             break;
     }
 }

@@ -7,25 +7,8 @@ local athost = require("athost")
 
 local BIN = os.getenv("ATHOST_BIN") or (arg and arg[-1]) or "./athost"
 
--- Starts a fake modem: fn(m) runs as a flow on the pty master m. Returns
--- the port a script would use (the slave, opened by path) and finish(),
--- which waits for the modem's dialogue to end, closes both sides and
--- returns what fn returned (raising if fn raised).
-local function fake(fn, opts)
-  local m, path = assert(athost.pty { name = "modem" })
-  local task = athost.spawn(function() return pcall(fn, m) end)
-  local o = { name = "dut", timeout = 5000 }
-  for k, v in pairs(opts or {}) do o[k] = v end
-  local p = assert(athost.open(path, o))
-  local function finish()
-    local ok, a, b = task:join()
-    if not p.closed then p:close() end
-    m:close()
-    if not ok then error("fake modem: " .. tostring(a), 2) end
-    return a, b
-  end
-  return p, finish, m, path
-end
+-- A fake modem on a pty (tests/lib/ptymodem.lua).
+local fake = require("ptymodem").fake
 
 -- The modem reads one command; checks it if want is given; answers.
 local function answer(m, want, reply)

@@ -1,0 +1,124 @@
+-- Big payloads: port:read(n, {into = sink}) streams the bytes to a file or
+-- a function as they come (never held whole), and counted payloads and
+-- reads bigger than the engine's usual buffer arrive intact. Through real
+-- ptys, with a fake modem on the master (tests/lib/ptymodem.lua).
+local t = require("t")
+local athost = require("athost")
+
+local fake = require("ptymodem").fake
+
+-- n bytes that differ at every 256-byte block, with every byte value.
+local function bytes(n)
+  local block = {}
+  for i = 0, 251 do block[#block + 1] = string.char((i * 7 + 13) % 256) end
+  block = table.concat(block)
+  local parts, len, i = {}, 0, 0
+  while len < n do
+    local s = string.pack(">I4", i) .. block
+    parts[#parts + 1] = s
+    len, i = len + #s, i + 1
+  end
+  return table.concat(parts):sub(1, n)
+end
+
+-- The modem sends data in pieces of uneven sizes, then OK.
+local function send_pieces(m, data)
+  local at, sizes, k = 1, { 1, 4093, 65537, 7, 100003 }, 0
+  while at <= #data do
+    k = k + 1
+    local n = sizes[(k - 1) % #sizes + 1]
+    assert(m:send(data:sub(at, at + n - 1)))
+    at = at + n
+  end
+  assert(m:send("\r\nOK\r\n"))
+end
+
+t.test("read into a function: every byte once, in order, and the count", function()
+  local data = bytes(3 * 1048576 + 17)
+  local p, finish = fake(function(m) send_pieces(m, data) end)
+  local chunks, calls = {}, 0
+  local n = assert(p:read(#data, { timeout = 60000, into = function(chunk)
+    calls = calls + 1
+    chunks[#chunks + 1] = chunk
+  end }))
+  t.eq(n, #data, "the count returned")
+  local got = table.concat(chunks)
+  t.eq(#got, #data, "bytes the sink had")
+  t.ok(got == data, "the content differs")
+  t.ok(calls > 1, "the bytes came in one call: not streamed")
+  t.eq(assert(p:readline()), "OK", "what follows the read")
+  finish()
+end)
+
+t.test("read into a file: the file holds the bytes", function()
+  local data = bytes(1048576 + 5)
+  local path = os.tmpname()
+  local p, finish = fake(function(m) send_pieces(m, data) end)
+  local f = assert(io.open(path, "wb"))
+  t.eq(assert(p:read(#data, { timeout = 60000, into = f })), #data, "the count")
+  f:close()
+  f = assert(io.open(path, "rb"))
+  local got = f:read("a")
+  f:close()
+  os.remove(path)
+  t.ok(got == data, "the file's content differs")
+  t.eq(assert(p:readline()), "OK", "what follows the read")
+  finish()
+end)
+
+t.test("a sink that fails ends the read with EIO naming its error", function()
+  local p, finish = fake(function(m) send_pieces(m, bytes(200000)) end)
+  local r, err, code = p:read(200000, { into = function() error("disk full", 0) end })
+  t.eq(r, nil, "no count")
+  t.eq(code, "EIO", "code")
+  t.match(err, "disk full", "the sink's error")
+  t.match(err, "of 200000 bytes", "how far it got")
+  finish()
+end)
+
+t.test("a streamed read that times out says how many bytes came", function()
+  local p, finish = fake(function(m) assert(m:send(bytes(1000))) end)
+  local seen = 0
+  local r, err, code = p:read(5000, { timeout = 300, into = function(c) seen = seen + #c end })
+  t.eq(r, nil, "no count")
+  t.eq(code, "ETIMEDOUT", "code")
+  t.match(err, "1000 of 5000 bytes", "the count in the message")
+  t.eq(seen, 1000, "bytes the sink had")
+  finish()
+end)
+
+t.test("a sink that closes the port ends the read with ECLOSED", function()
+  -- what fits in the pty: the modem's sends end though nobody reads
+  local p, finish = fake(function(m) assert(m:send(bytes(3000))) end)
+  local r, err, code = p:read(5000, { into = function() p:close() end })
+  t.eq(r, nil, "no count")
+  t.eq(code, "ECLOSED", "code")
+  t.match(err, "closed while a flow waited", "message")
+  finish()
+end)
+
+t.test("into must be a file or a function", function()
+  local p, finish = fake(function() end)
+  local ok, err = pcall(p.read, p, 10, { into = 42 })
+  t.eq(ok, false, "accepted a number")
+  t.match(err, "into must be an open file or a function", "message")
+  finish()
+end)
+
+t.test("a counted payload of several MiB arrives whole", function()
+  local data = bytes(5 * 1048576 + 3)
+  local p, finish = fake(function(m)
+    local line = assert(m:readline())
+    assert(line == "AT+READ", line)
+    assert(m:send("\r\n+READ: " .. #data .. "\r\n"))
+    send_pieces(m, data)
+  end)
+  local r = assert(p:cmd("AT+READ", { timeout = 60000,
+    reply = { "^%+READ: (%d+)", count = 1, max = 8 * 1048576 } }))
+  t.eq(#r.payload, #data, "payload length")
+  t.ok(r.payload == data, "the payload differs")
+  t.eq(r.final, "OK", "final")
+  finish()
+end)
+
+t.run()
