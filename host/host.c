@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include <lualib.h>
+#include <pthread.h>
 
 #ifndef ATHOST_LIBDIR
 #define ATHOST_LIBDIR "/usr/local/share/athost/lib"
@@ -338,6 +339,129 @@ static void host_paths(ath_host_t *h)
     lua_pop(L, 1);
 }
 
+/* ---- Lua modules, compiled once per process ------------------------------
+ *
+ * Every host is a Lua state of its own, and a station runs hundreds: each
+ * compiling the same library from source was most of a DUT's CPU. The
+ * searcher below replaces Lua's own for package.path: the first host
+ * that requires a module compiles it and keeps its bytecode (lua_dump,
+ * debug information kept: messages and tracebacks are the same); the
+ * others load that (luaL_loadbufferx, binary only), as long as the file
+ * is the same (device, inode, size, modification time). Process-wide,
+ * under a mutex: hosts may live in several threads.
+ */
+typedef struct bc_entry {
+    char *path;
+    dev_t dev;
+    ino_t ino;
+    off_t size;
+    struct timespec mtime;
+    char *bc;
+    size_t n;
+    struct bc_entry *next;
+} bc_entry_t;
+
+static pthread_mutex_t bc_mu = PTHREAD_MUTEX_INITIALIZER;
+static bc_entry_t *bc_list;
+
+typedef struct bc_buf {
+    char *b;
+    size_t n, cap;
+    int failed;
+} bc_buf_t;
+
+static int bc_writer(lua_State *L, const void *p, size_t sz, void *ud)
+{
+    bc_buf_t *w = ud;
+    (void)L;
+    if (w->n + sz > w->cap) {
+        size_t cap = w->cap ? w->cap : 4096;
+        char *nb;
+        while (cap < w->n + sz)
+            cap *= 2;
+        if ((nb = realloc(w->b, cap)) == NULL) {
+            w->failed = 1;
+            return 1;
+        }
+        w->b = nb;
+        w->cap = cap;
+    }
+    memcpy(w->b + w->n, p, sz);
+    w->n += sz;
+    return 0;
+}
+
+static int bc_same(const bc_entry_t *e, const struct stat *st)
+{
+    return e->dev == st->st_dev && e->ino == st->st_ino &&
+           e->size == st->st_size && e->mtime.tv_sec == st->st_mtim.tv_sec &&
+           e->mtime.tv_nsec == st->st_mtim.tv_nsec;
+}
+
+/* Loads the Lua file at path as luaL_loadfilex(L, path, "bt") does,
+ * from the process's bytecode when it has the same file. */
+static int bc_load(lua_State *L, const char *path)
+{
+    struct stat st;
+    bc_entry_t *e;
+    bc_buf_t w = {NULL, 0, 0, 0};
+    int r;
+    if (stat(path, &st) != 0)
+        return luaL_loadfilex(L, path, "bt"); /* its message */
+    pthread_mutex_lock(&bc_mu);
+    for (e = bc_list; e; e = e->next)
+        if (strcmp(e->path, path) == 0 && bc_same(e, &st))
+            break;
+    if (e != NULL) {
+        r = luaL_loadbufferx(L, e->bc, e->n, path, "b");
+        pthread_mutex_unlock(&bc_mu);
+        return r;
+    }
+    pthread_mutex_unlock(&bc_mu);
+    if ((r = luaL_loadfilex(L, path, "bt")) != LUA_OK)
+        return r;
+    if (lua_dump(L, bc_writer, &w, 0) != 0 || w.failed ||
+        (e = calloc(1, sizeof *e)) == NULL || (e->path = strdup(path)) == NULL) {
+        free(e);
+        free(w.b);
+        return LUA_OK; /* loaded all the same, just not kept */
+    }
+    e->dev = st.st_dev;
+    e->ino = st.st_ino;
+    e->size = st.st_size;
+    e->mtime = st.st_mtim;
+    e->bc = w.b;
+    e->n = w.n;
+    pthread_mutex_lock(&bc_mu);
+    e->next = bc_list;
+    bc_list = e;
+    pthread_mutex_unlock(&bc_mu);
+    return LUA_OK;
+}
+
+/* package.searchers[2]: Lua's own searcher for package.path, loading
+ * through bc_load. */
+static int host_searcher(lua_State *L)
+{
+    const char *name = luaL_checkstring(L, 1), *path;
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "searchpath");
+    lua_pushvalue(L, 1);
+    lua_getfield(L, -3, "path");
+    if (lua_type(L, -1) != LUA_TSTRING)
+        return luaL_error(L, "'package.path' must be a string");
+    lua_call(L, 2, 2);
+    if (lua_isnil(L, -2))
+        return 1; /* the message of the paths tried */
+    lua_pop(L, 1);
+    path = lua_tostring(L, -1);
+    if (bc_load(L, path) != LUA_OK)
+        return luaL_error(L, "error loading module '%s' from file '%s':\n\t%s",
+                          name, path, lua_tostring(L, -1));
+    lua_insert(L, -2);
+    return 2; /* the loader, and the file, as Lua's searcher */
+}
+
 static int host_openlibs(lua_State *L)
 {
     ath_host_t *h = lua_touserdata(L, 1);
@@ -355,6 +479,11 @@ static int host_openlibs(lua_State *L)
     lua_setfield(L, -2, "cjson");
     lua_pop(L, 1);
     host_paths(h);
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "searchers");
+    lua_pushcfunction(L, host_searcher);
+    lua_rawseti(L, -2, 2);
+    lua_pop(L, 2);
     /* Load the module now so that its metatables exist for spawned tasks;
      * it is also the global athost, for -e chunks and -i lines. */
     luaL_requiref(L, "athost", luaopen_athost, 1);
