@@ -40,7 +40,10 @@ typedef enum ath_event_type {
     ATH_EVENT_URC,            /* port: the port, text: the line */
     ATH_EVENT_TRANSCRIPT,     /* port, text: one escaped transcript record */
     ATH_EVENT_DATA,           /* name, json: what the flow emitted */
-    ATH_EVENT_RESULT          /* ok, text: the error if !ok, ms, code */
+    ATH_EVENT_RESULT,         /* ok, text: the error if !ok, ms, code */
+    ATH_EVENT_WAIT            /* name: what a long wait waits for, ms: how
+                                 long so far, total_ms: its limit (0: none),
+                                 text: the line printed */
 } ath_event_type_t;
 
 typedef struct ath_event {
@@ -61,6 +64,7 @@ typedef struct ath_event {
      * (STEP_END, RESULT, ath_host_error()) are C strings: a NUL in one is
      * written \x00. */
     size_t text_len;
+    double total_ms; /* WAIT: how long the wait may take (0: no limit) */
 } ath_event_t;
 
 typedef struct ath_host ath_host_t;

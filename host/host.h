@@ -54,6 +54,7 @@ struct ath_host {
     char *port_spec;
     int port_baud;
     int port_ref; /* the default port once opened */
+    struct ath_waitnote *notes; /* long waits in progress (lhost.c) */
 };
 
 /* registry: thread -> task table of each flow */
@@ -100,6 +101,19 @@ const char *ath_pushcstr(lua_State *L, const char *s, size_t n);
  * passwd, token or psk, in any case. Such parameters are registered as
  * secrets, and such JSON fields' values are masked wherever they appear. */
 int ath_secret_name(const char *key, size_t n);
+
+/* lhost.c: progress of long waits. A wait that may last longer than
+ * ATH_PROGRESS_MS reports every ATH_PROGRESS_MS what it waits for and for
+ * how long of how long (an ATH_EVENT_WAIT). owner identifies the wait (a
+ * port, a Lua handle); describe(owner, buf, n) says what it waits for at
+ * the time of each report, or what (copied) does when describe is NULL. */
+#define ATH_PROGRESS_MS 10000
+typedef void (*ath_describe_fn)(void *owner, char *buf, size_t n);
+void ath_host_wait_begin(ath_host_t *h, void *owner, ath_describe_fn describe,
+                         const char *what, double total_ms);
+/* The same wait goes on with a new limit from now (an outcome after OK). */
+void ath_host_wait_restart(ath_host_t *h, void *owner, double total_ms);
+void ath_host_wait_end(ath_host_t *h, void *owner);
 
 /* The Lua modules, each adding its functions to the table on top. */
 void ath_lhost_open(lua_State *L);  /* lhost.c: flows, timers, steps */

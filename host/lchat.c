@@ -232,6 +232,8 @@ static void lport_finish(ath_port_t *p, lua_State *L, int nvals)
         ath_tr_hold(p->h->tr, p->name, 0);
     ath_chat_cancel(p->chat);
     uv_timer_stop(&p->timer);
+    if (p->h->notes)
+        ath_host_wait_end(p->h, p);
     lua_pushnil(L);
     ath_lport_set(L, p, "w");
     if (co == L) {
@@ -292,6 +294,43 @@ static void lport_push_waited(lua_State *L, ath_port_t *p)
     lua_concat(L, 3);
 }
 
+/* A pattern as a person reads it: no anchor, no Lua escapes. */
+static void lport_plain(char *out, size_t n, const ath_pat_t *pat)
+{
+    size_t i = 0, k = 0;
+    if (pat->kind == ATH_PAT_LUA && pat->len > 0 && pat->text[0] == '^')
+        i = 1;
+    for (; i < pat->len && k + 1 < n; i++) {
+        if (pat->kind == ATH_PAT_LUA && pat->text[i] == '%' && i + 1 < pat->len)
+            i++;
+        out[k++] = pat->text[i];
+    }
+    out[k] = '\0';
+}
+
+/* What a long wait waits for, for its progress lines: "CONNACK OK after
+ * AT+MCONNECT", "the final result to AT+CGATT". */
+static void lport_describe(void *owner, char *buf, size_t n)
+{
+    ath_port_t *p = owner;
+    char pat[80];
+    const char *cmd = p->cmdname[0] ? p->cmdname : NULL;
+    if (p->w.mode == ATH_WAIT_CMD && p->w.nouts > 0) {
+        lport_plain(pat, sizeof pat, &p->w.outs[0]);
+        snprintf(buf, n, "%s after %s", pat, cmd ? cmd : "the command");
+    } else if (p->w.mode == ATH_WAIT_CMD) {
+        snprintf(buf, n, "the final result to %s", cmd ? cmd : "the command");
+    } else if (p->w.mode == ATH_WAIT_READ) {
+        snprintf(buf, n, "%d bytes on %s (%d came)", (int)p->w.nbytes, p->name,
+                 (int)ath_chat_pending(p->chat));
+    } else if (p->w.nalts > 0 || p->w.nprompts > 0) {
+        lport_plain(pat, sizeof pat, p->w.nalts ? p->w.alts : p->w.prompts);
+        snprintf(buf, n, "%s%s%s", pat, cmd ? " after " : "", cmd ? cmd : "");
+    } else {
+        snprintf(buf, n, "a line from %s", p->name);
+    }
+}
+
 static void lport_timeout_cb(uv_timer_t *t)
 {
     ath_port_t *p = t->data;
@@ -350,6 +389,10 @@ static void lport_final(ath_port_t *p, lua_State *L, const ath_chat_event_t *ev)
             uv_timer_start(&p->timer, lport_timeout_cb,
                            (uint64_t)p->outcome_ms, 0);
         }
+        if (p->outcome_ms > ATH_PROGRESS_MS && !p->no_progress)
+            ath_host_wait_begin(p->h, p, lport_describe, NULL, p->outcome_ms);
+        else if (p->h->notes)
+            ath_host_wait_end(p->h, p);
         return;
     }
     if (ev->index == ATH_FINAL_OK || ev->index >= ATH_FINAL_ALT) {
@@ -728,5 +771,9 @@ int ath_lport_wait(lua_State *L, ath_port_t *p, int anchor, int timeout)
         uv_update_time(p->h->loop); /* the flow may have run a while */
         uv_timer_start(&p->timer, lport_timeout_cb, (uint64_t)timeout, 0);
     }
+    /* A wait that may last long tells how long it has waited, every
+     * ATH_PROGRESS_MS, so a silent module is no silent athost. */
+    if (timeout > ATH_PROGRESS_MS && !p->no_progress)
+        ath_host_wait_begin(p->h, p, lport_describe, NULL, timeout);
     return lua_yield(L, 0);
 }

@@ -71,6 +71,7 @@ struct ath_port {
     int timeout_ms; /* default wait timeout */
     int outcome_ms; /* CMD: the wait for its outcome after OK */
     int untraced;   /* its bytes stay out of the transcript */
+    int no_progress; /* this wait prints no progress lines (progress=false) */
     int has_data;   /* CMD: it has data to send at its prompt */
     int data_sent;  /* CMD: its data went out at the prompt */
     char eol[4];

@@ -336,8 +336,10 @@ function Base:listen(ms, fn)
     if self.lost then self:recover() end
     local left = deadline - athost.now()
     if left <= 0 then return n end
+    -- progress = false: listening is the point here, not a stall.
     local mt, err, code = self.port:expect(self.listen_pats, {
-      abort = concat(self.link_lost, self.bearer_lost), timeout = math.ceil(left) })
+      abort = concat(self.link_lost, self.bearer_lost), timeout = math.ceil(left),
+      progress = false })
     if mt then
       self:listened(mt)
     elseif code == "EABORT" then
