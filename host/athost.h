@@ -121,6 +121,12 @@ int ath_host_start(ath_host_t *h);
 int ath_host_run(ath_host_t *h);
 /* Stops the main flow: its waits fail with ECANCELED; the run ends. */
 void ath_host_cancel(ath_host_t *h);
+/* Asks the run to stop, as SIGINT or SIGTERM do (why: "SIGINT", or
+ * NULL): the flows running are abandoned, the cleanups registered with
+ * athost.defer run (newest first, each for at most its time), then the run
+ * ends with ATH_EXIT_CANCELED and a message naming the step the main flow
+ * was in. Called again during the cleanup, it ends the run at once. */
+void ath_host_interrupt(ath_host_t *h, const char *why);
 /* 1 once the main flow ended (result known). */
 int ath_host_done(const ath_host_t *h);
 /* ATH_EXIT_* of a finished run. */

@@ -18,6 +18,10 @@ typedef struct ath_tr ath_tr_t;
 typedef struct ath_res {
     struct ath_res *prev, *next;
     void (*close)(struct ath_res *r);
+    /* Optional: forget the waits of flow co (NULL: of every flow) without
+     * waking it; the flow is abandoned (a cancel's cleanup, a cleanup
+     * function that overran its time). */
+    void (*abandon)(struct ath_res *r, lua_State *co);
 } ath_res_t;
 
 typedef struct ath_ready {
@@ -55,10 +59,17 @@ struct ath_host {
     int port_baud;
     int port_ref; /* the default port once opened */
     struct ath_waitnote *notes; /* long waits in progress (lhost.c) */
+    /* The cleanup (athost.defer) in progress: a canceled main flow is
+     * abandoned; the run then ends with end_status. */
+    int cleaning;
+    int end_status;
+    char *end_msg;
 };
 
 /* registry: thread -> task table of each flow */
 #define ATH_HOST_FLOWS "athost.flows"
+/* registry: the list of athost.defer entries { fn, ms, name } */
+#define ATH_HOST_DEFERS "athost.defers"
 
 /* host.c */
 void ath_host_res_add(ath_host_t *h, ath_res_t *r);
@@ -70,6 +81,15 @@ ath_host_t *ath_host_from(lua_State *L);
 void ath_host_finish(ath_host_t *h, int status, const char *msg);
 
 /* flow.c */
+/* The main flow ended, failed or was canceled: runs the functions given
+ * to athost.defer (newest first, each bounded) in a flow of their own,
+ * then ends the run with status and msg; ends it at once when there are
+ * none or a cleanup is already running. why: "ended", "failed",
+ * "canceled". */
+void ath_host_end(ath_host_t *h, int status, const char *msg, const char *why);
+/* Abandons flow co (NULL: every flow running): it is never resumed, and
+ * the ports forget its waits. */
+void ath_host_abandon(ath_host_t *h, lua_State *co);
 /* Queues co (suspended, with nargs values pushed on its stack). */
 void ath_host_wake(ath_host_t *h, lua_State *co, int nargs);
 /* Resumes queued coroutines until none is left. */

@@ -251,6 +251,28 @@ static void lport_finish(ath_port_t *p, lua_State *L, int nvals)
     ath_host_wake(p->h, co, nvals);
 }
 
+/* The flow co (NULL: any) is abandoned: its wait on p ends without waking
+ * it, so that the cleanup's commands may use the port. */
+void ath_lport_abandon(ath_port_t *p, lua_State *co)
+{
+    lua_State *L = p->h->L;
+    if (p->waiter && (co == NULL || p->waiter == co)) {
+        p->waiter = NULL;
+        if (p->h->tr)
+            ath_tr_hold(p->h->tr, p->name, 0);
+        ath_chat_cancel(p->chat);
+        uv_timer_stop(&p->timer);
+        if (p->h->notes)
+            ath_host_wait_end(p->h, p);
+        lua_pushnil(L);
+        ath_lport_set(L, p, "w");
+    }
+    if (p->woken && (co == NULL || p->woken == co))
+        p->woken = NULL;
+    if (p->drainer && (co == NULL || p->drainer == co))
+        p->drainer = NULL; /* its bytes still go out */
+}
+
 /* Fails the wait with (nil, "CODE: what", CODE[, r]). */
 void ath_lport_fail(ath_port_t *p, lua_State *L, const char *code,
                     const char *what, int with_r)

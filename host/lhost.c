@@ -353,6 +353,77 @@ static int l_waiting_done(lua_State *L)
     return 0;
 }
 
+/* ---- cleanup ------------------------------------------------------------ */
+
+#define DEFER_MT "athost.defer"
+
+/* athost.defer(fn[, opts]): fn(why) runs when the run ends — why is
+ * "ended", "failed" or "canceled" (SIGINT, SIGTERM) — newest first, each
+ * in a flow of its own for at most opts.timeout ms (default 5000; a number
+ * is the timeout), named opts.name in messages. Returns a handle whose
+ * :cancel() takes fn back (the work was undone the normal way). */
+static int l_defer(lua_State *L)
+{
+    lua_Number ms = 5000;
+    const char *name = "a deferred cleanup";
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+    if (lua_type(L, 2) == LUA_TNUMBER) {
+        ms = lua_tonumber(L, 2);
+    } else if (lua_type(L, 2) == LUA_TTABLE) {
+        lua_getfield(L, 2, "timeout");
+        ms = luaL_optnumber(L, -1, ms);
+        lua_getfield(L, 2, "name");
+        name = luaL_optstring(L, -1, name);
+        lua_pop(L, 1); /* name stays alive in opts */
+        lua_pop(L, 1);
+    } else if (!lua_isnoneornil(L, 2)) {
+        luaL_argerror(L, 2, "a timeout (ms) or { timeout =, name = }");
+    }
+    lua_createtable(L, 0, 3);
+    lua_pushvalue(L, 1);
+    lua_setfield(L, -2, "fn");
+    lua_pushinteger(L, ms > 0 ? (lua_Integer)ms : 0);
+    lua_setfield(L, -2, "ms");
+    lua_pushstring(L, name);
+    lua_setfield(L, -2, "name");
+    luaL_setmetatable(L, DEFER_MT);
+    if (lua_getfield(L, LUA_REGISTRYINDEX, ATH_HOST_DEFERS) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_pushvalue(L, -1);
+        lua_setfield(L, LUA_REGISTRYINDEX, ATH_HOST_DEFERS);
+    }
+    lua_pushvalue(L, -2);
+    lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+    lua_pop(L, 1);
+    return 1;
+}
+
+/* handle:cancel(): fn will not run (it may already be running). */
+static int l_defer_cancel(lua_State *L)
+{
+    lua_Integer i, n;
+    luaL_checktype(L, 1, LUA_TTABLE); /* a handle from athost.defer */
+    if (lua_getfield(L, LUA_REGISTRYINDEX, ATH_HOST_DEFERS) != LUA_TTABLE)
+        return 0;
+    n = (lua_Integer)lua_rawlen(L, -1);
+    for (i = 1; i <= n; i++) {
+        lua_rawgeti(L, -1, i);
+        if (lua_rawequal(L, -1, 1)) {
+            lua_pop(L, 1);
+            for (; i < n; i++) {
+                lua_rawgeti(L, -1, i + 1);
+                lua_rawseti(L, -2, i);
+            }
+            lua_pushnil(L);
+            lua_rawseti(L, -2, n);
+            break;
+        }
+        lua_pop(L, 1);
+    }
+    return 0;
+}
+
 /* ---- steps, logs, events ------------------------------------------------ */
 
 /* athost.step(name): the flow's next step starts (the previous ends). */
@@ -503,7 +574,8 @@ static const luaL_Reg lhost_funcs[] = {
     {"spawn", l_spawn}, {"sleep", l_sleep},   {"timer", l_timer},
     {"now", l_now},     {"step", l_step},     {"log", l_log},
     {"emit", l_emit},   {"secret", l_secret}, {"params", l_params},
-    {"port", l_port},   {"waiting", l_waiting}, {NULL, NULL}};
+    {"port", l_port},   {"waiting", l_waiting}, {"defer", l_defer},
+    {NULL, NULL}};
 
 void ath_lhost_open(lua_State *L)
 {
@@ -512,6 +584,13 @@ void ath_lhost_open(lua_State *L)
         lua_newtable(L);
         lua_pushcfunction(L, l_task_join);
         lua_setfield(L, -2, "join");
+        lua_setfield(L, -2, "__index");
+    }
+    lua_pop(L, 1);
+    if (luaL_newmetatable(L, DEFER_MT)) {
+        lua_newtable(L);
+        lua_pushcfunction(L, l_defer_cancel);
+        lua_setfield(L, -2, "cancel");
         lua_setfield(L, -2, "__index");
     }
     lua_pop(L, 1);

@@ -74,6 +74,11 @@ static void lport_res_close(ath_res_t *r)
     ath_port_close(p);
 }
 
+static void lport_res_abandon(ath_res_t *r, lua_State *co)
+{
+    ath_lport_abandon((ath_port_t *)r, co);
+}
+
 void ath_lport_push(lua_State *L, ath_port_t *p)
 {
     ath_port_t **pp = lua_newuserdatauv(L, sizeof *pp, 0);
@@ -86,6 +91,7 @@ void ath_lport_push(lua_State *L, ath_port_t *p)
     lua_setfield(L, -2, "urc");
     p->lref = luaL_ref(L, LUA_REGISTRYINDEX);
     p->res.close = lport_res_close;
+    p->res.abandon = lport_res_abandon;
 }
 
 /* ---- methods that wait ------------------------------------------------ */

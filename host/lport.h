@@ -42,6 +42,9 @@ int ath_lport_wait(lua_State *L, ath_port_t *p, int anchor, int timeout);
 void ath_lport_fail(ath_port_t *p, lua_State *L, const char *code,
                     const char *what, int with_r);
 
+/* lchat.c: forgets the waits of flow co (NULL: any) without waking it. */
+void ath_lport_abandon(ath_port_t *p, lua_State *co);
+
 /* lopen.c: athost.open, athost.pty, athost.listen, athost.connect. */
 void ath_lopen_open(lua_State *L);
 
