@@ -20,7 +20,7 @@ CC ?= cc
 CFLAGS ?= -O2 -g
 BUILD ?= build
 
-PKGS := lua5.4 libuv openssl
+PKGS := lua5.4 libuv openssl libedit
 CJSON_A := $(shell $(CC) -print-file-name=liblua5.4-cjson.a)
 
 override CFLAGS += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wpedantic -Werror -fPIC \
@@ -30,7 +30,8 @@ LDLIBS := $(CJSON_A) $(shell $(PKG_CONFIG) --libs $(PKGS)) -lm
 
 LIB_SRC := host/host.c host/flow.c host/event.c host/lhost.c host/chat.c \
 	host/pattern.c host/port.c host/lport.c host/lchat.c host/lopen.c \
-	host/transcript.c host/crypto.c host/tls.c host/ltls.c host/station.c host/lfile.c
+	host/transcript.c host/crypto.c host/tls.c host/ltls.c host/station.c host/lfile.c \
+	host/ledit.c
 LIB_OBJ := $(LIB_SRC:host/%.c=$(BUILD)/%.o)
 HDRS := $(wildcard host/*.h)
 

@@ -204,6 +204,7 @@ void ath_host_abandon(ath_host_t *h, lua_State *co)
 {
     lua_State *L = h->L;
     ath_res_t *r, *next;
+    h->abandoned++;
     if (co) {
         if (flow_task(L, co) == LUA_TTABLE) {
             lua_pushboolean(L, 1);
@@ -311,7 +312,7 @@ static void host_resume(ath_host_t *h, lua_State *co, int nargs)
     }
     if (lua_status(co) == LUA_OK && lua_gettop(co) == 0)
         return; /* finished meanwhile */
-    if (h->cleaning && flow_abandoned(h, co)) {
+    if (h->abandoned && flow_abandoned(h, co)) {
         lua_pop(co, nargs);
         return; /* stopped for a cleanup: it goes on no more */
     }

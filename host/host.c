@@ -502,6 +502,17 @@ void ath_host_interrupt(ath_host_t *h, const char *why)
         lua_pop(L, 1);
         return;
     }
+    /* Ctrl-C where the script takes it itself (athost -i). */
+    if (why && strcmp(why, "SIGINT") == 0) {
+        if (lua_getfield(L, LUA_REGISTRYINDEX, ATH_HOST_ONINT) ==
+            LUA_TFUNCTION) {
+            ath_host_spawn(h, L, 0);
+            lua_pop(L, 1);
+            ath_host_dispatch(h);
+            return;
+        }
+        lua_pop(L, 1);
+    }
     /* The message names the step the main flow was in. */
     luaL_buffinit(L, &b);
     luaL_addstring(&b, "canceled");

@@ -62,12 +62,15 @@ struct ath_host {
     /* The cleanup (athost.defer) in progress: a canceled main flow is
      * abandoned; the run then ends with end_status. */
     int cleaning;
+    int abandoned; /* flows were abandoned: the scheduler checks */
     int end_status;
     char *end_msg;
 };
 
 /* registry: thread -> task table of each flow */
 #define ATH_HOST_FLOWS "athost.flows"
+/* registry: athost.on_interrupt's function */
+#define ATH_HOST_ONINT "athost.oninterrupt"
 /* registry: the list of athost.defer entries { fn, ms, name } */
 #define ATH_HOST_DEFERS "athost.defers"
 
@@ -141,6 +144,7 @@ void ath_lport_open(lua_State *L);  /* lport.c: ports and chat */
 void ath_crypto_open(lua_State *L); /* crypto.c */
 void ath_tls_open(lua_State *L);    /* ltls.c */
 void ath_lfile_open(lua_State *L);  /* lfile.c: private files, stat */
+void ath_ledit_open(lua_State *L);  /* ledit.c: athost.editor */
 int luaopen_athost(lua_State *L);
 int luaopen_cjson(lua_State *L);
 

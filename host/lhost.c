@@ -78,6 +78,56 @@ static int l_task_join(lua_State *L)
     return lua_yieldk(L, 0, 0, task_join_k);
 }
 
+/* task:cancel(): stops the task where it waits (its port waits end, it is
+ * never resumed); whoever joins it gets nil, "canceled", "ETASK". For a
+ * command typed at athost -i that Ctrl-C aborts. */
+static int l_task_cancel(lua_State *L)
+{
+    ath_host_t *h = ath_host_from(L);
+    lua_State *co;
+    int i, n;
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
+    if (lua_getfield(L, 1, "done") == LUA_TBOOLEAN ||
+        lua_getfield(L, 1, "co") != LUA_TTHREAD)
+        return 0;
+    co = lua_tothread(L, -1);
+    if (co == L)
+        return luaL_error(L, "a task cannot cancel itself");
+    ath_host_abandon(h, co);
+    lua_pushboolean(L, 1);
+    lua_setfield(L, 1, "done");
+    lua_pushboolean(L, 0);
+    lua_setfield(L, 1, "ok");
+    lua_pushliteral(L, "canceled");
+    lua_setfield(L, 1, "error");
+    if (lua_getfield(L, 1, "joiners") == LUA_TTABLE) {
+        n = (int)lua_rawlen(L, -1);
+        for (i = 1; i <= n; i++) {
+            lua_State *j;
+            lua_rawgeti(L, -1, i);
+            j = lua_tothread(L, -1);
+            lua_pop(L, 1);
+            lua_pushvalue(L, 1);
+            lua_xmove(L, j, 1);
+            ath_host_wake(h, j, 1);
+        }
+    }
+    return 0;
+}
+
+/* athost.on_interrupt(fn): SIGINT (Ctrl-C) runs fn as a flow instead of
+ * canceling the run (athost -i: it aborts the command waiting); nil
+ * restores the default. */
+static int l_on_interrupt(lua_State *L)
+{
+    if (!lua_isnil(L, 1))
+        luaL_checktype(L, 1, LUA_TFUNCTION);
+    lua_settop(L, 1);
+    lua_setfield(L, LUA_REGISTRYINDEX, ATH_HOST_ONINT);
+    return 0;
+}
+
 /* ---- sleep and timers --------------------------------------------------- */
 
 typedef struct lhost_timer {
@@ -575,7 +625,7 @@ static const luaL_Reg lhost_funcs[] = {
     {"now", l_now},     {"step", l_step},     {"log", l_log},
     {"emit", l_emit},   {"secret", l_secret}, {"params", l_params},
     {"port", l_port},   {"waiting", l_waiting}, {"defer", l_defer},
-    {NULL, NULL}};
+    {"on_interrupt", l_on_interrupt}, {NULL, NULL}};
 
 void ath_lhost_open(lua_State *L)
 {
@@ -584,6 +634,8 @@ void ath_lhost_open(lua_State *L)
         lua_newtable(L);
         lua_pushcfunction(L, l_task_join);
         lua_setfield(L, -2, "join");
+        lua_pushcfunction(L, l_task_cancel);
+        lua_setfield(L, -2, "cancel");
         lua_setfield(L, -2, "__index");
     }
     lua_pop(L, 1);
@@ -624,6 +676,7 @@ int luaopen_athost(lua_State *L)
     ath_crypto_open(L);
     ath_tls_open(L);
     ath_lfile_open(L);
+    ath_ledit_open(L);
     lua_pushliteral(L, ATHOST_VERSION);
     lua_setfield(L, -2, "version");
     lua_getfield(L, LUA_REGISTRYINDEX, "athost.libdir");

@@ -15,6 +15,8 @@
 
 #include <errno.h>
 #include <string.h>
+#include <termios.h>
+#include <unistd.h>
 
 /* ---- the port's Lua-side table ---------------------------------------- */
 
@@ -468,6 +470,17 @@ static int l_port_set(lua_State *L)
             lua_pushnil(L);
             lua_pushfstring(L, "EIO: %s: %s", p->name, strerror(-r));
             lua_pushliteral(L, "EIO");
+            return 3;
+        }
+    }
+    /* brk = true: a break on the line (a serial device or pty); a port
+     * of another kind has none to send. */
+    if (lua_getfield(L, 2, "brk") != LUA_TNIL && lua_toboolean(L, -1)) {
+        if (!isatty(p->fd) || tcsendbreak(p->fd, 0) != 0) {
+            lua_pushnil(L);
+            lua_pushfstring(L, "ENOTSUP: %s: no break to send on this port",
+                            p->name);
+            lua_pushliteral(L, "ENOTSUP");
             return 3;
         }
     }

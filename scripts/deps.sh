@@ -4,7 +4,7 @@
 set -e
 
 PKGS="gcc make pkg-config liblua5.4-dev libuv1-dev libssl-dev lua-cjson-dev \
-openssl mosquitto mosquitto-clients libxml2-utils iproute2 procps util-linux"
+libedit-dev openssl mosquitto mosquitto-clients libxml2-utils iproute2 procps util-linux"
 
 missing=""
 for p in $PKGS; do
