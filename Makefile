@@ -7,6 +7,8 @@
 #                   mosquitto broker; MODEM=air780e (any virtual modem)
 #                   runs it on another one
 #   make bench      round-trip rate against a bare C loop, peak RSS
+#   make fuzz       every libFuzzer harness in fuzz/ for FUZZ_SECONDS (60)
+#                   each, or FUZZ_RUNS executions each
 #   make install    PREFIX=/usr/local DESTDIR=
 
 PKG_CONFIG ?= pkg-config
@@ -30,21 +32,24 @@ LDLIBS := $(CJSON_A) $(shell $(PKG_CONFIG) --libs $(PKGS)) -lm
 
 LIB_SRC := host/host.c host/flow.c host/event.c host/lhost.c host/chat.c \
 	host/pattern.c host/port.c host/lport.c host/lchat.c host/lopen.c \
-	host/transcript.c host/crypto.c host/tls.c host/ltls.c host/station.c host/lfile.c \
+	host/transcript.c host/redact.c host/crypto.c host/tls.c host/ltls.c host/station.c host/lfile.c \
 	host/ledit.c
 LIB_OBJ := $(LIB_SRC:host/%.c=$(BUILD)/%.o)
 HDRS := $(wildcard host/*.h)
 
-.PHONY: all check test bench demo install uninstall clean deps asan unit FORCE
+.PHONY: all check test bench demo install uninstall clean deps asan unit FORCE \
+	fuzz fuzz-build
 
 # C unit tests of single modules (the Lua tests drive the whole program):
 # tests/unit/X_test.c links the host sources it tests, named in its first
 # line as "// unit: host/a.c host/b.c".
 UNIT := $(patsubst tests/unit/%.c,$(BUILD)/unit/%,$(wildcard tests/unit/*_test.c))
+# what the tests share (tests/unit/pattern_lua.c: ours against string.find)
+UNIT_SHARED := $(filter-out %_test.c,$(wildcard tests/unit/*.c tests/unit/*.h))
 
 unit: $(UNIT)
 
-$(BUILD)/unit/%: tests/unit/%.c $(LIB_SRC) $(HDRS)
+$(BUILD)/unit/%: tests/unit/%.c $(LIB_SRC) $(HDRS) $(UNIT_SHARED)
 	mkdir -p $(BUILD)/unit
 	$(CC) $(CFLAGS) -Ihost $(LDFLAGS) -o $@ $< \
 	    $$(sed -n '1s|^// unit: ||p' $<) $(shell $(PKG_CONFIG) --libs lua5.4)
@@ -96,7 +101,57 @@ check:
 	sh scripts/deps.sh
 	$(MAKE) all unit
 	$(MAKE) asan
+	$(MAKE) fuzz-build
 	sh tests/run.sh $(T)
+
+# libFuzzer harnesses (fuzz/*.c; fuzz/lua_target.c runs fuzz/NAME.lua for
+# the codecs written in Lua), built with clang and the sanitizers. make
+# check runs each for a short fixed number of executions (tests/run.sh);
+# make fuzz runs each longer, keeping what it finds in build/fuzz/corpus/.
+FUZZ_CC ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_C := chat_ops chat_split pattern_find redact
+FUZZ_LUA := http11 mqtt311 atparse
+FUZZ_DIR ?= build/fuzz
+FUZZ_BIN := $(addprefix $(FUZZ_DIR)/,$(FUZZ_C) $(FUZZ_LUA))
+# FUZZ_SAN=undefined builds without AddressSanitizer: several times the
+# executions a second, for long runs that look for wrong results more
+# than for memory errors.
+FUZZ_SAN ?= address,undefined
+FUZZ_CFLAGS := -g -O1 -fsanitize=fuzzer,$(FUZZ_SAN) \
+	-fno-sanitize-recover=undefined -std=c11 -D_GNU_SOURCE -Wall -Wextra \
+	-Wpedantic -Werror -Ihost -Ifuzz -Itests/unit \
+	$(shell $(PKG_CONFIG) --cflags lua5.4)
+FUZZ_LIBS := $(shell $(PKG_CONFIG) --libs lua5.4)
+
+fuzz-build: $(FUZZ_BIN)
+
+$(FUZZ_DIR)/chat_ops $(FUZZ_DIR)/chat_split: $(FUZZ_DIR)/%: fuzz/%.c host/chat.c \
+		host/pattern.c fuzz/fuzz.h fuzz/chat_common.h $(HDRS)
+	@mkdir -p $(FUZZ_DIR)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< host/chat.c host/pattern.c
+
+$(FUZZ_DIR)/redact: fuzz/redact.c fuzz/redact_ref.h host/redact.c \
+		host/redact.h fuzz/fuzz.h
+	@mkdir -p $(FUZZ_DIR)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< host/redact.c
+
+$(FUZZ_DIR)/pattern_find: fuzz/pattern_find.c host/pattern.c \
+		tests/unit/pattern_lua.c tests/unit/pattern_lua.h fuzz/fuzz.h $(HDRS)
+	@mkdir -p $(FUZZ_DIR)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< host/pattern.c tests/unit/pattern_lua.c \
+	    $(FUZZ_LIBS)
+
+$(addprefix $(FUZZ_DIR)/,$(FUZZ_LUA)): $(FUZZ_DIR)/%: fuzz/lua_target.c fuzz/fuzz.h
+	@mkdir -p $(FUZZ_DIR)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -DFUZZ_TARGET='"$*"' -DFUZZ_ROOT='"$(CURDIR)"' \
+	    -o $@ $< $(FUZZ_LIBS)
+
+fuzz: fuzz-build
+	@for f in $(FUZZ_C) $(FUZZ_LUA); do \
+	    sh fuzz/run.sh $$f $(if $(FUZZ_RUNS),-runs=$(FUZZ_RUNS),-max_total_time=$(FUZZ_SECONDS)) \
+	        || exit 1; \
+	done
 
 test: check
 

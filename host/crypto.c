@@ -1,5 +1,6 @@
 /*
- * athost.hmac / digest / random / hex / unhex / base64 / unbase64 / x509.
+ * athost.hmac / digest / random / hex / unhex / base64 / unbase64 / cipher /
+ * x509.
  *
  * Misuse (wrong types, unknown algorithm) raises. Input that comes from the
  * world (hex, base64, PEM text) fails with nil, "EINVAL: <why>", "EINVAL".
@@ -399,6 +400,88 @@ static const char *pem_find(const char *s, size_t len, size_t *blen,
     return begin;
 }
 
+static const char *const cipher_ops[] = {"encrypt", "decrypt", NULL};
+
+/* The block ciphers scripts may name, all CBC: a cloud's provisioning reply
+ * (Tencent's dynamic registration) is AES-CBC with a padding of its own. */
+static const struct {
+    const char *name;
+    const char *ossl;
+    size_t key;
+} cipher_algs[] = {
+    {"aes-128-cbc", "AES-128-CBC", 16},
+    {"aes-192-cbc", "AES-192-CBC", 24},
+    {"aes-256-cbc", "AES-256-CBC", 32},
+};
+
+/*
+ * athost.cipher(name, "encrypt" | "decrypt", key, iv, data) -> bytes.
+ * No padding is added or removed: data must be whole 16-byte blocks and
+ * the caller pads and unpads as its protocol says. A wrong name, key or IV
+ * length raises (misuse); data that is not whole blocks fails with nil,
+ * "EINVAL: ...", "EINVAL" (it comes from the world).
+ */
+static int l_crypto_cipher(lua_State *L)
+{
+    size_t nlen, klen, ivlen, dlen;
+    const char *name = luaL_checklstring(L, 1, &nlen);
+    int decrypt = luaL_checkoption(L, 2, NULL, cipher_ops);
+    const char *key = luaL_checklstring(L, 3, &klen);
+    const char *iv = luaL_checklstring(L, 4, &ivlen);
+    const char *data = luaL_checklstring(L, 5, &dlen);
+    const char *ossl = NULL;
+    size_t want_key = 0;
+    luaL_Buffer b;
+    unsigned char *out;
+    EVP_CIPHER *cipher;
+    EVP_CIPHER_CTX *ctx;
+    int n = 0, fin = 0, ok;
+
+    for (size_t i = 0; i < sizeof cipher_algs / sizeof cipher_algs[0]; i++)
+        if (strlen(cipher_algs[i].name) == nlen &&
+            ci_equal(name, cipher_algs[i].name, nlen)) {
+            ossl = cipher_algs[i].ossl;
+            want_key = cipher_algs[i].key;
+        }
+    if (ossl == NULL)
+        return luaL_argerror(L, 1,
+                             lua_pushfstring(L,
+                                             "unknown cipher '%s'; use "
+                                             "aes-128-cbc, aes-192-cbc or "
+                                             "aes-256-cbc",
+                                             name));
+    if (klen != want_key)
+        return luaL_argerror(
+            L, 3,
+            lua_pushfstring(L, "%s needs a %d-byte key, not %d", ossl,
+                            (int)want_key, (int)klen));
+    luaL_argcheck(L, ivlen == 16, 4, "the IV must be 16 bytes");
+    luaL_argcheck(L, dlen <= INT_MAX - 16, 5, "too long");
+    if (dlen % 16 != 0)
+        return push_fail(L, "EINVAL",
+                         "%s: %d bytes are not whole 16-byte blocks", ossl,
+                         (int)dlen);
+    /* The buffer first: nothing may raise while OpenSSL objects are held. */
+    out = (unsigned char *)luaL_buffinitsize(L, &b, dlen + 16);
+    cipher = EVP_CIPHER_fetch(NULL, ossl, NULL);
+    ctx = cipher != NULL ? EVP_CIPHER_CTX_new() : NULL;
+    ok = ctx != NULL &&
+         EVP_CipherInit_ex2(ctx, cipher, (const unsigned char *)key,
+                            (const unsigned char *)iv, !decrypt, NULL) &&
+         EVP_CIPHER_CTX_set_padding(ctx, 0) &&
+         EVP_CipherUpdate(ctx, out, &n, (const unsigned char *)data,
+                          (int)dlen) &&
+         EVP_CipherFinal_ex(ctx, out + n, &fin);
+    EVP_CIPHER_CTX_free(ctx);
+    EVP_CIPHER_free(cipher);
+    if (!ok) {
+        ERR_clear_error();
+        return luaL_error(L, "cipher: OpenSSL cannot run %s", ossl);
+    }
+    luaL_pushresultsize(&b, (size_t)n + (size_t)fin);
+    return 1;
+}
+
 /* Refuses to prompt for a pass phrase; a certificate never needs one. */
 static int pem_no_password(char *buf, int size, int rwflag, void *u)
 {
@@ -618,6 +701,7 @@ void ath_crypto_open(lua_State *L)
         {"unhex", l_crypto_unhex},
         {"base64", l_crypto_base64},
         {"unbase64", l_crypto_unbase64},
+        {"cipher", l_crypto_cipher},
         {"x509", l_crypto_x509},
         {NULL, NULL},
     };

@@ -1,6 +1,6 @@
 /*
  * Crypto and encoding functions of the athost Lua module: hmac, digest,
- * random, hex/unhex, base64/unbase64 and x509, on OpenSSL 3.
+ * random, hex/unhex, base64/unbase64, cipher (AES-CBC) and x509, on OpenSSL 3.
  */
 #ifndef ATH_CRYPTO_H
 #define ATH_CRYPTO_H

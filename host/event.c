@@ -28,6 +28,7 @@ static void secret_add_one(ath_host_t *h, const char *value)
     if ((ns[h->nsecrets] = strdup(value)) == NULL)
         return;
     h->nsecrets++;
+    h->ac_dirty = 1;
     if (n > h->secret_max)
         h->secret_max = n;
 }
@@ -95,8 +96,11 @@ void ath_host_add_secret(ath_host_t *h, const char *value)
 
 int ath_secret_name(const char *key, size_t n)
 {
-    static const char *words[] = {"secret", "password", "passwd", "token",
-                                  "psk", NULL};
+    /* credentialsvalue: ThingsBoard's provisioning reply carries the
+     * device's access token in "credentialsValue". */
+    static const char *words[] = {"secret",      "password",         "passwd",
+                                  "token",       "psk",              "privatekey",
+                                  "private_key", "credentialsvalue", NULL};
     size_t i, k, wl;
     int w;
     for (w = 0; words[w]; w++) {
@@ -145,16 +149,29 @@ static size_t redact_field(const char *s, size_t n, size_t i, size_t *end)
     return v;
 }
 
-char *ath_host_redact(ath_host_t *h, const char *s, size_t n, size_t *outn)
+const ath_ac_t *ath_host_ac(ath_host_t *h)
 {
-    size_t i, o = 0, k, v, end;
+    if (h->ac == NULL || h->ac_dirty) {
+        ath_ac_t *ac = ath_ac_new((const char *const *)h->secrets,
+                                  h->nsecrets);
+        if (ac == NULL)
+            return h->ac; /* the old one masks all but the newest */
+        ath_ac_free(h->ac);
+        h->ac = ac;
+        h->ac_dirty = 0;
+    }
+    return h->ac;
+}
+
+char *ath_host_redact_fields(const char *s, size_t n, size_t *outn)
+{
+    size_t i, o = 0, v, end;
     /* "***" for a value of 1 or 2 bytes grows the text by at most 2 bytes
      * a field, and a field takes at least 9 ("psk":"a") */
     char *out = malloc(n + n / 4 + 4);
     if (out == NULL)
         return NULL;
     for (i = 0; i < n;) {
-        int hit = 0;
         if (s[i] == '"' && (v = redact_field(s, n, i, &end)) != 0) {
             /* A value named a secret is one whether or not the flow
              * registered it (a reply it never got to parse). */
@@ -167,22 +184,25 @@ char *ath_host_redact(ath_host_t *h, const char *s, size_t n, size_t *outn)
             i = end;
             continue;
         }
-        for (k = 0; k < h->nsecrets; k++) {
-            size_t sl = strlen(h->secrets[k]);
-            if (sl <= n - i && memcmp(s + i, h->secrets[k], sl) == 0) {
-                memcpy(out + o, "***", 3);
-                o += 3;
-                i += sl;
-                hit = 1;
-                break;
-            }
-        }
-        if (!hit)
-            out[o++] = s[i++];
+        out[o++] = s[i++];
     }
     out[o] = '\0';
     if (outn)
         *outn = o;
+    return out;
+}
+
+char *ath_host_redact(ath_host_t *h, const char *s, size_t n, size_t *outn)
+{
+    const ath_ac_t *ac = ath_host_ac(h);
+    size_t mn;
+    char *masked, *out;
+    if (ac == NULL)
+        return NULL;
+    if ((masked = ath_ac_mask(ac, s, n, &mn)) == NULL)
+        return NULL;
+    out = ath_host_redact_fields(masked, mn, outn);
+    free(masked);
     return out;
 }
 

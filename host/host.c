@@ -591,6 +591,7 @@ void ath_host_free(ath_host_t *h)
     for (i = 0; i < h->nsecrets; i++)
         free(h->secrets[i]);
     free(h->secrets);
+    ath_ac_free(h->ac);
     free(h->ready);
     free(h->error);
     free(h->end_msg);

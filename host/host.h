@@ -9,6 +9,7 @@
 #include <uv.h>
 
 #include "athost.h"
+#include "redact.h"
 
 typedef struct ath_tr ath_tr_t;
 
@@ -47,9 +48,11 @@ struct ath_host {
     lua_State *main_co;
     int started, done, status, canceled;
     char *error;
-    char **secrets;
+    char **secrets; /* every spelling of every registered secret */
     size_t nsecrets;
     size_t secret_max;
+    ath_ac_t *ac; /* the automaton of secrets[], rebuilt when they change */
+    int ac_dirty;
     double t0;
     int handles;     /* open handles owned by the host's objects */
     ath_res_t res;   /* list head of those objects */
@@ -113,6 +116,12 @@ void ath_host_emit(ath_host_t *h, ath_event_t *ev);
 /* Masks registered secrets: returns a malloc'd copy of s[0,n) with each
  * secret replaced by ***, length in *outn. */
 char *ath_host_redact(ath_host_t *h, const char *s, size_t n, size_t *outn);
+/* Masks the values of JSON fields named like secrets only (what a stream
+ * of records needs on top of ath_rs_feed); the same contract. */
+char *ath_host_redact_fields(const char *s, size_t n, size_t *outn);
+/* The automaton of the host's secrets as they are now (never NULL unless
+ * memory ran out for the first one). */
+const ath_ac_t *ath_host_ac(ath_host_t *h);
 /* The length of the valid UTF-8 sequence (RFC 3629: no overlong form,
  * surrogate or code point above U+10FFFF) that starts s[0, n), or 0. */
 size_t ath_utf8_seq(const char *s, size_t n);

@@ -204,12 +204,17 @@ static void lport_push_quoted(lua_State *L, ath_port_t *p, const char *s,
 static void lport_push_last(lua_State *L, ath_port_t *p)
 {
     char ago[32];
-    if (p->lastlen == 0) {
+    ath_buf_t said = {NULL, 0, 0};
+    if (p->lastlen == 0 && ath_rs_held(&p->lastrs) == 0) {
         lua_pushfstring(L, "%s said nothing", p->name);
         return;
     }
     snprintf(ago, sizeof ago, "%.1f", (ath_host_now(p->h) - p->last_t) / 1e3);
-    lport_push_quoted(L, p, p->last, p->lastlen);
+    /* and what the stream holds back: a secret's start shows as *** */
+    if (ath_buf_add(&said, p->last, p->lastlen) == 0)
+        ath_rs_peek(&p->lastrs, &said, 1);
+    lport_push_quoted(L, p, said.b ? said.b : "", said.len);
+    free(said.b);
     lua_pushfstring(L, "%s last said %s %s s ago", p->name, lua_tostring(L, -1),
                     ago);
     lua_remove(L, -2);

@@ -262,6 +262,7 @@ static void port_freed(ath_port_t *p)
     free(p->xpats);
     free(p->wq);
     free(p->name);
+    ath_rs_free(&p->lastrs);
     free(p->path);
     free(p->link);
     free(p);
@@ -295,6 +296,44 @@ static int port_flush(ath_port_t *p)
     return 0;
 }
 
+
+/* Keeps the last bytes received for error messages, with the port's own
+ * stream masking secrets in them (a secret split over reads, or one whose
+ * middle is all the window holds, never shows). */
+static void port_last_add(ath_port_t *p, const char *s, size_t n)
+{
+    if (n == 0)
+        return;
+    if (n >= sizeof p->last) {
+        memcpy(p->last, s + n - sizeof p->last, sizeof p->last);
+        p->lastlen = sizeof p->last;
+    } else {
+        size_t keep = sizeof p->last - n;
+        if (p->lastlen > keep) {
+            memmove(p->last, p->last + (p->lastlen - keep), keep);
+            p->lastlen = keep;
+        }
+        memcpy(p->last + p->lastlen, s, n);
+        p->lastlen += n;
+    }
+}
+
+static void port_last(ath_port_t *p, const char *s, size_t n)
+{
+    ath_buf_t out = {NULL, 0, 0};
+    const ath_ac_t *ac;
+    if (p->h->nsecrets == 0) {
+        port_last_add(p, s, n);
+        return;
+    }
+    if ((ac = ath_host_ac(p->h)) == NULL)
+        ath_buf_add(&out, "***", 3);
+    else
+        ath_rs_feed(&p->lastrs, ac, s, n, &out);
+    port_last_add(p, out.b, out.len);
+    free(out.b);
+}
+
 static void port_read(ath_port_t *p, lua_State *L)
 {
     char buf[65536];
@@ -315,18 +354,7 @@ static void port_read(ath_port_t *p, lua_State *L)
         }
         if (p->h->tr && !p->untraced)
             ath_tr_data(p->h->tr, p->name, '<', buf, (size_t)n);
-        if ((size_t)n >= sizeof p->last) {
-            memcpy(p->last, buf + n - sizeof p->last, sizeof p->last);
-            p->lastlen = sizeof p->last;
-        } else {
-            size_t keep = sizeof p->last - (size_t)n;
-            if (p->lastlen > keep) {
-                memmove(p->last, p->last + (p->lastlen - keep), keep);
-                p->lastlen = keep;
-            }
-            memcpy(p->last + p->lastlen, buf, (size_t)n);
-            p->lastlen += (size_t)n;
-        }
+        port_last(p, buf, (size_t)n);
         p->last_t = ath_host_now(p->h);
         if (ath_chat_feed(p->chat, buf, (size_t)n) != 0) {
             p->eof = 1;

@@ -78,6 +78,7 @@ struct ath_port {
     /* the last bytes received, for error messages */
     char last[96];
     size_t lastlen;
+    ath_rs_t lastrs; /* secrets masked in what last holds (port_last) */
     double last_t;
     int urc_next;
     void (*on_close)(ath_port_t *p);

@@ -9,6 +9,15 @@
  * flows have seen them (ath_tr_flush at the end of each dispatch), so a
  * secret a flow registers on reading it is already masked. Sending on a
  * port first writes what it received, to keep the order.
+ *
+ * Secrets are masked as a property of each port's stream in each
+ * direction (redact.h), not of a record: a secret split over two sends,
+ * two reads or 1 KiB pieces of a key is masked all the same. A stream
+ * holds back only what may still become a secret; a timer writes what is
+ * held after TR_LINGER_MS, so the transcript stays live (held bytes at
+ * least ATH_RS_PARTIAL_MIN bytes into a secret are written as ***, and
+ * the rest of that secret is still masked when it comes), and so does
+ * closing the transcript.
  */
 #include "host.h"
 
@@ -20,6 +29,7 @@
 #include <unistd.h>
 
 #define HOLD_MAX 4096
+#define TR_LINGER_MS 200
 
 typedef struct tr_rx {
     char *port;
@@ -27,6 +37,7 @@ typedef struct tr_rx {
     size_t len, cap;
     double t; /* when the first held byte arrived */
     int hold; /* a flow has not seen what was received yet */
+    ath_rs_t rs[2]; /* the secrets masked in what was sent, received */
 } tr_rx_t;
 
 struct ath_tr {
@@ -39,7 +50,20 @@ struct ath_tr {
     int rot_warned;
     tr_rx_t *rx;
     size_t nrx;
+    struct tr_timer *timer; /* writes what the streams hold back */
+    int timer_on;
 };
+
+/* The timer is a resource of the host: closed with its other handles
+ * when the run ends (what is held is written then). */
+typedef struct tr_timer {
+    ath_res_t res;
+    uv_timer_t tm;
+    ath_host_t *h;
+    ath_tr_t *t; /* NULL once the transcript is closed */
+} tr_timer_t;
+
+static void tr_let_go(ath_tr_t *t);
 
 char *ath_escape(const char *s, size_t n)
 {
@@ -77,6 +101,56 @@ char *ath_escape(const char *s, size_t n)
     return out;
 }
 
+static void tr_timer_closed(uv_handle_t *hd)
+{
+    tr_timer_t *x = hd->data;
+    x->h->handles--;
+    free(x);
+}
+
+static void tr_timer_res_close(ath_res_t *r)
+{
+    tr_timer_t *x = (tr_timer_t *)r;
+    ath_host_res_del(x->h, r);
+    if (x->t) {
+        x->t->timer = NULL;
+        tr_let_go(x->t);
+        x->t = NULL;
+    }
+    uv_close((uv_handle_t *)&x->tm, tr_timer_closed);
+}
+
+static void tr_timer_cb(uv_timer_t *tm)
+{
+    tr_timer_t *x = tm->data;
+    if (x->t) {
+        x->t->timer_on = 0;
+        tr_let_go(x->t);
+    }
+}
+
+static void tr_timer_open(ath_tr_t *t)
+{
+    tr_timer_t *x = calloc(1, sizeof *x);
+    if (x == NULL)
+        return; /* held bytes then wait for the next record or the end */
+    x->h = t->h;
+    x->t = t;
+    uv_timer_init(t->h->loop, &x->tm);
+    x->tm.data = x;
+    uv_unref((uv_handle_t *)&x->tm); /* it keeps no run alive */
+    t->h->handles++;
+    x->res.close = tr_timer_res_close;
+    ath_host_res_add(t->h, &x->res);
+    t->timer = x;
+}
+
+static void tr_timer_close(ath_tr_t *t)
+{
+    if (t->timer)
+        tr_timer_res_close(&t->timer->res);
+}
+
 ath_tr_t *ath_tr_open(ath_host_t *h, const char *path, size_t max, char *err,
                       size_t errlen)
 {
@@ -89,6 +163,7 @@ ath_tr_t *ath_tr_open(ath_host_t *h, const char *path, size_t max, char *err,
     t->h = h;
     if (strcmp(path, "-") == 0) {
         t->f = stderr;
+        tr_timer_open(t);
         return t;
     }
     fd = ath_file_create(path, 0);
@@ -106,6 +181,7 @@ ath_tr_t *ath_tr_open(ath_host_t *h, const char *path, size_t max, char *err,
     }
     t->owns = 1;
     t->max = max;
+    tr_timer_open(t);
     return t;
 }
 
@@ -177,13 +253,16 @@ static void tr_line(ath_tr_t *t, const char *fmt, ...)
         free(line);
 }
 
-/* Writes one record: masks secrets, escapes, stamps. */
-static void tr_record(ath_tr_t *t, double ms, const char *port, int dir,
-                      const char *s, size_t n)
+/* Writes one record of what a stream let go: masks the values of JSON
+ * fields named like secrets, escapes, stamps. */
+static void tr_write(ath_tr_t *t, double ms, const char *port, int dir,
+                     const char *s, size_t n)
 {
     size_t rn;
-    char *red = ath_host_redact(t->h, s, n, &rn), *esc;
-    if (red == NULL)
+    char *red, *esc;
+    if (n == 0)
+        return;
+    if ((red = ath_host_redact_fields(s, n, &rn)) == NULL)
         return;
     esc = ath_escape(red, rn);
     free(red);
@@ -204,6 +283,48 @@ static void tr_record(ath_tr_t *t, double ms, const char *port, int dir,
     free(esc);
 }
 
+/* Writes what the streams hold back (partial secrets as ***). */
+static void tr_let_go(ath_tr_t *t)
+{
+    size_t i;
+    int d;
+    for (i = 0; i < t->nrx; i++) {
+        for (d = 0; d < 2; d++) {
+            ath_buf_t out = {NULL, 0, 0};
+            if (ath_rs_held(&t->rx[i].rs[d]) == 0)
+                continue;
+            ath_rs_flush(&t->rx[i].rs[d], &out, 1);
+            tr_write(t, ath_host_now(t->h), t->rx[i].port, d ? '<' : '>',
+                     out.b, out.len);
+            free(out.b);
+        }
+    }
+}
+
+/* Masks bytes sent or received on r's port, writes what is final. */
+static void tr_record(ath_tr_t *t, double ms, tr_rx_t *r, int dir,
+                      const char *s, size_t n)
+{
+    ath_buf_t out = {NULL, 0, 0};
+    const ath_ac_t *ac = ath_host_ac(t->h);
+    ath_rs_t *rs = &r->rs[dir == '<'];
+    if (ac == NULL)
+        ath_buf_add(&out, "***", 3); /* no memory to look: nothing shown */
+    else
+        ath_rs_feed(rs, ac, s, n, &out);
+    /* A record's last byte or three that begin some spelling (a hex digit
+     * does) go with it, as the timer would let them go: only a longer
+     * start of a secret waits for the rest. */
+    if (ath_rs_held(rs) > 0 && rs->depth < ATH_RS_PARTIAL_MIN)
+        ath_rs_flush(rs, &out, 1);
+    tr_write(t, ms, r->port, dir, out.b, out.len);
+    free(out.b);
+    if (ath_rs_held(rs) > 0 && t->timer && !t->timer_on) {
+        uv_timer_start(&t->timer->tm, tr_timer_cb, TR_LINGER_MS, 0);
+        t->timer_on = 1;
+    }
+}
+
 static tr_rx_t *tr_rx(ath_tr_t *t, const char *port)
 {
     size_t i;
@@ -221,8 +342,9 @@ static tr_rx_t *tr_rx(ath_tr_t *t, const char *port)
     return &t->rx[t->nrx++];
 }
 
-/* Writes the held bytes of r: all, or through the last line end (and
- * what is over the hold limit, keeping a secret's length back). */
+/* Writes the held bytes of r: all, or through the last line end (or all
+ * that is over the hold limit: its stream keeps back what may be a
+ * secret). */
 static void tr_rx_flush(ath_tr_t *t, tr_rx_t *r, int all)
 {
     size_t n = r->len;
@@ -232,11 +354,11 @@ static void tr_rx_flush(ath_tr_t *t, tr_rx_t *r, int all)
         while (n > 0 && r->buf[n - 1] != '\n')
             n--;
         if (n == 0 && r->len > HOLD_MAX)
-            n = r->len - t->h->secret_max;
+            n = r->len;
         if (n == 0)
             return;
     }
-    tr_record(t, r->t, r->port, '<', r->buf, n);
+    tr_record(t, r->t, r, '<', r->buf, n);
     memmove(r->buf, r->buf + n, r->len - n);
     r->len -= n;
     r->t = ath_host_now(t->h);
@@ -246,14 +368,13 @@ void ath_tr_data(ath_tr_t *t, const char *port, int dir, const char *s,
                  size_t n)
 {
     tr_rx_t *r = tr_rx(t, port);
-    if (dir == '>') {
-        if (r)
-            tr_rx_flush(t, r, 1);
-        tr_record(t, ath_host_now(t->h), port, '>', s, n);
-        return;
-    }
     if (r == NULL)
         return;
+    if (dir == '>') {
+        tr_rx_flush(t, r, 1);
+        tr_record(t, ath_host_now(t->h), r, '>', s, n);
+        return;
+    }
     if (r->len + n > r->cap) {
         size_t cap = r->cap ? r->cap : 256;
         char *nb;
@@ -294,9 +415,13 @@ void ath_tr_close(ath_tr_t *t)
 {
     size_t i;
     ath_tr_flush(t, 1);
+    tr_let_go(t);
+    tr_timer_close(t);
     for (i = 0; i < t->nrx; i++) {
         free(t->rx[i].port);
         free(t->rx[i].buf);
+        ath_rs_free(&t->rx[i].rs[0]);
+        ath_rs_free(&t->rx[i].rs[1]);
     }
     free(t->rx);
     if (t->owns && t->f)

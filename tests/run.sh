@@ -1,6 +1,7 @@
 #!/bin/sh
 # Runs every test suite twice: with ./athost and with the AddressSanitizer +
-# UndefinedBehaviorSanitizer build (build/asan/athost), JOBS suites at a
+# UndefinedBehaviorSanitizer build (build/asan/athost), then each fuzz
+# harness briefly (fuzz/run.sh, built by make fuzz-build), JOBS suites at a
 # time (default: the number of CPUs, at least 2). Each suite ends with its
 # own "N passed, N failed" line; a suite that crashes, hangs (10 min) or
 # prints no such line counts as one failure. Logs: build/test-logs/.
@@ -85,6 +86,12 @@ for variant in plain asan; do
     done
 done
 suite "plain fixtures/broker_test" bash tests/fixtures/broker_test.sh
+# Each libFuzzer harness (make fuzz-build) for a fixed number of
+# executions from its seed corpus: one test each.
+for c in fuzz/corpus/*/; do
+    f=$(basename "$c")
+    suite "fuzz/$f" sh fuzz/run.sh "$f" -runs=20000
+done
 wait
 
 passed=0

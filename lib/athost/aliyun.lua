@@ -4,6 +4,7 @@
 -- credentials, and the device secret kept between runs.
 local athost = require("athost")
 local session = require("athost.session")
+local state = require("athost.state")
 
 local M = {}
 
@@ -131,85 +132,24 @@ function M.auth(m, o)
   return data.iotId, data.iotToken, mqtt.host, tonumber(mqtt.port)
 end
 
--- ---- the device secret between runs ---------------------------------------
+-- ---- the device secret between runs (athost.state) ------------------------
 
--- The directory the device secret is kept in: dir if given, else
--- $XDG_STATE_HOME/athost or ~/.local/state/athost. Without HOME there is no
--- private default: a shared place such as /tmp would let anyone who can
--- write there read or plant the secret, so the caller must name one.
-function M.state_dir(dir)
-  if dir and dir ~= "" then return dir end
-  local base = os.getenv("XDG_STATE_HOME")
-  if not base or base == "" then
-    local home = os.getenv("HOME")
-    if not home or home == "" then
-      error("no state directory for the device secret: neither XDG_STATE_HOME "
-        .. "nor HOME is set (give state_dir=DIR)", 0)
-    end
-    base = home .. "/.local/state"
-  end
-  return base .. "/athost"
-end
-
--- Refuses a state directory someone else could read or plant a secret in:
--- it must be a directory of the user's own, writable by no one else.
--- Returns dir, or nil when it does not exist.
-local function check_dir(dir)
-  local st = athost.stat(dir)
-  if not st then return nil end
-  if st.type ~= "dir" then
-    error(string.format("state directory %s is not a directory", dir), 0)
-  end
-  if not st.mine then
-    error(string.format("state directory %s belongs to uid %d, not to this "
-      .. "user (uid %d): refusing to keep a device secret there", dir, st.uid,
-      athost.uid()), 0)
-  end
-  if st.mode & 18 ~= 0 then   -- 0022: group or others may write
-    error(string.format("state directory %s is writable by %s (mode %04o): "
-      .. "refusing to keep a device secret there (chmod 700 it)", dir,
-      st.mode & 16 ~= 0 and (st.mode & 2 ~= 0 and "group and others" or "group")
-        or "others", st.mode), 0)
-  end
-  return dir
-end
-
-local function secret_path(dir, pk, dn)
-  return string.format("%s/aliyun-%s-%s.json", dir, pk:gsub("[^%w_-]", "_"),
-    dn:gsub("[^%w_-]", "_"))
-end
+M.state_dir = state.dir
 
 -- The stored device secret of pk/dn, or nil.
 function M.load_secret(dir, pk, dn)
-  if not check_dir(dir) then return nil end
-  local f = io.open(secret_path(dir, pk, dn), "rb")
-  if not f then return nil end
-  local ok, v = pcall(athost.json.decode, f:read("a"))
-  f:close()
-  if ok and type(v) == "table" and type(v.device_secret) == "string" then
+  local v = state.load(dir, "aliyun", pk, dn)
+  if v and type(v.device_secret) == "string" then
     athost.secret(v.device_secret)
     return v.device_secret
   end
   return nil
 end
 
-local function sh_quote(s)
-  return "'" .. s:gsub("'", "'\\''") .. "'"
-end
-
--- Stores the device secret, readable by its owner only (0600 in a 0700
--- directory). athost.write_private writes a new file of a fresh name
--- (O_EXCL: nothing planted is opened), fsyncs it and renames it over the
--- old one, so the file is never partly written nor briefly readable.
+-- Stores the device secret (0600, atomically: athost.state.save).
 function M.save_secret(dir, pk, dn, ds)
-  if not athost.stat(dir) then
-    assert(os.execute("mkdir -p -m 700 " .. sh_quote(dir)),
-      "cannot make the state directory " .. dir)
-  end
-  check_dir(dir)
-  local path = secret_path(dir, pk, dn)
-  return assert(athost.write_private(path, athost.json.encode({
-    product_key = pk, device_name = dn, device_secret = ds }) .. "\n"))
+  return state.save(dir, { product_key = pk, device_name = dn, device_secret = ds },
+    "aliyun", pk, dn)
 end
 
 return M

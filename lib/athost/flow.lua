@@ -107,4 +107,52 @@ function M.seconds(v, def)
   return n or def
 end
 
+-- The listen= and messages= parameters of a flow: for listen seconds
+-- (none when 0), every message arriving on s is shown (M.message), given
+-- to fn(msg) (the flow's own answer, e.g. a control reply) and then to
+-- handler.on_message(msg, s); stops after `messages` of them. Prints the
+-- step and, given `where`, what is listened on. Returns how many came.
+function M.listen(s, args, handler, fn, where)
+  local seconds = M.seconds(args.listen, 0)
+  if seconds <= 0 then return 0 end
+  athost.step("listen")
+  if where then athost.log(string.format("listening on %s for %d s", where, seconds)) end
+  local received, most = 0, tonumber(args.messages)
+  s:listen(seconds * 1000, function(msg)
+    received = received + 1
+    M.message(msg)
+    if fn then fn(msg) end
+    if handler and handler.on_message then handler.on_message(msg, s) end
+    if most and received >= most then return false end
+  end)
+  return received
+end
+
+-- The PEM text of a certificate file, checked before it crosses the
+-- serial line: readable, a certificate, valid now.
+function M.certificate(path)
+  local f = io.open(path, "rb")
+  if not f then error("cannot read the certificate " .. path, 0) end
+  local pem = f:read("a")
+  f:close()
+  local c, err = athost.x509(pem)
+  if not c then error(path .. ": " .. err, 0) end
+  if c.expired then error(string.format("%s expired on %s: not uploading it", path, c.not_after), 0) end
+  if c.not_yet_valid then
+    error(string.format("%s is not valid before %s: not uploading it", path, c.not_before), 0)
+  end
+  return pem, c
+end
+
+-- A JSON object given as a parameter (publish={"power_switch":1}),
+-- checked so the cloud is not sent text it would drop.
+function M.json_object(name, text)
+  local ok, v = pcall(athost.json.decode, text)
+  if not ok or type(v) ~= "table" or text:match("^%s*%[") then
+    athost.usage(string.format("%s= must be a JSON object such as {\"power_switch\":1}, not %s",
+      name, text))
+  end
+  return text
+end
+
 return M

@@ -1,5 +1,8 @@
 -- HTTP over AT (AT+HTTPINIT ... AT+HTTPTERM), as reference 000 does it by
 -- hand: the body length in AT+HTTPDATA is counted here, never by a person.
+-- What differs between modules is the profile's http table: SIMCom sets
+-- the type with "CONTENT" (content), names an SSL context for https
+-- (ssl_ctx) and reads the body in chunks after OK (read_chunks, read_end).
 --
 --   local httpat = require("athost.httpat")
 --   local status, body = httpat.post(m, url, form, "application/x-www-form-urlencoded")
@@ -28,7 +31,8 @@ end
 -- payload. Returns the body, or nil and what was wrong: the engine's
 -- count errors, a count that is not len, a payload that did not come.
 local function read(m, h, len, opts)
-  local r, err = m:cmd(h.read, { reply = h.read_reply, timeout = opts.timeout or 30000 })
+  local r, err = m:cmd(string.format(h.read, 0, len),
+    { reply = h.read_reply, timeout = opts.timeout or 30000 })
   if not r then return nil, err end
   if not r.line then
     return nil, string.format("no +HTTPREAD line before %s (+HTTPACTION announced "
@@ -47,6 +51,49 @@ local function read(m, h, len, opts)
       n, r.payload and #r.payload .. " bytes" or "no payload", r.final)
   end
   return r.payload
+end
+
+-- The chunked form (h.read_chunks, SIMCom): AT+HTTPREAD=<offset>,<size>
+-- answers OK (before or after the chunks), then "+HTTPREAD: <n>" and n
+-- bytes, as often as it takes, then h.read_end ("+HTTPREAD: 0"). The
+-- chunks are URCs of the command; their bytes must add up to size.
+local function read_chunks(m, h, len, opts)
+  local parts, got, bad = {}, 0, nil
+  local ids = {}
+  for _, pat in ipairs(h.read_chunks) do
+    ids[#ids + 1] = m.port:on(pat, function(mt)
+      if mt.error then
+        bad = bad or mt.error
+      elseif not bad then
+        parts[#parts + 1] = mt.payload
+        got = got + #mt.payload
+      end
+    end)
+  end
+  local function done(...)
+    for _, id in ipairs(ids) do m.port:off(id) end
+    return ...
+  end
+  local off, size = 0, h.read_size or len
+  while off < len do
+    local want = math.min(size, len - off)
+    local cmd = string.format(h.read, off, want)
+    local wait = opts.timeout or m:wait_ms("http_read")
+    local r, err = m:cmd(cmd, { reply = false, outcome = h.read_end,
+      outcome_fail = h.read_fail, timeout = wait, outcome_timeout = wait })
+    if bad then return done(nil, bad) end
+    if not r then
+      return done(nil, string.format("%s (%d of the %d bytes +HTTPACTION announced "
+        .. "had come)", err, got, len))
+    end
+    if got ~= off + want then
+      return done(nil, string.format("%s brought %d bytes where %d were asked for "
+        .. "(+HTTPACTION announced %d; the module ended with %q)", cmd, got - off,
+        want, len, r.outcome and r.outcome.line or r.final))
+    end
+    off = off + want
+  end
+  return done(table.concat(parts))
 end
 
 local request
@@ -101,9 +148,14 @@ function request(m, method, url, body, content_type, opts)
     para(h.content and string.format(h.content, content_type)
       or string.format(h.header, "Content-Type: " .. content_type))
   end
+  -- A module that takes HTTPS from the URL and its TLS settings from an
+  -- SSL context named here (SIMCom's "SSLCFG").
+  if h.ssl_ctx and url:find("^https://") then
+    para(string.format(h.ssl_ctx, (m.profile.tls or {}).ctx or 0))
+  end
   local action = method == "POST" and 1 or 0
   if body then
-    r, err = m:cmd(string.format(h.data, #body, opts.data_ms or 20000),
+    r, err = m:cmd(string.format(h.data, #body, opts.data_ms or h.data_time or 20000),
       { prompt = h.data_prompt, data = body })
     if not r then
       m:cmd(h.term)
@@ -128,14 +180,18 @@ function request(m, method, url, body, content_type, opts)
     fail("HTTP request to " .. url, string.format("%s announced %s (the module said %q)",
       "+HTTPACTION", why, a.line))
   end
-  if status >= 600 and status < 700 then
+  -- HTTP has no status from 600 on: those are the module's own errors
+  -- (600-606 on Luat, 60x and 7xx on SIMCom; h.errors names them).
+  if status >= 600 then
     m:cmd(h.term)
+    local name = h.errors and h.errors[status]
     fail("HTTP request to " .. url, string.format(
-      "the module could not complete it (+HTTPACTION status %d)", status))
+      "the module could not complete it (+HTTPACTION status %d%s)", status,
+      name and (": " .. name) or ""))
   end
   local text = ""
   if len > 0 then
-    text, err = read(m, h, len, opts)
+    text, err = (h.read_chunks and read_chunks or read)(m, h, len, opts)
     if not text then
       m:cmd(h.term)
       fail("HTTP read of " .. url, err)

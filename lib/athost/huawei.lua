@@ -43,4 +43,41 @@ function M.topics(device_id, style)
   }
 end
 
+-- A property report in IoTDA's envelope: text is a JSON object of
+-- properties ({"temperature":25}), sent as
+-- {"services":[{"service_id":<service_id>,"properties":<text>}]}, or a
+-- whole report ({"services":[...]}), sent as it is. The user's text is
+-- kept byte for byte; anything else raises (the legacy topics take raw
+-- text).
+function M.report(text, service_id)
+  local ok, v = pcall(athost.json.decode, text)
+  if not ok or type(v) ~= "table" or text:match("^%s*%[") then
+    error("IoTDA reports properties: publish= must be a JSON object of properties "
+      .. "({\"temperature\":25}) or a {\"services\":[...]} report (topics=legacy sends "
+      .. "raw text)", 0)
+  end
+  if v.services ~= nil then return text end
+  return '{"services":[{"service_id":' .. athost.json.encode(service_id)
+    .. ',"properties":' .. text .. '}]}'
+end
+
+-- The request id of a command request topic
+-- $oc/devices/<id>/sys/commands/request_id=<rid>, or nil (a response
+-- topic, or another one).
+function M.command_request(topic, device_id)
+  local prefix = "$oc/devices/" .. device_id .. "/sys/commands/request_id="
+  if topic:sub(1, #prefix) ~= prefix then return nil end
+  return topic:sub(#prefix + 1)
+end
+
+function M.command_response_topic(device_id, request_id)
+  return "$oc/devices/" .. device_id .. "/sys/commands/response/request_id=" .. request_id
+end
+
+-- The response body: result_code 0 is success.
+function M.command_response(result_code, paras, response_name)
+  return athost.json.encode({ result_code = result_code or 0,
+    response_name = response_name or "COMMAND_RESPONSE", paras = paras or { result = "success" } })
+end
+
 return M

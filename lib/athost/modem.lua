@@ -18,7 +18,7 @@ Modem.__index = Modem
 
 -- Detection tries these in order: a model whose words are more specific
 -- comes before one whose words it shares ("AirM2M" is every Luat module).
-M.known = { "air780e", "air720", "me3630" }
+M.known = { "air780e", "air720", "me3630", "a7670" }
 
 function M.profile(name)
   local ok, p = pcall(require, "athost.profiles." .. name)

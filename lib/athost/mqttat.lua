@@ -130,6 +130,9 @@ function S:incoming(mt)
     if payload == nil then why = "no payload" end
   end
   if not payload then
+    -- What came is still shown in the transcript: a secret in it is
+    -- registered all the same (s.seen).
+    if self.seen and mt.line then self.seen(topic, mt.line) end
     self.failed = self.failed or (what .. ": " .. why)
     return
   end

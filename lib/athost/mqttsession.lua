@@ -17,6 +17,10 @@
 --                       what the module holds; shut its sockets)
 --   S:listened(mt)      a match of self.listen_pats while listening
 --
+-- A caller may set s.seen = function(topic, payload): it runs the moment
+-- a message is read (in the URC handler, before the transcript writes the
+-- bytes), so a secret in it is registered before anything shows it.
+--
 -- and sets, in its constructor after M.init: self.listen_pats (what
 -- listen() waits for), self.link_lost and self.bearer_lost (pattern lists
 -- of the lines that mean each loss). Nothing here knows a command.
@@ -102,6 +106,7 @@ function Base:deliver(topic, payload, why)
       tostring(topic or "?"), why or "no payload")
     return
   end
+  if self.seen then self.seen(topic, payload) end
   self.queue[#self.queue + 1] = { topic = topic, payload = payload }
 end
 
@@ -333,19 +338,23 @@ function Base:listen(ms, fn)
       end
     end
     if self.failed then fail("waiting for messages", self.failed) end
-    if self.lost then self:recover() end
-    local left = deadline - athost.now()
-    if left <= 0 then return n end
-    -- progress = false: listening is the point here, not a stall.
-    local mt, err, code = self.port:expect(self.listen_pats, {
-      abort = concat(self.link_lost, self.bearer_lost), timeout = math.ceil(left),
-      progress = false })
-    if mt then
-      self:listened(mt)
-    elseif code == "EABORT" then
-      self.lost = self:loss(err, code) or { kind = "link", why = reason(err) }
-    elseif code ~= "ETIMEDOUT" then
-      fail("waiting for messages", err)
+    if self.lost then
+      -- What arrives with the recovery's last answers (a message after
+      -- the resubscribe) is queued: delivered at the top, not waited for.
+      self:recover()
+    else
+      local left = deadline - athost.now()
+      if left <= 0 then return n end
+      local mt, err, code = self.port:expect(self.listen_pats, {
+        abort = concat(self.link_lost, self.bearer_lost), timeout = math.ceil(left),
+        progress = false })  -- listening is the point here, not a stall
+      if mt then
+        self:listened(mt)
+      elseif code == "EABORT" then
+        self.lost = self:loss(err, code) or { kind = "link", why = reason(err) }
+      elseif code ~= "ETIMEDOUT" then
+        fail("waiting for messages", err)
+      end
     end
   end
 end

@@ -15,27 +15,16 @@
 -- that needs it waits. verbose=1 logs every answer.
 local athost = require("athost")
 local auth_mod = require("athost.sim.aliyun_auth")
+local simargs = require("athost.sim.args")
 
 local args = ... or {}
 
-local function list(s)
-  local out = {}
-  for item in (s or ""):gmatch("[^,]+") do
-    local fields = {}
-    for f in item:gmatch("[^:]+") do fields[#fields + 1] = f end
-    out[#out + 1] = fields
-  end
-  return out
-end
-
 local products = {}
-for _, f in ipairs(list(args.products)) do
-  assert(#f == 2, "products=pk:secret,... (got " .. table.concat(f, ":") .. ")")
+for _, f in ipairs(simargs.list(args.products, 2, "products=pk:secret,...")) do
   products[f[1]] = athost.secret(f[2])
 end
 local devices = {}
-for _, f in ipairs(list(args.devices)) do
-  assert(#f == 3, "devices=pk:dn:secret,...")
+for _, f in ipairs(simargs.list(args.devices, 3, "devices=pk:dn:secret,...")) do
   devices[#devices + 1] = { productKey = f[1], deviceName = f[2],
     deviceSecret = athost.secret(f[3]) }
 end
@@ -55,18 +44,4 @@ local auth = auth_mod.new {
   on_credentials = on_credentials,
   log = args.verbose == "1" and function(s) athost.log(s) end or nil,
 }
-local host = args.host or "127.0.0.1"
-local tls
-if args.tls_cert or args.tls_key then
-  local function slurp(path)
-    local f = assert(io.open(path, "rb"), "cannot read " .. tostring(path))
-    local s = f:read("a")
-    f:close()
-    return s
-  end
-  tls = { cert = slurp(args.tls_cert), key = athost.secret(slurp(args.tls_key)) }
-end
-local port = assert(auth:listen(host, tonumber(args.port or 0), { tls = tls }))
-io.stdout:write("listening on ", tls and "https://" or "", host, ":", port, "\n")
-io.stdout:flush()
-auth.task:join()
+simargs.serve(auth, args)

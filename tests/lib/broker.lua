@@ -28,7 +28,7 @@ function M.start(dir)
   for k, v in (t.slurp(dir .. "/broker.env") or out):gmatch("BROKER_([%w_]+)=([^\n]*)") do
     b[k] = v:match("^'(.*)'$") or v
   end
-  for _, k in ipairs({ "PORT", "TLS_PORT", "MTLS_PORT", "PID" }) do
+  for _, k in ipairs({ "PORT", "TLS_PORT", "MTLS_PORT", "CERT_PORT", "PID" }) do
     b[k] = tonumber(b[k])
   end
   return b

@@ -689,6 +689,8 @@ local SECRET = "S3cr3tPassw0rd"
 local DEVSECRET = "Dev1ceS3cretXYZ42"
 local LATESECRET = "L4teS3cretQRS"
 local UNREGISTERED = "Unr3gisteredT0ken77"
+-- ThingsBoard's provisioning reply names its access token so.
+local TB_TOKEN = "TbTok" .. athost.random(6, "hex")
 
 local MODEM = [[
 local athost = require("athost")
@@ -708,7 +710,7 @@ answer("AT+HTTPREAD", "\r\n+HTTPREAD: " .. #body .. "\r\n" .. body .. "\r\n\r\nO
 answer("AT+LATE?", '\r\n+LATE: "]] .. LATESECRET .. [["\r\n')
 athost.sleep(50)
 assert(m:send("\r\nOK\r\n"))
-answer("AT+TOKEN?", '\r\n+TOKEN: {"iotId":"id1","iotToken":"]] .. UNREGISTERED .. [["}\r\n\r\nOK\r\n')
+answer("AT+TOKEN?", '\r\n+TOKEN: {"iotId":"id1","iotToken":"]] .. UNREGISTERED .. [[","credentialsType":"ACCESS_TOKEN","credentialsValue":"]] .. TB_TOKEN .. [["}\r\n\r\nOK\r\n')
 answer("AT+QUIT")
 m:close()
 ]]
@@ -755,6 +757,8 @@ t.test("registered secrets are *** in the transcript", function()
   t.nomatch(tr, LATESECRET, "transcript")
   t.nomatch(tr, UNREGISTERED, "transcript (a JSON field named like a secret)")
   plain_find(tr, '"iotId":"id1","iotToken":"***"', "the field's value masked, the rest kept")
+  t.nomatch(tr, TB_TOKEN, "transcript (ThingsBoard's credentialsValue)")
+  plain_find(tr, '"credentialsType":"ACCESS_TOKEN","credentialsValue":"***"', "credentialsValue masked")
   t.nomatch(stderr, LATESECRET, "log on stderr")
   plain_find(tr, "***", "transcript masks")
   -- one record a line: time, port, direction, escaped bytes

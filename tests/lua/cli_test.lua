@@ -341,4 +341,27 @@ t.test("flow usage errors exit 2 and name the near miss; -i without a port 2; un
   end)
 end)
 
+t.test("a privateKey field in JSON the module prints is masked in the transcript", function()
+  in_tmpdir(function(dir)
+    write(dir .. "/s.lua", [=[
+local athost = require("athost")
+local m, path = assert(athost.pty { name = "modem" })
+local p = assert(athost.open(path, { name = "dut" }))
+local body = '{"certificateId":"abc","privateKey":"-----BEGIN RSA PRIVATE KEY-----\\nMIIEpAIBAAKCAQEA7xK3\\n-----END RSA PRIVATE KEY-----\\n"}'
+local modem = athost.spawn(function()
+  assert(m:readline())
+  assert(m:send("\r\n+MSUB: \"t\"," .. #body .. " byte," .. body .. "\r\n\r\nOK\r\n"))
+end)
+assert(p:cmd("AT+X"))
+modem:join()
+]=])
+    local code, _, err = athost_cmd(dir, "-l " .. dir .. "/tr " .. dir .. "/s.lua")
+    t.eq(code, 0, "exit code (" .. err .. ")")
+    local tr = t.slurp(dir .. "/tr") or ""
+    t.match(tr, 'privateKey[^,]-%*%*%*', "the field masked")
+    t.nomatch(tr, "MIIEpAIBAAKCAQEA7xK3", "the key")
+    t.match(tr, "certificateId", "the rest kept")
+  end)
+end)
+
 t.run()

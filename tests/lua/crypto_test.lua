@@ -271,6 +271,49 @@ t.test("unbase64 of invalid text fails with EINVAL", function()
   t.raises(function() athost.unbase64() end, "bad argument #1 to 'unbase64'")
 end)
 
+-- NIST SP 800-38A F.2.1/F.2.2 and F.2.5 (AES-128-CBC, AES-256-CBC), and
+-- the checked Tencent dynamic-registration payload of CLOUDS.md 1.
+local NIST_IV = athost.unhex("000102030405060708090a0b0c0d0e0f")
+local NIST_PT = athost.unhex("6bc1bee22e409f96e93d7e117393172a"
+  .. "ae2d8a571e03ac9c9eb76fac45af8e51")
+
+t.test("cipher aes-128-cbc and aes-256-cbc: NIST SP 800-38A", function()
+  local k128 = athost.unhex("2b7e151628aed2a6abf7158809cf4f3c")
+  local ct = athost.cipher("aes-128-cbc", "encrypt", k128, NIST_IV, NIST_PT)
+  t.eq(athost.hex(ct), "7649abac8119b246cee98e9b12e9197d"
+    .. "5086cb9b507219ee95db113a917678b2", "F.2.1 encrypt")
+  t.eq(athost.cipher("AES-128-CBC", "decrypt", k128, NIST_IV, ct), NIST_PT, "F.2.2 decrypt")
+  local k256 = athost.unhex("603deb1015ca71be2b73aef0857d7781"
+    .. "1f352c073b6108d72d9810a30914dff4")
+  t.eq(athost.hex(athost.cipher("aes-256-cbc", "encrypt", k256, NIST_IV,
+    NIST_PT:sub(1, 16))), "f58c4c04d6e5f1ba779eabfb5f7bfbd6", "F.2.5 first block")
+  t.eq(athost.cipher("aes-128-cbc", "encrypt", k128, NIST_IV, ""), "", "no blocks")
+end)
+
+t.test("cipher decrypts the checked Tencent registration payload", function()
+  local ct = athost.unbase64("sf1gANtJCT/PRC4ZHOypfkLnO53otVR/oBAnD3vXhS2m8XkbQ08b"
+    .. "TCD+I1Tz5Jjo7vhAnC6QE3RgWWZGg6pWGg==")
+  local pt = athost.cipher("aes-128-cbc", "decrypt", "XoezQjzzMedF4lAr",
+    string.rep("0", 16), ct)
+  t.eq(#pt, 64, "four blocks")
+  t.eq(pt:sub(1, 53), '{"encryptionType":2,"psk":"MLvMHde65nKPk0Lx+ZThaA=="}', "plaintext")
+  t.eq(pt:sub(54), string.rep("\0", 11), "zero padding")
+end)
+
+t.test("cipher: data that is not whole blocks fails, misuse raises", function()
+  local k = string.rep("k", 16)
+  t.match(t.fails("EINVAL", athost.cipher("aes-128-cbc", "decrypt", k, NIST_IV, "abc")),
+    "^EINVAL: AES%-128%-CBC: 3 bytes are not whole 16%-byte blocks", "3 bytes")
+  t.raises(function() athost.cipher("aes-128-ecb", "decrypt", k, NIST_IV, "") end,
+    "unknown cipher 'aes-128-ecb'")
+  t.raises(function() athost.cipher("aes-128-cbc", "decrypt", "short", NIST_IV, "") end,
+    "needs a 16-byte key, not 5")
+  t.raises(function() athost.cipher("aes-128-cbc", "decrypt", k, "iv", "") end,
+    "the IV must be 16 bytes")
+  t.raises(function() athost.cipher("aes-128-cbc", "both", k, NIST_IV, "") end,
+    "bad argument #2 to 'cipher'")
+end)
+
 t.test("x509 of the huawei ca certificate (reference/001)", function()
   local text = fixture("huawei-ca-2016.pem")
   local c = t.ok(athost.x509(text), "parsed")

@@ -188,6 +188,8 @@ local function session(o)
   local hour, password = enroll(id, secret)
   local cid = id .. "_0_0_" .. hour
   local received = subscriber(up)
+  -- IoTDA: the command request is answered on .../commands/response/...
+  local answered = o.response and subscriber(o.response(id))
   local from = #broker_log()
   local run = flow { device_id = id, secret = secret, host = o.host, port = B.TLS_PORT,
     ca = B.CA, topics = o.topics, publish = report, listen = 30, messages = 1 }
@@ -219,7 +221,18 @@ local function session(o)
   t.ok(broker_log():find(string.format("as %s (p2, c1, k60, u'%s')", cid, id), 1, true),
     "the broker logged client " .. cid .. " with user " .. id)
   t.match(r.err, "CA CN=athost test CA, valid until %d%d%d%d%-", "stderr")
-  t.match(r.err, "published 1, received 1, reconnects 0", "summary")
+  if answered then
+    -- The command's answer, on the response topic of its request id.
+    local rid = to:match("request_id=(.*)$")
+    local reply = athost.json.decode(answered())
+    t.eq(reply.result_code, 0, "the command response's result_code")
+    t.match(r.err, "answered command request_id=" .. rid .. " %(result_code 0%)", "stderr")
+  end
+  -- The report, and on IoTDA the command response too: published 2 there
+  -- (the flow answers every command request, as IoTDA expects), 1 on the
+  -- legacy topics, which have no responses.
+  t.match(r.err, string.format("published %d, received 1, reconnects 0", answered and 2 or 1),
+    "summary")
   for what, s in pairs({ stdout = r.out, stderr = r.err, transcript = r.tr }) do
     t.ok(not s:find(secret, 1, true), what .. " shows the secret")
     t.ok(not s:find(password, 1, true), what .. " shows the password")
@@ -238,6 +251,7 @@ test("IoTDA topics: CA uploaded, hour-stamped credentials, both ways", function(
     command_topic = function(id)
       return "$oc/devices/" .. id .. "/sys/commands/request_id=" .. uid()
     end,
+    response = function(id) return "$oc/devices/" .. id .. "/sys/commands/response/#" end,
   }
 end)
 
@@ -250,9 +264,24 @@ test("legacy topics of reference 001, broker named by its address", function()
   }
 end)
 
+-- Properties without the envelope: the flow wraps them in
+-- {"services":[{"service_id":...,"properties":...}]}, byte for byte.
+test("IoTDA: a JSON object of properties is reported in the services envelope", function()
+  local id, secret = device_id(), "secret-" .. athost.random(8, "hex")
+  enroll(id, secret)
+  local props = '{"temperature":' .. math.random(0, 40) .. ',"unit":"C"}'
+  local received = subscriber("$oc/devices/" .. id .. "/sys/properties/report")
+  local r = flow { device_id = id, secret = secret, host = "localhost", port = B.TLS_PORT,
+    ca = B.CA, service_id = "Sensor", publish = props }.wait()
+  t.eq(r.rc, 0, "exit code (stderr: " .. r.err .. ")")
+  t.eq(received(), '{"services":[{"service_id":"Sensor","properties":' .. props .. "}]}",
+    "the report at mosquitto_sub")
+end)
+
 ---------------------------------------------------------------------------
 -- Failures
 ---------------------------------------------------------------------------
+
 
 local function failing(args)
   local all = { device_id = device_id(), secret = "secret-" .. uid(), host = "127.0.0.1",
@@ -265,6 +294,14 @@ local function failing(args)
   r.error = e[1]
   return r
 end
+
+test("IoTDA: text that is no JSON object is a usage error, before the module is touched", function()
+  local r = flow { device_id = device_id(), secret = "s-" .. uid(), host = "127.0.0.1",
+    port = B.TLS_PORT, ca = B.CA, publish = "hello" }.wait()
+  t.eq(r.rc, 2, "exit code (stderr: " .. r.err .. ")")
+  t.match(r.err, "publish= must be a JSON object of properties", "error")
+  t.ok(not has_sent(r.tr or "", "AT+FSWRITE"), "nothing uploaded")
+end)
 
 test("the expired CA of reference 001: exit 1 before anything is uploaded", function()
   local r = failing { ca = EXPIRED_CA }

@@ -1,4 +1,4 @@
-// unit: host/pattern.c
+// unit: host/pattern.c tests/unit/pattern_lua.c
 /*
  * pattern_test.c: host/pattern.c against the real string.find of Lua 5.4.
  *
@@ -12,10 +12,11 @@
  * Build and run:
  *   gcc -std=c11 -Wall -Wextra -Wpedantic -Werror -g \
  *       -fsanitize=address,undefined -Ihost host/pattern.c \
- *       tests/unit/pattern_test.c $(pkg-config --cflags --libs lua5.4) \
+ *       tests/unit/pattern_lua.c tests/unit/pattern_test.c \
+ *       $(pkg-config --cflags --libs lua5.4) \
  *       -o /tmp/pattern_test && /tmp/pattern_test
  */
-#include "pattern.h"
+#include "pattern_lua.h"
 
 #include <lauxlib.h>
 #include <lua.h>
@@ -27,7 +28,7 @@
 #define S(lit) lit, sizeof(lit) - 1   /* a literal with its NULs */
 #define FUZZ_CASES 60000
 
-enum { PASS, FAIL, SKIP };
+enum { PASS = PL_PASS, FAIL = PL_FAIL, SKIP = PL_SKIP };
 
 static lua_State *L;
 static int npass, nfail;
@@ -61,136 +62,6 @@ static void put_case(const char *tag, const char *s, size_t ls,
     printf(", %zu): ", init + 1);
 }
 
-/* Whether msg is an error string.find raises for the pattern itself. */
-static int is_pattern_error(const char *msg)
-{
-    static const char *const prefix[] = {
-        "malformed pattern", "missing '[' after '%f'",
-        "invalid capture index", "invalid pattern capture",
-        "unfinished capture", "too many captures", "pattern too complex"
-    };
-    size_t i;
-
-    for (i = 0; i < sizeof prefix / sizeof prefix[0]; i++)
-        if (strncmp(msg, prefix[i], strlen(prefix[i])) == 0)
-            return 1;
-    return 0;
-}
-
-/* A heap copy of b[0, n) of exactly n bytes (1 if n is 0). */
-static char *dup_exact(const char *b, size_t n)
-{
-    char *d = malloc(n ? n : 1);
-
-    if (d == NULL) {
-        perror("malloc");
-        exit(2);
-    }
-    if (n > 0)
-        memcpy(d, b, n);
-    return d;
-}
-
-/* Lua raised msg: ours must fail with the same message, and so must
- * ath_pat_check() unless the error is the recursion limit. */
-static int compare_error(const char *p, size_t lp, int rc, const char *err,
-                         const char *msg, char *why, size_t nwhy)
-{
-    const char *cerr = NULL;
-    int crc = ath_pat_check(p, lp, &cerr);
-
-    if (!is_pattern_error(msg))
-        return SKIP;
-    if (rc != -1 || strcmp(err, msg) != 0) {
-        snprintf(why, nwhy, "Lua raised \"%s\", ours rc %d (%s)", msg, rc,
-                 rc == -1 ? err : "-");
-        return FAIL;
-    }
-    if (strcmp(msg, "pattern too complex") != 0
-        && (crc != -1 || strcmp(cerr, msg) != 0)) {
-        snprintf(why, nwhy, "Lua raised \"%s\", ath_pat_check: %s", msg,
-                 crc == 0 ? "valid" : cerr);
-        return FAIL;
-    }
-    return PASS;
-}
-
-/* Lua returned the captures at stack indices first, first + 1, ...: ours
- * must be the same number, the same positions, the same bytes. */
-static int compare_captures(const char *s, size_t ls, const ath_match_t *m,
-                            int first, int ncap, char *why, size_t nwhy)
-{
-    int i;
-
-    if (m->ncap != ncap) {
-        snprintf(why, nwhy, "Lua %d captures, ours %d", ncap, m->ncap);
-        return FAIL;
-    }
-    for (i = 0; i < ncap; i++) {
-        const ath_cap_t *c = &m->cap[i];
-        size_t len;
-        const char *str;
-        if (lua_type(L, first + i) == LUA_TNUMBER) {
-            if (c->len == ATH_CAP_POSITION
-                && (lua_Integer)c->off + 1 == lua_tointeger(L, first + i))
-                continue;
-            snprintf(why, nwhy, "capture %d: Lua position %lld", i + 1,
-                     (long long)lua_tointeger(L, first + i));
-            return FAIL;
-        }
-        str = lua_tolstring(L, first + i, &len);
-        if (c->len < 0 || c->off + (size_t)c->len > ls
-            || (size_t)c->len != len || memcmp(s + c->off, str, len) != 0) {
-            snprintf(why, nwhy, "capture %d differs (ours off %zu len %td)",
-                     i + 1, c->off, c->len);
-            return FAIL;
-        }
-    }
-    return PASS;
-}
-
-/*
- * Compares ours (rc, m, err) with string.find's results, which are on the
- * Lua stack above base (status is lua_pcall's). Writes why they differ into
- * why and returns FAIL, or returns PASS or SKIP.
- */
-static int compare(const char *s, size_t ls, const char *p, size_t lp,
-                   int rc, const ath_match_t *m, const char *err,
-                   int status, int base, char *why, size_t nwhy)
-{
-    if (status != LUA_OK) {
-        const char *msg = lua_tostring(L, -1);
-        if (msg == NULL)
-            return SKIP;
-        return compare_error(p, lp, rc, err, msg, why, nwhy);
-    }
-    if (rc == -1) {
-        snprintf(why, nwhy, "Lua succeeded, ours raised \"%s\"", err);
-        return FAIL;
-    }
-    if (lua_isnil(L, base + 1)) {
-        if (rc == 0)
-            return PASS;
-        snprintf(why, nwhy, "Lua: no match, ours [%zu,%zu]", m->start + 1,
-                 m->end);
-        return FAIL;
-    }
-    if (rc != 1) {
-        snprintf(why, nwhy, "Lua matched at %lld, ours none",
-                 (long long)lua_tointeger(L, base + 1));
-        return FAIL;
-    }
-    if ((lua_Integer)m->start + 1 != lua_tointeger(L, base + 1)
-        || (lua_Integer)m->end != lua_tointeger(L, base + 2)) {
-        snprintf(why, nwhy, "Lua [%lld,%lld], ours [%zu,%zu]",
-                 (long long)lua_tointeger(L, base + 1),
-                 (long long)lua_tointeger(L, base + 2), m->start + 1, m->end);
-        return FAIL;
-    }
-    return compare_captures(s, ls, m, base + 3, lua_gettop(L) - base - 2,
-                            why, nwhy);
-}
-
 enum { ANY = 2 };   /* a case's want when any agreed answer will do */
 
 static void tally(int res)
@@ -206,45 +77,25 @@ static void tally(int res)
  * what string.find must answer: 1 a match, 0 none, -1 a pattern error, or
  * ANY. Prints a line for a failure if loud. Returns PASS, FAIL or SKIP.
  */
-static int run_case(const char *tag, const char *s0, size_t ls,
-                    const char *p0, size_t lp, size_t init, int want,
+static int run_case(const char *tag, const char *s, size_t ls,
+                    const char *p, size_t lp, size_t init, int want,
                     int loud)
 {
-    char *s = dup_exact(s0, ls), *p = dup_exact(p0, lp);
     char why[512];
-    ath_match_t m;
-    const char *err = NULL;
-    int rc, base, status, res;
+    int res = pl_versus(L, 1, s, ls, p, lp, init, &last_answer, why,
+                        sizeof why);
 
-    memset(&m, 0, sizeof m);
-    rc = ath_pat_find(s, ls, p, lp, init, &m, &err);
-    base = lua_gettop(L);
-    lua_pushvalue(L, 1);
-    lua_pushlstring(L, s, ls);
-    lua_pushlstring(L, p, lp);
-    lua_pushinteger(L, (lua_Integer)init + 1);
-    status = lua_pcall(L, 3, LUA_MULTRET, 0);
-    res = compare(s, ls, p, lp, rc, &m, err, status, base, why, sizeof why);
-    if (res == SKIP && want != ANY) {
-        snprintf(why, sizeof why, "Lua raised \"%s\"", lua_tostring(L, -1));
+    if (res == SKIP && want != ANY)
         res = FAIL;
-    }
-    last_answer = status != LUA_OK ? -1 : !lua_isnil(L, base + 1);
-    if (res == PASS && want != ANY) {
-        int got = last_answer;
-        if (got != want) {
-            snprintf(why, sizeof why, "both answer %d, expected %d", got,
-                     want);
-            res = FAIL;
-        }
+    if (res == PASS && want != ANY && last_answer != want) {
+        snprintf(why, sizeof why, "both answer %d, expected %d", last_answer,
+                 want);
+        res = FAIL;
     }
     if (res == FAIL && loud) {
         put_case(tag, s, ls, p, lp, init);
         printf("%s\n", why);
     }
-    lua_settop(L, base);
-    free(s);
-    free(p);
     return res;
 }
 
@@ -531,7 +382,7 @@ static void test_checks(void)
 
     for (i = 0; i < sizeof checks / sizeof checks[0]; i++) {
         const struct ccase *c = &checks[i];
-        char *p = dup_exact(c->p, c->lp);
+        char *p = pl_dup_exact(c->p, c->lp);
         const char *err = NULL;
         int rc = ath_pat_check(p, c->lp, &err);
         if (c->msg == NULL ? rc == 0
