@@ -122,6 +122,24 @@ void ath_host_flow_failed(ath_host_t *h, lua_State *co, const char *msg)
     lua_settop(L, t - 1);
 }
 
+void ath_host_wake_joiners(ath_host_t *h, lua_State *L, int t)
+{
+    int i, n;
+    if (lua_getfield(L, t, "joiners") == LUA_TTABLE) {
+        n = (int)lua_rawlen(L, -1);
+        for (i = 1; i <= n; i++) {
+            lua_State *j;
+            lua_rawgeti(L, -1, i);
+            j = lua_tothread(L, -1);
+            lua_pop(L, 1);
+            lua_pushvalue(L, t);
+            lua_xmove(L, j, 1);
+            ath_host_wake(h, j, 1);
+        }
+    }
+    lua_pop(L, 1);
+}
+
 /* Stores a finished task's outcome and wakes those who join it. The
  * results are the nres values on top of co's stack, or the error. */
 static void flow_done(ath_host_t *h, lua_State *co, int ok, int nres)
@@ -147,18 +165,7 @@ static void flow_done(ath_host_t *h, lua_State *co, int ok, int nres)
     lua_pushinteger(L, nres);
     lua_setfield(L, -2, "n");
     lua_setfield(L, t, "results");
-    if (lua_getfield(L, t, "joiners") == LUA_TTABLE) {
-        n = (int)lua_rawlen(L, -1);
-        for (i = 1; i <= n; i++) {
-            lua_State *j;
-            lua_rawgeti(L, -1, i);
-            j = lua_tothread(L, -1);
-            lua_pop(L, 1);
-            lua_pushvalue(L, t);
-            lua_xmove(L, j, 1);
-            ath_host_wake(h, j, 1);
-        }
-    }
+    ath_host_wake_joiners(h, L, t);
     lua_settop(L, t - 1);
     flow_forget(L, co);
 }

@@ -93,6 +93,9 @@ void ath_host_finish(ath_host_t *h, int status, const char *msg);
  * none or a cleanup is already running. why: "ended", "failed",
  * "canceled". */
 void ath_host_end(ath_host_t *h, int status, const char *msg, const char *why);
+/* Wakes the flows joining the task table at index t of L, each with the
+ * table. */
+void ath_host_wake_joiners(ath_host_t *h, lua_State *L, int t);
 /* Abandons flow co (NULL: every flow running): it is never resumed, and
  * the ports forget its waits. */
 void ath_host_abandon(ath_host_t *h, lua_State *co);

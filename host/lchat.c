@@ -229,9 +229,10 @@ static void lport_note(ath_port_t *p, lua_State *L)
 
 /* Ends the wait: moves the nvals values on top of L to the waiter and
  * wakes it, or leaves them in place when the waiter is L itself. */
-static void lport_finish(ath_port_t *p, lua_State *L, int nvals)
+/* The wait in progress is over: the engine, its timer, its progress
+ * line and its anchored strings let go. */
+static void lport_unwait(ath_port_t *p, lua_State *L)
 {
-    lua_State *co = p->waiter;
     p->waiter = NULL;
     if (p->h->tr)
         ath_tr_hold(p->h->tr, p->name, 0);
@@ -241,6 +242,12 @@ static void lport_finish(ath_port_t *p, lua_State *L, int nvals)
         ath_host_wait_end(p->h, p);
     lua_pushnil(L);
     ath_lport_set(L, p, "w");
+}
+
+static void lport_finish(ath_port_t *p, lua_State *L, int nvals)
+{
+    lua_State *co = p->waiter;
+    lport_unwait(p, L);
     if (co == L) {
         p->sync_n = nvals;
         return;
@@ -260,18 +267,8 @@ static void lport_finish(ath_port_t *p, lua_State *L, int nvals)
  * it, so that the cleanup's commands may use the port. */
 void ath_lport_abandon(ath_port_t *p, lua_State *co)
 {
-    lua_State *L = p->h->L;
-    if (p->waiter && (co == NULL || p->waiter == co)) {
-        p->waiter = NULL;
-        if (p->h->tr)
-            ath_tr_hold(p->h->tr, p->name, 0);
-        ath_chat_cancel(p->chat);
-        uv_timer_stop(&p->timer);
-        if (p->h->notes)
-            ath_host_wait_end(p->h, p);
-        lua_pushnil(L);
-        ath_lport_set(L, p, "w");
-    }
+    if (p->waiter && (co == NULL || p->waiter == co))
+        lport_unwait(p, p->h->L);
     if (p->woken && (co == NULL || p->woken == co))
         p->woken = NULL;
     if (p->drainer && (co == NULL || p->drainer == co))

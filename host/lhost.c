@@ -85,7 +85,6 @@ static int l_task_cancel(lua_State *L)
 {
     ath_host_t *h = ath_host_from(L);
     lua_State *co;
-    int i, n;
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_settop(L, 1);
     if (lua_getfield(L, 1, "done") == LUA_TBOOLEAN ||
@@ -101,18 +100,7 @@ static int l_task_cancel(lua_State *L)
     lua_setfield(L, 1, "ok");
     lua_pushliteral(L, "canceled");
     lua_setfield(L, 1, "error");
-    if (lua_getfield(L, 1, "joiners") == LUA_TTABLE) {
-        n = (int)lua_rawlen(L, -1);
-        for (i = 1; i <= n; i++) {
-            lua_State *j;
-            lua_rawgeti(L, -1, i);
-            j = lua_tothread(L, -1);
-            lua_pop(L, 1);
-            lua_pushvalue(L, 1);
-            lua_xmove(L, j, 1);
-            ath_host_wake(h, j, 1);
-        }
-    }
+    ath_host_wake_joiners(h, L, 1);
     return 0;
 }
 
