@@ -194,6 +194,15 @@ function M.run(args)
     if not ok then info(tostring(err)) end
   end
 
+  -- A line typed (or read from a pipe): Lua after "!", else sent.
+  local function typed(line)
+    if line:sub(1, 1) == "!" then
+      run_lua(line:sub(2))
+    elseif line ~= "" then
+      send(line)
+    end
+  end
+
   local quit = false
   local ESCAPES = {
     q = function() quit = true end,
@@ -234,10 +243,8 @@ function M.run(args)
       if kind == "escape" then
         local f = ESCAPES[v:lower()]
         if f then f() else info("Ctrl-] " .. visible(v) .. ": no such key (Ctrl-] ? lists them)") end
-      elseif v:sub(1, 1) == "!" then
-        run_lua(v:sub(2))
-      elseif v ~= "" then
-        send(v)
+      else
+        typed(v)
       end
     end
     ed:close()
@@ -263,11 +270,7 @@ function M.run(args)
       while athost.now() - last < 200 or (S.in_cmd and athost.now() - since < 5000) do
         athost.sleep(math.max(20, 200 - (athost.now() - last)))
       end
-      if line:sub(1, 1) == "!" then
-        run_lua(line:sub(2))
-      elseif line ~= "" then
-        send(line)
-      end
+      typed(line)
     end
     if stdin then pcall(stdin.close, stdin) end
     -- Input ended (a pipe, or Ctrl-D): let the module finish what it says.
