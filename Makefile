@@ -9,7 +9,9 @@
 #   make bench      round-trip rate against a bare C loop, peak RSS
 #   make fuzz       every libFuzzer harness in fuzz/ for FUZZ_SECONDS (60)
 #                   each, or FUZZ_RUNS executions each
-#   make install    PREFIX=/usr/local DESTDIR=
+#   make install    PREFIX=/usr/local DESTDIR= (the flows, scripts/*.lua
+#                   and scripts/sim/*.lua; not the development scripts
+#                   deps.sh and demo.sh)
 
 PKG_CONFIG ?= pkg-config
 PREFIX ?= /usr/local
@@ -23,17 +25,24 @@ CFLAGS ?= -O2 -g
 BUILD ?= build
 
 PKGS := lua5.4 libuv openssl libedit
+# libathost's version; the SONAME carries the major one (an ABI break
+# bumps it).
+VERSION := 0.1.0
+SOMAJOR := 0
+SONAME := libathost.so.$(SOMAJOR)
+MANDIR ?= $(PREFIX)/share/man
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
 CJSON_A := $(shell $(CC) -print-file-name=liblua5.4-cjson.a)
 
 override CFLAGS += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wpedantic -Werror -fPIC \
 	$(shell $(PKG_CONFIG) --cflags $(PKGS)) \
-	-DATHOST_LIBDIR='"$(DATADIR)/lib"'
+	-DATHOST_LIBDIR='"$(DATADIR)/lib"' -DATHOST_DATADIR='"$(DATADIR)"'
 LDLIBS := $(CJSON_A) $(shell $(PKG_CONFIG) --libs $(PKGS)) -lm
 
 LIB_SRC := host/host.c host/flow.c host/event.c host/lhost.c host/chat.c \
 	host/pattern.c host/port.c host/lport.c host/lchat.c host/lopen.c \
 	host/transcript.c host/redact.c host/crypto.c host/tls.c host/ltls.c host/station.c host/lfile.c \
-	host/ledit.c
+	host/telnet.c host/rfc2217.c host/ledit.c
 LIB_OBJ := $(LIB_SRC:host/%.c=$(BUILD)/%.o)
 HDRS := $(wildcard host/*.h)
 
@@ -74,15 +83,20 @@ $(BUILD)/libathost.a: $(LIB_OBJ)
 	rm -f $@
 	$(AR) rcs $@ $^
 
-$(BUILD)/libathost.so: $(LIB_OBJ)
-	$(CC) -shared $(LDFLAGS) -o $@ $^ -llua5.4-cjson $(shell $(PKG_CONFIG) --libs $(PKGS)) -lm
+$(BUILD)/libathost.so.$(VERSION): $(LIB_OBJ)
+	$(CC) -shared -Wl,-soname,$(SONAME) $(LDFLAGS) -o $@ $^ -llua5.4-cjson $(shell $(PKG_CONFIG) --libs $(PKGS)) -lm
+
+# The link-time name and the SONAME's, as a distribution lays them out.
+$(BUILD)/libathost.so: $(BUILD)/libathost.so.$(VERSION)
+	ln -sf libathost.so.$(VERSION) $(BUILD)/$(SONAME)
+	ln -sf libathost.so.$(VERSION) $@
 
 athost: $(BUILD)/main.o $(BUILD)/libathost.a
 	$(CC) $(LDFLAGS) -o $@ $(BUILD)/main.o $(BUILD)/libathost.a $(LDLIBS)
 
 $(BUILD)/athost.pc: athost.pc.in Makefile $(BUILD)/paths.stamp | $(BUILD)
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
-	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|0.1.0|' \
+	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|$(VERSION)|' \
 	    -e 's|@DATADIR@|$(DATADIR)|' \
 	    -e 's|@CJSON_A@|$(CJSON_A)|' $< > $@
 
@@ -170,15 +184,24 @@ install: all
 	    $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(DATADIR)/lib
 	install -m 755 athost $(DESTDIR)$(BINDIR)/athost
 	install -m 644 $(BUILD)/libathost.a $(DESTDIR)$(LIBDIR)/
-	install -m 755 $(BUILD)/libathost.so $(DESTDIR)$(LIBDIR)/
+	install -m 755 $(BUILD)/libathost.so.$(VERSION) $(DESTDIR)$(LIBDIR)/
+	ln -sf libathost.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf libathost.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libathost.so
+	install -d $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(BASHCOMPDIR)
+	install -m 644 athost.1 $(DESTDIR)$(MANDIR)/man1/athost.1
+	install -m 644 completion/athost.bash $(DESTDIR)$(BASHCOMPDIR)/athost
 	install -m 644 host/athost.h $(DESTDIR)$(INCLUDEDIR)/
 	install -m 644 $(BUILD)/athost.pc $(DESTDIR)$(LIBDIR)/pkgconfig/
 	cp -R lib/athost $(DESTDIR)$(DATADIR)/lib/
-	cp -R scripts clouds $(DESTDIR)$(DATADIR)/
+	install -d $(DESTDIR)$(DATADIR)/clouds $(DESTDIR)$(DATADIR)/scripts/sim
+	install -m 644 clouds/*.lua $(DESTDIR)$(DATADIR)/clouds/
+	install -m 644 scripts/*.lua $(DESTDIR)$(DATADIR)/scripts/
+	install -m 644 scripts/sim/*.lua $(DESTDIR)$(DATADIR)/scripts/sim/
 
 uninstall:
 	rm -rf $(DESTDIR)$(BINDIR)/athost $(DESTDIR)$(LIBDIR)/libathost.* \
 	    $(DESTDIR)$(INCLUDEDIR)/athost.h $(DESTDIR)$(LIBDIR)/pkgconfig/athost.pc \
+	    $(DESTDIR)$(MANDIR)/man1/athost.1 $(DESTDIR)$(BASHCOMPDIR)/athost \
 	    $(DESTDIR)$(DATADIR)
 
 clean:

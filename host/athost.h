@@ -16,6 +16,7 @@
 #define ATHOST_H
 
 #include <stddef.h>
+#include <stdio.h>
 #include <uv.h>
 
 #ifdef __cplusplus
@@ -109,6 +110,15 @@ void ath_host_add_secret(ath_host_t *h, const char *value);
 void ath_host_set_argv(ath_host_t *h, const char *script, int n, char **argv);
 /* The loop the host runs on. */
 uv_loop_t *ath_host_loop(ath_host_t *h);
+
+/* Finds a script by name: as a path from the current directory, else
+ * under each ATHOST_PATH entry, then the installed data directory (the
+ * flows clouds/, the tools scripts/), with or without ".lua". The path in
+ * buf, or NULL when there is none. */
+const char *ath_script_find(const char *name, char *buf, size_t n);
+/* Prints the flows and scripts those places hold (clouds/, scripts/,
+ * scripts/sim/), each with its first comment line. */
+int ath_script_list(FILE *out);
 
 /* Loads the main flow. Returns 0, or ATH_EXIT_USAGE (see error). */
 int ath_host_load_file(ath_host_t *h, const char *path);

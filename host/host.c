@@ -7,6 +7,7 @@
 #include "host.h"
 
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -19,6 +20,9 @@
 
 #ifndef ATHOST_LIBDIR
 #define ATHOST_LIBDIR "/usr/local/share/athost/lib"
+#endif
+#ifndef ATHOST_DATADIR
+#define ATHOST_DATADIR "/usr/local/share/athost"
 #endif
 
 static const char HOST_KEY = 'h'; /* registry: light userdata host */
@@ -68,6 +72,196 @@ int ath_host_close(ath_host_t *h)
 }
 
 /* ---- set-up ----------------------------------------------------------- */
+
+/* The installed data directory (flows, scripts, lib/): the build tree
+ * when the binary runs from it, an install under any prefix next to the
+ * binary, else the configured one. */
+static void host_datadir(char *dir, size_t n)
+{
+    char exe[PATH_MAX], probe[PATH_MAX + 64];
+    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    char *slash;
+    if (len > 0) {
+        exe[len] = '\0';
+        if ((slash = strrchr(exe, '/')) != NULL)
+            *slash = '\0';
+        snprintf(probe, sizeof probe, "%s/lib/athost", exe);
+        if (access(probe, R_OK) == 0) {
+            snprintf(dir, n, "%s", exe);
+            return;
+        }
+        snprintf(probe, sizeof probe, "%s/../share/athost/lib/athost", exe);
+        if (access(probe, R_OK) == 0) {
+            size_t len = strlen(probe) - strlen("/lib/athost");
+            if (len < n) {
+                memcpy(dir, probe, len);
+                dir[len] = '\0';
+                return;
+            }
+        }
+    }
+    snprintf(dir, n, "%s", ATHOST_DATADIR);
+}
+
+/* The roots a script name is looked up in after the current directory:
+ * each ATHOST_PATH entry, then the data directory. Calls fn(root, ud)
+ * until it returns non-zero; returns that. */
+static int host_roots(int (*fn)(const char *root, void *ud), void *ud)
+{
+    const char *list = getenv("ATHOST_PATH");
+    char root[PATH_MAX];
+    int r;
+    while (list && *list) {
+        const char *end = strchr(list, ':');
+        size_t len = end ? (size_t)(end - list) : strlen(list);
+        if (len > 0 && len < sizeof root) {
+            memcpy(root, list, len);
+            root[len] = '\0';
+            if ((r = fn(root, ud)) != 0)
+                return r;
+        }
+        list = end ? end + 1 : NULL;
+    }
+    host_datadir(root, sizeof root);
+    return fn(root, ud);
+}
+
+typedef struct find_ctx {
+    const char *name;
+    char *out;
+    size_t n;
+} find_ctx_t;
+
+static int is_file(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/* name, or name.lua, under root. */
+static int find_in(const char *root, void *ud)
+{
+    find_ctx_t *c = ud;
+    snprintf(c->out, c->n, "%s%s%s", root, *root ? "/" : "", c->name);
+    if (is_file(c->out))
+        return 1;
+    snprintf(c->out, c->n, "%s%s%s.lua", root, *root ? "/" : "", c->name);
+    return is_file(c->out);
+}
+
+const char *ath_script_find(const char *name, char *buf, size_t n)
+{
+    find_ctx_t c;
+    c.name = name;
+    c.out = buf;
+    c.n = n;
+    if (find_in("", &c))
+        return buf;
+    if (name[0] == '/' || strncmp(name, "./", 2) == 0 ||
+        strncmp(name, "../", 3) == 0)
+        return NULL; /* a path meant as one */
+    return host_roots(find_in, &c) ? buf : NULL;
+}
+
+/* The first comment line of a Lua file, without "-- ". */
+static void first_comment(const char *path, char *out, size_t n)
+{
+    FILE *f = fopen(path, "r");
+    char line[512];
+    out[0] = '\0';
+    if (f == NULL)
+        return;
+    while (fgets(line, sizeof line, f)) {
+        char *s = line;
+        size_t len;
+        if (line[0] == '#')
+            continue; /* #! */
+        if (strncmp(s, "--", 2) != 0)
+            break;
+        s += 2;
+        while (*s == ' ' || *s == '-')
+            s++;
+        len = strcspn(s, "\r\n");
+        if (len == 0)
+            continue;
+        snprintf(out, n, "%.*s", (int)len, s);
+        break;
+    }
+    fclose(f);
+}
+
+typedef struct list_ctx {
+    FILE *out;
+    char **seen;
+    size_t nseen, cap;
+} list_ctx_t;
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int list_in(const char *root, void *ud)
+{
+    static const char *const dirs[] = {"clouds", "scripts", "scripts/sim"};
+    list_ctx_t *c = ud;
+    size_t d;
+    for (d = 0; d < sizeof dirs / sizeof dirs[0]; d++) {
+        char path[PATH_MAX + 300], *names[512];
+        size_t nn = 0, i, k;
+        struct dirent *e;
+        DIR *dp;
+        snprintf(path, sizeof path, "%s/%s", root, dirs[d]);
+        if ((dp = opendir(path)) == NULL)
+            continue;
+        while ((e = readdir(dp)) != NULL && nn < 512) {
+            size_t len = strlen(e->d_name);
+            if (len > 4 && strcmp(e->d_name + len - 4, ".lua") == 0)
+                names[nn++] = strdup(e->d_name);
+        }
+        closedir(dp);
+        qsort(names, nn, sizeof names[0], cmp_str);
+        for (i = 0; i < nn; i++) {
+            char rel[600], desc[300];
+            int dup = 0;
+            if (names[i] == NULL)
+                continue;
+            snprintf(rel, sizeof rel, "%s/%s", dirs[d], names[i]);
+            for (k = 0; k < c->nseen; k++)
+                dup |= strcmp(c->seen[k], rel) == 0;
+            if (!dup) { /* the first root wins, as in a lookup */
+                snprintf(path, sizeof path, "%s/%s", root, rel);
+                first_comment(path, desc, sizeof desc);
+                fprintf(c->out, "%-28s %s\n", rel, desc);
+                if (c->nseen == c->cap) {
+                    size_t cap = c->cap ? c->cap * 2 : 32;
+                    char **ns = realloc(c->seen, cap * sizeof *ns);
+                    if (ns != NULL) {
+                        c->seen = ns;
+                        c->cap = cap;
+                    }
+                }
+                if (c->nseen < c->cap)
+                    c->seen[c->nseen++] = strdup(rel);
+            }
+            free(names[i]);
+        }
+    }
+    return 0;
+}
+
+int ath_script_list(FILE *out)
+{
+    list_ctx_t c;
+    size_t i;
+    memset(&c, 0, sizeof c);
+    c.out = out;
+    host_roots(list_in, &c);
+    for (i = 0; i < c.nseen; i++)
+        free(c.seen[i]);
+    free(c.seen);
+    return 0;
+}
 
 static void host_paths(ath_host_t *h)
 {

@@ -8,6 +8,7 @@
  */
 #include "host.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -183,9 +184,79 @@ static int l_uid(lua_State *L)
     return 1;
 }
 
+static int cmp_names(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* athost.dir(path): the names in a directory (no . and ..), sorted; or
+ * nil, message, code. */
+static int l_dir(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    DIR *d = opendir(path);
+    struct dirent *e;
+    char **names = NULL;
+    size_t n = 0, cap = 0, i;
+    if (d == NULL)
+        return file_fail(L, errno, "cannot list", path);
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        if (n == cap) {
+            char **nn = realloc(names, (cap = cap ? cap * 2 : 32) * sizeof *nn);
+            if (nn == NULL)
+                break;
+            names = nn;
+        }
+        if ((names[n] = strdup(e->d_name)) != NULL)
+            n++;
+    }
+    closedir(d);
+    if (n > 0)
+        qsort(names, n, sizeof *names, cmp_names);
+    lua_createtable(L, (int)n, 0);
+    for (i = 0; i < n; i++) {
+        lua_pushstring(L, names[i]);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+        free(names[i]);
+    }
+    free(names);
+    return 1;
+}
+
+/* athost.readlink(path): a symlink's target as written; or nil, message,
+ * code. */
+static int l_readlink(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    char buf[4096];
+    ssize_t n = readlink(path, buf, sizeof buf - 1);
+    if (n < 0)
+        return file_fail(L, errno, "cannot read link", path);
+    lua_pushlstring(L, buf, (size_t)n);
+    return 1;
+}
+
+/* athost.realpath(path): the absolute path with every link resolved; or
+ * nil, message, code. */
+static int l_realpath(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    char *r = realpath(path, NULL);
+    if (r == NULL)
+        return file_fail(L, errno, "cannot resolve", path);
+    lua_pushstring(L, r);
+    free(r);
+    return 1;
+}
+
 static const luaL_Reg lfile_funcs[] = {{"write_private", l_write_private},
                                        {"stat", l_stat},
                                        {"uid", l_uid},
+                                       {"dir", l_dir},
+                                       {"readlink", l_readlink},
+                                       {"realpath", l_realpath},
                                        {NULL, NULL}};
 
 void ath_lfile_open(lua_State *L)

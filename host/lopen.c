@@ -78,26 +78,34 @@ static ath_port_t *lopen_wrap(lua_State *L, int fd, int kind, const char *name,
     return p;
 }
 
+/* The line settings among the options at index o (raises on bad ones). */
+static void lopen_line_opts(lua_State *L, int o, ath_serial_opts_t *so)
+{
+    const char *parity = opt_str(L, o, "parity", "none");
+    so->baud = opt_int(L, o, "baud", 115200);
+    so->databits = opt_int(L, o, "databits", 8);
+    so->stopbits = opt_int(L, o, "stopbits", 1);
+    so->rtscts = opt_int(L, o, "rtscts", 0);
+    so->dtr = opt_int(L, o, "dtr", -1);
+    so->rts = opt_int(L, o, "rts", -1);
+    so->exclusive = opt_int(L, o, "exclusive", 1);
+    so->parity = parity[0];
+    if (strchr("neo", so->parity) == NULL)
+        luaL_argerror(L, 2, "parity must be none, even or odd");
+    if (so->databits < 5 || so->databits > 8 ||
+        (so->stopbits != 1 && so->stopbits != 2))
+        luaL_argerror(L, 2, "databits must be 5-8 and stopbits 1 or 2");
+    if (so->baud <= 0)
+        luaL_argerror(L, 2, "baud must be positive");
+}
+
 static int lopen_serial(lua_State *L, const char *path, int o)
 {
     ath_serial_opts_t so;
-    const char *parity = opt_str(L, o, "parity", "none");
     const char *why, *name;
     ath_port_t *p;
     int fd;
-    so.baud = opt_int(L, o, "baud", 115200);
-    so.databits = opt_int(L, o, "databits", 8);
-    so.stopbits = opt_int(L, o, "stopbits", 1);
-    so.rtscts = opt_int(L, o, "rtscts", 0);
-    so.dtr = opt_int(L, o, "dtr", -1);
-    so.rts = opt_int(L, o, "rts", -1);
-    so.exclusive = opt_int(L, o, "exclusive", 1);
-    so.parity = parity[0];
-    if (strchr("neo", so.parity) == NULL)
-        luaL_argerror(L, 2, "parity must be none, even or odd");
-    if (so.databits < 5 || so.databits > 8 ||
-        (so.stopbits != 1 && so.stopbits != 2))
-        luaL_argerror(L, 2, "databits must be 5-8 and stopbits 1 or 2");
+    lopen_line_opts(L, o, &so);
     fd = ath_serial_open(path, &so, &why);
     if (fd < 0) {
         lua_pushfstring(L, "cannot open %s: %s", path, why);
@@ -107,6 +115,7 @@ static int lopen_serial(lua_State *L, const char *path, int o)
         opt_str(L, o, "name", strncmp(path, "/dev/", 5) == 0 ? path + 5 : path);
     p = lopen_wrap(L, fd, ATH_PORT_SERIAL, name, o);
     p->path = strdup(path);
+    p->so = so;
     return 1;
 }
 
@@ -117,6 +126,8 @@ typedef struct lopen_dns {
     ath_host_t *h;
     lua_State *co;
     int o_ref;
+    int rfc2217; /* an rfc2217: port, with these line settings */
+    ath_serial_opts_t so;
     char name[300];
 } lopen_dns_t;
 
@@ -150,7 +161,12 @@ static void connect_timeout_cb(uv_timer_t *t)
     ath_port_t *p = t->data;
     if (p->connecting == NULL)
         return;
-    ath_lport_connected(p, p->h->L, ETIMEDOUT, "connect");
+    /* Connected but no RFC 2217 answer: a raw TCP server (tcp: then),
+     * or a Telnet server without COM-PORT-OPTION. */
+    ath_lport_connected(p, p->h->L, ETIMEDOUT,
+                        p->negotiating ? "RFC 2217 negotiation (no "
+                                         "COM-PORT-OPTION answer) with"
+                                       : "connect");
     ath_host_dispatch(p->h);
 }
 
@@ -195,6 +211,18 @@ static void lopen_dns_cb(uv_getaddrinfo_t *req, int status,
         lua_rawgeti(L, LUA_REGISTRYINDEX, d->o_ref);
         p = lopen_wrap(L, fd, ATH_PORT_TCP, d->name, lua_gettop(L));
         lua_pop(L, 2);
+        if (d->rfc2217 && ath_rfc2217_attach(p, &d->so) != 0) {
+            ath_lport_close(p, L);
+            lua_pushnil(L);
+            lua_pushliteral(L, "ENOMEM: out of memory");
+            lua_pushliteral(L, "ENOMEM");
+            lua_xmove(L, d->co, 3);
+            ath_host_wake(h, d->co, 3);
+            luaL_unref(L, LUA_REGISTRYINDEX, d->o_ref);
+            free(d);
+            ath_host_dispatch(h);
+            return;
+        }
         p->connecting = d->co;
         ath_port_watch(p);
         if (p->timeout_ms > 0) {
@@ -229,15 +257,19 @@ static int split_hostport(const char *s, char *host, size_t hl, char *port,
     return 0;
 }
 
-static int lopen_tcp(lua_State *L, const char *hostport, int o)
+static int lopen_tcp(lua_State *L, const char *hostport, int o, int rfc2217)
 {
     ath_host_t *h = ath_host_from(L);
     struct addrinfo hints;
     char host[256], port[16];
     lopen_dns_t *d;
     int r;
+    ath_serial_opts_t so;
+    memset(&so, 0, sizeof so);
     if (split_hostport(hostport, host, sizeof host, port, sizeof port) != 0)
         return luaL_error(L, "bad address '%s' (want HOST:PORT)", hostport);
+    if (rfc2217)
+        lopen_line_opts(L, o, &so); /* raises on bad options */
     ath_host_check_flow(L);
     d = calloc(1, sizeof *d);
     if (d == NULL)
@@ -245,7 +277,10 @@ static int lopen_tcp(lua_State *L, const char *hostport, int o)
     d->h = h;
     d->co = L;
     d->req.data = d;
-    snprintf(d->name, sizeof d->name, "tcp:%s:%s", host, port);
+    d->rfc2217 = rfc2217;
+    d->so = so;
+    snprintf(d->name, sizeof d->name, "%s:%s:%s",
+             rfc2217 ? "rfc2217" : "tcp", host, port);
     memset(&hints, 0, sizeof hints);
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
@@ -277,7 +312,9 @@ static int l_open(lua_State *L)
     if (!lua_isnoneornil(L, 2))
         luaL_checktype(L, 2, LUA_TTABLE);
     if (strncmp(spec, "tcp:", 4) == 0)
-        return lopen_tcp(L, spec + 4, 2);
+        return lopen_tcp(L, spec + 4, 2, 0);
+    if (strncmp(spec, "rfc2217:", 8) == 0)
+        return lopen_tcp(L, spec + 8, 2, 1);
     if (strncmp(spec, "sim:", 4) == 0) {
         /* Virtual modems are Lua: athost.sim opens one on a pty. */
         lua_settop(L, 2);
@@ -451,7 +488,7 @@ static int l_connect(lua_State *L)
     lua_pushfstring(L, strchr(host, ':') ? "[%s]:%d" : "%s:%d", host,
                     (int)port);
     lua_replace(L, 1);
-    return lopen_tcp(L, lua_tostring(L, 1), 3);
+    return lopen_tcp(L, lua_tostring(L, 1), 3, 0);
 }
 
 static int stdin_flags = -1;

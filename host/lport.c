@@ -446,6 +446,71 @@ static int l_port_flush(lua_State *L)
     return 0;
 }
 
+/* p:set{} failed: nil, "CODE: name: what: reason", CODE. */
+static int lport_set_fail(lua_State *L, ath_port_t *p, int r, const char *what)
+{
+    const char *code = r == -ENOTSUP ? "ENOTSUP" : "EIO";
+    lua_pushnil(L);
+    if (r == -ENOTSUP)
+        lua_pushfstring(L, "%s: %s: %s: not a serial port", code, p->name,
+                        what);
+    else
+        lua_pushfstring(L, "%s: %s: %s: %s", code, p->name, what,
+                        strerror(-r));
+    lua_pushstring(L, code);
+    return 3;
+}
+
+/* baud, databits, parity, stopbits of p:set{} (at index 2); 0, or 3
+ * with the failure pushed. */
+static int lport_set_line(lua_State *L, ath_port_t *p)
+{
+    ath_serial_opts_t o = p->so;
+    int given = 0, r;
+    if (o.baud <= 0) { /* opened without settings: the usual ones */
+        o.baud = 115200;
+        o.databits = 8;
+        o.stopbits = 1;
+        o.parity = 'n';
+        o.dtr = o.rts = -1;
+    }
+    if (lua_getfield(L, 2, "baud") != LUA_TNIL) {
+        o.baud = (int)luaL_checkinteger(L, -1);
+        luaL_argcheck(L, o.baud > 0, 2, "baud must be positive");
+        given = 1;
+    }
+    if (lua_getfield(L, 2, "databits") != LUA_TNIL) {
+        o.databits = (int)luaL_checkinteger(L, -1);
+        luaL_argcheck(L, o.databits >= 5 && o.databits <= 8, 2,
+                      "databits must be 5-8");
+        given = 1;
+    }
+    if (lua_getfield(L, 2, "stopbits") != LUA_TNIL) {
+        o.stopbits = (int)luaL_checkinteger(L, -1);
+        luaL_argcheck(L, o.stopbits == 1 || o.stopbits == 2, 2,
+                      "stopbits must be 1 or 2");
+        given = 1;
+    }
+    if (lua_getfield(L, 2, "parity") != LUA_TNIL) {
+        o.parity = luaL_checkstring(L, -1)[0];
+        luaL_argcheck(L, strchr("neo", o.parity) != NULL && o.parity, 2,
+                      "parity must be none, even or odd");
+        given = 1;
+    }
+    lua_pop(L, 4);
+    if (!given)
+        return 0;
+    o.dtr = o.rts = -1; /* the lines as they are */
+    r = ath_port_settings(p, &o);
+    if (r != 0) {
+        lport_set_fail(L, p, r,
+                       r == -EINVAL ? "unsupported line settings"
+                                    : "line settings");
+        return 3;
+    }
+    return 0;
+}
+
 static int l_port_set(lua_State *L)
 {
     ath_port_t *p = ath_lport_check(L, 1);
@@ -465,13 +530,31 @@ static int l_port_set(lua_State *L)
     if (!lua_isnil(L, -1) || !lua_isnil(L, -2)) {
         int dtr = lua_isnil(L, -2) ? -1 : lua_toboolean(L, -2);
         int rts = lua_isnil(L, -1) ? -1 : lua_toboolean(L, -1);
-        int r = ath_serial_lines(p->fd, dtr, rts);
-        if (r != 0) {
-            lua_pushnil(L);
-            lua_pushfstring(L, "EIO: %s: %s", p->name, strerror(-r));
-            lua_pushliteral(L, "EIO");
-            return 3;
+        int r;
+        if (p->rfc2217) {
+            ath_serial_opts_t o = p->so;
+            o.dtr = dtr;
+            o.rts = rts;
+            r = ath_port_settings(p, &o);
+        } else {
+            r = ath_serial_lines(p->fd, dtr, rts);
         }
+        if (r != 0)
+            return lport_set_fail(L, p, r, "modem lines");
+    }
+    if (lport_set_line(L, p) != 0)
+        return 3;
+    if (lua_getfield(L, 2, "brk") != LUA_TNIL) {
+        int r = ath_port_break(p, lua_toboolean(L, -1));
+        if (r != 0)
+            return lport_set_fail(L, p, r, "break");
+    }
+    if (lua_getfield(L, 2, "purge") != LUA_TNIL) {
+        static const char *const which[] = {"rx", "tx", "both", NULL};
+        int w = luaL_checkoption(L, -1, NULL, which) + 1, r;
+        r = ath_port_purge(p, w);
+        if (r != 0)
+            return lport_set_fail(L, p, r, "purge");
     }
     /* brk = true: a break on the line (a serial device or pty); a port
      * of another kind has none to send. */
@@ -580,6 +663,33 @@ static int l_port_index(lua_State *L)
         }
         if (strcmp(k, "pending") == 0) {
             lua_pushinteger(L, (lua_Integer)ath_chat_pending(p->chat));
+            return 1;
+        }
+        if (strcmp(k, "remote") == 0 && p->rfc2217) {
+            /* What the RFC 2217 server says it set. */
+            int baud, databits, parity, stopbits;
+            ath_rfc2217_remote(p, &baud, &databits, &parity, &stopbits);
+            lua_createtable(L, 0, 4);
+            if (baud) {
+                lua_pushinteger(L, baud);
+                lua_setfield(L, -2, "baud");
+            }
+            if (databits) {
+                lua_pushinteger(L, databits);
+                lua_setfield(L, -2, "databits");
+            }
+            if (parity) {
+                lua_pushstring(L, parity == 'n'   ? "none"
+                                  : parity == 'o' ? "odd"
+                                  : parity == 'e' ? "even"
+                                  : parity == 'm' ? "mark"
+                                                  : "space");
+                lua_setfield(L, -2, "parity");
+            }
+            if (stopbits) {
+                lua_pushinteger(L, stopbits);
+                lua_setfield(L, -2, "stopbits");
+            }
             return 1;
         }
         if (strcmp(k, "eof") == 0) {

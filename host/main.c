@@ -15,6 +15,8 @@
 
 static const char usage[] =
     "usage: athost [options] SCRIPT [key=value ...]\n"
+    "       (SCRIPT: a path, or a name such as clouds/aliyun.lua looked up\n"
+    "       in ATHOST_PATH and the installed flows)\n"
     "       athost [options] -e CHUNK [key=value ...]\n"
     "       athost -i -p PORT\n"
     "\n"
@@ -22,7 +24,8 @@ static const char usage[] =
     "\n"
     "options:\n"
     "  -p, --port SPEC     the script's port (athost.port()): a device such\n"
-    "                      as /dev/ttyUSB0, tcp:HOST:PORT, or sim:air720 /\n"
+    "                      as /dev/ttyUSB0, tcp:HOST:PORT (raw),\n"
+    "                      rfc2217:HOST:PORT (ser2net), or sim:air720 /\n"
     "                      sim:me3630 for a virtual modem\n"
     "  -b, --baud N        baud rate of the port (default 115200)\n"
     "  -l, --log FILE      write a transcript of every byte ('-': stderr),\n"
@@ -39,6 +42,10 @@ static const char usage[] =
     "      --table FILE    per-port parameters (.csv or .json), by port or row\n"
     "      --junit FILE    with --ports: a JUnit XML report\n"
     "      --logdir DIR    with --ports: one transcript per port\n"
+    "      --list          the flows and scripts athost finds by name\n"
+    "      --params SCRIPT the parameters a flow takes (for completion)\n"
+    "      --scan          list serial ports, probe each with AT (model,\n"
+    "                      firmware, IMEI); busy ports are left alone\n"
     "  -h, --help          this help\n"
     "      --version       the version\n"
     "\n"
@@ -114,6 +121,9 @@ int main(int argc, char **argv)
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
             fputs(usage, stdout);
             return 0;
+        } else if (strcmp(a, "--list") == 0) {
+            ath_script_list(stdout);
+            return 0;
         } else if (strcmp(a, "--version") == 0) {
             printf("athost %s\n", ATHOST_VERSION);
             return 0;
@@ -144,6 +154,24 @@ int main(int argc, char **argv)
             chunk = argv[i = need(i, argc, argv)];
         } else if (strcmp(a, "-i") == 0) {
             interactive = 1;
+        } else if (strcmp(a, "--params") == 0) {
+            /* For shell completion: the parameters of a flow, read from
+             * its source (athost.complete). */
+            static char found[4096], kvs[4200];
+            const char *name = argv[i = need(i, argc, argv)];
+            if (ath_script_find(name, found, sizeof found) == NULL) {
+                fprintf(stderr, "athost: cannot find %s\n", name);
+                return ATH_EXIT_USAGE;
+            }
+            snprintf(kvs, sizeof kvs, "script=%s", found);
+            if (nkv == (int)(sizeof kv / sizeof kv[0])) {
+                fprintf(stderr, "athost: too many key=value arguments\n");
+                return ATH_EXIT_USAGE;
+            }
+            kv[nkv++] = kvs;
+            chunk = "require('athost.complete').params(...)";
+        } else if (strcmp(a, "--scan") == 0) {
+            chunk = "require('athost.scan').run(...)";
         } else if (strcmp(a, "--ports") == 0) {
             so.ports = argv[i = need(i, argc, argv)];
         } else if (strcmp(a, "--ports-file") == 0) {
@@ -180,6 +208,18 @@ int main(int argc, char **argv)
     if (!script && !chunk) {
         fprintf(stderr, "athost: no script\n%s", usage);
         return ATH_EXIT_USAGE;
+    }
+    if (script) {
+        /* A flow by name (clouds/aliyun.lua) from any directory. */
+        static char found[4096];
+        const char *f = ath_script_find(script, found, sizeof found);
+        if (f == NULL) {
+            fprintf(stderr, "athost: cannot find %s (not in the current "
+                            "directory, ATHOST_PATH or the installed flows; "
+                            "athost --list shows them)\n", script);
+            return ATH_EXIT_USAGE;
+        }
+        script = f;
     }
     if (o.transcript_max &&
         !(so.logdir || (o.transcript && strcmp(o.transcript, "-") != 0))) {

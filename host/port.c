@@ -3,6 +3,7 @@
  * the non-blocking read and write paths.
  */
 #include "port.h"
+#include "telnet.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -177,6 +178,17 @@ int ath_serial_open(const char *path, const ath_serial_opts_t *o,
         return -ENOTTY;
     }
     if (o->exclusive) {
+        int excl = 0;
+        /* Root opens a tty in exclusive mode all the same: another
+         * program's TIOCEXCL still means "mine". */
+#ifdef TIOCGEXCL
+        if (ioctl(fd, TIOCGEXCL, &excl) == 0 && excl) {
+            close(fd);
+            *why = "port busy (another program has it open exclusively)";
+            return -EBUSY;
+        }
+#endif
+        (void)excl;
         /* flock() for other athosts (and most serial tools): "port busy"
          * while this one runs, gone with the fd. TIOCEXCL for everyone
          * else but root, cleared again before the fd closes. */
@@ -258,6 +270,7 @@ static ssize_t fd_write(ath_port_t *p, char *buf, size_t n)
 static void port_freed(ath_port_t *p)
 {
     ath_tls_free(p);
+    ath_rfc2217_free(p);
     ath_chat_free(p->chat);
     free(p->xpats);
     free(p->wq);
@@ -374,11 +387,15 @@ static void port_poll_cb(uv_poll_t *w, int status, int events)
     lua_State *L = p->h->L;
     if (status < 0)
         events = UV_READABLE | UV_WRITABLE; /* let read/write say why */
-    if (p->connecting && p->tls == NULL && (events & UV_WRITABLE)) {
+    if (p->connecting && p->tls == NULL && !p->negotiating &&
+        (events & UV_WRITABLE)) {
         int err = 0;
         socklen_t len = sizeof err;
         getsockopt(p->fd, SOL_SOCKET, SO_ERROR, &err, &len);
-        ath_lport_connected(p, L, err, "connect");
+        if (err == 0 && p->rfc2217)
+            ath_rfc2217_start(p); /* the flow wakes when it is done */
+        else
+            ath_lport_connected(p, L, err, "connect");
     } else if (p->tls != NULL && ath_tls_step(p, L, &events)) {
         /* the handshake took the events */
     } else if (p->kind == ATH_PORT_LISTEN) {
@@ -436,7 +453,7 @@ void ath_port_watch(ath_port_t *p)
         return;
     if (!p->eof)
         ev |= UV_READABLE;
-    if (p->wlen > 0 || p->connecting)
+    if (p->wlen > 0 || (p->connecting && !p->negotiating))
         ev |= UV_WRITABLE;
     if (p->kind == ATH_PORT_LISTEN && p->waiter == NULL)
         ev = 0; /* level-triggered: accept only on demand */
@@ -457,6 +474,27 @@ int ath_port_write(ath_port_t *p, const char *s, size_t n)
         return -EPIPE;
     if (p->h->tr && !p->untraced)
         ath_tr_data(p->h->tr, p->name, '>', s, n);
+    if (p->rfc2217) {
+        /* Telnet: each 0xFF of the data is sent twice. */
+        unsigned char *esc;
+        int r;
+        if (memchr(s, 0xff, n) == NULL)
+            return ath_port_write_raw(p, s, n);
+        if ((esc = malloc(2 * n)) == NULL)
+            return -ENOMEM;
+        r = ath_port_write_raw(
+            p, (char *)esc,
+            ath_telnet_escape((const unsigned char *)s, n, esc));
+        free(esc);
+        return r;
+    }
+    return ath_port_write_raw(p, s, n);
+}
+
+int ath_port_write_raw(ath_port_t *p, const char *s, size_t n)
+{
+    if (p->closed || (p->eof && p->eof_err))
+        return -EPIPE;
     if (p->wlen == 0 && !p->connecting) {
         /* The common case: the fd takes it all now. */
         while (n > 0) {
@@ -511,4 +549,83 @@ void ath_port_close(ath_port_t *p)
     if (p->slave_fd >= 0)
         close(p->slave_fd);
     p->fd = p->slave_fd = -1;
+}
+
+int ath_port_settings(ath_port_t *p, const ath_serial_opts_t *o)
+{
+    int r = 0;
+    if (p->rfc2217) {
+        unsigned char v[4];
+        ath_serial_opts_t *c = &p->so;
+        if (o->baud != c->baud) {
+            v[0] = (unsigned char)((unsigned)o->baud >> 24);
+            v[1] = (unsigned char)((unsigned)o->baud >> 16);
+            v[2] = (unsigned char)((unsigned)o->baud >> 8);
+            v[3] = (unsigned char)o->baud;
+            r = ath_rfc2217_command(p, ATH_CPO_BAUDRATE, v, 4);
+        }
+        if (r == 0 && o->databits != c->databits) {
+            v[0] = (unsigned char)o->databits;
+            r = ath_rfc2217_command(p, ATH_CPO_DATASIZE, v, 1);
+        }
+        if (r == 0 && o->parity != c->parity) {
+            v[0] = o->parity == 'o' ? 2 : o->parity == 'e' ? 3 : 1;
+            r = ath_rfc2217_command(p, ATH_CPO_PARITY, v, 1);
+        }
+        if (r == 0 && o->stopbits != c->stopbits) {
+            v[0] = (unsigned char)(o->stopbits == 2 ? 2 : 1);
+            r = ath_rfc2217_command(p, ATH_CPO_STOPSIZE, v, 1);
+        }
+        if (r == 0 && o->dtr >= 0 && o->dtr != c->dtr) {
+            v[0] = o->dtr ? ATH_CPO_DTR_ON : ATH_CPO_DTR_OFF;
+            r = ath_rfc2217_command(p, ATH_CPO_CONTROL, v, 1);
+        }
+        if (r == 0 && o->rts >= 0 && o->rts != c->rts) {
+            v[0] = o->rts ? ATH_CPO_RTS_ON : ATH_CPO_RTS_OFF;
+            r = ath_rfc2217_command(p, ATH_CPO_CONTROL, v, 1);
+        }
+    } else if (p->kind == ATH_PORT_SERIAL || p->kind == ATH_PORT_PTY) {
+        r = serial_termios(p->fd, o);
+        if (r == 0)
+            r = ath_serial_lines(p->fd, o->dtr, o->rts);
+    } else {
+        return -ENOTSUP;
+    }
+    if (r == 0) {
+        int dtr = p->so.dtr, rts = p->so.rts;
+        p->so = *o;
+        if (o->dtr < 0)
+            p->so.dtr = dtr;
+        if (o->rts < 0)
+            p->so.rts = rts;
+    }
+    return r;
+}
+
+int ath_port_break(ath_port_t *p, int on)
+{
+    if (p->rfc2217) {
+        unsigned char v = on ? ATH_CPO_BREAK_ON : ATH_CPO_BREAK_OFF;
+        return ath_rfc2217_command(p, ATH_CPO_CONTROL, &v, 1);
+    }
+    if (p->kind != ATH_PORT_SERIAL && p->kind != ATH_PORT_PTY)
+        return -ENOTSUP;
+    if (ioctl(p->fd, on ? TIOCSBRK : TIOCCBRK) != 0 && errno != ENOTTY &&
+        errno != EINVAL)
+        return -errno;
+    return 0;
+}
+
+int ath_port_purge(ath_port_t *p, int which)
+{
+    if (p->rfc2217) {
+        unsigned char v = (unsigned char)which;
+        return ath_rfc2217_command(p, ATH_CPO_PURGE, &v, 1);
+    }
+    if (p->kind != ATH_PORT_SERIAL && p->kind != ATH_PORT_PTY)
+        return -ENOTSUP;
+    if (tcflush(p->fd, which == 1 ? TCIFLUSH : which == 2 ? TCOFLUSH
+                                                          : TCIOFLUSH) != 0)
+        return -errno;
+    return 0;
 }

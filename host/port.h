@@ -49,6 +49,9 @@ struct ath_port {
     ath_chat_t *chat;
     ath_io_fn io_read, io_write;
     void *tls; /* tls.c's state, or NULL */
+    struct ath_rfc2217 *rfc2217; /* rfc2217.c's state, or NULL */
+    int negotiating;  /* connected; the protocol's own set-up still runs */
+    ath_serial_opts_t so; /* serial ports, rfc2217: the line settings */
     /* bytes accepted by send() but not yet written */
     char *wq;
     size_t wlen, woff, wcap;
@@ -95,6 +98,33 @@ int ath_fd_close(int fd);
 int ath_pty_open(int *slave_fd, char *path, size_t pathlen);
 /* Sets DTR/RTS (-1 leaves a line as is). */
 int ath_serial_lines(int fd, int dtr, int rts);
+
+/* Changes the line settings (baud, data bits, parity, stop bits, DTR,
+ * RTS) of a serial port or an rfc2217: port to o's, where they differ.
+ * 0 or a negative errno (-ENOTSUP: a port without lines, TCP). */
+int ath_port_settings(ath_port_t *p, const ath_serial_opts_t *o);
+/* Starts (on 1) or ends (on 0) a break. */
+int ath_port_break(ath_port_t *p, int on);
+/* Discards what the device holds: 1 received, 2 to send, 3 both. */
+int ath_port_purge(ath_port_t *p, int which);
+
+/* rfc2217.c: makes a TCP port (not yet connected) speak RFC 2217, with
+ * the line settings o. 0 or -ENOMEM. */
+int ath_rfc2217_attach(ath_port_t *p, const ath_serial_opts_t *o);
+/* rfc2217.c: the TCP connection is up: negotiation starts; the port's
+ * connecting flow wakes when the server has taken the settings. */
+void ath_rfc2217_start(ath_port_t *p);
+/* rfc2217.c: sends a COM-PORT-OPTION command. 0 or a negative errno. */
+int ath_rfc2217_command(ath_port_t *p, int cmd, const unsigned char *val,
+                        size_t n);
+/* rfc2217.c: what the server answered: baud, data bits, parity ('n',
+ * 'o', 'e', 'm', 's'), stop bits; 0 where it has not said. */
+void ath_rfc2217_remote(ath_port_t *p, int *baud, int *databits,
+                        int *parity, int *stopbits);
+void ath_rfc2217_free(ath_port_t *p);
+/* port.c: writes bytes as they are, past any escaping (for protocol
+ * bytes) and the transcript. 0 or a negative errno. */
+int ath_port_write_raw(ath_port_t *p, const char *s, size_t n);
 
 /* Wraps an fd in a port; the port owns it. NULL if memory ran out. */
 ath_port_t *ath_port_new(ath_host_t *h, int fd, int kind, const char *name);

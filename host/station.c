@@ -33,6 +33,10 @@ typedef struct dut_step {
 typedef struct dut {
     char *spec;
     char label[64];
+    char name[96];    /* the DUT's name: the table's dut or device_name,
+                       * else the IMEI, else the port; unique */
+    char rowname[80]; /* from the table */
+    char imei[24];    /* what the flow's modem reported */
     ath_host_t *h;
     int done, status;
     char *error;
@@ -194,7 +198,7 @@ static int station_junit(const char *path, dut_t *duts, int n,
         fprintf(f, "    <testcase classname=\"athost.");
         xml_text(f, script);
         fprintf(f, "\" name=\"");
-        xml_text(f, d->spec);
+        xml_text(f, d->name);
         fprintf(f, "\" time=\"%.3f\">\n", d->ms / 1e3);
         if (d->status != ATH_EXIT_OK) {
             fprintf(f, "      <failure type=\"exit %d\" message=\"", d->status);
@@ -203,7 +207,11 @@ static int station_junit(const char *path, dut_t *duts, int n,
             xml_text(f, d->error ? d->error : "failed");
             fprintf(f, "</failure>\n");
         }
-        fprintf(f, "      <system-out>");
+        fprintf(f, "      <system-out>port ");
+        xml_text(f, d->spec);
+        if (d->imei[0])
+            fprintf(f, " imei %s", d->imei);
+        fprintf(f, "\n");
         for (k = 0; k < d->nsteps; k++) {
             fprintf(f, "%s %s %.1f ms", d->steps[k].ok ? "ok  " : "FAIL",
                     "", d->steps[k].ms);
@@ -235,7 +243,17 @@ static void station_event(ath_host_t *h, const ath_event_t *ev, void *ud)
         fputc('\n', stdout);
         fflush(stdout);
     }
-    if (ev->type == ATH_EVENT_STEP_END) {
+    if (ev->type == ATH_EVENT_DATA && ev->name &&
+        strcmp(ev->name, "dut") == 0 && ev->json) {
+        /* athost.modem's identification: {"imei":"<digits>",...} */
+        const char *at = strstr(ev->json, "\"imei\":\"");
+        size_t k = 0;
+        if (at)
+            for (at += 8; k + 1 < sizeof d->imei && *at >= '0' && *at <= '9';)
+                d->imei[k++] = *at++;
+        if (k > 0)
+            d->imei[k] = '\0';
+    } else if (ev->type == ATH_EVENT_STEP_END) {
         dut_step_t *ns = realloc(d->steps, (size_t)(d->nsteps + 1) * sizeof *ns);
         if (ns == NULL)
             return;
@@ -338,11 +356,19 @@ static int station_start(dut_t *d, uv_loop_t *loop, lua_State *T, int table,
         if (lua_istable(T, -1)) {
             lua_pushnil(T);
             while (lua_next(T, -2)) {
-                /* the port column selects the row; it is no parameter */
-                if (lua_type(T, -2) == LUA_TSTRING && lua_isstring(T, -1) &&
-                    strcmp(lua_tostring(T, -2), "port") != 0)
-                    ath_host_set_param(d->h, lua_tostring(T, -2),
-                                       lua_tostring(T, -1));
+                /* the port column selects the row and the dut column
+                 * names the DUT; neither is a parameter. device_name
+                 * (Aliyun's) is both. */
+                if (lua_type(T, -2) == LUA_TSTRING && lua_isstring(T, -1)) {
+                    const char *k = lua_tostring(T, -2);
+                    const char *v = lua_tostring(T, -1);
+                    if ((strcmp(k, "dut") == 0 ||
+                         (strcmp(k, "device_name") == 0 &&
+                          !d->rowname[0])) && *v)
+                        snprintf(d->rowname, sizeof d->rowname, "%s", v);
+                    if (strcmp(k, "port") != 0 && strcmp(k, "dut") != 0)
+                        ath_host_set_param(d->h, k, v);
+                }
                 lua_pop(T, 1);
             }
         }
@@ -382,6 +408,54 @@ static void station_label(dut_t *d, int i)
     d->label[k] = '\0';
     if (strncmp(d->spec, "sim:", 4) == 0)
         snprintf(d->label + k, sizeof d->label - k, "_%d", i + 1);
+}
+
+/* Names every DUT: the table's name, else its IMEI, else its port; the
+ * second and later of a name get "#2", "#3"... in port order. */
+static void station_names(dut_t *duts, int n)
+{
+    int i, j;
+    for (i = 0; i < n; i++) {
+        dut_t *d = &duts[i];
+        const char *base = d->rowname[0] ? d->rowname
+                           : d->imei[0]  ? d->imei
+                                         : d->spec;
+        snprintf(d->name, sizeof d->name, "%s", base);
+    }
+    for (i = 0; i < n; i++) {
+        int seen = 1;
+        char base[96];
+        snprintf(base, sizeof base, "%s", duts[i].name);
+        for (j = i + 1; j < n; j++) {
+            if (strcmp(duts[j].name, base) == 0) {
+                char *nm = duts[j].name;
+                size_t len = strlen(nm);
+                if (len > sizeof duts[j].name - 8)
+                    len = sizeof duts[j].name - 8;
+                snprintf(nm + len, sizeof duts[j].name - len, "#%d", ++seen);
+            }
+        }
+    }
+}
+
+/* The operators' table: one row a DUT, in port order. */
+static void station_table_print(FILE *f, dut_t *duts, int n)
+{
+    int i, wp = 4, wn = 3;
+    for (i = 0; i < n; i++) {
+        int lp = (int)strlen(duts[i].spec), ln = (int)strlen(duts[i].name);
+        wp = lp > wp ? (lp > 40 ? 40 : lp) : wp;
+        wn = ln > wn ? (ln > 40 ? 40 : ln) : wn;
+    }
+    fprintf(f, "%-*s  %-*s  %-17s %-6s %9s  %s\n", wp, "PORT", wn, "DUT",
+            "IMEI", "RESULT", "TIME", "ERROR");
+    for (i = 0; i < n; i++) {
+        dut_t *d = &duts[i];
+        fprintf(f, "%-*s  %-*s  %-17s %-6s %6.0f ms  %s\n", wp, d->spec, wn,
+                d->name, d->imei[0] ? d->imei : "-",
+                !d->done ? "-" : d->status == ATH_EXIT_OK ? "PASS" : "FAIL",
+                d->ms, d->status != ATH_EXIT_OK && d->error ? d->error : "");
+    }
 }
 
 int ath_station_main(const ath_station_opts_t *o)
@@ -453,9 +527,12 @@ int ath_station_main(const ath_station_opts_t *o)
     uv_run(&loop, UV_RUN_DEFAULT);
     if (rc == ATH_EXIT_OK) {
         double total = (double)(uv_hrtime() - t0) / 1e6;
-        if (!o->quiet && !o->json)
+        station_names(duts, n);
+        if (!o->quiet && !o->json) {
+            station_table_print(stderr, duts, n);
             fprintf(stderr, "%d passed, %d failed (%d ports, %.1f s)\n",
                     npassed, nfailed, n, total / 1e3);
+        }
         if (o->junit && station_junit(o->junit, duts, n,
                                       o->script ? o->script : "-e",
                                       total) != 0)

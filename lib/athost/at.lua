@@ -54,6 +54,22 @@ function M.params(s)
   return out
 end
 
+-- Whether a line matches one of pats as the engine matches them: a
+-- "^..." Lua pattern, or a literal the line starts with; a counted spec
+-- by its pattern. pats: one spec or a list.
+function M.any(line, pats)
+  if type(pats) ~= "table" or pats.count ~= nil then pats = { pats } end
+  for _, pt in ipairs(pats) do
+    if type(pt) == "table" then pt = pt[1] end
+    if pt:sub(1, 1) == "^" then
+      if line:find(pt) then return true end
+    elseif line:sub(1, #pt) == pt then
+      return true
+    end
+  end
+  return false
+end
+
 -- The command's name, for timeouts and messages: AT+CGATT? -> AT+CGATT.
 function M.name(cmd)
   return cmd:match("^([Aa][Tt][%+%^%$%%]?[%w_]*)") or cmd

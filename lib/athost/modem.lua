@@ -18,7 +18,7 @@ Modem.__index = Modem
 
 -- Detection tries these in order: a model whose words are more specific
 -- comes before one whose words it shares ("AirM2M" is every Luat module).
-M.known = { "air780e", "air720", "me3630", "a7670" }
+M.known = { "ec200u", "air780e", "air720", "me3630", "a7670" }
 
 function M.profile(name)
   local ok, p = pcall(require, "athost.profiles." .. name)
@@ -49,6 +49,15 @@ function M.open(port, opts)
   self:optional(self.profile and self.profile.echo_off or "ATE0")
   self:identify()
   self:optional(self.profile.cmee)
+  -- Who this DUT is, for a station's report and table (athost --ports
+  -- names a DUT by its IMEI); read-only, and a module that will not say
+  -- is no failure.
+  local r = self:cmd("AT+CGSN", { reply = false })
+  for _, l in ipairs(r and r.lines or {}) do
+    self.info.imei = self.info.imei or l:match("(%d%d%d%d%d%d%d%d%d%d%d%d%d%d%d?%d?%d?)")
+  end
+  athost.emit("dut", { imei = self.info.imei, model = self.info.model,
+    firmware = self.info.revision })
   return self
 end
 
@@ -85,14 +94,20 @@ end
 function Modem:cmd(cmd, opts)
   opts = opts or {}
   if opts.timeout == nil then opts.timeout = self:timeout(cmd) end
+  self:settle()
+  local r, err, code, r2 = self.port:cmd(cmd, opts)
+  self.last_final = athost.now()
+  return r, err, code, r2
+end
+
+-- Waits out the profile's gap after the last final result; a dialect
+-- that writes a command itself calls it first and sets last_final after.
+function Modem:settle()
   local gap = tonumber(self.opts.gap) or (self.profile and self.profile.gap_ms) or 20
   if gap > 0 and self.last_final then
     local wait = self.last_final + gap - athost.now()
     if wait > 0 then athost.sleep(wait) end
   end
-  local r, err, code, r2 = self.port:cmd(cmd, opts)
-  self.last_final = athost.now()
-  return r, err, code, r2
 end
 
 -- Like cmd, but raises on failure.
@@ -120,10 +135,12 @@ function Modem:autobaud(tries)
 end
 
 -- An identification line without the command's name and the quotes some
--- modules add (+CGMI: "AirM2M" on the Air780E, DIALECTS.md §3).
+-- modules add (+CGMI: "AirM2M" on the Air780E, DIALECTS.md §3), and the
+-- "Revision: " a Quectel may put before its firmware name (§1.11).
 local function bare(line)
   local v = line:gsub("^%+CGM[IMR]: ?", ""):gsub("^%+GM[IMR]: ?", "")
-  return (v:match('^"(.*)"$') or v)
+  v = v:match('^"(.*)"$') or v
+  return (v:gsub("^Revision: ?", ""))
 end
 
 -- Reads AT+CGMI, AT+CGMM, AT+CGMR and ATI, picks the profile (the first
@@ -170,6 +187,7 @@ end
 
 -- The IMEI (AT+CGSN): the first line of 14-17 digits.
 function Modem:imei()
+  if self.info.imei then return self.info.imei end
   local r = self:must("AT+CGSN", { reply = false })
   for _, l in ipairs(r.lines) do
     local d = l:match("(%d%d%d%d%d%d%d%d%d%d%d%d%d%d%d?%d?%d?)")
@@ -233,15 +251,19 @@ function Modem:network()
 end
 
 -- Activates the data bearer (AT+SAPBR on the Air720, ECM dialing on the
--- ME3630). Already active is fine.
+-- ME3630, AT+QICSGP/AT+QIACT on the EC200U). Already active is fine: the
+-- profile's bearer_query says so first, and its bearer_tolerate lists
+-- the refusals that mean it.
 function Modem:bearer(apn)
   local p = self.profile
   apn = apn or p.default_apn
-  if p.bearer_query then
+  local function active()
     local q = p.bearer_query
-    local r = self:cmd(q.cmd, { reply = q.pattern })
-    if r and r[1] == q.ok then return true end
+    local r = q and self:cmd(q.cmd, { reply = q.pattern })
+    return r and r.line and r[1] == q.ok, r
   end
+  if p.bearer_query and active() then return true end
+  local tolerated
   for _, c in ipairs(p.bearer) do
     local cmd = c:find("%s", 1, true) and string.format(c, apn) or c
     local r, err = self:cmd(cmd, { reply = false })
@@ -249,6 +271,11 @@ function Modem:bearer(apn)
       -- The rest of the sequence would be refused alike.
       athost.log(string.format("%s refused (%s): going on, the bearer is the attach's", cmd, err))
       return true
+    elseif not r and p.bearer_tolerate and at.any(tostring(err), p.bearer_tolerate) then
+      -- "Already active" (a Quectel on LTE, DIALECTS.md §1.7) has no
+      -- known wording: the query below decides when it can.
+      athost.log(string.format("%s refused (%s): taken as already active", cmd, err))
+      tolerated = cmd
     elseif not r then
       error(err, 0)
     end
@@ -261,6 +288,14 @@ function Modem:bearer(apn)
         error(string.format("%s did not answer %s (said %q)", cmd,
           p.bearer_reply, table.concat(r.lines, " ")), 0)
       end
+    end
+  end
+  if tolerated and p.bearer_query then
+    local up, r = active()
+    -- Only an answer that names the context as down overrides.
+    if not up and r and r.line then
+      error(string.format("%s refused and %s says the bearer is down (%q)",
+        tolerated, p.bearer_query.cmd, r.line), 0)
     end
   end
   return true

@@ -11,8 +11,9 @@
 --   S:unsubscribe(topic), S:disconnect()
 --   S:relink()          optional: what a lost link needs before connect()
 --                       again (close the old one)
---   S:fetch()           optional: read messages the module holds (queue
---                       entries { slot = n } stand for them)
+--   S:fetch(entry)      optional: read messages the module holds (queue
+--                       entries { slot = n } stand for them; entry is
+--                       the one listen() took)
 --   S:before_bearer()   optional: what to do before the ladder (read
 --                       what the module holds; shut its sockets)
 --   S:listened(mt)      a match of self.listen_pats while listening
@@ -25,6 +26,7 @@
 -- listen() waits for), self.link_lost and self.bearer_lost (pattern lists
 -- of the lines that mean each loss). Nothing here knows a command.
 local athost = require("athost")
+local at = require("athost.at")
 
 local M = {}
 local Base = {}
@@ -48,19 +50,8 @@ function M.concat(...)
 end
 local concat = M.concat
 
--- Whether a line matches one of pats as the engine matches them: a
--- "^..." Lua pattern, or a literal the line starts with.
-function M.any(line, pats)
-  for _, pt in ipairs(list(pats)) do
-    if type(pt) == "table" then pt = pt[1] end
-    if pt:sub(1, 1) == "^" then
-      if line:find(pt) then return true end
-    elseif line:sub(1, #pt) == pt then
-      return true
-    end
-  end
-  return false
-end
+-- Whether a line matches one of pats as the engine matches them.
+M.any = at.any
 local any = M.any
 
 function M.fail(what, err)
@@ -149,7 +140,8 @@ end
 -- its outcome or its message.
 function M.said(err, r)
   if r and r.outcome and r.outcome.line then return r.outcome.line end
-  return tostring(err):match('aborted on "(.-)"') or tostring(err):match('said "(.-)"')
+  -- Up to the last quote: the line may hold quotes (+QIURC: "pdpdeact",1).
+  return tostring(err):match('aborted on "(.*)"') or tostring(err):match('said "(.*)"')
 end
 local said = M.said
 
@@ -162,14 +154,23 @@ local reason = M.reason
 -- The loss a request failed on: { kind = "link"|"bearer", why = line },
 -- or nil when it failed for another reason.
 function Base:loss(err, code, r)
-  if self.lost then return self.lost end
   local line = said(err, r) or ""
+  local found
   if code == "EABORT" or code == "EOUTCOME" then
-    if any(line, self.bearer_lost) then return { kind = "bearer", why = line } end
-    if any(line, self.link_lost) then return { kind = "link", why = line } end
+    if any(line, self.bearer_lost) then
+      found = { kind = "bearer", why = line }
+    elseif any(line, self.link_lost) then
+      found = { kind = "link", why = line }
+    end
   elseif code == "EOF" then
-    return { kind = "link", why = "EOF" }
+    found = { kind = "link", why = "EOF" }
   end
+  -- A loss a handler saw (the link's URC right after the bearer's line
+  -- that ended the request) counts too; a bearer loss outranks a link's.
+  if self.lost and not (found and found.kind == "bearer" and self.lost.kind ~= "bearer") then
+    return self.lost
+  end
+  return found
 end
 
 -- Before a request: a loss already seen is recovered first.
@@ -330,7 +331,7 @@ function Base:listen(ms, fn)
     while #self.queue > 0 do
       local msg = table.remove(self.queue, 1)
       if msg.slot then
-        self:fetch()
+        self:fetch(msg)
       else
         n = n + 1
         self.stats.received = self.stats.received + 1

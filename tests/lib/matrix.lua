@@ -171,6 +171,8 @@ function M.new(model, defaults)
   -- Starts clouds/<name>.lua on the model; run.done() is its exit code
   -- once it ended, run.wait() returns { rc, out, err, tr } after
   -- checking them for secrets.
+  -- opts.port: another port spec than the model's sim: (an rfc2217:
+  -- port in front of a virtual modem served elsewhere).
   function X.flow(name, args, sim, opts)
     local id = "flow-" .. uid()
     -- opts.path: a directory searched first for athost modules (a test's
@@ -184,7 +186,8 @@ function M.new(model, defaults)
     local tr = DIR .. "/" .. id .. ".tr"
     local run = { tr = tr }
     run.base = background(string.format("%stimeout -s TERM 90 %s -l %s %s/clouds/%s.lua -p %s %s",
-      env, BIN, tr, ROOT, name, q(X.spec(sim)), table.concat(words, " ")), id)
+      env, BIN, tr, ROOT, name, q(opts and opts.port or X.spec(sim)),
+      table.concat(words, " ")), id)
     function run.done()
       local rc = t.slurp(run.base .. ".rc")
       return rc and tonumber(rc:match("%d+"))
@@ -224,7 +227,8 @@ function M.new(model, defaults)
   -- subscribes to `down`, publishes o.up (o.count times) and listens for
   -- one message, which mosquitto_pub sends once the broker logged the
   -- flow's SUBACK. o: tls (none|noverify|server|mutual), qos, up, down,
-  -- args (more flow parameters), sim (model options), connects (the
+  -- args (more flow parameters), sim (model options), port (instead of
+  -- the model's sim: spec), connects (the
   -- CONNACK to wait for), arrives (what mosquitto_sub must see; default
   -- o.up). Returns the run's result.
   function X.mqtt(o)
@@ -242,7 +246,7 @@ function M.new(model, defaults)
     for k, v in pairs(o.args or {}) do args[k] = v end
     local received = X.subscriber(up)
     local from = #broker_log()
-    local run = X.flow("mqtt", args, o.sim)
+    local run = X.flow("mqtt", args, o.sim, { port = o.port })
     subscribed(cid, from, o.connects, run)
     X.publish(down, payload_down)
     local r = run.wait()

@@ -330,7 +330,7 @@ t.test("flow usage errors exit 2 and name the near miss; -i without a port 2; un
     t.eq(code, 2, "a bad value")
     code, _, err = athost_cmd(dir, "-p sim:air720 " .. flow .. " product_key=a1 device_secret=x profile=ec9999")
     t.eq(code, 2, "an unknown profile")
-    t.match(err, 'unknown module profile "ec9999" %(known: air780e, ', "message")
+    t.match(err, 'unknown module profile "ec9999" %(known: ec200u, air780e, ', "message")
     code, _, err = athost_cmd(dir, "-i </dev/null")
     t.eq(code, 2, "-i without a port")
     t.match(err, "^athost: %-i needs a port", "message")

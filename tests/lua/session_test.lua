@@ -98,10 +98,19 @@ local CASES = {
     ["AT+CGMR"] = { '+CGMR: "AirM2M_780EP_V1007_LTE_AT"' }, ["ATI"] = { "AirM2M_780EP_V1007_LTE_AT" } } },
   { "me3630", { ["AT+CGMI"] = { "GOSUNCN" }, ["AT+CGMM"] = { "ME3630" },
     ["AT+CGMR"] = { "AL_ME3630C1CV1.0B01" } } },
+  { "ec200u", { ["AT+CGMI"] = { "Quectel" }, ["AT+CGMM"] = { "EC200U" },
+    ["AT+CGMR"] = { "Revision: EC200UCNAAR03A11M08" },
+    ["ATI"] = { "Quectel", "EC200U", "Revision: EC200UCNAAR01A04M08" } } },
+  { "a7670", { ["AT+CGMI"] = { "SIMCOM INCORPORATED" }, ["AT+CGMM"] = { "A7670G-LLSE" },
+    ["ATI"] = { "Manufacturer: INCORPORATED", "Model: A7670G-LLSE",
+      "Revision: A124B01A7670M7", "A7670M7_B01V01_240722" } } },
+  -- A76xx firmware that says only "INCORPORATED" (DIALECTS.md 2.8).
+  { "a7670", { ["ATI"] = { "Manufacturer: INCORPORATED", "Model: A7670E-LNXY-UBL",
+    "Revision: A124B01A7670M7" } } },
 }
 
-for _, c in ipairs(CASES) do
-  t.test("detection: " .. c[1] .. " from its identification strings", function()
+for i, c in ipairs(CASES) do
+  t.test("detection: " .. c[1] .. " from its identification strings (" .. i .. ")", function()
     local name, m = identify(c[2])
     t.eq(name, c[1], "profile (" .. tostring(m) .. ")")
   end)

@@ -141,7 +141,7 @@ t.test("the example station builds through pkg-config against make install", fun
   -- Installed from a copy of the tree: a build under another PREFIX must
   -- not relink the ./athost and build/ that other suites are using.
   local out, ok = shell(string.format("mkdir -p %s && cd %s && cp -R Makefile athost.pc.in "
-    .. "host lib clouds scripts %s/", q(src), q(ROOT), q(src)))
+    .. "athost.1 completion host lib clouds scripts %s/", q(src), q(ROOT), q(src)))
   t.ok(ok, "copy: " .. out)
   out, ok = shell(string.format("env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make -C %s -j2 "
     .. "install PREFIX=%s", q(src), q(prefix)))
@@ -156,7 +156,8 @@ t.test("the example station builds through pkg-config against make install", fun
     q(prefix .. "/lib")))
   t.ok(ok, "cc station.c: " .. out)
   out = shell("ldd " .. q(DIR .. "/station"))
-  t.match(out, "libathost%.so => " .. prefix:gsub("%p", "%%%0") .. "/lib/libathost%.so",
+  -- by its SONAME, as a distribution's package would be found
+  t.match(out, "libathost%.so%.0 => " .. prefix:gsub("%p", "%%%0") .. "/lib/libathost%.so%.0",
     "linked against the installed libathost")
   STATION = DIR .. "/station"
 end)
@@ -338,10 +339,58 @@ t.test("athost --ports: 4 virtual modems, --table, --junit, --logdir, --json", f
   validate(xml)
   local s = t.slurp(xml)
   t.match(s, '<testsuites tests="4" failures="0"', "totals")
-  for _, p in ipairs(ports) do
-    t.ok(s:find('name="' .. p .. '"', 1, true), "a test case for " .. p)
+  -- Test cases are named by the DUT: here its IMEI (the table names
+  -- none), with the port beside it.
+  for i, p in ipairs(ports) do
+    t.ok(s:find('name="' .. ids[i] .. '"', 1, true), "a test case named " .. ids[i])
+    t.ok(s:find("<system-out>port " .. p:gsub("&", "&amp;") .. " imei " .. ids[i], 1, true),
+      "the port and IMEI of " .. ids[i])
   end
   t.eq(count(s, "<failure"), 0, "failures")
+end)
+
+t.test("the operators' table: port order, DUT names, IMEIs; duplicates suffixed", function()
+  local dir = DIR .. "/names"
+  assert(os.execute("mkdir -p " .. q(dir)))
+  local ids = imeis(5, 4)
+  -- Ports 1 and 2 share an IMEI (a cloned module); port 3 is named by
+  -- the table's dut column, port 4 by device_name; port 4 fails.
+  local ports = { "sim:air720?imei=" .. ids[1], "sim:air720?imei=" .. ids[1],
+    "sim:air720?imei=" .. ids[3], "sim:air720?imei=" .. ids[4] }
+  write(dir .. "/t.csv", "dut,device_name\n,\n,\nbench-3,\n,dev-four\n")
+  local chunk = 'local a = ... local athost = require("athost") '
+    .. 'local m = require("athost.modem").open(athost.port()) '
+    .. 'if (a.device_name or "") ~= "" then error("refused " .. a.device_name) end'
+  local _, how, code = os.execute(string.format("%s --ports %s --table %s --junit %s -e %s >%s 2>%s",
+    BIN, q(table.concat(ports, ",")), q(dir .. "/t.csv"), q(dir .. "/r.xml"), q(chunk),
+    q(dir .. "/out"), q(dir .. "/err")))
+  local err = t.slurp(dir .. "/err") or ""
+  t.eq(how, "exit", "athost exited")
+  t.eq(code, 1, "exit code: one DUT failed (stderr: " .. err .. ")")
+  local rows = {}
+  local started
+  for _, l in ipairs(lines(err)) do
+    if l:match("^PORT%s+DUT%s+IMEI%s+RESULT") then started = true
+    elseif started and l:match("^sim:") then rows[#rows + 1] = l end
+  end
+  t.eq(#rows, 4, "table rows:\n" .. err)
+  local function cell(i) return rows[i]:match("^(%S+)%s+(%S+)%s+(%S+)%s+(%S+)") end
+  local want = { { ports[1], ids[1], ids[1], "PASS" }, { ports[2], ids[1] .. "#2", ids[1], "PASS" },
+    { ports[3], "bench-3", ids[3], "PASS" }, { ports[4], "dev-four", ids[4], "FAIL" } }
+  for i, w in ipairs(want) do
+    local p, n, imei, res = cell(i)
+    t.eq(p, w[1], "row " .. i .. " port (port order)")
+    t.eq(n, w[2], "row " .. i .. " DUT")
+    t.eq(imei, w[3], "row " .. i .. " IMEI")
+    t.eq(res, w[4], "row " .. i .. " result")
+  end
+  t.match(rows[4], "refused dev%-four", "the failing row's error")
+  local xml = dir .. "/r.xml"
+  validate(xml)
+  local s = t.slurp(xml)
+  for _, w in ipairs(want) do
+    t.ok(s:find('name="' .. w[2] .. '"', 1, true), "a test case named " .. w[2])
+  end
 end)
 
 t.test("--table: the port column picks a row and is no parameter of the flow", function()
