@@ -15,8 +15,6 @@
 
 #include <errno.h>
 #include <string.h>
-#include <termios.h>
-#include <unistd.h>
 
 /* ---- the port's Lua-side table ---------------------------------------- */
 
@@ -555,17 +553,6 @@ static int l_port_set(lua_State *L)
         r = ath_port_purge(p, w);
         if (r != 0)
             return lport_set_fail(L, p, r, "purge");
-    }
-    /* brk = true: a break on the line (a serial device or pty); a port
-     * of another kind has none to send. */
-    if (lua_getfield(L, 2, "brk") != LUA_TNIL && lua_toboolean(L, -1)) {
-        if (!isatty(p->fd) || tcsendbreak(p->fd, 0) != 0) {
-            lua_pushnil(L);
-            lua_pushfstring(L, "ENOTSUP: %s: no break to send on this port",
-                            p->name);
-            lua_pushliteral(L, "ENOTSUP");
-            return 3;
-        }
     }
     lua_pushboolean(L, 1);
     return 1;

@@ -209,7 +209,12 @@ function M.run(args)
     z = function() port:send("\26") end,
     e = function() port:send("\27") end,
     b = function()
+      -- A break of a quarter second, as tio sends.
       local ok, err = port:set({ brk = true })
+      if ok then
+        athost.sleep(250)
+        ok, err = port:set({ brk = false })
+      end
       info(ok and "break sent" or tostring(err))
     end,
     x = function() S.hex = not S.hex info("hex view " .. (S.hex and "on" or "off")) end,
