@@ -20,15 +20,16 @@ local function slurp(p) return t.slurp(p) or "" end
 local function rc(base) return tonumber(slurp(base .. ".rc"):match("%d+") or "") end
 local function pid(base) return slurp(base .. ".pid"):match("%d+") end
 
--- clouds/mqtt.lua subscribed and listening for 60 s; returns the run's
--- files' base, its transcript path and its client id once it listens.
-local function listening(sim)
+-- clouds/mqtt.lua subscribed and listening for 60 s on the virtual MODEL
+-- (default air720) with its options SIM; returns the run's files' base,
+-- its transcript path and its client id once it listens.
+local function listening(sim, model)
   local id = "cancel-" .. uid()
   local tr = DIR .. "/" .. id .. ".tr"
   local base = background(string.format("%s -l %s %s -p %s host=127.0.0.1 port=%d "
     .. "client_id=%s username=%s password=%s subscribe=%s listen=60", BIN, tr, FLOW,
-    q("sim:air720" .. (sim and "?" .. sim or "")), B.PORT, id, q(B.USER), q(B.PASS),
-    q("t/" .. id)), id)
+    q("sim:" .. (model or "air720") .. (sim and "?" .. sim or "")), B.PORT, id,
+    q(B.USER), q(B.PASS), q("t/" .. id)), id)
   poll("the flow listening", 20000, function()
     if rc(base) then error("the flow ended: " .. slurp(base .. ".err"), 0) end
     return slurp(base .. ".err"):find("listen\n", 1, true), slurp(base .. ".err")
@@ -65,6 +66,74 @@ for _, sig in ipairs({ "INT", "TERM" }) do
     end)
   end)
 end
+
+-- The other command families: the same interruption ends the session with
+-- the dialect's own commands (DIALECTS.md: Quectel QMTDISC, with QMTCLOSE
+-- only where the profile says the module needs it — not the EC200U;
+-- SIMCom CMQTTDISC, CMQTTREL, CMQTTSTOP).
+for _, c in ipairs({
+  { model = "ec200u", after = "^AT%+QMTDISC=0\\r$" },
+  { model = "a7670", after = "^AT%+CMQTTDISC=0,120\\r\nAT%+CMQTTREL=0\\r\nAT%+CMQTTSTOP\\r$" },
+}) do
+  test("SIGINT while listening on the " .. c.model .. ": its MQTT disconnect on the module, exit 4", function()
+    local base, tr, id = listening(nil, c.model)
+    local before = #sent(tr)
+    signal(base, "INT")
+    poll("the end of the run", 10000, function() return rc(base) end)
+    t.eq(rc(base), 4, "exit code 4 (canceled)")
+    t.match(slurp(base .. ".err"), 'athost: canceled %(SIGINT%) during step "listen"',
+      "the step is named")
+    t.match(table.concat(sent(tr), "\n", before + 1), c.after, "sent after the signal")
+    poll("the client's DISCONNECT in the broker log", 5000, function()
+      local log = slurp(B.DIR .. "/mosquitto.log")
+      return log:find("Received DISCONNECT from " .. id, 1, true), log:sub(-300)
+    end)
+  end)
+end
+
+-- An HTTP request the server never answers: clouds/aliyun.lua's "auth"
+-- step (AT+HTTPACTION answered OK, +HTTPACTION awaited) against a local
+-- server that accepts the connection and says nothing. Ctrl-C there ends
+-- the module's HTTP session (AT+HTTPTERM), or the next run's AT+HTTPINIT
+-- would find it busy.
+test("SIGINT while an HTTP request waits for its answer: AT+HTTPTERM on the module, exit 4", function()
+  local athost = require("athost")
+  local l = assert(athost.listen("127.0.0.1", 0))
+  local held = {}
+  local accepting = athost.spawn(function()
+    while true do
+      local c = l:accept({ timeout = 0 })
+      if not c then return end
+      held[#held + 1] = c
+    end
+  end)
+  local id = "http-" .. uid()
+  local tr = DIR .. "/" .. id .. ".tr"
+  local secret = "Ds" .. athost.random(12, "hex")
+  local base = background(string.format("%s -l %s %s/../../clouds/aliyun.lua -p sim:air720 "
+    .. "product_key=a1Cancel device_name=dev-%s device_secret=%s auth_base=%s", BIN, tr,
+    here, id, q(secret), q("http://127.0.0.1:" .. l.port)), id)
+  local ok, err = pcall(function()
+    poll("the module's HTTP connection to the server", 20000, function()
+      if rc(base) then error("the flow ended: " .. slurp(base .. ".err"), 0) end
+      return held[1] and table.concat(sent(tr), "\n"):find("AT+HTTPACTION", 1, true),
+        slurp(base .. ".err")
+    end)
+    local before = #sent(tr)
+    signal(base, "INT")
+    poll("the end of the run", 10000, function() return rc(base) end)
+    t.eq(rc(base), 4, "exit code 4 (canceled)")
+    t.match(slurp(base .. ".err"), 'athost: canceled %(SIGINT%) during step "auth"',
+      "the step is named")
+    t.match(table.concat(sent(tr), "\n", before + 1), "^AT%+HTTPTERM\\r$",
+      "sent after the signal")
+    t.nomatch(slurp(tr) .. slurp(base .. ".err"), secret, "the device secret shown nowhere")
+  end)
+  accepting:cancel()
+  for _, c in ipairs(held) do c:close() end
+  l:close()
+  if not ok then error(err, 0) end
+end)
 
 test("a second SIGINT during a cleanup that hangs ends the run at once", function()
   local base, tr = listening("silent=AT+MDISCONNECT")
