@@ -11,6 +11,7 @@
  *   local kind, v = ed:read()  -- "line", text | "escape", key | "eof"
  *   ed:print(text)             -- above the line being typed
  *   ed:clear()                 -- drops the line being typed (Ctrl-C)
+ *   local text = ed:take()     -- takes the line being typed (Ctrl-] z)
  *   ed:close()
  *
  * The escape key (default Ctrl-]) is not given to the editor: the key
@@ -46,6 +47,11 @@ typedef struct ledit {
     char *history;
     char *last; /* the last line added to the history */
     int line_done; /* a line (or EOF) came: the handler is installed anew */
+    /* No key since the handler was installed: the line is empty, though
+     * libedit's rl_line_buffer and rl_end still show the last one (they
+     * follow its line only as keys come; rl_replace_line("") changes
+     * nothing). */
+    int fresh;
     struct ledit **box;
 } ledit_t;
 
@@ -165,6 +171,7 @@ static void ed_line(char *line)
 
 static void ed_install(ledit_t *e)
 {
+    e->fresh = 1;
     rl_callback_handler_install(e->prompt, (rl_vcpfunc_t *)ed_line);
 }
 
@@ -204,6 +211,8 @@ static void ed_poll_cb(uv_poll_t *handle, int status, int events)
                 ath_host_interrupt(e->h, "SIGINT");
             } else {
                 rl_callback_read_char();
+                if (current == e)
+                    e->fresh = 0;
                 if (current == e && e->inpos == before)
                     e->inpos++; /* nothing taken: never loop */
                 if (current == e && e->line_done) {
@@ -389,6 +398,30 @@ static int l_editor_clear(lua_State *L)
     return 0;
 }
 
+/* ed:take(): the line being typed, taken out of the editor as it is (no
+ * line end, not in the history): the text at a data prompt that Ctrl-Z
+ * sends or ESC cancels. It stays on the screen as typed, a new prompt
+ * below it. */
+static int l_editor_take(lua_State *L)
+{
+    ledit_t *e = ed_check(L);
+    size_t n = 0;
+    if (!e->fresh && rl_line_buffer != NULL && rl_end > 0)
+        n = (size_t)rl_end;
+    lua_pushlstring(L, n ? rl_line_buffer : "", n);
+    if (n == 0)
+        return 1;
+    fputs("\r\033[K", stdout);
+    fputs(e->prompt, stdout);
+    fwrite(lua_tostring(L, -1), 1, n, stdout);
+    fputs("\n", stdout);
+    /* Installing the handler anew starts an empty line. */
+    rl_callback_handler_remove();
+    ed_install(e);
+    fflush(stdout);
+    return 1;
+}
+
 /* ed:prompt(p): a new prompt, drawn at once. */
 static int l_editor_prompt(lua_State *L)
 {
@@ -427,7 +460,8 @@ static int l_editor_gc(lua_State *L)
 
 static const luaL_Reg editor_methods[] = {
     {"read", l_editor_read},     {"print", l_editor_print},
-    {"clear", l_editor_clear},   {"prompt", l_editor_prompt},
+    {"clear", l_editor_clear},   {"take", l_editor_take},
+    {"prompt", l_editor_prompt},
     {"close", l_editor_close},   {NULL, NULL}};
 
 /* athost.isatty(fd): whether fd (0, 1, 2) is a terminal, for colour. */

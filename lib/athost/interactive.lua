@@ -11,8 +11,9 @@
 -- A line starting with "!" runs as Lua with `port` and `athost` in scope,
 -- e.g. `!port:cmd("AT+CGATT?")` or `!athost.hmac("md5", "k", "m")`;
 -- `!help` lists everything. Ctrl-C aborts a "!" command that waits (or
--- drops the line being typed); Ctrl-] then a key: q quit, z send Ctrl-Z,
--- e send ESC, b send a break, x hex view, t timestamps. Ctrl-D quits.
+-- drops the line being typed); Ctrl-] then a key: q quit, z send the
+-- line typed and Ctrl-Z, e the line typed and ESC, b send a break, x hex
+-- view, t timestamps. Ctrl-D quits.
 -- From a pipe or a file the lines are read as typed, one at a time.
 local athost = require("athost")
 
@@ -27,8 +28,8 @@ M.HELP = [[
   Ctrl-C       abort a ! command that waits; at the prompt, drop the line
   Ctrl-D       quit
   Ctrl-] q     quit
-  Ctrl-] z     send Ctrl-Z (0x1a: ends an SMS or a data block)
-  Ctrl-] e     send ESC (0x1b: cancels a data prompt)
+  Ctrl-] z     send the line typed and Ctrl-Z (0x1a: ends an SMS or a data block)
+  Ctrl-] e     send the line typed and ESC (0x1b: cancels a data prompt)
   Ctrl-] b     send a break
   Ctrl-] x     hex view of what arrives, on/off
   Ctrl-] t     timestamps, on/off
@@ -203,11 +204,24 @@ function M.run(args)
     end
   end
 
+  -- Ctrl-Z and ESC end or drop what was typed at a data prompt ("> "):
+  -- the line being typed goes out first, as it is, with no line end (one
+  -- would be part of the SMS or the data block). The module's echo of it
+  -- is not shown again.
+  local function after_typed(key)
+    return function()
+      local text = ed and ed:take() or ""
+      if text ~= "" then S.echo = text end
+      local ok, err = port:send(text .. key)
+      if not ok then info(tostring(err)) end
+    end
+  end
+
   local quit = false
   local ESCAPES = {
     q = function() quit = true end,
-    z = function() port:send("\26") end,
-    e = function() port:send("\27") end,
+    z = after_typed("\26"),
+    e = after_typed("\27"),
     b = function()
       -- A break of a quarter second, as tio sends.
       local ok, err = port:set({ brk = true })
