@@ -41,7 +41,10 @@ typedef enum ath_event_type {
     ATH_EVENT_URC,            /* port: the port, text: the line */
     ATH_EVENT_TRANSCRIPT,     /* port, text: one escaped transcript record */
     ATH_EVENT_DATA,           /* name, json: what the flow emitted */
-    ATH_EVENT_RESULT          /* ok, text: the error if !ok, ms, code */
+    ATH_EVENT_RESULT,         /* ok, text: the error if !ok, ms, code */
+    ATH_EVENT_WAIT            /* name: what a long wait waits for, ms: how
+                                 long so far, total_ms: its limit (0: none),
+                                 text: the line printed */
 } ath_event_type_t;
 
 typedef struct ath_event {
@@ -62,6 +65,7 @@ typedef struct ath_event {
      * (STEP_END, RESULT, ath_host_error()) are C strings: a NUL in one is
      * written \x00. */
     size_t text_len;
+    double total_ms; /* WAIT: how long the wait may take (0: no limit) */
 } ath_event_t;
 
 typedef struct ath_host ath_host_t;
@@ -127,6 +131,12 @@ int ath_host_start(ath_host_t *h);
 int ath_host_run(ath_host_t *h);
 /* Stops the main flow: its waits fail with ECANCELED; the run ends. */
 void ath_host_cancel(ath_host_t *h);
+/* Asks the run to stop, as SIGINT or SIGTERM do (why: "SIGINT", or
+ * NULL): the flows running are abandoned, the cleanups registered with
+ * athost.defer run (newest first, each for at most its time), then the run
+ * ends with ATH_EXIT_CANCELED and a message naming the step the main flow
+ * was in. Called again during the cleanup, it ends the run at once. */
+void ath_host_interrupt(ath_host_t *h, const char *why);
 /* 1 once the main flow ended (result known). */
 int ath_host_done(const ath_host_t *h);
 /* ATH_EXIT_* of a finished run. */

@@ -61,6 +61,8 @@ struct ath_chat {
     int outseen;         /* CMD: an outcome came before the final */
     int answered;        /* CMD: a reply or prompt came (echo is past) */
     size_t work;         /* bytes given to pattern matching, in all */
+    size_t hdr_tried;    /* ls + 1 of an unterminated line longer than
+                            the header bound already tried as a header */
 };
 
 ath_chat_t *ath_chat_new(size_t max_line, size_t max_backlog)
@@ -98,6 +100,7 @@ static void chat_apply_cut(ath_chat_t *c)
     c->len -= d;
     c->ls -= d;
     c->scan -= d;
+    c->hdr_tried = 0;
     c->cut_a = c->cut_b = 0;
 }
 
@@ -112,6 +115,7 @@ static void chat_compact(ath_chat_t *c)
     c->ls -= h;
     c->scan -= h;
     c->head = 0;
+    c->hdr_tried = c->hdr_tried > h ? c->hdr_tried - h : 0;
     if (c->cnt.on) {
         c->cnt.hdr_end -= h;
         c->cnt.pstart -= h;
@@ -349,8 +353,8 @@ static void chat_bad_count(ath_chat_t *c, const ath_pat_t *p, int why,
  * known, fills c->cnt and returns 1; returns 0 for no match and -1 when
  * the match is there but more bytes are needed to place the payload.
  */
-static int chat_try_count(ath_chat_t *c, const ath_pat_t *p, size_t t, int type,
-                          int index)
+static int chat_try_count(ath_chat_t *c, const ath_pat_t *p, size_t t, int cut,
+                          int type, int index)
 {
     ath_match_t m;
     const char *line = c->b + c->ls;
@@ -363,9 +367,17 @@ static int chat_try_count(ath_chat_t *c, const ath_pat_t *p, size_t t, int type,
     if (!ath_pat_match(p, line, t - c->ls, &m))
         return 0;
     end = c->ls + m.end;
+    /* [ls, t) is the first bytes of a longer line (cut): a header that
+     * reaches its end, or a bad count (reported only with a whole line
+     * of at most max_line), is none, as when the line arrives byte by
+     * byte and is cut into pieces. */
+    if (cut && end >= t)
+        return 0;
     if (end == c->len)
         return -1; /* more digits, or the line end, may come */
     why = chat_count(p, line, &m, &n);
+    if (why != 0 && cut)
+        return 0;
     if (why != 0) {
         if (t == c->len && t - c->ls < c->max_line)
             return -1; /* reported with its whole line */
@@ -403,26 +415,26 @@ static int chat_try_count(ath_chat_t *c, const ath_pat_t *p, size_t t, int type,
 
 /* Looks for a counted match at ls under the current wait, then the URCs.
  * Returns as chat_try_count. */
-static int chat_find_count(ath_chat_t *c, size_t t)
+static int chat_find_count(ath_chat_t *c, size_t t, int cut)
 {
     const ath_wait_t *w = &c->w;
     int i, r;
     if (w->mode == ATH_WAIT_CMD) {
         for (i = 0; i < w->nouts; i++)
-            if ((r = chat_try_count(c, &w->outs[i], t, ATH_EV_OUTCOME, i)) != 0)
+            if ((r = chat_try_count(c, &w->outs[i], t, cut, ATH_EV_OUTCOME, i)) != 0)
                 return r;
         if (!c->due &&
-            (r = chat_try_count(c, w->reply, t, ATH_EV_REPLY, 0)) != 0)
+            (r = chat_try_count(c, w->reply, t, cut, ATH_EV_REPLY, 0)) != 0)
             return r;
     } else if (w->mode == ATH_WAIT_EXPECT) {
         for (i = 0; i < w->nalts; i++)
-            if ((r = chat_try_count(c, &w->alts[i], t, ATH_EV_MATCH, i)) != 0)
+            if ((r = chat_try_count(c, &w->alts[i], t, cut, ATH_EV_MATCH, i)) != 0)
                 return r;
     } else if (w->mode == ATH_WAIT_READ) {
         return 0;
     }
     for (i = 0; i < c->nurc; i++)
-        if ((r = chat_try_count(c, &c->urc[i].p, t, ATH_EV_URC,
+        if ((r = chat_try_count(c, &c->urc[i].p, t, cut, ATH_EV_URC,
                                 c->urc[i].id)) != 0)
             return r;
     return 0;
@@ -690,8 +702,14 @@ static int chat_emit_count(ath_chat_t *c, ath_chat_event_t *ev)
         if (check && memchr(p->trailer, c->b[end], strlen(p->trailer)) == NULL) {
             /* The count disagrees with what came: report the line, once
              * all of it is in. */
+            /* The line ends at its terminator or after max_line bytes,
+             * whichever is first, however the bytes were cut into reads:
+             * what is reported is the same for every chunking. */
+            size_t limit = from + c->max_line;
+            if (limit > c->len)
+                limit = c->len;
             cut = p->line_end ? p->line_end : p->hdr_end;
-            for (; cut < c->len; cut++)
+            for (; cut < limit; cut++)
                 if (c->b[cut] == '\r' || c->b[cut] == '\n')
                     break;
             if (cut == c->len && cut - from < c->max_line) {
@@ -791,7 +809,7 @@ int ath_chat_next(ath_chat_t *c, ath_chat_event_t *ev)
 {
     chat_apply_cut(c);
     for (;;) {
-        size_t t, next;
+        size_t t, next, hb;
         int r;
         if (c->w.mode == ATH_WAIT_READ)
             return chat_read(c, ev);
@@ -813,14 +831,21 @@ int ath_chat_next(ath_chat_t *c, ath_chat_event_t *ev)
             if (c->b[t] == '\n' || c->b[t] == '\r')
                 break;
         c->scan = t;
-        /* Counted patterns: on an unterminated line only while it may be
-         * a header still arriving (each read looks at most HEADER_MAX
-         * bytes again), on a complete line once, and never on one longer
-         * than max_line: that one is cut into pieces however it arrives. */
-        if (t < c->len ? t - c->ls <= c->max_line
-                       : c->len - c->ls <= HEADER_MAX)
-            r = chat_find_count(c, t);
-        else
+        /* Counted patterns: on a complete line of at most max_line once;
+         * on an unterminated line while it may be a header still
+         * arriving (at most hb bytes, each read looks at them again);
+         * on a longer line, arrived whole or not, once on its first hb
+         * bytes, as a header that arrived byte by byte was seen. The
+         * same bytes give the same events however they are cut. */
+        hb = HEADER_MAX < c->max_line ? HEADER_MAX : c->max_line;
+        if (t < c->len && t - c->ls <= c->max_line)
+            r = chat_find_count(c, t, 0);
+        else if (t == c->len && c->len - c->ls <= hb)
+            r = chat_find_count(c, t, 0);
+        else if (c->hdr_tried != c->ls + 1) {
+            c->hdr_tried = c->ls + 1;
+            r = chat_find_count(c, c->ls + hb, 1);
+        } else
             r = 0;
         if (r > 0)
             return chat_emit_count(c, ev);

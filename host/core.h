@@ -19,9 +19,15 @@ typedef struct ath_tr ath_tr_t;
  * ends. close() must unlink it (ath_host_res_del) and start closing its
  * handles; each handle's close callback gives them back
  * (ath_host_handles(h, -1)). */
+struct lua_State; /* opaque here: the byte path knows no Lua */
+
 typedef struct ath_res {
     struct ath_res *prev, *next;
     void (*close)(struct ath_res *r);
+    /* Optional: forget the waits of flow co (NULL: of every flow) without
+     * waking it; the flow is abandoned (a cancel's cleanup, a cleanup
+     * function that overran its time). */
+    void (*abandon)(struct ath_res *r, struct lua_State *co);
 } ath_res_t;
 
 /* host.c */

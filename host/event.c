@@ -320,8 +320,9 @@ static void print_text(FILE *f, const char *s, size_t n)
 
 /* ---- events ----------------------------------------------------------- */
 
-static const char *event_names[] = {"",    "step",       "step", "log",
-                                    "urc", "transcript", "data", "result"};
+static const char *event_names[] = {"",     "step",       "step",
+                                    "log",  "urc",        "transcript",
+                                    "data", "result",     "wait"};
 
 /* Builds the event's JSON line unless it has one; leaves it on L's stack. */
 static void event_json(ath_host_t *h, ath_event_t *ev)
@@ -358,6 +359,11 @@ static void event_json(ath_host_t *h, ath_event_t *ev)
         snprintf(num, sizeof num, ",\"code\":%d", ev->code);
         luaL_addstring(&b, num);
     }
+    if (ev->type == ATH_EVENT_WAIT) {
+        snprintf(num, sizeof num, ",\"ms\":%.0f,\"total_ms\":%.0f", ev->ms,
+                 ev->total_ms);
+        luaL_addstring(&b, num);
+    }
     if (ev->text) {
         luaL_addstring(&b, ev->type == ATH_EVENT_STEP_END ||
                                    ev->type == ATH_EVENT_RESULT
@@ -389,6 +395,7 @@ static void event_print(ath_host_t *h, const ath_event_t *ev)
             fprintf(stderr, "[%7.3f]%s%s %s failed after %.0f ms\n", t, sep,
                     who, ev->name, ev->ms);
         break;
+    case ATH_EVENT_WAIT:
     case ATH_EVENT_LOG:
         fprintf(stderr, "[%7.3f]%s%s   ", t, sep, who);
         print_text(stderr, ev->text, ev->text_len);
@@ -414,6 +421,8 @@ void ath_host_emit(ath_host_t *h, ath_event_t *ev)
     /* An event built without a length (text_len 0) holds a C string. */
     if (ev->text && ev->text_len == 0)
         ev->text_len = strlen(ev->text);
+    if (ev->type == ATH_EVENT_WAIT && h->opts.quiet && !h->on_event)
+        return; /* -q: progress lines are not the result */
     if (ev->text && h->nsecrets) {
         size_t rn;
         red = ath_host_redact(h, ev->text, ev->text_len, &rn);

@@ -114,12 +114,30 @@ void ath_host_flow_failed(ath_host_t *h, lua_State *co, const char *msg)
     if (co == h->main_co || lua_type(L, t) != LUA_TTABLE ||
         lua_getfield(L, t, "joiners") == LUA_TNIL) {
         /* No one will see this error but the run. */
-        ath_host_finish(h, h->port_failed    ? ATH_EXIT_PORT
-                           : h->usage_failed ? ATH_EXIT_USAGE
-                                             : ATH_EXIT_FAIL,
-                        lua_tostring(L, t + 1));
+        ath_host_end(h, h->port_failed    ? ATH_EXIT_PORT
+                        : h->usage_failed ? ATH_EXIT_USAGE
+                                          : ATH_EXIT_FAIL,
+                     lua_tostring(L, t + 1), "failed");
     }
     lua_settop(L, t - 1);
+}
+
+void ath_host_wake_joiners(ath_host_t *h, lua_State *L, int t)
+{
+    int i, n;
+    if (lua_getfield(L, t, "joiners") == LUA_TTABLE) {
+        n = (int)lua_rawlen(L, -1);
+        for (i = 1; i <= n; i++) {
+            lua_State *j;
+            lua_rawgeti(L, -1, i);
+            j = lua_tothread(L, -1);
+            lua_pop(L, 1);
+            lua_pushvalue(L, t);
+            lua_xmove(L, j, 1);
+            ath_host_wake(h, j, 1);
+        }
+    }
+    lua_pop(L, 1);
 }
 
 /* Stores a finished task's outcome and wakes those who join it. The
@@ -147,18 +165,7 @@ static void flow_done(ath_host_t *h, lua_State *co, int ok, int nres)
     lua_pushinteger(L, nres);
     lua_setfield(L, -2, "n");
     lua_setfield(L, t, "results");
-    if (lua_getfield(L, t, "joiners") == LUA_TTABLE) {
-        n = (int)lua_rawlen(L, -1);
-        for (i = 1; i <= n; i++) {
-            lua_State *j;
-            lua_rawgeti(L, -1, i);
-            j = lua_tothread(L, -1);
-            lua_pop(L, 1);
-            lua_pushvalue(L, t);
-            lua_xmove(L, j, 1);
-            ath_host_wake(h, j, 1);
-        }
-    }
+    ath_host_wake_joiners(h, L, t);
     lua_settop(L, t - 1);
     flow_forget(L, co);
 }
@@ -185,6 +192,123 @@ void ath_host_step(ath_host_t *h, lua_State *co, const char *name)
     lua_settop(L, t - 1);
 }
 
+/* ---- cleanup: athost.defer -------------------------------------------- */
+
+static int flow_abandoned(ath_host_t *h, lua_State *co)
+{
+    lua_State *L = h->L;
+    int a = 0;
+    if (flow_task(L, co) == LUA_TTABLE) {
+        lua_getfield(L, -1, "abandoned");
+        a = lua_toboolean(L, -1);
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    return a;
+}
+
+void ath_host_abandon(ath_host_t *h, lua_State *co)
+{
+    lua_State *L = h->L;
+    ath_res_t *r, *next;
+    h->abandoned++;
+    if (co) {
+        if (flow_task(L, co) == LUA_TTABLE) {
+            lua_pushboolean(L, 1);
+            lua_setfield(L, -2, "abandoned");
+        }
+        lua_pop(L, 1);
+    } else {
+        lua_getfield(L, LUA_REGISTRYINDEX, ATH_HOST_FLOWS);
+        lua_pushnil(L);
+        while (lua_next(L, -2)) {
+            if (lua_istable(L, -1)) {
+                lua_pushboolean(L, 1);
+                lua_setfield(L, -2, "abandoned");
+            }
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 1);
+    }
+    for (r = h->res.next; r && r != &h->res; r = next) {
+        next = r->next;
+        if (r->abandon)
+            r->abandon(r, co);
+    }
+}
+
+/* The cleanup flow: runs the deferred functions newest first, each in a
+ * flow of its own (so one that hangs can be left behind) for at most its
+ * time, then ends the run. Errors and overruns are logged, not raised:
+ * the run's outcome is the one that started the cleanup. */
+static const char cleanup_chunk[] =
+    "local defers, why, finish, abandon = ...\n"
+    "local athost = require('athost')\n"
+    "while true do\n"
+    "  local d = table.remove(defers)\n"
+    "  if not d then break end\n"
+    "  local task = athost.spawn(function() return pcall(d.fn, why) end)\n"
+    "  local deadline = athost.now() + d.ms\n"
+    "  while not task.done and athost.now() < deadline do athost.sleep(10) end\n"
+    "  if not task.done then\n"
+    "    abandon(task.co)\n"
+    "    athost.log(string.format('cleanup: %s did not end within %d ms',\n"
+    "      d.name, d.ms))\n"
+    "  elseif not task.results[1] then\n"
+    "    athost.log('cleanup: ' .. d.name .. ': ' .. tostring(task.results[2]))\n"
+    "  end\n"
+    "end\n"
+    "finish()\n";
+
+static int cleanup_finish(lua_State *L)
+{
+    ath_host_t *h = ath_host_from(L);
+    ath_host_finish(h, h->end_status, h->end_msg);
+    return 0;
+}
+
+static int cleanup_abandon(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTHREAD);
+    ath_host_abandon(ath_host_from(L), lua_tothread(L, 1));
+    return 0;
+}
+
+void ath_host_end(ath_host_t *h, int status, const char *msg, const char *why)
+{
+    lua_State *L = h->L;
+    int pending;
+    if (h->done)
+        return;
+    lua_getfield(L, LUA_REGISTRYINDEX, ATH_HOST_DEFERS);
+    pending = lua_istable(L, -1) && lua_rawlen(L, -1) > 0;
+    lua_pop(L, 1);
+    if (h->cleaning || !pending) {
+        ath_host_finish(h, status, msg);
+        return;
+    }
+    h->cleaning = 1;
+    h->end_status = status;
+    free(h->end_msg);
+    h->end_msg = msg ? strdup(msg) : NULL;
+    /* The main flow stops where it is. Other flows go on: a virtual
+     * modem's, URC handlers, the cleanup's own. */
+    if (h->main_co && status == ATH_EXIT_CANCELED)
+        ath_host_abandon(h, h->main_co);
+    if (luaL_loadbufferx(L, cleanup_chunk, sizeof cleanup_chunk - 1,
+                         "=(cleanup)", "t") != LUA_OK) {
+        lua_pop(L, 1);
+        ath_host_finish(h, status, msg);
+        return;
+    }
+    lua_getfield(L, LUA_REGISTRYINDEX, ATH_HOST_DEFERS);
+    lua_pushstring(L, why);
+    lua_pushcfunction(L, cleanup_finish);
+    lua_pushcfunction(L, cleanup_abandon);
+    ath_host_spawn(h, L, 4);
+    lua_pop(L, 1);
+}
+
 /* Resumes one coroutine and deals with how it stopped. */
 static void host_resume(ath_host_t *h, lua_State *co, int nargs)
 {
@@ -195,6 +319,10 @@ static void host_resume(ath_host_t *h, lua_State *co, int nargs)
     }
     if (lua_status(co) == LUA_OK && lua_gettop(co) == 0)
         return; /* finished meanwhile */
+    if (h->abandoned && flow_abandoned(h, co)) {
+        lua_pop(co, nargs);
+        return; /* stopped for a cleanup: it goes on no more */
+    }
     st = lua_resume(co, h->L, nargs, &nres);
     if (st == LUA_YIELD) {
         lua_pop(co, nres);
@@ -212,9 +340,10 @@ static void host_resume(ath_host_t *h, lua_State *co, int nargs)
             if (why)
                 why = ath_pushcstr(h->L, why, wn);
             flow_done(h, co, 1, 0);
-            ath_host_finish(h, fail ? ATH_EXIT_FAIL : ATH_EXIT_OK,
-                            fail ? (why ? why : "the script returned false")
-                                 : NULL);
+            ath_host_end(h, fail ? ATH_EXIT_FAIL : ATH_EXIT_OK,
+                         fail ? (why ? why : "the script returned false")
+                              : NULL,
+                         fail ? "failed" : "ended");
             if (why)
                 lua_pop(h->L, 1);
             return;
@@ -271,7 +400,7 @@ lua_State *ath_host_spawn(ath_host_t *h, lua_State *L, int nargs)
     lua_getfield(L, LUA_REGISTRYINDEX, ATH_HOST_FLOWS);
     lua_pushvalue(L, -2); /* co flows co */
     lua_createtable(L, 0, 4);
-    lua_pushvalue(L, -3);
+    lua_pushvalue(L, -2);
     lua_setfield(L, -2, "co");
     luaL_setmetatable(L, "athost.task");
     lua_rawset(L, -3);

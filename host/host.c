@@ -799,7 +799,10 @@ int ath_host_start(ath_host_t *h)
     lua_rawgeti(L, LUA_REGISTRYINDEX, h->main_ref);
     lua_getfield(L, LUA_REGISTRYINDEX, PARAMS);
     h->main_co = ath_host_spawn(h, L, 1);
-    lua_pop(L, 1);
+    /* Anchored for the host's life: once the main flow is done nothing
+     * else holds it, and a new flow's thread could take its address and
+     * pass for it (co == h->main_co). */
+    luaL_ref(L, LUA_REGISTRYINDEX);
     ath_host_dispatch(h);
     return 0;
 }
@@ -821,6 +824,76 @@ void ath_host_cancel(ath_host_t *h)
 {
     if (!h->done)
         ath_host_finish(h, ATH_EXIT_CANCELED, "canceled");
+}
+
+void ath_host_interrupt(ath_host_t *h, const char *why)
+{
+    lua_State *L = h->L;
+    ath_event_t ev;
+    luaL_Buffer b;
+    int t;
+    if (h->done)
+        return;
+    if (h->cleaning) {
+        /* Again: the cleanup is cut short, the run ends now. */
+        lua_pushfstring(L, "%s; %s again: the cleanup was cut short",
+                        h->end_msg ? h->end_msg : "canceled",
+                        why ? why : "canceled");
+        ath_host_finish(h, ATH_EXIT_CANCELED, lua_tostring(L, -1));
+        lua_pop(L, 1);
+        return;
+    }
+    /* Ctrl-C where the script takes it itself (athost -i). */
+    if (why && strcmp(why, "SIGINT") == 0) {
+        if (lua_getfield(L, LUA_REGISTRYINDEX, ATH_HOST_ONINT) ==
+            LUA_TFUNCTION) {
+            ath_host_spawn(h, L, 0);
+            lua_pop(L, 1);
+            ath_host_dispatch(h);
+            return;
+        }
+        lua_pop(L, 1);
+    }
+    /* The message names the step the main flow was in. */
+    luaL_buffinit(L, &b);
+    luaL_addstring(&b, "canceled");
+    if (why) {
+        luaL_addstring(&b, " (");
+        luaL_addstring(&b, why);
+        luaL_addstring(&b, ")");
+    }
+    lua_getfield(L, LUA_REGISTRYINDEX, ATH_HOST_FLOWS);
+    t = lua_gettop(L);
+    if (h->main_co) {
+        lua_pushthread(h->main_co);
+        lua_xmove(h->main_co, L, 1);
+        lua_rawget(L, t);
+        if (lua_istable(L, -1) && lua_getfield(L, -1, "step") == LUA_TSTRING) {
+            luaL_addstring(&b, " during step \"");
+            luaL_addvalue(&b);
+            luaL_addstring(&b, "\"");
+        } else if (lua_istable(L, -1)) {
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    luaL_pushresult(&b);
+    lua_getfield(L, LUA_REGISTRYINDEX, ATH_HOST_DEFERS);
+    if (lua_istable(L, -1) && lua_rawlen(L, -1) > 0) {
+        lua_pushfstring(L, "%s: closing what the flow opened (%s again to "
+                        "quit at once)", lua_tostring(L, -2),
+                        why ? why : "cancel");
+        memset(&ev, 0, sizeof ev);
+        ev.type = ATH_EVENT_LOG;
+        ev.text = lua_tostring(L, -1);
+        ath_host_emit(h, &ev);
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    ath_host_end(h, ATH_EXIT_CANCELED, lua_tostring(L, -1), "canceled");
+    lua_pop(L, 1);
+    ath_host_dispatch(h);
 }
 
 int ath_host_done(const ath_host_t *h)
@@ -862,6 +935,7 @@ void ath_host_free(ath_host_t *h)
     ath_ac_free(h->ac);
     free(h->ready);
     free(h->error);
+    free(h->end_msg);
     free(h->name);
     free(h->port_spec);
     free(h);

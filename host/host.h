@@ -47,10 +47,21 @@ struct ath_host {
     int port_ref; /* the default port once opened */
     int port_keys[16]; /* lchat.c: registry refs of result tables' keys */
     int port_mt_ref;   /* lchat.c: registry ref of the port metatable */
+    struct ath_waitnote *notes; /* long waits in progress (lhost.c) */
+    /* The cleanup (athost.defer) in progress: a canceled main flow is
+     * abandoned; the run then ends with end_status. */
+    int cleaning;
+    int abandoned; /* flows were abandoned: the scheduler checks */
+    int end_status;
+    char *end_msg;
 };
 
 /* registry: thread -> task table of each flow */
 #define ATH_HOST_FLOWS "athost.flows"
+/* registry: athost.on_interrupt's function */
+#define ATH_HOST_ONINT "athost.oninterrupt"
+/* registry: the list of athost.defer entries { fn, ms, name } */
+#define ATH_HOST_DEFERS "athost.defers"
 
 /* host.c */
 ath_host_t *ath_host_from(lua_State *L);
@@ -59,6 +70,18 @@ ath_host_t *ath_host_from(lua_State *L);
 void ath_host_finish(ath_host_t *h, int status, const char *msg);
 
 /* flow.c */
+/* The main flow ended, failed or was canceled: runs the functions given
+ * to athost.defer (newest first, each bounded) in a flow of their own,
+ * then ends the run with status and msg; ends it at once when there are
+ * none or a cleanup is already running. why: "ended", "failed",
+ * "canceled". */
+void ath_host_end(ath_host_t *h, int status, const char *msg, const char *why);
+/* Wakes the flows joining the task table at index t of L, each with the
+ * table. */
+void ath_host_wake_joiners(ath_host_t *h, lua_State *L, int t);
+/* Abandons flow co (NULL: every flow running): it is never resumed, and
+ * the ports forget its waits. */
+void ath_host_abandon(ath_host_t *h, lua_State *co);
 /* Queues co (suspended, with nargs values pushed on its stack). */
 void ath_host_wake(ath_host_t *h, lua_State *co, int nargs);
 /* Resumes queued coroutines until none is left. */
@@ -91,12 +114,26 @@ const char *ath_pushcstr(lua_State *L, const char *s, size_t n);
  * secrets, and such JSON fields' values are masked wherever they appear. */
 int ath_secret_name(const char *key, size_t n);
 
+/* lhost.c: progress of long waits. A wait that may last longer than
+ * ATH_PROGRESS_MS reports every ATH_PROGRESS_MS what it waits for and for
+ * how long of how long (an ATH_EVENT_WAIT). owner identifies the wait (a
+ * port, a Lua handle); describe(owner, buf, n) says what it waits for at
+ * the time of each report, or what (copied) does when describe is NULL. */
+#define ATH_PROGRESS_MS 10000
+typedef void (*ath_describe_fn)(void *owner, char *buf, size_t n);
+void ath_host_wait_begin(ath_host_t *h, void *owner, ath_describe_fn describe,
+                         const char *what, double total_ms);
+/* The same wait goes on with a new limit from now (an outcome after OK). */
+void ath_host_wait_restart(ath_host_t *h, void *owner, double total_ms);
+void ath_host_wait_end(ath_host_t *h, void *owner);
+
 /* The Lua modules, each adding its functions to the table on top. */
 void ath_lhost_open(lua_State *L);  /* lhost.c: flows, timers, steps */
 void ath_lport_open(lua_State *L);  /* lport.c: ports and chat */
 void ath_crypto_open(lua_State *L); /* crypto.c */
 void ath_tls_open(lua_State *L);    /* ltls.c */
 void ath_lfile_open(lua_State *L);  /* lfile.c: private files, stat */
+void ath_ledit_open(lua_State *L);  /* ledit.c: athost.editor */
 int luaopen_athost(lua_State *L);
 int luaopen_cjson(lua_State *L);
 

@@ -127,6 +127,11 @@ static void lport_res_close(ath_res_t *r)
     ath_port_close(p);
 }
 
+static void lport_res_abandon(ath_res_t *r, lua_State *co)
+{
+    ath_lport_abandon((ath_port_t *)r, co);
+}
+
 void ath_lport_push(lua_State *L, ath_port_t *p)
 {
     ath_port_t **pp;
@@ -146,6 +151,7 @@ void ath_lport_push(lua_State *L, ath_port_t *p)
     lua_rawseti(L, -2, ATH_LS_URC);
     LP(p)->lref = luaL_ref(L, LUA_REGISTRYINDEX);
     p->res.close = lport_res_close;
+    p->res.abandon = lport_res_abandon;
 }
 
 /* ---- results ----------------------------------------------------------- */
@@ -216,16 +222,17 @@ static void lport_note(ath_port_t *p, lua_State *L)
         ath_tr_note(p->h->tr, p->name, lua_tostring(L, -1));
 }
 
-/* Ends the wait: moves the nvals values on top of L to the waiter and
- * wakes it, or leaves them in place when the waiter is L itself. */
-static void lport_finish(ath_port_t *p, lua_State *L, int nvals)
+/* The wait in progress is over: the engine, its timer, its progress
+ * line, its sink and its anchored strings let go. */
+static void lport_unwait(ath_port_t *p, lua_State *L)
 {
-    lua_State *co = LP(p)->waiter;
     LP(p)->waiter = NULL;
     if (p->h->tr)
         ath_tr_hold(p->h->tr, p->name, 0);
     ath_chat_cancel(p->chat);
     uv_timer_stop(&p->timer);
+    if (p->h->notes)
+        ath_host_wait_end(p->h, p);
     if (LP(p)->sink_n) {
         LP(p)->sink_n = 0;
         lua_pushnil(L);
@@ -236,6 +243,14 @@ static void lport_finish(ath_port_t *p, lua_State *L, int nvals)
         lua_pushnil(L);
         ath_lport_set(L, p, ATH_LS_W);
     }
+}
+
+/* Ends the wait: moves the nvals values on top of L to the waiter and
+ * wakes it, or leaves them in place when the waiter is L itself. */
+static void lport_finish(ath_port_t *p, lua_State *L, int nvals)
+{
+    lua_State *co = LP(p)->waiter;
+    lport_unwait(p, L);
     if (co == L) {
         LP(p)->sync_n = nvals;
         return;
@@ -249,6 +264,18 @@ static void lport_finish(ath_port_t *p, lua_State *L, int nvals)
         return;
     }
     ath_host_wake(p->h, co, nvals);
+}
+
+/* The flow co (NULL: any) is abandoned: its wait on p ends without waking
+ * it, so that the cleanup's commands may use the port. */
+void ath_lport_abandon(ath_port_t *p, lua_State *co)
+{
+    if (LP(p)->waiter && (co == NULL || LP(p)->waiter == co))
+        lport_unwait(p, p->h->L);
+    if (LP(p)->woken && (co == NULL || LP(p)->woken == co))
+        LP(p)->woken = NULL;
+    if (LP(p)->drainer && (co == NULL || LP(p)->drainer == co))
+        LP(p)->drainer = NULL; /* its bytes still go out */
 }
 
 /* Fails the wait with (nil, "CODE: what", CODE[, r]). */
@@ -296,6 +323,43 @@ static void lport_push_waited(lua_State *L, ath_port_t *p)
     else
         lua_pushliteral(L, "");
     lua_concat(L, 3);
+}
+
+/* A pattern as a person reads it: no anchor, no Lua escapes. */
+static void lport_plain(char *out, size_t n, const ath_pat_t *pat)
+{
+    size_t i = 0, k = 0;
+    if (pat->kind == ATH_PAT_LUA && pat->len > 0 && pat->text[0] == '^')
+        i = 1;
+    for (; i < pat->len && k + 1 < n; i++) {
+        if (pat->kind == ATH_PAT_LUA && pat->text[i] == '%' && i + 1 < pat->len)
+            i++;
+        out[k++] = pat->text[i];
+    }
+    out[k] = '\0';
+}
+
+/* What a long wait waits for, for its progress lines: "CONNACK OK after
+ * AT+MCONNECT", "the final result to AT+CGATT". */
+static void lport_describe(void *owner, char *buf, size_t n)
+{
+    ath_port_t *p = owner;
+    char pat[80];
+    const char *cmd = LP(p)->cmdname[0] ? LP(p)->cmdname : NULL;
+    if (LP(p)->w.mode == ATH_WAIT_CMD && LP(p)->w.nouts > 0) {
+        lport_plain(pat, sizeof pat, &LP(p)->w.outs[0]);
+        snprintf(buf, n, "%s after %s", pat, cmd ? cmd : "the command");
+    } else if (LP(p)->w.mode == ATH_WAIT_CMD) {
+        snprintf(buf, n, "the final result to %s", cmd ? cmd : "the command");
+    } else if (LP(p)->w.mode == ATH_WAIT_READ) {
+        snprintf(buf, n, "%d bytes on %s (%d came)", (int)LP(p)->w.nbytes, p->name,
+                 (int)ath_chat_pending(p->chat));
+    } else if (LP(p)->w.nalts > 0 || LP(p)->w.nprompts > 0) {
+        lport_plain(pat, sizeof pat, LP(p)->w.nalts ? LP(p)->w.alts : LP(p)->w.prompts);
+        snprintf(buf, n, "%s%s%s", pat, cmd ? " after " : "", cmd ? cmd : "");
+    } else {
+        snprintf(buf, n, "a line from %s", p->name);
+    }
 }
 
 static void lport_timeout_cb(uv_timer_t *t)
@@ -356,6 +420,10 @@ static void lport_final(ath_port_t *p, lua_State *L, const ath_chat_event_t *ev)
             uv_timer_start(&p->timer, lport_timeout_cb,
                            (uint64_t)LP(p)->outcome_ms, 0);
         }
+        if (LP(p)->outcome_ms > ATH_PROGRESS_MS && !LP(p)->no_progress)
+            ath_host_wait_begin(p->h, p, lport_describe, NULL, LP(p)->outcome_ms);
+        else if (p->h->notes)
+            ath_host_wait_end(p->h, p);
         return;
     }
     if (ev->index == ATH_FINAL_OK || ev->index >= ATH_FINAL_ALT) {
@@ -790,6 +858,10 @@ int ath_lport_wait(lua_State *L, ath_port_t *p, int anchor, int timeout)
         uv_update_time(p->h->loop); /* the flow may have run a while */
         uv_timer_start(&p->timer, lport_timeout_cb, (uint64_t)timeout, 0);
     }
+    /* A wait that may last long tells how long it has waited, every
+     * ATH_PROGRESS_MS, so a silent module is no silent athost. */
+    if (timeout > ATH_PROGRESS_MS && !LP(p)->no_progress)
+        ath_host_wait_begin(p->h, p, lport_describe, NULL, timeout);
     return lua_yield(L, 0);
 }
 

@@ -78,6 +78,44 @@ static int l_task_join(lua_State *L)
     return lua_yieldk(L, 0, 0, task_join_k);
 }
 
+/* task:cancel(): stops the task where it waits (its port waits end, it is
+ * never resumed); whoever joins it gets nil, "canceled", "ETASK". For a
+ * command typed at athost -i that Ctrl-C aborts. */
+static int l_task_cancel(lua_State *L)
+{
+    ath_host_t *h = ath_host_from(L);
+    lua_State *co;
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
+    if (lua_getfield(L, 1, "done") == LUA_TBOOLEAN ||
+        lua_getfield(L, 1, "co") != LUA_TTHREAD)
+        return 0;
+    co = lua_tothread(L, -1);
+    if (co == L)
+        return luaL_error(L, "a task cannot cancel itself");
+    ath_host_abandon(h, co);
+    lua_pushboolean(L, 1);
+    lua_setfield(L, 1, "done");
+    lua_pushboolean(L, 0);
+    lua_setfield(L, 1, "ok");
+    lua_pushliteral(L, "canceled");
+    lua_setfield(L, 1, "error");
+    ath_host_wake_joiners(h, L, 1);
+    return 0;
+}
+
+/* athost.on_interrupt(fn): SIGINT (Ctrl-C) runs fn as a flow instead of
+ * canceling the run (athost -i: it aborts the command waiting); nil
+ * restores the default. */
+static int l_on_interrupt(lua_State *L)
+{
+    if (!lua_isnil(L, 1))
+        luaL_checktype(L, 1, LUA_TFUNCTION);
+    lua_settop(L, 1);
+    lua_setfield(L, LUA_REGISTRYINDEX, ATH_HOST_ONINT);
+    return 0;
+}
+
 /* ---- sleep and timers --------------------------------------------------- */
 
 typedef struct lhost_timer {
@@ -203,6 +241,224 @@ static int l_timer_gc(lua_State *L)
     if (*box)
         (*box)->box = NULL;
     *box = NULL;
+    return 0;
+}
+
+/* ---- progress of long waits -------------------------------------------- */
+
+typedef struct ath_waitnote {
+    ath_res_t res;
+    uv_timer_t t;
+    ath_host_t *h;
+    void *owner;
+    ath_describe_fn describe;
+    char what[200];
+    double t0, total;
+    int closing;
+    struct ath_waitnote *next;
+} ath_waitnote_t;
+
+#define WAITING_MT "athost.waiting"
+
+static void note_closed(uv_handle_t *handle)
+{
+    ath_waitnote_t *n = handle->data;
+    n->h->handles--;
+    free(n);
+}
+
+static void note_close(ath_waitnote_t *n)
+{
+    ath_waitnote_t **pp;
+    if (n->closing)
+        return;
+    n->closing = 1;
+    for (pp = &n->h->notes; *pp; pp = &(*pp)->next)
+        if (*pp == n) {
+            *pp = n->next;
+            break;
+        }
+    ath_host_res_del(n->h, &n->res);
+    uv_timer_stop(&n->t);
+    uv_close((uv_handle_t *)&n->t, note_closed);
+}
+
+static void note_res_close(ath_res_t *r)
+{
+    note_close((ath_waitnote_t *)r);
+}
+
+/* One line: "waiting for CONNACK OK after AT+MCONNECT: 10 s of 30 s". */
+static void note_report(uv_timer_t *t)
+{
+    ath_waitnote_t *n = t->data;
+    ath_event_t ev;
+    char what[200], line[300];
+    double ms = ath_host_now(n->h) - n->t0;
+    if (n->describe)
+        n->describe(n->owner, what, sizeof what);
+    else
+        snprintf(what, sizeof what, "%s", n->what);
+    if (n->total > 0)
+        snprintf(line, sizeof line, "waiting for %s: %.0f s of %.0f s", what,
+                 ms / 1e3, n->total / 1e3);
+    else
+        snprintf(line, sizeof line, "waiting for %s: %.0f s", what, ms / 1e3);
+    memset(&ev, 0, sizeof ev);
+    ev.type = ATH_EVENT_WAIT;
+    ev.name = what;
+    ev.text = line;
+    ev.ms = ms;
+    ev.total_ms = n->total;
+    ath_host_emit(n->h, &ev);
+}
+
+static ath_waitnote_t *note_find(ath_host_t *h, void *owner)
+{
+    ath_waitnote_t *n;
+    for (n = h->notes; n; n = n->next)
+        if (n->owner == owner)
+            return n;
+    return NULL;
+}
+
+void ath_host_wait_begin(ath_host_t *h, void *owner, ath_describe_fn describe,
+                         const char *what, double total_ms)
+{
+    ath_waitnote_t *n;
+    if (h->done)
+        return;
+    ath_host_wait_end(h, owner);
+    if ((n = calloc(1, sizeof *n)) == NULL)
+        return; /* progress lines are a nicety: none then */
+    n->h = h;
+    n->owner = owner;
+    n->describe = describe;
+    snprintf(n->what, sizeof n->what, "%s", what ? what : "");
+    n->total = total_ms;
+    uv_update_time(h->loop);
+    n->t0 = ath_host_now(h);
+    uv_timer_init(h->loop, &n->t);
+    n->t.data = n;
+    h->handles++;
+    n->res.close = note_res_close;
+    ath_host_res_add(h, &n->res);
+    n->next = h->notes;
+    h->notes = n;
+    uv_timer_start(&n->t, note_report, ATH_PROGRESS_MS, ATH_PROGRESS_MS);
+}
+
+void ath_host_wait_restart(ath_host_t *h, void *owner, double total_ms)
+{
+    ath_waitnote_t *n = note_find(h, owner);
+    if (n == NULL)
+        return;
+    uv_update_time(h->loop);
+    n->t0 = ath_host_now(h);
+    n->total = total_ms;
+    uv_timer_start(&n->t, note_report, ATH_PROGRESS_MS, ATH_PROGRESS_MS);
+}
+
+void ath_host_wait_end(ath_host_t *h, void *owner)
+{
+    ath_waitnote_t *n = note_find(h, owner);
+    if (n)
+        note_close(n);
+}
+
+/* athost.waiting(what, total_ms): a wait of the flow's own (a poll loop)
+ * reports its progress like a port's long wait, every 10 s, until
+ * :done() (or the handle is closed: local w <close> = athost.waiting(..)). */
+static int l_waiting(lua_State *L)
+{
+    ath_host_t *h = ath_host_from(L);
+    const char *what = luaL_checkstring(L, 1);
+    lua_Number total = luaL_optnumber(L, 2, 0);
+    void **box = lua_newuserdatauv(L, sizeof *box, 0);
+    *box = box;
+    luaL_setmetatable(L, WAITING_MT);
+    ath_host_wait_begin(h, box, NULL, what, total > 0 ? total : 0);
+    return 1;
+}
+
+static int l_waiting_done(lua_State *L)
+{
+    void **box = luaL_checkudata(L, 1, WAITING_MT);
+    ath_host_t *h = ath_host_from(L);
+    if (*box && !h->done)
+        ath_host_wait_end(h, box);
+    *box = NULL;
+    return 0;
+}
+
+/* ---- cleanup ------------------------------------------------------------ */
+
+#define DEFER_MT "athost.defer"
+
+/* athost.defer(fn[, opts]): fn(why) runs when the run ends — why is
+ * "ended", "failed" or "canceled" (SIGINT, SIGTERM) — newest first, each
+ * in a flow of its own for at most opts.timeout ms (default 5000; a number
+ * is the timeout), named opts.name in messages. Returns a handle whose
+ * :cancel() takes fn back (the work was undone the normal way). */
+static int l_defer(lua_State *L)
+{
+    lua_Number ms = 5000;
+    const char *name = "a deferred cleanup";
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+    if (lua_type(L, 2) == LUA_TNUMBER) {
+        ms = lua_tonumber(L, 2);
+    } else if (lua_type(L, 2) == LUA_TTABLE) {
+        lua_getfield(L, 2, "timeout");
+        ms = luaL_optnumber(L, -1, ms);
+        lua_getfield(L, 2, "name");
+        name = luaL_optstring(L, -1, name);
+        lua_pop(L, 1); /* name stays alive in opts */
+        lua_pop(L, 1);
+    } else if (!lua_isnoneornil(L, 2)) {
+        luaL_argerror(L, 2, "a timeout (ms) or { timeout =, name = }");
+    }
+    lua_createtable(L, 0, 3);
+    lua_pushvalue(L, 1);
+    lua_setfield(L, -2, "fn");
+    lua_pushinteger(L, ms > 0 ? (lua_Integer)ms : 0);
+    lua_setfield(L, -2, "ms");
+    lua_pushstring(L, name);
+    lua_setfield(L, -2, "name");
+    luaL_setmetatable(L, DEFER_MT);
+    if (lua_getfield(L, LUA_REGISTRYINDEX, ATH_HOST_DEFERS) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_pushvalue(L, -1);
+        lua_setfield(L, LUA_REGISTRYINDEX, ATH_HOST_DEFERS);
+    }
+    lua_pushvalue(L, -2);
+    lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+    lua_pop(L, 1);
+    return 1;
+}
+
+/* handle:cancel(): fn will not run (it may already be running). */
+static int l_defer_cancel(lua_State *L)
+{
+    lua_Integer i, n;
+    luaL_checktype(L, 1, LUA_TTABLE); /* a handle from athost.defer */
+    if (lua_getfield(L, LUA_REGISTRYINDEX, ATH_HOST_DEFERS) != LUA_TTABLE)
+        return 0;
+    n = (lua_Integer)lua_rawlen(L, -1);
+    for (i = 1; i <= n; i++) {
+        lua_rawgeti(L, -1, i);
+        if (lua_rawequal(L, -1, 1)) {
+            lua_pop(L, 1);
+            for (; i < n; i++) {
+                lua_rawgeti(L, -1, i + 1);
+                lua_rawseti(L, -2, i);
+            }
+            lua_pushnil(L);
+            lua_rawseti(L, -2, n);
+            break;
+        }
+        lua_pop(L, 1);
+    }
     return 0;
 }
 
@@ -356,7 +612,8 @@ static const luaL_Reg lhost_funcs[] = {
     {"spawn", l_spawn}, {"sleep", l_sleep},   {"timer", l_timer},
     {"now", l_now},     {"step", l_step},     {"log", l_log},
     {"emit", l_emit},   {"secret", l_secret}, {"params", l_params},
-    {"port", l_port},   {NULL, NULL}};
+    {"port", l_port},   {"waiting", l_waiting}, {"defer", l_defer},
+    {"on_interrupt", l_on_interrupt}, {NULL, NULL}};
 
 void ath_lhost_open(lua_State *L)
 {
@@ -365,6 +622,26 @@ void ath_lhost_open(lua_State *L)
         lua_newtable(L);
         lua_pushcfunction(L, l_task_join);
         lua_setfield(L, -2, "join");
+        lua_pushcfunction(L, l_task_cancel);
+        lua_setfield(L, -2, "cancel");
+        lua_setfield(L, -2, "__index");
+    }
+    lua_pop(L, 1);
+    if (luaL_newmetatable(L, DEFER_MT)) {
+        lua_newtable(L);
+        lua_pushcfunction(L, l_defer_cancel);
+        lua_setfield(L, -2, "cancel");
+        lua_setfield(L, -2, "__index");
+    }
+    lua_pop(L, 1);
+    if (luaL_newmetatable(L, WAITING_MT)) {
+        lua_pushcfunction(L, l_waiting_done);
+        lua_setfield(L, -2, "__gc");
+        lua_pushcfunction(L, l_waiting_done);
+        lua_setfield(L, -2, "__close");
+        lua_newtable(L);
+        lua_pushcfunction(L, l_waiting_done);
+        lua_setfield(L, -2, "done");
         lua_setfield(L, -2, "__index");
     }
     lua_pop(L, 1);
@@ -388,6 +665,7 @@ int luaopen_athost(lua_State *L)
     ath_crypto_open(L);
     ath_tls_open(L);
     ath_lfile_open(L);
+    ath_ledit_open(L);
     lua_pushliteral(L, ATHOST_VERSION);
     lua_setfield(L, -2, "version");
     lua_getfield(L, LUA_REGISTRYINDEX, "athost.libdir");

@@ -176,9 +176,15 @@ static int lport_begin(lua_State *L, ath_port_t *p, int o)
     ath_host_check_flow(L);
     if (LP(p)->waiter)
         luaL_error(L, "%s is busy: another flow is waiting on it", p->name);
+    LP(p)->no_progress = 0;
     if (lua_type(L, o) == LUA_TTABLE) {
         lua_getfield(L, o, "timeout");
         timeout = (int)luaL_optinteger(L, -1, timeout);
+        lua_pop(L, 1);
+        /* progress = false: a wait that is the point (listening for
+         * messages), not a module keeping the flow waiting. */
+        lua_getfield(L, o, "progress");
+        LP(p)->no_progress = lua_type(L, -1) == LUA_TBOOLEAN && !lua_toboolean(L, -1);
         lua_pop(L, 1);
     } else if (!lua_isnoneornil(L, o)) {
         luaL_checktype(L, o, LUA_TTABLE);

@@ -46,6 +46,7 @@ typedef struct ath_lport {
     int has_data;      /* CMD: it has data to send at its prompt */
     int data_sent;     /* CMD: its data went out at the prompt */
     int urc_next;
+    int no_progress;   /* this wait prints no progress lines (progress=false) */
     int replied;       /* CMD: a line matched the reply pattern */
     int anchored;      /* slot ATH_LS_W holds the wait's anchor */
     size_t sink_n;     /* read(n, {into = sink}): n, while it runs */
@@ -122,6 +123,9 @@ int ath_lport_tls_result(lua_State *L, ath_port_t *p, const char *code,
 /* lport.c: fills *pat from the pattern spec at index i, which the caller
  * keeps alive; raises on a bad spec. */
 void ath_lport_pat(lua_State *L, int i, ath_pat_t *pat);
+
+/* lchat.c: forgets the waits of flow co (NULL: any) without waking it. */
+void ath_lport_abandon(ath_port_t *p, lua_State *co);
 
 /* lopen.c: athost.open, athost.pty, athost.listen, athost.connect. */
 void ath_lopen_open(lua_State *L);

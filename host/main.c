@@ -55,15 +55,18 @@ static const char usage[] =
 
 static ath_host_t *running;
 
-/* SIGINT, SIGTERM and SIGHUP (a closed terminal) cancel the run: it ends
- * through the normal path, which writes the rest of the transcript and
- * releases the ports (their exclusive mode cleared). */
+/* SIGINT, SIGTERM and SIGHUP (a closed terminal) cancel the run: the
+ * flow's cleanups (athost.defer: close its MQTT sessions, end an HTTP
+ * request) run for a bounded time, then it ends through the normal path,
+ * which writes the rest of the transcript and releases the ports (their
+ * exclusive mode cleared). A second signal ends it at once. */
 static void on_signal(uv_signal_t *s, int signum)
 {
-    (void)signum;
+    (void)s;
     if (running)
-        ath_host_cancel(running);
-    uv_signal_stop(s);
+        ath_host_interrupt(running, signum == SIGINT    ? "SIGINT"
+                                    : signum == SIGTERM ? "SIGTERM"
+                                                        : "SIGHUP");
 }
 
 /* "10M" and the like: bytes, 1024-based suffixes k, M, G. 0 if bad. */

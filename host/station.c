@@ -54,19 +54,22 @@ typedef struct station_sig {
     int canceled;
 } station_sig_t;
 
-/* SIGINT, SIGTERM, SIGHUP: the DUTs still running are canceled (their results
- * come as exit 4), the report is still written, and the station exits 4.
- * A second signal kills as usual. */
+/* SIGINT, SIGTERM, SIGHUP: the DUTs still running are interrupted as a
+ * single run is: their cleanups (athost.defer: MQTT disconnect, HTTP
+ * terminate) run for a bounded time, their results come as exit 4, the
+ * report is still written, and the station exits 4. A second signal cuts
+ * the cleanups short. */
 static void station_signal(uv_signal_t *sig, int signum)
 {
     station_sig_t *st = sig->data;
+    const char *why = signum == SIGINT    ? "SIGINT"
+                      : signum == SIGTERM ? "SIGTERM"
+                                          : "SIGHUP";
     int i;
-    (void)signum;
     st->canceled = 1;
     for (i = 0; i < st->n; i++)
         if (st->duts[i].h && !st->duts[i].done)
-            ath_host_cancel(st->duts[i].h);
-    uv_signal_stop(sig);
+            ath_host_interrupt(st->duts[i].h, why);
 }
 
 /* Reads the per-port table: a list of { port = spec?, params = {...} }.

@@ -7,7 +7,7 @@ set -e
 # them briefly); libFuzzer's runtime is in a package named after clang's
 # version, installed once clang is there.
 PKGS="gcc make pkg-config liblua5.4-dev libuv1-dev libssl-dev lua-cjson-dev \
-openssl mosquitto mosquitto-clients libxml2-utils iproute2 procps util-linux \
+libedit-dev openssl mosquitto mosquitto-clients libxml2-utils iproute2 procps util-linux \
 ser2net man-db groff-base binutils bash clang"
 
 # install PKG...: installs those of the packages that are missing.

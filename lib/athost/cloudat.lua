@@ -141,7 +141,7 @@ function S:listen(ms, fn)
     if left <= 0 then return n end
     if self.error then fail("waiting for messages", self.error) end
     local mt, err, code = self.port:expect(self.c.message,
-      { timeout = math.ceil(left) })
+      { timeout = math.ceil(left), progress = false })
     if mt then
       self:take(mt)
     elseif code ~= "ETIMEDOUT" then

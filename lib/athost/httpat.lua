@@ -96,16 +96,31 @@ local function read_chunks(m, h, len, opts)
   return done(table.concat(parts))
 end
 
+local request
+
 -- One request. Returns status (number), body; raises on a module-side
 -- failure (ERROR, timeouts, 60x statuses). opts.seen(body), if given, is
 -- called as soon as the body is read, before anything else is sent: the
 -- transcript writes what was received at the next send, so a secret in the
--- body must be registered there to be masked.
+-- body must be registered there to be masked. While it runs, an early end
+-- of the run (Ctrl-C, SIGTERM) ends the module's HTTP session (h.term)
+-- through athost.defer.
 function M.request(m, method, url, body, content_type, opts)
+  local h = m.profile.http
+  local held = h and athost.defer(function()
+    m:cmd(h.term, { timeout = 2000 })
+  end, { timeout = (m.profile.waits or {}).cleanup or 5000, name = "the HTTP session" })
+  local res = table.pack(pcall(request, m, method, url, body, content_type, opts))
+  if held then held:cancel() end
+  if not res[1] then error(res[2], 0) end
+  return table.unpack(res, 2, res.n)
+end
+
+function request(m, method, url, body, content_type, opts)
   opts = opts or {}
   local h = m.profile.http
   if not h then
-    error(m.profile.name .. " has no HTTP commands in its profile", 2)
+    error(m.profile.name .. " has no HTTP commands in its profile", 0)
   end
   local limit = m.profile.limits and m.profile.limits.http_data
   if body and limit and #body > limit then

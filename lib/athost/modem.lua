@@ -203,6 +203,9 @@ end
 local function poll(self, q, ok, what, ms)
   local deadline = athost.now() + ms
   local last
+  -- Each query is short; the wait is the loop's: it reports its progress
+  -- every 10 s ("waiting for registered (AT+CREG?): 10 s of 120 s").
+  local progress <close> = athost.waiting(string.format("%s (%s)", what, q.cmd), ms)
   while true do
     local r, err, code = self:cmd(q.cmd, { reply = q.pattern })
     if r then

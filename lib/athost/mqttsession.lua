@@ -347,7 +347,8 @@ function Base:listen(ms, fn)
       local left = deadline - athost.now()
       if left <= 0 then return n end
       local mt, err, code = self.port:expect(self.listen_pats, {
-        abort = concat(self.link_lost, self.bearer_lost), timeout = math.ceil(left) })
+        abort = concat(self.link_lost, self.bearer_lost), timeout = math.ceil(left),
+        progress = false })  -- listening is the point here, not a stall
       if mt then
         self:listened(mt)
       elseif code == "EABORT" then

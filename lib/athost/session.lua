@@ -71,7 +71,37 @@ function M.mqtt(m, o)
   else
     M.need(m, "mqtt")
   end
-  return M.dialect(m).mqtt(m, o)
+  return M.closed_at_end(m, M.dialect(m).mqtt(m, o), "the MQTT session")
+end
+
+-- How long closing a session may take when a run ends early (Ctrl-C,
+-- SIGTERM, an error): the profile's waits.cleanup, default 5 s.
+function M.cleanup_ms(m)
+  return (m.profile and m.profile.waits or {}).cleanup or 5000
+end
+
+-- A session that is closed on the module if the run ends while it is
+-- open: from connect() on, athost.defer holds its disconnect() (MQTT
+-- disconnect and close), which the session's own disconnect() takes
+-- back. Whatever the family, one place.
+function M.closed_at_end(m, s, name)
+  local connect, disconnect = s.connect, s.disconnect
+  local held
+  function s.disconnect(self, ...)
+    if held then held:cancel() held = nil end
+    return disconnect(self, ...)
+  end
+  function s.connect(self, ...)
+    -- Before the first command: a cancel in the middle of connecting
+    -- leaves a half-open link too.
+    held = held or athost.defer(function(why)
+      athost.log(string.format("%s: closing %s", why, name))
+      held = nil
+      disconnect(self)
+    end, { timeout = M.cleanup_ms(m), name = name })
+    return connect(self, ...)
+  end
+  return s
 end
 
 -- One HTTP request; returns status, body. opts: timeout (ms), seen(body)

@@ -1413,7 +1413,7 @@ static size_t prop_stream(uint32_t *x, char *out, size_t cap)
 {
     size_t n = 0;
     while (n + 3000 < cap) {
-        uint32_t k = prop_rand(x) % 9;
+        uint32_t k = prop_rand(x) % 10;
         char tmp[64];
         size_t i, len;
         switch (k) {
@@ -1454,6 +1454,15 @@ static size_t prop_stream(uint32_t *x, char *out, size_t cap)
                 out[n++] = 'q';
             n += (size_t)sprintf(out + n, "\",5 byte,hello\r\n+MSUB: %u\r\n",
                                  prop_rand(x) % 4);
+            break;
+        case 8: /* a count whose payload is not followed by a line end,
+                 * in a line longer than max_line: the line reported is
+                 * the same however the bytes are cut */
+            len = 2100 + prop_rand(x) % 600;
+            n += (size_t)sprintf(out + n, "\r\n+MSUB: \"t\",5 byte,hello");
+            for (i = 0; i < len; i++)
+                out[n++] = "o\xff\x03"[prop_rand(x) % 3];
+            n += (size_t)sprintf(out + n, "\r\n");
             break;
         default:
             snprintf(tmp, sizeof tmp, "\r\n+HTTPREAD: -%u\r\n", prop_rand(x) % 9);

@@ -52,6 +52,7 @@ return {
     connack = 30000,
     suback = 30000,
     puback = 30000,
+    cleanup = 5000,             -- closing sessions when a run ends early
   },
   limits = {
     mpub = 4100,                -- bytes in AT+MPUB's quotes

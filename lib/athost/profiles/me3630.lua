@@ -30,6 +30,7 @@ return {
   waits = {
     registration = 150000,
     auth = 60000,
+    cleanup = 5000,             -- closing sessions when a run ends early
   },
   limits = {
     topic = 64,
