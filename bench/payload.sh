@@ -80,6 +80,11 @@ if [ -n "${BENCH_FIGS:-}" ]; then
         if (raw == 0) raw = -1 # the floor failed: ratios come out negative
         printf "payload %d MiB held: athost / raw C reader|%.2f|>= 0.8|%s\n", mib, held / raw, (held / raw >= 0.8) ? "met" : "MISSED"
         printf "payload %d MiB held: peak RSS|%.1f MiB|<= %d MiB|%s\n", mib, rh / 1024, mib + 24, (rh / 1024 <= mib + 24) ? "met" : "MISSED"
+        if (str == 0) {
+            printf "payload %d MiB streamed (into=file): athost / raw C reader|FAILED|>= 0.8|MISSED\n", mib
+            printf "payload %d MiB streamed (into=file): peak RSS|FAILED|<= 16 MiB|MISSED\n", mib
+            exit
+        }
         printf "payload %d MiB streamed (into=file): athost / raw C reader|%.2f|>= 0.8|%s\n", mib, str / raw, (str / raw >= 0.8) ? "met" : "MISSED"
         printf "payload %d MiB streamed (into=file): peak RSS|%.1f MiB|<= 16 MiB|%s\n", mib, rs / 1024, (rs / 1024 <= 16) ? "met" : "MISSED"
     }' >>"$BENCH_FIGS"

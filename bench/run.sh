@@ -76,11 +76,21 @@ else
     TIMEOUT=()
 fi
 
+# Contender and fake modem share one CPU (BENCH_CPU, default the last;
+# BENCH_CPU=none: no pinning): a round trip is then the CPU work of both
+# sides and their switches, not where the scheduler happened to put them
+# (unpinned, the same loop ran at 14k and 114k round trips/s here).
+PIN=()
+BENCH_CPU=${BENCH_CPU:-$(($(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1) - 1))}
+if [ "$BENCH_CPU" != none ] && command -v taskset >/dev/null 2>&1; then
+    PIN=(taskset -c "$BENCH_CPU")
+fi
+
 # ---- fake modem ----------------------------------------------------------
 PTY=
 start_modem() {
     : >"$tmp/fm.out" # exists before the background job's redirection runs
-    "$build/fakemodem" >"$tmp/fm.out" 2>"$tmp/fm.err" &
+    "${PIN[@]}" "$build/fakemodem" >"$tmp/fm.out" 2>"$tmp/fm.err" &
     FM_PID=$!
     local i
     for ((i = 0; i < 1000; i++)); do
@@ -125,7 +135,7 @@ run() {
     fi
     local args=() a rc
     for a in "$@"; do args+=("${a//@PTY@/$PTY}"); done
-    "${TIMEOUT[@]}" "$build/rss" "${args[@]}" \
+    "${TIMEOUT[@]}" "${PIN[@]}" "$build/rss" "${args[@]}" \
         </dev/null >"$tmp/$label.out" 2>"$tmp/$label.err"
     rc=$?
     stop_modem
