@@ -368,15 +368,17 @@ static int chat_try_count(ath_chat_t *c, const ath_pat_t *p, size_t t, int cut,
         return 0;
     end = c->ls + m.end;
     /* [ls, t) is the first bytes of a longer line (cut): a header that
-     * reaches its end, or a bad count (reported only with a whole line
-     * of at most max_line), is none, as when the line arrives byte by
-     * byte and is cut into pieces. */
+     * reaches its end is none, as when the line arrives byte by byte and
+     * is cut into pieces. */
     if (cut && end >= t)
         return 0;
     if (end == c->len)
         return -1; /* more digits, or the line end, may come */
     why = chat_count(p, line, &m, &n);
-    if (why != 0 && cut)
+    /* A bad count on a partial line is reported once max_line bytes are
+     * in, while headers are still looked for (max_line <= HEADER_MAX);
+     * on a longer line cut short here, the same, else it is none. */
+    if (why != 0 && cut && t - c->ls < c->max_line)
         return 0;
     if (why != 0) {
         if (t == c->len && t - c->ls < c->max_line)
