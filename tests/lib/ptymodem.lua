@@ -26,4 +26,17 @@ function M.fake(fn, opts)
   return p, finish, m, path
 end
 
+-- The modem sends data in pieces of uneven sizes (a byte, most of a
+-- page, more than 64 KiB, ...), then the final OK.
+function M.send_pieces(m, data)
+  local at, sizes, k = 1, { 1, 4093, 65537, 7, 100003 }, 0
+  while at <= #data do
+    k = k + 1
+    local n = sizes[(k - 1) % #sizes + 1]
+    assert(m:send(data:sub(at, at + n - 1)))
+    at = at + n
+  end
+  assert(m:send("\r\nOK\r\n"))
+end
+
 return M

@@ -353,14 +353,7 @@ t.test("a 1 MiB exact read", function()
   local data = mebibyte()
   local p, finish = fake(function(m)
     answer(m, "AT+READ", "\r\nOK\r\n")
-    local at, sizes, k = 1, { 1, 4093, 65537, 7, 100003 }, 0
-    while at <= #data do
-      k = k + 1
-      local n = sizes[(k - 1) % #sizes + 1]
-      assert(m:send(data:sub(at, at + n - 1)))
-      at = at + n
-    end
-    assert(m:send("\r\nOK\r\n"))
+    require("ptymodem").send_pieces(m, data)
   end)
   assert(p:cmd("AT+READ"))
   local got = assert(p:read(1048576, { timeout = 60000 }))

@@ -21,17 +21,7 @@ local function bytes(n)
   return table.concat(parts):sub(1, n)
 end
 
--- The modem sends data in pieces of uneven sizes, then OK.
-local function send_pieces(m, data)
-  local at, sizes, k = 1, { 1, 4093, 65537, 7, 100003 }, 0
-  while at <= #data do
-    k = k + 1
-    local n = sizes[(k - 1) % #sizes + 1]
-    assert(m:send(data:sub(at, at + n - 1)))
-    at = at + n
-  end
-  assert(m:send("\r\nOK\r\n"))
-end
+local send_pieces = require("ptymodem").send_pieces
 
 t.test("read into a function: every byte once, in order, and the count", function()
   local data = bytes(3 * 1048576 + 17)
