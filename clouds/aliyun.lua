@@ -91,25 +91,12 @@ local base = "/" .. pk .. "/" .. dn .. (args.topics == "user" and "/user" or "")
 athost.step("subscribe")
 s:subscribe(base .. "/get", 0)
 
-local received = 0
-local function on_message(msg)
-  received = received + 1
-  flow.message(msg)
-  if handler.on_message then handler.on_message(msg, s) end
-  if args.messages and received >= tonumber(args.messages) then return false end
-end
-
 if args.publish then
   athost.step("publish")
   s:publish(base .. "/update", args.publish, tonumber(args.qos))
   athost.log("published to " .. base .. "/update")
 end
-local listen = flow.seconds(args.listen, 0)
-if listen > 0 then
-  athost.step("listen")
-  athost.log(string.format("listening on %s/get for %d s", base, listen))
-  s:listen(listen * 1000, on_message)
-end
+local received = flow.listen(s, args, handler, nil, base .. "/get")
 athost.step("disconnect")
 s:disconnect()
 flow.summary({ device = dn, registered = registered,

@@ -137,7 +137,6 @@ device.name = "device"
 local s = connect(device, thing, "")
 if handler.on_connect then handler.on_connect(s, { thing = thing }) end
 
-local received = 0
 local topic_up = aws.topic(args.topic, thing)
 if args.subscribe ~= "" then
   athost.step("subscribe")
@@ -148,16 +147,7 @@ if args.publish then
   s:publish(topic_up, args.publish, tonumber(args.qos))
   athost.log("published to " .. topic_up)
 end
-local listen = flow.seconds(args.listen, 0)
-if listen > 0 then
-  athost.step("listen")
-  s:listen(listen * 1000, function(msg)
-    received = received + 1
-    flow.message(msg)
-    if handler.on_message then handler.on_message(msg, s) end
-    if args.messages and received >= tonumber(args.messages) then return false end
-  end)
-end
+local received = flow.listen(s, args, handler)
 athost.step("disconnect")
 s:disconnect()
 flow.summary({ thing = thing, provisioned = provisioned, published = s.stats.published,

@@ -92,17 +92,7 @@ if args.publish then
   end
   athost.log("published to " .. args.topic)
 end
-local received = 0
-local listen = flow.seconds(args.listen, 0)
-if listen > 0 then
-  athost.step("listen")
-  s:listen(listen * 1000, function(msg)
-    received = received + 1
-    flow.message(msg)
-    if handler.on_message then handler.on_message(msg, s) end
-    if args.messages and received >= tonumber(args.messages) then return false end
-  end)
-end
+local received = flow.listen(s, args, handler)
 athost.step("disconnect")
 s:disconnect()
 flow.summary({ broker = args.host .. ":" .. port, published = s.stats.published,
