@@ -238,6 +238,22 @@ int ath_chat_counting(const ath_chat_t *c, size_t *want, size_t *have)
     return 1;
 }
 
+size_t ath_chat_expecting(const ath_chat_t *c)
+{
+    size_t have;
+    if (c->cnt.on) {
+        if (c->cnt.ev.type == ATH_EV_BADCOUNT)
+            return 0;
+        have = c->len > c->cnt.pstart ? c->len - c->cnt.pstart : 0;
+        return have < c->cnt.plen ? c->cnt.plen - have : 0;
+    }
+    if (c->w.mode == ATH_WAIT_READ && (!c->w.some || c->w.sure)) {
+        have = ath_chat_pending(c);
+        return have < c->w.nbytes ? c->w.nbytes - have : 0;
+    }
+    return 0;
+}
+
 void ath_chat_flush(ath_chat_t *c)
 {
     chat_apply_cut(c);

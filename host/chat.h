@@ -83,6 +83,8 @@ typedef struct ath_wait {
     int nofails;
     size_t nbytes; /* READ: exactly this many bytes */
     int some;      /* READ: 1 to nbytes bytes, what is there */
+    int sure;      /* READ with some: all nbytes are announced (a streamed
+                      read of n bytes), not only a limit */
 } ath_wait_t;
 
 enum {
@@ -187,6 +189,12 @@ int ath_chat_outcome_due(const ath_chat_t *c);
 
 /* 1 when a counted payload is arriving: *want bytes announced, *have in. */
 int ath_chat_counting(const ath_chat_t *c, size_t *want, size_t *have);
+
+/* Bytes the wait in progress is sure to take beyond what has come: the
+ * rest of a counted payload, or of a read of exactly n bytes; 0 when
+ * nothing more is certain. While it is not 0 a port reads on after a
+ * short read instead of waiting in the loop to hear the fd is readable. */
+size_t ath_chat_expecting(const ath_chat_t *c);
 
 /* Matches one pattern against s[0, n). Returns 1 on a match. */
 int ath_pat_match(const ath_pat_t *p, const char *s, size_t n, ath_match_t *m);

@@ -259,6 +259,7 @@ static int l_port_read(lua_State *L)
         LP(p)->sink_n = (size_t)n;
         LP(p)->sunk = 0;
         LP(p)->w.some = 1; /* what has come, each time */
+        LP(p)->w.sure = 1; /* and all n will come */
     }
     return ath_lport_wait(L, p, 0, timeout);
 }

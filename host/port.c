@@ -409,7 +409,11 @@ static void port_read(ath_port_t *p)
         p->last_t = ath_host_now(p->h);
         ath_chat_commit(p->chat, (size_t)n);
         port_tell(p, ATH_PORT_DATA, 0);
-        if ((size_t)n < room && !port_pending(p))
+        /* A short read usually means the fd is empty: back to the loop.
+         * While a counted payload is arriving more is almost always there
+         * by now, and reading on saves an epoll_wait a chunk. */
+        if ((size_t)n < room && !port_pending(p) &&
+            (p->closed || ath_chat_expecting(p->chat) == 0))
             break;
     }
 }
