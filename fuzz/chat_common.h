@@ -69,4 +69,23 @@ static inline unsigned fz_event_check(const ath_chat_event_t *ev)
     return h;
 }
 
+/* Takes data[0, n), the bytes of the event just pulled, out of the engine
+ * as the host does with big payloads (ath_chat_take, front bytes before
+ * them): the block must hold the bytes and what is pending must not
+ * change. */
+static inline void fz_take_out(ath_chat_t *c, const char *data, size_t n,
+                               size_t front)
+{
+    size_t pending = ath_chat_pending(c);
+    char *copy = (char *)malloc(n ? n : 1), *blk;
+    FZ_CHECK(copy != NULL, "out of memory");
+    memcpy(copy, data, n);
+    blk = ath_chat_take(c, data, n, front);
+    FZ_CHECK(blk != NULL, "ath_chat_take refused the event's bytes");
+    FZ_CHECK(memcmp(blk + front, copy, n) == 0, "the taken block differs");
+    FZ_CHECK(ath_chat_pending(c) == pending, "take changed what is pending");
+    free(blk);
+    free(copy);
+}
+
 #endif

@@ -4,8 +4,9 @@
  * Each input byte picks an operation, the next bytes are its operands:
  * feed a chunk, start a wait (EXPECT, CMD with echo, reply, outcomes and
  * prompts, LINE, READ of n bytes or of what is there), cancel, flush the
- * backlog, add or remove a URC handler. After every operation all events
- * are pulled and checked:
+ * backlog, add or remove a URC handler; every other payload or READ is
+ * taken out of the engine (ath_chat_take) as the host does with big ones.
+ * After every operation all events are pulled and checked:
  *   - every event is well formed (chat_common.h) and its bytes readable;
  *   - an event that ends a wait comes only while one is in progress, and
  *     the engine is idle after it; a URC never ends one;
@@ -53,6 +54,8 @@ static int ends_wait(const ath_chat_event_t *ev)
     }
 }
 
+static unsigned ntaken; /* payloads and reads seen in this input */
+
 static void pull(ath_chat_t *c)
 {
     ath_chat_event_t ev;
@@ -66,6 +69,11 @@ static void pull(ath_chat_t *c)
         if (ev.type == ATH_EV_URC)
             FZ_CHECK(ev.index >= 0 && ev.index < FZ_NURCS, "URC id %d",
                      ev.index);
+        /* every other payload or read is taken out, as big ones are */
+        if (ev.payload != NULL && (++ntaken & 1))
+            fz_take_out(c, ev.payload, ev.plen, ntaken % 40);
+        else if (ev.type == ATH_EV_READ && (++ntaken & 1))
+            fz_take_out(c, ev.line, ev.len, ntaken % 40);
     }
     FZ_CHECK(ath_chat_pending(c) <= MAX_LINE + BACKLOG + FZ_COUNT_MAX +
                                         2 * CHUNK_MAX + 16,
@@ -80,6 +88,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int have_urc[FZ_NURCS] = {0};
     size_t read_n = 0;
     int read_some = 0, ops = 0;
+    ntaken = 0;
     if (c == NULL)
         return 0;
     while (in.n > 0 && ops++ < 4000) {
@@ -107,6 +116,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                              read_some ? " (some)" : "", ev.len);
                     FZ_CHECK(ath_chat_pending(c) == before - ev.len,
                              "a READ consumed other than it gave");
+                    if (++ntaken & 1)
+                        fz_take_out(c, ev.line, ev.len, ntaken % 40);
                     read_n = 0;
                 } else {
                     FZ_CHECK(read_some ? before == 0 : before < read_n,

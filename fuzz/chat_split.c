@@ -5,6 +5,10 @@
  * shipped profiles on and either no wait or a LINE / EXPECT wait started
  * again after each line it takes (a module read in a loop).
  *
+ * The split run also takes every payload out of the engine as the host
+ * does with big ones (ath_chat_take): the block must hold the payload,
+ * and nothing after it may change.
+ *
  * Input: one byte of setup (which handlers, which wait), one byte n, n
  * cut lengths, then the stream.
  */
@@ -96,6 +100,8 @@ static void run(const char *s, size_t n, const uint8_t *cuts, size_t ncuts,
         i++;
         while (ath_chat_next(c, &ev)) {
             put_event(out, &ev);
+            if (cuts != NULL && ev.payload != NULL)
+                fz_take_out(c, ev.payload, ev.plen, (setup & 7) * 9);
             rearm(c, setup);
         }
         if (at == n)

@@ -260,6 +260,63 @@ void ath_chat_flush(ath_chat_t *c)
     c->head = c->ls;
 }
 
+char *ath_chat_take(ath_chat_t *c, const char *data, size_t n, size_t front)
+{
+    size_t s, a, b, d, keep, cap = 4096;
+    char *nb, *blk;
+    /* Only bytes of the buffer that are consumed: before head, or the
+     * claimed range a cut will remove. */
+    if (c->cnt.on || data < c->b || n > c->len ||
+        (size_t)(data - c->b) > c->len - n || front > 4096)
+        return NULL;
+    s = (size_t)(data - c->b);
+    if (c->cut_b != 0 && s >= c->cut_a && s + n <= c->cut_b) {
+        a = c->cut_a; /* what stays: [head, a) and [b, len) */
+        b = c->cut_b;
+    } else if (s + n <= c->head) {
+        a = b = c->len;
+    } else {
+        return NULL;
+    }
+    keep = (a - c->head) + (c->len - b);
+    while (cap < keep)
+        cap *= 2;
+    if ((nb = malloc(cap)) == NULL)
+        return NULL;
+    if (front + n + 1 > c->cap) {
+        /* Room before the payload: a big block grows by remapping its
+         * pages, not by copying them. */
+        if ((blk = realloc(c->b, front + n + 1)) == NULL) {
+            free(nb);
+            return NULL;
+        }
+        c->b = blk;
+        c->cap = front + n + 1;
+    }
+    memcpy(nb, c->b + c->head, a - c->head);
+    memcpy(nb + (a - c->head), c->b + b, c->len - b);
+    /* The payload to its place; the bytes before it are dead. */
+    blk = c->b;
+    memmove(blk + front, blk + s, n);
+    d = b - a; /* every offset past the cut moves down by d, all by head */
+    c->ls = c->ls >= b ? c->ls - d - c->head : (c->ls > a ? a : c->ls) - c->head;
+    c->scan = c->scan >= b ? c->scan - d - c->head : (c->scan > a ? a : c->scan) - c->head;
+    if (c->ls > keep)
+        c->ls = keep;
+    if (c->scan < c->ls)
+        c->scan = c->ls;
+    if (c->scan > keep)
+        c->scan = keep;
+    c->len = keep;
+    c->head = 0;
+    c->cut_a = c->cut_b = 0;
+    c->hdr_tried = 0;
+    c->b = nb;
+    c->cap = cap;
+    nb = realloc(blk, front + n + 1); /* give back what is not the payload */
+    return nb ? nb : blk;
+}
+
 size_t ath_chat_pending(const ath_chat_t *c)
 {
     return c->len - c->head - (c->cut_b - c->cut_a);

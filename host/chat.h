@@ -196,6 +196,16 @@ int ath_chat_counting(const ath_chat_t *c, size_t *want, size_t *have);
  * short read instead of waiting in the loop to hear the fd is readable. */
 size_t ath_chat_expecting(const ath_chat_t *c);
 
+/* Right after an event, before the next call: hands over the engine's
+ * buffer holding data[0, n) (the event's payload or READ bytes, which the
+ * event consumed) with those bytes moved to offset front, so that a big
+ * payload can become its owner's without a second copy of it existing
+ * at once. The block is malloc'd, front + n + 1 bytes (the caller frees
+ * it); the engine goes on with a buffer of its own holding what it had
+ * not consumed, and the event's pointers are no longer valid. NULL (and
+ * nothing changed) when data is not such bytes or memory ran out. */
+char *ath_chat_take(ath_chat_t *c, const char *data, size_t n, size_t front);
+
 /* Matches one pattern against s[0, n). Returns 1 on a match. */
 int ath_pat_match(const ath_pat_t *p, const char *s, size_t n, ath_match_t *m);
 

@@ -517,6 +517,7 @@ ath_host_t *ath_host_new(uv_loop_t *loop, const ath_host_opts_t *opts)
         ath_host_free(h);
         return NULL;
     }
+    ath_lua_adopting(h->L); /* big payloads become strings uncopied */
     /* Lua leaves the main thread's extra space uninitialised; new threads
      * copy it, and only flows may carry a non-NULL marker there. */
     *(void **)lua_getextraspace(h->L) = NULL;
@@ -923,7 +924,7 @@ void ath_host_free(ath_host_t *h)
                 uv_run(h->loop, UV_RUN_ONCE);
         if (h->tr)
             ath_tr_close(h->tr);
-        lua_close(h->L);
+        ath_lua_close(h->L);
     }
     if (h->owns_loop) {
         uv_run(&h->own_loop, UV_RUN_NOWAIT);

@@ -156,7 +156,28 @@ void ath_lport_push(lua_State *L, ath_port_t *p)
 
 /* ---- results ----------------------------------------------------------- */
 
-/* Pushes a match table: line, index, captures, payload. */
+/* Payloads and reads of at least this many bytes become strings in the
+ * block they arrived in: never two copies of them at once. */
+#define LPORT_TAKE_MIN (1u << 20)
+
+/* Pushes an event's payload or READ bytes data[0, n) as a string; a big
+ * one is taken from the engine (ath_chat_take), so this must be the
+ * event's last use: its pointers go stale. */
+static void lport_push_bytes(lua_State *L, ath_port_t *p, const char *data,
+                             size_t n)
+{
+    size_t front;
+    char *blk;
+    if (n >= LPORT_TAKE_MIN && (front = ath_lua_front(L)) != 0 &&
+        (blk = ath_chat_take(p->chat, data, n, front)) != NULL) {
+        ath_lua_pushtaken(L, blk, n);
+        return;
+    }
+    lua_pushlstring(L, data, n);
+}
+
+/* Pushes a match table: line, index, captures, payload (last: see
+ * lport_push_bytes). */
 static void lport_push_match(lua_State *L, ath_port_t *p,
                              const ath_chat_event_t *ev)
 {
@@ -175,7 +196,7 @@ static void lport_push_match(lua_State *L, ath_port_t *p,
         lua_rawseti(L, -2, i + 1);
     }
     if (ev->payload) {
-        lua_pushlstring(L, ev->payload, ev->plen);
+        lport_push_bytes(L, p, ev->payload, ev->plen);
         ath_lport_setk(L, p, -2, ATH_K_PAYLOAD);
     }
 }
@@ -481,7 +502,7 @@ static void lport_reply(ath_port_t *p, lua_State *L, const ath_chat_event_t *ev)
             lua_rawseti(L, r, i + 1);
         }
         if (ev->payload) {
-            lua_pushlstring(L, ev->payload, ev->plen);
+            lport_push_bytes(L, p, ev->payload, ev->plen);
             ath_lport_setk(L, p, r, ATH_K_PAYLOAD);
         }
         lua_settop(L, r - 1);
@@ -763,7 +784,9 @@ static void lport_process(ath_port_t *p, lua_State *L)
                 lport_sink(p, L, &ev);
                 break;
             }
-            /* fall through */
+            lport_push_bytes(L, p, ev.line, ev.len);
+            lport_finish(p, L, 1);
+            break;
         case ATH_EV_LINE:
             lua_pushlstring(L, ev.line, ev.len);
             lport_finish(p, L, 1);

@@ -111,4 +111,41 @@ t.test("a counted payload of several MiB arrives whole", function()
   finish()
 end)
 
+-- Above 1 MiB a payload becomes its string in the block it arrived in
+-- (ath_chat_take): what came around it must be untouched.
+t.test("a big counted URC among lines: payload whole, lines and URCs around it kept", function()
+  local data = bytes(2 * 1048576 + 5)
+  local p, finish = fake(function(m)
+    local line = assert(m:readline())
+    assert(line == "AT+CGATT?", line)
+    assert(m:send("\r\n+CREG: 1\r\n+MSUB: \"t/1\"," .. #data .. " byte,"))
+    for at = 1, #data, 65537 do assert(m:send(data:sub(at, at + 65536))) end
+    assert(m:send("\r\n+CREG: 5\r\n\r\n+CGATT: 1\r\n\r\nOK\r\n"))
+  end)
+  local got, creg = {}, {}
+  p:on({ "^%+MSUB: \"([^\"]*)\",(%d+) byte,", count = 2, max = 4 * 1048576,
+    trailer = false }, function(m) got[#got + 1] = m end)
+  p:on("^%+CREG: (%d)", function(m) creg[#creg + 1] = m[1] end)
+  local r = assert(p:cmd("AT+CGATT?", { timeout = 60000 }))
+  t.eq(#got, 1, "MSUB URCs")
+  t.eq(got[1][1], "t/1", "topic")
+  t.ok(got[1].payload == data, "the payload differs")
+  t.eq(table.concat(creg, ","), "1,5", "the URCs around the payload")
+  t.eq(r.lines[1], "+CGATT: 1", "the reply after the payload")
+  t.eq(r.final, "OK", "final")
+  finish()
+end)
+
+t.test("a big read held whole, then what follows it", function()
+  local data = bytes(3 * 1048576 + 1)
+  local p, finish = fake(function(m) send_pieces(m, data) end)
+  local got = assert(p:read(#data, { timeout = 60000 }))
+  t.eq(#got, #data, "length")
+  t.ok(got == data, "the bytes differ")
+  t.eq(assert(p:readline()), "OK", "what follows the read")
+  got = nil
+  collectgarbage() -- a taken block is freed as any string
+  finish()
+end)
+
 t.run()

@@ -743,6 +743,115 @@ static void test_read_1mib(void)
     free(data);
 }
 
+/* Takes the payload (or READ bytes) of the next event that has one, with
+ * front bytes before it; checks the block; returns how many events came
+ * before it. */
+static int take_next(int line, ath_chat_t *c, const char *want, size_t n,
+                     size_t front)
+{
+    ath_chat_event_t ev;
+    int k = 0;
+    while (ath_chat_next(c, &ev)) {
+        const char *d = ev.payload ? ev.payload
+                        : ev.type == ATH_EV_READ ? ev.line : NULL;
+        size_t dn = ev.payload ? ev.plen : ev.len;
+        size_t pending = ath_chat_pending(c);
+        char *blk;
+        if (d == NULL) {
+            k++;
+            continue;
+        }
+        if (dn != n) {
+            fail_at(line, "%zu bytes, want %zu", dn, n);
+            return k;
+        }
+        blk = ath_chat_take(c, d, dn, front);
+        if (blk == NULL) {
+            fail_at(line, "ath_chat_take gave NULL");
+            return k;
+        }
+        if (memcmp(blk + front, want, n) != 0)
+            fail_at(line, "the taken block differs from the bytes");
+        if (ath_chat_pending(c) != pending)
+            fail_at(line, "take changed what is pending: %zu, was %zu",
+                    ath_chat_pending(c), pending);
+        free(blk);
+        return k;
+    }
+    fail_at(line, "no event with bytes");
+    return k;
+}
+
+static void test_take(void)
+{
+    size_t total = 1u << 20, i;
+    char *data = xmalloc(total + 6), *got;
+    ath_chat_t *c = ath_chat_new(0, 0);
+    ath_chat_event_t ev;
+    ath_wait_t w = read_wait(total, 0);
+    /* a read: the block is the engine's, what followed stays */
+    for (i = 0; i < total; i++)
+        data[i] = (char)(i * 131 + (i >> 9));
+    memcpy(data + total, "\r\nOK\r\n", 6);
+    start(c, &w);
+    feed(c, data, 4093);
+    feed(c, data + 4093, total + 6 - 4093);
+    take_next(__LINE__, c, data, total, 24);
+    setup_line(c);
+    got = events(c);
+    same(__LINE__, "after a taken read", got, "LINE \"OK\"");
+    free(got);
+    ath_chat_free(c);
+
+    /* a counted URC claimed from the backlog: the lines around it stay */
+    c = ath_chat_new(0, 0);
+    urc(c, &P_MSUB, URC_MSUB);
+    urc(c, &P_CREG, URC_CREG);
+    feed(c, S("\r\nfirst\r\n+MSUB: \"t\",12 byte," MSUB_PAYLOAD
+              "\r\nsecond\r\n+CREG: 1\r\nthi"));
+    CHECK(take_next(__LINE__, c, MSUB_PAYLOAD, 12, 3) == 0,
+          "events before the URC");
+    feed(c, S("rd\r\n"));
+    got = events(c);
+    same(__LINE__, "the URC after the payload", got, "URC#7 \"+CREG: 1\"");
+    free(got);
+    setup_line(c);
+    got = events(c);
+    same(__LINE__, "the line before", got, "LINE \"first\"");
+    free(got);
+    setup_line(c);
+    got = events(c);
+    same(__LINE__, "the line after", got, "LINE \"second\"");
+    free(got);
+    setup_line(c);
+    got = events(c);
+    same(__LINE__, "the line cut by a read", got, "LINE \"third\"");
+    free(got);
+    ath_chat_free(c);
+
+    /* during a command, the payload before the front it is given */
+    c = ath_chat_new(0, 0);
+    setup_msub_cgatt(c);
+    feed(c, S("AT+CGATT?\r\r\n+MSUB: \"t\",12 byte," MSUB_PAYLOAD
+              "\r\n\r\n+CGATT: 1\r\n\r\nOK\r\n"));
+    take_next(__LINE__, c, MSUB_PAYLOAD, 12, 4000);
+    got = events(c);
+    same(__LINE__, "the command goes on", got,
+         "REPLY \"+CGATT: 1\"; FINAL OK \"OK\"");
+    free(got);
+    /* bytes not the engine's, or not consumed: refused, nothing changed */
+    CHECK(ath_chat_take(c, data, 4, 24) == NULL, "took foreign bytes");
+    feed(c, S("\r\n+MSUB: \"t\",12 byte,ab"));
+    CHECK(!ath_chat_next(c, &ev), "an event before the payload is in");
+    CHECK(ath_chat_pending(c) > 0 &&
+          ath_chat_take(c, "x", 1, 24) == NULL,
+          "took bytes with a payload still arriving");
+    feed(c, S("\r\nOK\r\nxyzw\r\n"));
+    take_next(__LINE__, c, MSUB_PAYLOAD, 12, 24);
+    ath_chat_free(c);
+    free(data);
+}
+
 static void test_read_keeps_bytes(void)
 {
     ath_chat_t *c = ath_chat_new(0, 0);
@@ -1561,6 +1670,7 @@ int main(void)
     run("counted payload inline", test_counted_inline);
     run("counted payload after the line end", test_counted_after_line);
     run("exact read of 1 MiB in odd chunks", test_read_1mib);
+    run("a payload or read taken from the engine", test_take);
     run("a read keeps raw bytes for the next", test_read_keeps_bytes);
     run("recv: what is there", test_recv_some);
     run("garbage and NUL bytes between lines", test_garbage);
