@@ -8,8 +8,8 @@
  * that runs no flow): the library is compiled once, not once per DUT, and
  * a DUT costs its flows, ports and globals. ATHOST_STATION_ISOLATE=1 gives
  * each DUT a state of its own instead (a flow that changes what the
- * library's modules hold then cannot reach another DUT; it costs ~9x the
- * CPU and ~3x the memory per DUT).
+ * library's modules hold then cannot reach another DUT; it costs ~3x the
+ * CPU and ~7x the memory per DUT).
  */
 #include "station.h"
 
