@@ -24,10 +24,12 @@
 #
 # With BENCH_FIGS set, each figure is appended there as a
 # "name|value|goal|met" line for the table of bench/run.sh.
-# Then a profile: the Lua heap of one host at the start and end of the
-# flow, and (a what-if, not athost as shipped) the first N's run with the
-# Lua library precompiled (string.dump) first on ATHOST_PATH, which shows
-# what parsing the modules in every host costs.
+# The station runs every DUT as a shared host in one Lua state (the
+# library compiled once). Then a profile: the Lua heap of the station's
+# state with one DUT at the start and end of the flow, and, for
+# comparison, the first N's run with ATHOST_STATION_ISOLATE=1 (a Lua
+# state per DUT, the modules' bytecode cached per process), which shows
+# what one state per DUT would cost.
 # This is a benchmark: it fails only when a run fails (a DUT failed, a hang).
 #
 # Environment: BENCH_STATION_N (default "256 1000"), BENCH_STATION_RUNS
@@ -198,7 +200,7 @@ for n in $NS; do
 done
 N1=${NS%% *}
 
-# Profile: the Lua heap of one host around the flow.
+# Profile: the Lua heap of the station (its state, one DUT) around the flow.
 heap=$("$ATHOST" --ports-file "$tmp/ports1" --table "$tmp/table.csv" -q -e "
 local args = ...
 local k0 = collectgarbage('count')
@@ -209,20 +211,11 @@ io.stderr:write(string.format('heap %.0f %.0f %.0f\n', k0, k1, collectgarbage('c
 " host=127.0.0.1 "port=$BROKER_PORT" "username=$BROKER_USER" "password=$BROKER_PASS" 2>&1 |
     sed -n 's/^heap //p')
 
-# What-if: the library precompiled, first on ATHOST_PATH.
-mkdir -p "$tmp/bc"
-"$ATHOST" -e "
-local src, out = '$root/lib', '$tmp/bc'
-for path in io.popen('cd ' .. src .. ' && find athost -name \"*.lua\"'):lines() do
-  assert(os.execute('mkdir -p ' .. out .. '/' .. path:match('^(.*)/')))
-  local f = assert(io.open(out .. '/' .. path, 'wb'))
-  f:write(string.dump(assert(loadfile(src .. '/' .. path))))
-  f:close()
-end" || exit 1
-echo "-- what-if: $N1 ports, modules precompiled on ATHOST_PATH, $RUNS runs"
-STATION_ENV=("ATHOST_PATH=$tmp/bc${ATHOST_PATH:+:$ATHOST_PATH}")
+# For comparison: a Lua state per DUT.
+echo "-- isolated: $N1 ports, a Lua state per DUT (ATHOST_STATION_ISOLATE=1), $RUNS runs"
+STATION_ENV=("ATHOST_STATION_ISOLATE=1")
 runs "$RUNS" "$tmp/ports$N1"
-WB=$MED_WALL
+WB=$MED_WALL RB=$RSS CB=$MED_CPU
 STATION_ENV=()
 
 echo
@@ -249,10 +242,12 @@ for n in $NS; do
         }' >>"$BENCH_FIGS"
     fi
 done
-awk -v w1="$W1" -v wb="$WB" -v n="$N1" -v heap="$heap" -v wn="${WN[$N1]}" 'BEGIN {
+awk -v w1="$W1" -v wb="$WB" -v rb="$RB" -v cb="$CB" -v n="$N1" -v heap="$heap" -v wn="${WN[$N1]}" \
+    -v rn="${RN[$N1]}" -v cn="${CN[$N1]}" 'BEGIN {
     split(heap, h, " ")
     printf "\n  profile:\n"
     if (h[1] != "")
-        printf "    Lua heap of one host:        %s KiB at the flow start, %s KiB at its end, %s KiB live after a full GC\n", h[1], h[2], h[3]
-    printf "    what-if, modules precompiled: %.1f ms for %d ports (as shipped: %.1f ms), ratio %.1fx\n", wb * 1000, n, wn * 1000, wb / w1
+        printf "    Lua heap of the station, 1 DUT: %s KiB at the flow start, %s KiB at its end, %s KiB live after a full GC\n", h[1], h[2], h[3]
+    printf "    a Lua state per DUT (ATHOST_STATION_ISOLATE=1), %d ports: wall %.1f ms (shared: %.1f ms), ratio %.1fx;\n", n, wb * 1000, wn * 1000, wb / w1
+    printf "      RSS %.0f KiB per DUT (shared: %.0f); cpu %.2f ms per DUT (shared: %.2f)\n", rb / n, rn / n, cb / n * 1000, cn / n * 1000
 }'

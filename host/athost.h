@@ -4,7 +4,10 @@
  * A host is one Lua state driven by one libuv loop. It runs a script (or a
  * flow from lib/) as its main flow; the flow opens ports, waits on replies
  * and timers, and reports steps and results through the event callback.
- * Several hosts may share one loop and live in one process.
+ * Several hosts may share one loop and live in one process. Many hosts
+ * may also share one Lua state (ath_host_new_shared): the library is then
+ * loaded and compiled once for all of them, each costing a few KiB (the
+ * factory station runs every DUT this way).
  *
  *   ath_host_t *h = ath_host_new(NULL, NULL);
  *   ath_host_set_param(h, "port", "/dev/ttyUSB0");
@@ -89,6 +92,26 @@ typedef struct ath_host_opts {
  * cannot (out of memory, a transcript file that cannot be opened); the
  * reason is printed on stderr. */
 ath_host_t *ath_host_new(uv_loop_t *loop, const ath_host_opts_t *opts);
+
+/* Creates a host that runs in parent's Lua state and on parent's loop
+ * (parent: a host made by ath_host_new, which need never load a flow of
+ * its own). The shared host has its own parameters, secrets, transcript,
+ * events, cleanups (athost.defer), flows and result; its main flow has
+ * globals of its own (those it sets; the rest are the state's); the
+ * library's modules (require) are the state's, loaded once. A flow file
+ * is compiled once per state and path. opts->lib_path is ignored (the
+ * parent's applies). Every function below works on it as on any host.
+ * Coroutines a flow creates with coroutine.create/wrap act on its host.
+ * ath_host_free(child) closes its ports and timers and abandons its flows
+ * (their memory goes with the state's next collections); call it outside
+ * the child's own event callback. Children must be freed before parent:
+ * the state is closed with parent. On a loop of the embedder's, run it
+ * until ath_host_close(child) returns 1 before freeing the child, or the
+ * child's memory is kept until its last handle has closed. NULL when
+ * memory runs out, the transcript cannot be opened, or parent is itself
+ * a shared host. */
+ath_host_t *ath_host_new_shared(ath_host_t *parent,
+                                const ath_host_opts_t *opts);
 
 /* Parameters reach the script as its first argument (a table). */
 int ath_host_set_param(ath_host_t *h, const char *key, const char *value);

@@ -4,8 +4,8 @@
  * results on the flow's stack and queues it with ath_host_wake().
  * ath_host_dispatch() is the one place that resumes coroutines, and every
  * libuv callback of the host ends by calling it. A flow's task table (in
- * the registry's ATH_HOST_FLOWS) holds its step, its outcome and whoever
- * joins it.
+ * the host's table of flows, h->flows_ref) holds its step, its outcome and
+ * whoever joins it.
  */
 #include "host.h"
 
@@ -34,9 +34,9 @@ void ath_host_wake(ath_host_t *h, lua_State *co, int nargs)
 }
 
 /* Pushes the task table of co (or nil). */
-static int flow_task(lua_State *L, lua_State *co)
+static int flow_task(ath_host_t *h, lua_State *L, lua_State *co)
 {
-    lua_getfield(L, LUA_REGISTRYINDEX, ATH_HOST_FLOWS);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, h->flows_ref);
     lua_pushthread(co);
     lua_xmove(co, L, 1);
     lua_rawget(L, -2);
@@ -44,9 +44,9 @@ static int flow_task(lua_State *L, lua_State *co)
     return lua_type(L, -1);
 }
 
-static void flow_forget(lua_State *L, lua_State *co)
+static void flow_forget(ath_host_t *h, lua_State *L, lua_State *co)
 {
-    lua_getfield(L, LUA_REGISTRYINDEX, ATH_HOST_FLOWS);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, h->flows_ref);
     lua_pushthread(co);
     lua_xmove(co, L, 1);
     lua_pushnil(L);
@@ -57,8 +57,10 @@ static void flow_forget(lua_State *L, lua_State *co)
 void ath_host_check_flow(lua_State *L)
 {
     /* Flows carry their host in the thread's extra space (set by
-     * ath_host_spawn); other coroutines inherit the main thread's NULL. */
-    if (!lua_isyieldable(L) || *(void **)lua_getextraspace(L) == NULL)
+     * ath_host_spawn); other coroutines inherit the main thread's NULL,
+     * or in a shared state their creator's host tagged ATH_XS_PLAIN. */
+    if (!lua_isyieldable(L) || ATH_XS(L) == NULL ||
+        ((uintptr_t)ATH_XS(L) & ATH_XS_PLAIN))
         luaL_error(L, "this call waits, so it must run in a flow (the "
                       "script itself, athost.spawn or a handler), not in a "
                       "plain coroutine");
@@ -91,7 +93,7 @@ void ath_host_flow_failed(ath_host_t *h, lua_State *co, const char *msg)
     lua_State *L = h->L;
     int t;
     luaL_Buffer b;
-    flow_task(L, co);
+    flow_task(h, L, co);
     t = lua_gettop(L);
     luaL_buffinit(L, &b);
     if (lua_type(L, t) == LUA_TTABLE &&
@@ -146,7 +148,7 @@ static void flow_done(ath_host_t *h, lua_State *co, int ok, int nres)
 {
     lua_State *L = h->L;
     int t, i, n;
-    if (flow_task(L, co) != LUA_TTABLE) {
+    if (flow_task(h, L, co) != LUA_TTABLE) {
         lua_pop(L, 1);
         return;
     }
@@ -167,7 +169,7 @@ static void flow_done(ath_host_t *h, lua_State *co, int ok, int nres)
     lua_setfield(L, t, "results");
     ath_host_wake_joiners(h, L, t);
     lua_settop(L, t - 1);
-    flow_forget(L, co);
+    flow_forget(h, L, co);
 }
 
 void ath_host_step(ath_host_t *h, lua_State *co, const char *name)
@@ -175,7 +177,7 @@ void ath_host_step(ath_host_t *h, lua_State *co, const char *name)
     lua_State *L = h->L;
     ath_event_t ev;
     int t;
-    if (flow_task(L, co) != LUA_TTABLE) {
+    if (flow_task(h, L, co) != LUA_TTABLE) {
         lua_pop(L, 1);
         return;
     }
@@ -198,7 +200,7 @@ static int flow_abandoned(ath_host_t *h, lua_State *co)
 {
     lua_State *L = h->L;
     int a = 0;
-    if (flow_task(L, co) == LUA_TTABLE) {
+    if (flow_task(h, L, co) == LUA_TTABLE) {
         lua_getfield(L, -1, "abandoned");
         a = lua_toboolean(L, -1);
         lua_pop(L, 1);
@@ -213,13 +215,13 @@ void ath_host_abandon(ath_host_t *h, lua_State *co)
     ath_res_t *r, *next;
     h->abandoned++;
     if (co) {
-        if (flow_task(L, co) == LUA_TTABLE) {
+        if (flow_task(h, L, co) == LUA_TTABLE) {
             lua_pushboolean(L, 1);
             lua_setfield(L, -2, "abandoned");
         }
         lua_pop(L, 1);
     } else {
-        lua_getfield(L, LUA_REGISTRYINDEX, ATH_HOST_FLOWS);
+        lua_rawgeti(L, LUA_REGISTRYINDEX, h->flows_ref);
         lua_pushnil(L);
         while (lua_next(L, -2)) {
             if (lua_istable(L, -1)) {
@@ -280,7 +282,7 @@ void ath_host_end(ath_host_t *h, int status, const char *msg, const char *why)
     int pending;
     if (h->done)
         return;
-    lua_getfield(L, LUA_REGISTRYINDEX, ATH_HOST_DEFERS);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, h->defers_ref);
     pending = lua_istable(L, -1) && lua_rawlen(L, -1) > 0;
     lua_pop(L, 1);
     if (h->cleaning || !pending) {
@@ -295,13 +297,19 @@ void ath_host_end(ath_host_t *h, int status, const char *msg, const char *why)
      * modem's, URC handlers, the cleanup's own. */
     if (h->main_co && status == ATH_EXIT_CANCELED)
         ath_host_abandon(h, h->main_co);
-    if (luaL_loadbufferx(L, cleanup_chunk, sizeof cleanup_chunk - 1,
-                         "=(cleanup)", "t") != LUA_OK) {
+    /* Compiled once per state: every host of a station ends this way. */
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, cleanup_chunk) != LUA_TFUNCTION) {
         lua_pop(L, 1);
-        ath_host_finish(h, status, msg);
-        return;
+        if (luaL_loadbufferx(L, cleanup_chunk, sizeof cleanup_chunk - 1,
+                             "=(cleanup)", "t") != LUA_OK) {
+            lua_pop(L, 1);
+            ath_host_finish(h, status, msg);
+            return;
+        }
+        lua_pushvalue(L, -1);
+        lua_rawsetp(L, LUA_REGISTRYINDEX, cleanup_chunk);
     }
-    lua_getfield(L, LUA_REGISTRYINDEX, ATH_HOST_DEFERS);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, h->defers_ref);
     lua_pushstring(L, why);
     lua_pushcfunction(L, cleanup_finish);
     lua_pushcfunction(L, cleanup_abandon);
@@ -397,7 +405,7 @@ lua_State *ath_host_spawn(ath_host_t *h, lua_State *L, int nargs)
     *(void **)lua_getextraspace(co) = h;
     lua_insert(L, -(nargs + 2)); /* co fn args... */
     lua_xmove(L, co, nargs + 1);
-    lua_getfield(L, LUA_REGISTRYINDEX, ATH_HOST_FLOWS);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, h->flows_ref);
     lua_pushvalue(L, -2); /* co flows co */
     lua_createtable(L, 0, 4);
     lua_pushvalue(L, -2);

@@ -27,11 +27,17 @@
 #endif
 
 static const char HOST_KEY = 'h'; /* registry: light userdata host */
-#define PARAMS "athost.params"
+/* registry: path key -> factory of the main flow (shared hosts) */
+static const char FLOW_CACHE_KEY = 'f';
+/* registry: the metatable of shared hosts' globals, { __index = _G } */
+static const char ENV_MT_KEY = 'e';
 
 ath_host_t *ath_host_from(lua_State *L)
 {
     ath_host_t *h;
+    void *x = ATH_XS(L);
+    if (x != NULL)
+        return (ath_host_t *)((uintptr_t)x & ~ATH_XS_PLAIN);
     lua_rawgetp(L, LUA_REGISTRYINDEX, &HOST_KEY);
     h = lua_touserdata(L, -1);
     lua_pop(L, 1);
@@ -48,9 +54,13 @@ ath_tr_t *ath_host_tr(ath_host_t *h)
     return h->tr;
 }
 
+static void host_release(ath_host_t *h);
+
 void ath_host_handles(ath_host_t *h, int delta)
 {
     h->handles += delta;
+    if (h->zombie && h->handles == 0)
+        host_release(h); /* a freed shared host's last handle closed */
 }
 
 int ath_host_has_secrets(ath_host_t *h)
@@ -462,16 +472,24 @@ static int host_searcher(lua_State *L)
     return 2; /* the loader, and the file, as Lua's searcher */
 }
 
+/* The host's own tables in the state: its flows, parameters, cleanups. */
+static void host_refs(lua_State *L, ath_host_t *h)
+{
+    lua_newtable(L);
+    h->flows_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_newtable(L);
+    h->params_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_newtable(L);
+    h->defers_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
 static int host_openlibs(lua_State *L)
 {
     ath_host_t *h = lua_touserdata(L, 1);
     luaL_openlibs(L);
     lua_pushlightuserdata(L, h);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &HOST_KEY);
-    lua_newtable(L);
-    lua_setfield(L, LUA_REGISTRYINDEX, ATH_HOST_FLOWS);
-    lua_newtable(L);
-    lua_setfield(L, LUA_REGISTRYINDEX, PARAMS);
+    host_refs(L, h);
     luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
     lua_pushcfunction(L, luaopen_athost);
     lua_setfield(L, -2, "athost");
@@ -490,6 +508,13 @@ static int host_openlibs(lua_State *L)
     return 0;
 }
 
+static void host_norefs(ath_host_t *h)
+{
+    h->main_ref = h->port_ref = LUA_NOREF;
+    h->flows_ref = h->params_ref = h->defers_ref = LUA_NOREF;
+    h->onint_ref = h->env_ref = h->main_co_ref = LUA_NOREF;
+}
+
 ath_host_t *ath_host_new(uv_loop_t *loop, const ath_host_opts_t *opts)
 {
     ath_host_t *h = calloc(1, sizeof *h);
@@ -500,8 +525,7 @@ ath_host_t *ath_host_new(uv_loop_t *loop, const ath_host_opts_t *opts)
     h->on_event = h->opts.on_event;
     h->ud = h->opts.ud;
     h->name = h->opts.name ? strdup(h->opts.name) : NULL;
-    h->main_ref = LUA_NOREF;
-    h->port_ref = LUA_NOREF;
+    host_norefs(h);
     if (loop == NULL) {
         if (uv_loop_init(&h->own_loop) != 0) {
             free(h);
@@ -544,7 +568,7 @@ ath_host_t *ath_host_new(uv_loop_t *loop, const ath_host_opts_t *opts)
 
 int ath_host_set_param(ath_host_t *h, const char *key, const char *value)
 {
-    lua_getfield(h->L, LUA_REGISTRYINDEX, PARAMS);
+    lua_rawgeti(h->L, LUA_REGISTRYINDEX, h->params_ref);
     lua_pushstring(h->L, value);
     lua_setfield(h->L, -2, key);
     lua_pop(h->L, 1);
@@ -664,7 +688,7 @@ static int host_config(lua_State *L)
                           lua_tostring(L, -1));
     if (!lua_istable(L, -1))
         return luaL_error(L, "config %s must hold a JSON object", path);
-    lua_getfield(L, LUA_REGISTRYINDEX, PARAMS);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, h->params_ref);
     lua_pushnil(L);
     while (lua_next(L, -3)) {
         if (lua_type(L, -2) == LUA_TSTRING) {
@@ -729,6 +753,13 @@ void ath_host_set_argv(ath_host_t *h, const char *script, int n, char **argv)
         lua_pushstring(h->L, argv[i]);
         lua_rawseti(h->L, -2, i + 1);
     }
+    if (h->env_ref != LUA_NOREF) { /* a shared host: its own globals */
+        lua_rawgeti(h->L, LUA_REGISTRYINDEX, h->env_ref);
+        lua_insert(h->L, -2);
+        lua_setfield(h->L, -2, "arg");
+        lua_pop(h->L, 1);
+        return;
+    }
     lua_setglobal(h->L, "arg");
 }
 
@@ -756,16 +787,289 @@ static int host_loaded(ath_host_t *h, int st)
     return 0;
 }
 
+/* ---- shared hosts: many in one state ------------------------------------
+ *
+ * A shared host (ath_host_new_shared) runs in its parent's Lua state: the
+ * library is loaded and compiled once for all of them. What is a host's
+ * own lives in its C struct and in registry refs (flows, parameters,
+ * cleanups, its main flow); its main flow gets globals of its own (a
+ * table whose misses fall through to the state's _G, with _G naming
+ * itself), and the flow file is compiled once per state: wrapped as
+ * `return function(_ENV) return function(...) <flow> end end`, whose
+ * factory makes each host's main function with that host's globals as
+ * _ENV. The wrapper sits on the flow's first line, so line numbers hold. */
+
+/* coroutine.create and coroutine.wrap of a shared state: as Lua's, but
+ * the new thread carries its creator's host (tagged ATH_XS_PLAIN: athost
+ * functions act on that host, waits still need a flow). Lua copies the
+ * main thread's extra space into a new thread, which would lose it. */
+static lua_State *co_new(lua_State *L)
+{
+    lua_State *co;
+    uintptr_t x = (uintptr_t)ATH_XS(L) & ~ATH_XS_PLAIN;
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+    co = lua_newthread(L);
+    ATH_XS(co) = x ? (void *)(x | ATH_XS_PLAIN) : NULL;
+    lua_pushvalue(L, 1);
+    lua_xmove(L, co, 1);
+    return co;
+}
+
+static int co_create(lua_State *L)
+{
+    co_new(L);
+    return 1;
+}
+
+/* lcorolib.c's auxresume and auxwrap (Lua 5.4), unchanged in effect: an
+ * error that is a string gets the caller's position prepended. */
+static int co_auxresume(lua_State *L, lua_State *co, int narg)
+{
+    int status, nres;
+    if (!lua_checkstack(co, narg)) {
+        lua_pushliteral(L, "too many arguments to resume");
+        return -1;
+    }
+    lua_xmove(L, co, narg);
+    status = lua_resume(co, L, narg, &nres);
+    if (status == LUA_OK || status == LUA_YIELD) {
+        if (!lua_checkstack(L, nres + 1)) {
+            lua_pop(co, nres);
+            lua_pushliteral(L, "too many results to resume");
+            return -1;
+        }
+        lua_xmove(co, L, nres);
+        return nres;
+    }
+    lua_xmove(co, L, 1);
+    return -1;
+}
+
+static int co_auxwrap(lua_State *L)
+{
+    lua_State *co = lua_tothread(L, lua_upvalueindex(1));
+    int r = co_auxresume(L, co, lua_gettop(L));
+    if (r < 0) {
+        int stat = lua_status(co);
+        if (stat != LUA_OK && stat != LUA_YIELD) {
+#if LUA_VERSION_RELEASE_NUM >= 50406
+            stat = lua_closethread(co, L);
+#else
+            stat = lua_resetthread(co);
+#endif
+            lua_xmove(co, L, 1);
+        }
+        if (stat != LUA_ERRMEM && lua_type(L, -1) == LUA_TSTRING) {
+            luaL_where(L, 1);
+            lua_insert(L, -2);
+            lua_concat(L, 2);
+        }
+        return lua_error(L);
+    }
+    return r;
+}
+
+static int co_wrap(lua_State *L)
+{
+    co_new(L);
+    lua_pushcclosure(L, co_auxwrap, 1);
+    return 1;
+}
+
+/* Makes h a shared host of its parent's state (protected: arg 1 is h). */
+static int shared_init(lua_State *L)
+{
+    ath_host_t *h = lua_touserdata(L, 1);
+    if (!h->parent->shared_state) {
+        lua_getglobal(L, "coroutine");
+        lua_pushcfunction(L, co_create);
+        lua_setfield(L, -2, "create");
+        lua_pushcfunction(L, co_wrap);
+        lua_setfield(L, -2, "wrap");
+        lua_pop(L, 1);
+        lua_createtable(L, 0, 1);
+        lua_pushglobaltable(L);
+        lua_setfield(L, -2, "__index");
+        lua_rawsetp(L, LUA_REGISTRYINDEX, &ENV_MT_KEY);
+        lua_newtable(L);
+        lua_rawsetp(L, LUA_REGISTRYINDEX, &FLOW_CACHE_KEY);
+        h->parent->shared_state = 1;
+    }
+    host_refs(L, h);
+    lua_createtable(L, 0, 4);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -2, "_G");
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &ENV_MT_KEY);
+    lua_setmetatable(L, -2);
+    h->env_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    return 0;
+}
+
+ath_host_t *ath_host_new_shared(ath_host_t *parent, const ath_host_opts_t *opts)
+{
+    ath_host_t *h;
+    if (parent == NULL || parent->parent != NULL || parent->L == NULL)
+        return NULL; /* a parent is a host of its own state */
+    if ((h = calloc(1, sizeof *h)) == NULL)
+        return NULL;
+    if (opts)
+        h->opts = *opts;
+    h->opts.lib_path = NULL; /* the state's search path is the parent's */
+    h->on_event = h->opts.on_event;
+    h->ud = h->opts.ud;
+    h->name = h->opts.name ? strdup(h->opts.name) : NULL;
+    host_norefs(h);
+    h->parent = parent;
+    h->loop = parent->loop;
+    h->L = parent->L;
+    h->t0 = (double)uv_hrtime() / 1e6;
+    memcpy(h->port_keys, parent->port_keys, sizeof h->port_keys);
+    h->port_mt_ref = parent->port_mt_ref;
+    lua_pushcfunction(h->L, shared_init);
+    lua_pushlightuserdata(h->L, h);
+    if (lua_pcall(h->L, 1, 0, 0) != LUA_OK) {
+        fprintf(stderr, "athost: %s\n", lua_tostring(h->L, -1));
+        lua_pop(h->L, 1);
+        free(h->name);
+        free(h);
+        return NULL;
+    }
+    parent->children++;
+    if (h->opts.transcript) {
+        char err[1200];
+        h->tr = ath_tr_open(h, h->opts.transcript, h->opts.transcript_max,
+                            err, sizeof err);
+        if (h->tr == NULL) {
+            h->error = strdup(err);
+            fprintf(stderr, "athost: %s\n", h->error);
+            ath_host_free(h);
+            return NULL;
+        }
+    }
+    return h;
+}
+
+/* Gives the function on top of h->L the host's globals as its _ENV (its
+ * first upvalue, as of any main chunk). */
+static void shared_env(ath_host_t *h)
+{
+    lua_State *L = h->L;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, h->env_ref);
+    if (lua_setupvalue(L, -2, 1) == NULL)
+        lua_pop(L, 1);
+}
+
+/* Pushes the factory of the main flow at path for a shared state, from
+ * the state's cache or compiled now (protected: arg 1 is the path, arg 2
+ * the cache key). Raises the message luaL_loadfilex gives for a file that
+ * does not load; returns false when the wrapped text does not compile
+ * (the caller then loads the file as it is). */
+static int shared_factory(lua_State *L)
+{
+    const char *path = lua_tostring(L, 1);
+    FILE *f;
+    luaL_Buffer b;
+    char buf[4096];
+    size_t n, len;
+    const char *src;
+    if (luaL_loadfilex(L, path, "t") != LUA_OK)
+        return lua_error(L);
+    lua_pop(L, 1);
+    if ((f = fopen(path, "rb")) == NULL)
+        return luaL_error(L, "cannot open %s", path);
+    luaL_buffinit(L, &b);
+    luaL_addstring(&b, "return function(_ENV) return function(...) ");
+    len = 0;
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0) {
+        const char *p = buf;
+        if (len == 0) {
+            /* as luaL_loadfilex: a UTF-8 BOM, then a first line starting
+             * with '#' (kept as an empty line) */
+            if (n >= 3 && memcmp(p, "\xEF\xBB\xBF", 3) == 0)
+                p += 3;
+            if (p < buf + n && *p == '#') {
+                const char *nl = memchr(p, '\n', (size_t)(buf + n - p));
+                if (nl == NULL) { /* a long first line: give up wrapping */
+                    fclose(f);
+                    lua_pushboolean(L, 0);
+                    return 1;
+                }
+                p = nl;
+            }
+        }
+        len += n;
+        luaL_addlstring(&b, p, (size_t)(buf + n - p));
+    }
+    fclose(f);
+    luaL_addstring(&b, "\nend end");
+    luaL_pushresult(&b);
+    src = lua_tolstring(L, -1, &n);
+    lua_pushfstring(L, "@%s", path);
+    if (luaL_loadbufferx(L, src, n, lua_tostring(L, -1), "t") != LUA_OK) {
+        lua_pushboolean(L, 0);
+        return 1;
+    }
+    lua_call(L, 0, 1); /* the factory */
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &FLOW_CACHE_KEY);
+    lua_pushvalue(L, 2);
+    lua_pushvalue(L, -3);
+    lua_rawset(L, -3);
+    lua_pop(L, 1);
+    return 1;
+}
+
+static int shared_load_file(ath_host_t *h, const char *path)
+{
+    lua_State *L = h->L;
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return host_loaded(h, luaL_loadfilex(L, path, "t")); /* its error */
+    lua_pushfstring(L, "%s\n%I\n%I\n%I.%I", path, (lua_Integer)st.st_ino,
+                    (lua_Integer)st.st_size, (lua_Integer)st.st_mtim.tv_sec,
+                    (lua_Integer)st.st_mtim.tv_nsec);
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &FLOW_CACHE_KEY);
+    lua_pushvalue(L, -2);
+    if (lua_rawget(L, -2) != LUA_TFUNCTION) {
+        int rc;
+        lua_pop(L, 2);
+        lua_pushcfunction(L, shared_factory);
+        lua_pushstring(L, path);
+        lua_pushvalue(L, -3);
+        rc = lua_pcall(L, 2, 1, 0);
+        lua_remove(L, -2); /* the key */
+        if (rc != LUA_OK)
+            return host_loaded(h, rc);
+        if (!lua_isfunction(L, -1)) { /* the file as it is, globals set */
+            int r;
+            lua_pop(L, 1);
+            r = luaL_loadfilex(L, path, "t");
+            if (r == LUA_OK)
+                shared_env(h);
+            return host_loaded(h, r);
+        }
+    } else {
+        lua_remove(L, -2); /* the cache */
+        lua_remove(L, -2); /* the key */
+    }
+    /* factory(env): the main function with this host's globals */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, h->env_ref);
+    return host_loaded(h, lua_pcall(L, 1, 1, 0));
+}
+
 int ath_host_load_file(ath_host_t *h, const char *path)
 {
+    if (h->parent)
+        return shared_load_file(h, path);
     return host_loaded(h, luaL_loadfilex(h->L, path, "t"));
 }
 
 int ath_host_load_string(ath_host_t *h, const char *chunk, const char *name)
 {
-    return host_loaded(h,
-                       luaL_loadbufferx(h->L, chunk, strlen(chunk),
-                                        name ? name : "=(command line)", "t"));
+    int st = luaL_loadbufferx(h->L, chunk, strlen(chunk),
+                              name ? name : "=(command line)", "t");
+    if (st == LUA_OK && h->parent)
+        shared_env(h);
+    return host_loaded(h, st);
 }
 
 /* ---- running ---------------------------------------------------------- */
@@ -798,12 +1102,12 @@ int ath_host_start(ath_host_t *h)
         return -1;
     h->started = 1;
     lua_rawgeti(L, LUA_REGISTRYINDEX, h->main_ref);
-    lua_getfield(L, LUA_REGISTRYINDEX, PARAMS);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, h->params_ref);
     h->main_co = ath_host_spawn(h, L, 1);
     /* Anchored for the host's life: once the main flow is done nothing
      * else holds it, and a new flow's thread could take its address and
      * pass for it (co == h->main_co). */
-    luaL_ref(L, LUA_REGISTRYINDEX);
+    h->main_co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     ath_host_dispatch(h);
     return 0;
 }
@@ -846,7 +1150,7 @@ void ath_host_interrupt(ath_host_t *h, const char *why)
     }
     /* Ctrl-C where the script takes it itself (athost -i). */
     if (why && strcmp(why, "SIGINT") == 0) {
-        if (lua_getfield(L, LUA_REGISTRYINDEX, ATH_HOST_ONINT) ==
+        if (lua_rawgeti(L, LUA_REGISTRYINDEX, h->onint_ref) ==
             LUA_TFUNCTION) {
             ath_host_spawn(h, L, 0);
             lua_pop(L, 1);
@@ -863,7 +1167,7 @@ void ath_host_interrupt(ath_host_t *h, const char *why)
         luaL_addstring(&b, why);
         luaL_addstring(&b, ")");
     }
-    lua_getfield(L, LUA_REGISTRYINDEX, ATH_HOST_FLOWS);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, h->flows_ref);
     t = lua_gettop(L);
     if (h->main_co) {
         lua_pushthread(h->main_co);
@@ -880,7 +1184,7 @@ void ath_host_interrupt(ath_host_t *h, const char *why)
     }
     lua_pop(L, 1);
     luaL_pushresult(&b);
-    lua_getfield(L, LUA_REGISTRYINDEX, ATH_HOST_DEFERS);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, h->defers_ref);
     if (lua_istable(L, -1) && lua_rawlen(L, -1) > 0) {
         lua_pushfstring(L, "%s: closing what the flow opened (%s again to "
                         "quit at once)", lua_tostring(L, -2),
@@ -912,11 +1216,63 @@ const char *ath_host_error(const ath_host_t *h)
     return h->error ? h->error : "";
 }
 
-void ath_host_free(ath_host_t *h)
+/* Frees what the struct holds, and the struct. */
+static void host_release(ath_host_t *h)
 {
     size_t i;
+    for (i = 0; i < h->nsecrets; i++)
+        free(h->secrets[i]);
+    free(h->secrets);
+    ath_ac_free(h->ac);
+    free(h->ready);
+    free(h->error);
+    free(h->end_msg);
+    free(h->name);
+    free(h->port_spec);
+    free(h);
+}
+
+/* A shared host: closes what it holds, lets go of its tables in the
+ * state (its flows, never resumed again, are collected with them), and
+ * frees the struct now or, when handles are still closing, with the last
+ * one's close callback. */
+static void shared_free(ath_host_t *h)
+{
+    lua_State *L = h->L;
+    int *refs[] = {&h->flows_ref, &h->params_ref, &h->defers_ref,
+                   &h->onint_ref, &h->env_ref, &h->main_ref,
+                   &h->main_co_ref, &h->port_ref};
+    size_t i;
+    h->done = 1; /* callbacks still to come do nothing more */
+    h->nready = 0;
+    ath_host_close(h);
+    if (h->tr)
+        ath_tr_close(h->tr);
+    h->tr = NULL;
+    for (i = 0; i < sizeof refs / sizeof refs[0]; i++) {
+        luaL_unref(L, LUA_REGISTRYINDEX, *refs[i]);
+        *refs[i] = LUA_NOREF;
+    }
+    h->main_co = NULL;
+    h->parent->children--;
+    if (h->handles > 0)
+        h->zombie = 1;
+    else
+        host_release(h);
+}
+
+void ath_host_free(ath_host_t *h)
+{
     if (h == NULL)
         return;
+    if (h->parent) {
+        shared_free(h);
+        return;
+    }
+    if (h->children > 0)
+        fprintf(stderr, "athost: freeing a host whose state %d shared "
+                "host%s still use%s\n", h->children,
+                h->children > 1 ? "s" : "", h->children > 1 ? "" : "s");
     if (h->L) {
         ath_host_close(h);
         if (h->owns_loop)
@@ -930,14 +1286,5 @@ void ath_host_free(ath_host_t *h)
         uv_run(&h->own_loop, UV_RUN_NOWAIT);
         uv_loop_close(&h->own_loop);
     }
-    for (i = 0; i < h->nsecrets; i++)
-        free(h->secrets[i]);
-    free(h->secrets);
-    ath_ac_free(h->ac);
-    free(h->ready);
-    free(h->error);
-    free(h->end_msg);
-    free(h->name);
-    free(h->port_spec);
-    free(h);
+    host_release(h);
 }

@@ -6,6 +6,7 @@
 
 #include <lua.h>
 #include <lauxlib.h>
+#include <stdint.h>
 
 #include "core.h"
 
@@ -18,7 +19,22 @@ struct ath_host {
     uv_loop_t *loop;
     uv_loop_t own_loop;
     int owns_loop;
+    /* The Lua state's main thread: the host's own, or for a shared host
+     * (ath_host_new_shared) its parent's. Used as a scratch stack by C
+     * code; the flows running are found through ath_host_from(). */
     lua_State *L;
+    ath_host_t *parent;  /* shared: whose state and loop it runs in */
+    int children;        /* shared hosts not yet freed on this state */
+    int zombie;          /* freed with handles still closing: the last
+                            close callback frees the struct */
+    int shared_state;    /* the state holds shared hosts (coroutine.create
+                            and wrap replaced, flows cached) */
+    /* Registry refs of what is the host's own in the state: the task
+     * table of each flow (thread -> task), the parameters, the list of
+     * athost.defer entries { fn, ms, name }, athost.on_interrupt's
+     * function, the main flow's globals (shared hosts only) and its
+     * thread. */
+    int flows_ref, params_ref, defers_ref, onint_ref, env_ref, main_co_ref;
     ath_host_opts_t opts;
     char *name;
     ath_event_cb on_event;
@@ -56,15 +72,16 @@ struct ath_host {
     char *end_msg;
 };
 
-/* registry: thread -> task table of each flow */
-#define ATH_HOST_FLOWS "athost.flows"
-/* registry: athost.on_interrupt's function */
-#define ATH_HOST_ONINT "athost.oninterrupt"
-/* registry: the list of athost.defer entries { fn, ms, name } */
-#define ATH_HOST_DEFERS "athost.defers"
-
 /* host.c */
+/* The host of the flow running L: the one in the thread's extra space
+ * (flows: ath_host_spawn; coroutines a flow creates in a shared state:
+ * coroutine.create/wrap), else the state's own host. */
 ath_host_t *ath_host_from(lua_State *L);
+/* The thread's extra space: a flow's host, or (tagged with
+ * ATH_XS_PLAIN) the host of a plain coroutine a flow created, which may
+ * call athost functions but not wait. */
+#define ATH_XS_PLAIN ((uintptr_t)1)
+#define ATH_XS(L) (*(void **)lua_getextraspace(L))
 /* Ends the run (the first call only) with status and msg (masked):
  * emits the result, then closes what the host holds. */
 void ath_host_finish(ath_host_t *h, int status, const char *msg);

@@ -87,10 +87,9 @@ ath_port_t *ath_lport_check(lua_State *L, int i)
     int ok = 0;
     /* The metatable from its registry ref: no lookup by name. */
     if (pp != NULL && lua_getmetatable(L, i)) {
-        /* a flow carries its host (ath_host_spawn) */
-        ath_host_t *h = *(ath_host_t **)lua_getextraspace(L);
-        if (h == NULL)
-            h = ath_host_from(L);
+        /* a flow carries its host (ath_host_spawn); the metatable is the
+         * state's, the same for every host in it */
+        ath_host_t *h = ath_host_from(L);
         lua_rawgeti(L, LUA_REGISTRYINDEX, h->port_mt_ref);
         ok = lua_rawequal(L, -1, -2);
         lua_pop(L, 2);

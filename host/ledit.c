@@ -234,13 +234,14 @@ static void ed_poll_cb(uv_poll_t *handle, int status, int events)
 static void ed_closed(uv_handle_t *handle)
 {
     ledit_t *e = handle->data;
-    e->h->handles--;
+    ath_host_t *h = e->h;
     if (e->box)
         *e->box = NULL;
     free(e->prompt);
     free(e->history);
     free(e->last);
     free(e);
+    ath_host_handles(h, -1);
 }
 
 static void ed_close(ledit_t *e)
@@ -254,8 +255,8 @@ static void ed_close(ledit_t *e)
         current = NULL;
     }
     ed_history_save(e);
-    if (!e->h->done)
-        luaL_unref(e->h->L, LUA_REGISTRYINDEX, e->qref);
+    luaL_unref(e->h->L, LUA_REGISTRYINDEX, e->qref);
+    e->qref = LUA_NOREF;
     uv_poll_stop(&e->poll);
     uv_close((uv_handle_t *)&e->poll, ed_closed);
 }

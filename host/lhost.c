@@ -19,7 +19,7 @@ static int l_spawn(lua_State *L)
     int n = lua_gettop(L);
     luaL_checktype(L, 1, LUA_TFUNCTION);
     ath_host_spawn(h, L, n - 1);
-    lua_getfield(L, LUA_REGISTRYINDEX, ATH_HOST_FLOWS);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, h->flows_ref);
     lua_insert(L, -2);
     lua_rawget(L, -2);
     return 1;
@@ -109,10 +109,12 @@ static int l_task_cancel(lua_State *L)
  * restores the default. */
 static int l_on_interrupt(lua_State *L)
 {
+    ath_host_t *h = ath_host_from(L);
     if (!lua_isnil(L, 1))
         luaL_checktype(L, 1, LUA_TFUNCTION);
     lua_settop(L, 1);
-    lua_setfield(L, LUA_REGISTRYINDEX, ATH_HOST_ONINT);
+    luaL_unref(L, LUA_REGISTRYINDEX, h->onint_ref);
+    h->onint_ref = lua_isnil(L, 1) ? LUA_NOREF : luaL_ref(L, LUA_REGISTRYINDEX);
     return 0;
 }
 
@@ -131,10 +133,11 @@ typedef struct lhost_timer {
 static void timer_closed(uv_handle_t *handle)
 {
     lhost_timer_t *t = handle->data;
-    t->h->handles--;
+    ath_host_t *h = t->h;
     if (t->box)
         *t->box = NULL;
     free(t);
+    ath_host_handles(h, -1);
 }
 
 static void timer_stop(lhost_timer_t *t)
@@ -143,8 +146,11 @@ static void timer_stop(lhost_timer_t *t)
         return;
     t->stopped = 1;
     ath_host_res_del(t->h, &t->res);
-    if (t->fn_ref != LUA_NOREF && !t->h->done)
+    /* The state outlives the host's resources (ath_host_free closes them
+     * first), and in a shared state a ref left behind would be a leak. */
+    if (t->fn_ref != LUA_NOREF)
         luaL_unref(t->h->L, LUA_REGISTRYINDEX, t->fn_ref);
+    t->fn_ref = LUA_NOREF;
     uv_close((uv_handle_t *)&t->t, timer_closed);
 }
 
@@ -263,8 +269,9 @@ typedef struct ath_waitnote {
 static void note_closed(uv_handle_t *handle)
 {
     ath_waitnote_t *n = handle->data;
-    n->h->handles--;
+    ath_host_t *h = n->h;
     free(n);
+    ath_host_handles(h, -1);
 }
 
 static void note_close(ath_waitnote_t *n)
@@ -273,6 +280,10 @@ static void note_close(ath_waitnote_t *n)
     if (n->closing)
         return;
     n->closing = 1;
+    /* athost.waiting's handle (no describe) forgets its host: collected
+     * later, perhaps after the host was freed, it must not reach it. */
+    if (n->describe == NULL)
+        *(ath_host_t **)n->owner = NULL;
     for (pp = &n->h->notes; *pp; pp = &(*pp)->next)
         if (*pp == n) {
             *pp = n->next;
@@ -374,18 +385,22 @@ static int l_waiting(lua_State *L)
     ath_host_t *h = ath_host_from(L);
     const char *what = luaL_checkstring(L, 1);
     lua_Number total = luaL_optnumber(L, 2, 0);
-    void **box = lua_newuserdatauv(L, sizeof *box, 0);
-    *box = box;
+    ath_host_t **box = lua_newuserdatauv(L, sizeof *box, 0);
+    *box = h; /* until the wait ends */
     luaL_setmetatable(L, WAITING_MT);
     ath_host_wait_begin(h, box, NULL, what, total > 0 ? total : 0);
+    if (note_find(h, box) == NULL)
+        *box = NULL; /* no note (the run is over): nothing to end */
     return 1;
 }
 
 static int l_waiting_done(lua_State *L)
 {
-    void **box = luaL_checkudata(L, 1, WAITING_MT);
-    ath_host_t *h = ath_host_from(L);
-    if (*box && !h->done)
+    ath_host_t **box = luaL_checkudata(L, 1, WAITING_MT);
+    /* Its own host, not the running flow's: __gc runs in whatever thread
+     * the collector happens to. */
+    ath_host_t *h = *box;
+    if (h) /* the note is still open: *box is cleared when it closes */
         ath_host_wait_end(h, box);
     *box = NULL;
     return 0;
@@ -425,12 +440,7 @@ static int l_defer(lua_State *L)
     lua_pushstring(L, name);
     lua_setfield(L, -2, "name");
     luaL_setmetatable(L, DEFER_MT);
-    if (lua_getfield(L, LUA_REGISTRYINDEX, ATH_HOST_DEFERS) != LUA_TTABLE) {
-        lua_pop(L, 1);
-        lua_newtable(L);
-        lua_pushvalue(L, -1);
-        lua_setfield(L, LUA_REGISTRYINDEX, ATH_HOST_DEFERS);
-    }
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ath_host_from(L)->defers_ref);
     lua_pushvalue(L, -2);
     lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
     lua_pop(L, 1);
@@ -442,7 +452,8 @@ static int l_defer_cancel(lua_State *L)
 {
     lua_Integer i, n;
     luaL_checktype(L, 1, LUA_TTABLE); /* a handle from athost.defer */
-    if (lua_getfield(L, LUA_REGISTRYINDEX, ATH_HOST_DEFERS) != LUA_TTABLE)
+    if (lua_rawgeti(L, LUA_REGISTRYINDEX, ath_host_from(L)->defers_ref) !=
+        LUA_TTABLE)
         return 0;
     n = (lua_Integer)lua_rawlen(L, -1);
     for (i = 1; i <= n; i++) {
@@ -545,7 +556,7 @@ static int l_now(lua_State *L)
 
 static int l_params(lua_State *L)
 {
-    lua_getfield(L, LUA_REGISTRYINDEX, "athost.params");
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ath_host_from(L)->params_ref);
     return 1;
 }
 

@@ -64,10 +64,10 @@ static void lopen_common(lua_State *L, ath_port_t *p, int o)
 }
 
 /* Wraps fd in a port and pushes it; closes fd and raises on failure. */
-static ath_port_t *lopen_wrap(lua_State *L, int fd, int kind, const char *name,
-                              int o)
+static ath_port_t *lopen_wrap(ath_host_t *h, lua_State *L, int fd, int kind,
+                              const char *name, int o)
 {
-    ath_port_t *p = ath_port_new(ath_host_from(L), fd, kind, name, NULL);
+    ath_port_t *p = ath_port_new(h, fd, kind, name, NULL);
     if (p == NULL) {
         ath_fd_close(fd);
         luaL_error(L, "cannot watch %s (out of memory or not pollable)", name);
@@ -113,7 +113,7 @@ static int lopen_serial(lua_State *L, const char *path, int o)
     }
     name =
         opt_str(L, o, "name", strncmp(path, "/dev/", 5) == 0 ? path + 5 : path);
-    p = lopen_wrap(L, fd, ATH_PORT_SERIAL, name, o);
+    p = lopen_wrap(ath_host_from(L), L, fd, ATH_PORT_SERIAL, name, o);
     p->path = strdup(path);
     p->so = so;
     return 1;
@@ -153,7 +153,6 @@ static void lopen_dns_cb(uv_getaddrinfo_t *req, int status,
     lua_State *L = h->L;
     int fd = -1, err = status;
     struct addrinfo *ai;
-    h->handles--;
     for (ai = res; status == 0 && ai; ai = ai->ai_next) {
         fd = socket(ai->ai_family,
                     ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
@@ -184,7 +183,7 @@ static void lopen_dns_cb(uv_getaddrinfo_t *req, int status,
         ath_port_t *p;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         lua_rawgeti(L, LUA_REGISTRYINDEX, d->o_ref);
-        p = lopen_wrap(L, fd, ATH_PORT_TCP, d->name, lua_gettop(L));
+        p = lopen_wrap(h, L, fd, ATH_PORT_TCP, d->name, lua_gettop(L));
         lua_pop(L, 2);
         if (d->rfc2217 && ath_rfc2217_attach(p, &d->so) != 0) {
             ath_lport_close(p, L);
@@ -196,6 +195,7 @@ static void lopen_dns_cb(uv_getaddrinfo_t *req, int status,
             luaL_unref(L, LUA_REGISTRYINDEX, d->o_ref);
             free(d);
             ath_host_dispatch(h);
+            ath_host_handles(h, -1); /* last: it may free a freed host */
             return;
         }
         p->connecting = 1;
@@ -210,6 +210,7 @@ static void lopen_dns_cb(uv_getaddrinfo_t *req, int status,
     luaL_unref(L, LUA_REGISTRYINDEX, d->o_ref);
     free(d);
     ath_host_dispatch(h);
+    ath_host_handles(h, -1); /* last: it may free a freed host */
 }
 
 /* Splits "HOST:PORT" (HOST may be [v6]) into host and port buffers. */
@@ -323,7 +324,7 @@ static int l_pty(lua_State *L)
     if (fd < 0)
         return lopen_fail(L, fd, "cannot make a pty");
     name = opt_str(L, 1, "name", "pty");
-    p = lopen_wrap(L, fd, ATH_PORT_PTY, name, 1);
+    p = lopen_wrap(ath_host_from(L), L, fd, ATH_PORT_PTY, name, 1);
     p->slave_fd = sfd;
     p->path = strdup(path);
     link = opt_str(L, 1, "link", NULL);
@@ -374,7 +375,7 @@ static int l_listen(lua_State *L)
                         ? ((struct sockaddr_in *)&ss)->sin_port
                         : ((struct sockaddr_in6 *)&ss)->sin6_port);
     snprintf(name, sizeof name, "listen:%s:%d", host, portnum);
-    p = lopen_wrap(L, fd, ATH_PORT_LISTEN, name, 3);
+    p = lopen_wrap(ath_host_from(L), L, fd, ATH_PORT_LISTEN, name, 3);
     lua_pushinteger(L, portnum);
     ath_lport_set(L, p, ATH_LS_PORTNUM);
     return 1;
@@ -453,7 +454,7 @@ static int l_stdin(lua_State *L)
     if (stdin_flags < 0)
         stdin_flags = fcntl(0, F_GETFL);
     fcntl(0, F_SETFL, stdin_flags | O_NONBLOCK);
-    p = lopen_wrap(L, 0, ATH_PORT_SERIAL, "stdin", 1);
+    p = lopen_wrap(ath_host_from(L), L, 0, ATH_PORT_SERIAL, "stdin", 1);
     p->on_close = stdin_restore;
     return 1;
 }

@@ -655,8 +655,9 @@ static int l_port_close(lua_State *L)
 {
     ath_port_t **pp = luaL_checkudata(L, 1, ATH_PORT_MT);
     if (*pp && !(*pp)->closed) {
+        ath_host_t *h = (*pp)->h; /* the port's, not the running flow's */
         ath_lport_close(*pp, L);
-        ath_host_dispatch(ath_host_from(L));
+        ath_host_dispatch(h);
     }
     return 0;
 }

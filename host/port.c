@@ -299,9 +299,10 @@ static void port_freed(ath_port_t *p)
 static void port_handle_closed(uv_handle_t *handle)
 {
     ath_port_t *p = handle->data;
-    ath_host_handles(p->h, -1);
+    ath_host_t *h = p->h;
     if (--p->handles == 0)
         port_freed(p);
+    ath_host_handles(h, -1); /* last: it may free a freed host */
 }
 
 static void port_res_close(ath_res_t *r)

@@ -104,8 +104,9 @@ char *ath_escape(const char *s, size_t n)
 static void tr_timer_closed(uv_handle_t *hd)
 {
     tr_timer_t *x = hd->data;
-    x->h->handles--;
+    ath_host_t *h = x->h;
     free(x);
+    ath_host_handles(h, -1);
 }
 
 static void tr_timer_res_close(ath_res_t *r)

@@ -445,6 +445,99 @@ t.test("athost --ports: SIGTERM cancels the DUTs, writes the report, exits 4", f
   t.eq(count(s, '<failure type="exit 4" message="canceled (SIGTERM)'), 2, "canceled test cases")
 end)
 
+-- The DUTs of `athost --ports` share one Lua state (ATHOST_STATION_ISOLATE=1:
+-- a state each); either way, what is a DUT's own stays its own.
+local SHARED_FLOW = [[
+local args = ...
+local athost = require("athost")
+-- Globals are the DUT's own: no other DUT's mark is seen, before or
+-- after the others set theirs.
+local before = mark
+mark = args.mark
+local port = athost.port()
+-- The secret goes out in a command (masked in this DUT's transcript).
+port:cmd("AT+TOKEN=" .. args.key_secret, { timeout = 200 })
+assert(port:cmd("AT"))
+athost.sleep(50)
+local seen = {}
+for k, v in pairs(athost.params()) do seen[#seen + 1] = k .. "=" .. v end
+table.sort(seen)
+-- A coroutine of the flow acts on the flow's own DUT.
+local w = coroutine.wrap(function()
+  athost.log("wrapped " .. athost.params().mark)
+  athost.secret(args.mark .. "-wrapsecret")
+  coroutine.yield(athost.params().mark)
+  local ok, err = pcall(port.cmd, port, "AT")
+  return err
+end)
+local wrapped, waiterr = w(), w()
+athost.log("logged " .. args.mark .. "-wrapsecret and " .. args.word)
+if args.fail == "yes" then error("failing on purpose in " .. args.mark, 0) end
+athost.emit("dut", { before = tostring(before), after = mark, params = table.concat(seen, " "),
+  wrapped = wrapped, waiterr = waiterr, G = tostring(rawget(_G, "mark")) })
+]]
+
+for _, mode in ipairs({ "shared", "isolated" }) do
+  t.test("athost --ports (" .. mode .. " state): globals, parameters, secrets, "
+      .. "coroutines and failures per DUT", function()
+    local dir = DIR .. "/" .. mode
+    assert(os.execute("mkdir -p " .. q(dir)))
+    write(dir .. "/flow.lua", SHARED_FLOW)
+    local ids = imeis(mode == "shared" and 6 or 7, 3)
+    local ports = {}
+    for i, imei in ipairs(ids) do ports[i] = "sim:air720?imei=" .. imei end
+    -- B's secret is a word A logs: secrets are per DUT, so A shows it.
+    write(dir .. "/t.csv", "port,mark,key_secret,word,fail\n"
+      .. ports[1] .. ",A,sekritAAA,zebra,no\n"
+      .. ports[2] .. ",B,zebra,giraffe,yes\n"
+      .. ports[3] .. ",C,sekritCCC,okapi,no\n")
+    local env = mode == "isolated" and "ATHOST_STATION_ISOLATE=1 " or ""
+    local _, how, code = os.execute(string.format("%s%s --ports %s --table %s --logdir %s "
+      .. "--json %s >%s 2>%s", env, BIN, q(table.concat(ports, ",")), q(dir .. "/t.csv"),
+      q(dir .. "/logs"), q(dir .. "/flow.lua"), q(dir .. "/out"), q(dir .. "/err")))
+    local out, err = t.slurp(dir .. "/out") or "", t.slurp(dir .. "/err") or ""
+    t.eq(how, "exit", "athost exited")
+    t.eq(code, 1, "exit code: one DUT failed (stderr: " .. err .. ")")
+    local res, data, logs = {}, {}, {}
+    for _, l in ipairs(lines(out)) do
+      local ev = athost.json.decode(l)
+      local m = ev.host:match("imei_(%d+)")
+      local who = m == ids[1] and "A" or m == ids[2] and "B" or m == ids[3] and "C"
+      t.ok(who, "an event of a known DUT: " .. l)
+      if ev.event == "result" then res[who] = ev
+      elseif ev.event == "data" and ev.name == "dut" then data[who] = ev.data
+      elseif ev.event == "log" then logs[who] = (logs[who] or "") .. ev.text .. "\n" end
+    end
+    t.eq(res.A and res.A.ok, true, "A passed: " .. out)
+    t.eq(res.C and res.C.ok, true, "C passed")
+    t.eq(res.B and res.B.ok, false, "B failed")
+    t.eq(res.B and res.B.error, "failing on purpose in B", "B's error is its own")
+    t.eq(data.B, nil, "B stopped at its error")
+    for _, who in ipairs({ "A", "C" }) do
+      local d = data[who] or {}
+      local sec = "***"
+      t.eq(d.before, "nil", who .. " saw no other DUT's global")
+      t.eq(d.after, who, who .. "'s global is still its own after the others ran")
+      t.eq(d.G, who, who .. "'s _G is its own globals")
+      t.eq(d.params, "fail=no key_secret=" .. sec .. " mark=" .. who .. " word="
+        .. (who == "A" and "zebra" or "okapi"), who .. "'s parameters, and no other's")
+      t.eq(d.wrapped, who, "coroutine.wrap in " .. who .. " reads its own parameters")
+      t.match(d.waiterr or "", "not in a plain coroutine", "a wait in coroutine.wrap still needs a flow")
+      t.match(logs[who] or "", "wrapped " .. who, "a log from coroutine.wrap is " .. who .. "'s event")
+      t.match(logs[who] or "", "logged %*%*%* and", "the secret a coroutine of " .. who
+        .. " registered is masked in " .. who .. "'s events")
+    end
+    t.match(logs.A or "", "and zebra\n", "B's secret is no secret in A's events")
+    local names = lines(shell("ls " .. q(dir .. "/logs")))
+    t.eq(#names, 3, "transcripts: " .. table.concat(names, " "))
+    for i, who in ipairs({ "A", "B", "C" }) do
+      local tr = t.slurp(dir .. "/logs/sim_air720_imei_" .. ids[i] .. "_" .. i .. ".log") or ""
+      t.ok(tr:find("> AT+TOKEN=***\\r", 1, true), who .. "'s transcript masks its secret:\n" .. tr)
+      t.nomatch(tr, "sekrit", who .. "'s transcript holds no secret")
+    end
+  end)
+end
+
 ---------------------------------------------------------------------------
 
 for k, v in pairs(require("broker").start(DIR .. "/broker")) do B[k] = v end
