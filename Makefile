@@ -42,7 +42,7 @@ LDLIBS := $(CJSON_A) $(shell $(PKG_CONFIG) --libs $(PKGS)) -lm
 LIB_SRC := host/host.c host/flow.c host/event.c host/lhost.c host/chat.c \
 	host/pattern.c host/port.c host/lport.c host/lchat.c host/lopen.c \
 	host/transcript.c host/redact.c host/crypto.c host/tls.c host/ltls.c host/station.c host/lfile.c \
-	host/telnet.c host/rfc2217.c host/ledit.c host/lalloc.c
+	host/telnet.c host/rfc2217.c host/ledit.c host/lalloc.c host/core.c
 LIB_OBJ := $(LIB_SRC:host/%.c=$(BUILD)/%.o)
 HDRS := $(wildcard host/*.h)
 

@@ -1,7 +1,7 @@
 /*
  * event.c: what a host reports: events to the embedder's callback, as
- * JSON lines, or printed for a person on stderr; and the secrets masked in
- * all of them.
+ * JSON lines, or printed for a person on stderr; the secrets masked in
+ * all of them; and the progress lines of long waits.
  */
 #include "host.h"
 
@@ -446,4 +446,130 @@ void ath_host_emit(ath_host_t *h, ath_event_t *ev)
     }
     lua_settop(L, top);
     free(red);
+}
+
+/* ---- progress of long waits -------------------------------------------- */
+
+typedef struct ath_waitnote {
+    ath_res_t res;
+    uv_timer_t t;
+    ath_host_t *h;
+    void *owner;
+    ath_describe_fn describe;
+    char what[200];
+    double t0, total;
+    int closing;
+    struct ath_waitnote *next;
+} ath_waitnote_t;
+
+static void note_closed(uv_handle_t *handle)
+{
+    ath_waitnote_t *n = handle->data;
+    ath_host_t *h = n->h;
+    free(n);
+    ath_host_handles(h, -1);
+}
+
+static void note_close(ath_waitnote_t *n)
+{
+    ath_waitnote_t **pp;
+    if (n->closing)
+        return;
+    n->closing = 1;
+    /* athost.waiting's handle (no describe) forgets its host: collected
+     * later, perhaps after the host was freed, it must not reach it. */
+    if (n->describe == NULL)
+        *(ath_host_t **)n->owner = NULL;
+    for (pp = &n->h->notes; *pp; pp = &(*pp)->next)
+        if (*pp == n) {
+            *pp = n->next;
+            break;
+        }
+    ath_host_res_del(n->h, &n->res);
+    uv_timer_stop(&n->t);
+    uv_close((uv_handle_t *)&n->t, note_closed);
+}
+
+static void note_res_close(ath_res_t *r)
+{
+    note_close((ath_waitnote_t *)r);
+}
+
+/* One line: "waiting for CONNACK OK after AT+MCONNECT: 10 s of 30 s". */
+static void note_report(uv_timer_t *t)
+{
+    ath_waitnote_t *n = t->data;
+    ath_event_t ev;
+    char what[200], line[300];
+    double ms = ath_host_now(n->h) - n->t0;
+    if (n->describe)
+        n->describe(n->owner, what, sizeof what);
+    else
+        snprintf(what, sizeof what, "%s", n->what);
+    if (n->total > 0)
+        snprintf(line, sizeof line, "waiting for %s: %.0f s of %.0f s", what,
+                 ms / 1e3, n->total / 1e3);
+    else
+        snprintf(line, sizeof line, "waiting for %s: %.0f s", what, ms / 1e3);
+    memset(&ev, 0, sizeof ev);
+    ev.type = ATH_EVENT_WAIT;
+    ev.name = what;
+    ev.text = line;
+    ev.ms = ms;
+    ev.total_ms = n->total;
+    ath_host_emit(n->h, &ev);
+}
+
+static ath_waitnote_t *note_find(ath_host_t *h, void *owner)
+{
+    ath_waitnote_t *n;
+    for (n = h->notes; n; n = n->next)
+        if (n->owner == owner)
+            return n;
+    return NULL;
+}
+
+int ath_host_wait_begin(ath_host_t *h, void *owner, ath_describe_fn describe,
+                        const char *what, double total_ms)
+{
+    ath_waitnote_t *n;
+    if (h->done)
+        return 0;
+    ath_host_wait_end(h, owner);
+    if ((n = calloc(1, sizeof *n)) == NULL)
+        return 0; /* progress lines are a nicety: none then */
+    n->h = h;
+    n->owner = owner;
+    n->describe = describe;
+    snprintf(n->what, sizeof n->what, "%s", what ? what : "");
+    n->total = total_ms;
+    uv_update_time(h->loop);
+    n->t0 = ath_host_now(h);
+    uv_timer_init(h->loop, &n->t);
+    n->t.data = n;
+    h->handles++;
+    n->res.close = note_res_close;
+    ath_host_res_add(h, &n->res);
+    n->next = h->notes;
+    h->notes = n;
+    uv_timer_start(&n->t, note_report, ATH_PROGRESS_MS, ATH_PROGRESS_MS);
+    return 1;
+}
+
+void ath_host_wait_restart(ath_host_t *h, void *owner, double total_ms)
+{
+    ath_waitnote_t *n = note_find(h, owner);
+    if (n == NULL)
+        return;
+    uv_update_time(h->loop);
+    n->t0 = ath_host_now(h);
+    n->total = total_ms;
+    uv_timer_start(&n->t, note_report, ATH_PROGRESS_MS, ATH_PROGRESS_MS);
+}
+
+void ath_host_wait_end(ath_host_t *h, void *owner)
+{
+    ath_waitnote_t *n = note_find(h, owner);
+    if (n)
+        note_close(n);
 }

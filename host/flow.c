@@ -5,7 +5,9 @@
  * ath_host_dispatch() is the one place that resumes coroutines, and every
  * libuv callback of the host ends by calling it. A flow's task table (in
  * the host's table of flows, h->flows_ref) holds its step, its outcome and
- * whoever joins it.
+ * whoever joins it. Here too: the host of the running thread, and the end
+ * of a run (finished, canceled, interrupted), which the Lua side and the
+ * dispatcher reach without calling up into host.c.
  */
 #include "host.h"
 
@@ -415,4 +417,117 @@ lua_State *ath_host_spawn(ath_host_t *h, lua_State *L, int nargs)
     lua_pop(L, 1);
     ath_host_wake(h, co, nargs);
     return co;
+}
+
+/* ---- the host of a thread; the end of a run ------------------------------ */
+
+const char ath_host_key = 'h'; /* registry: light userdata host */
+
+ath_host_t *ath_host_from(lua_State *L)
+{
+    ath_host_t *h;
+    void *x = ATH_XS(L);
+    if (x != NULL)
+        return (ath_host_t *)((uintptr_t)x & ~ATH_XS_PLAIN);
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &ath_host_key);
+    h = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    return h;
+}
+
+/* Ends the run (the first call only): status, the message (masked) and
+ * the result event; then closes what the host holds. */
+void ath_host_finish(ath_host_t *h, int status, const char *msg)
+{
+    ath_event_t ev;
+    if (h->done)
+        return;
+    h->done = 1;
+    h->status = status;
+    free(h->error);
+    h->error = msg ? ath_host_redact(h, msg, strlen(msg), NULL) : NULL;
+    memset(&ev, 0, sizeof ev);
+    ev.type = ATH_EVENT_RESULT;
+    ev.ok = status == ATH_EXIT_OK;
+    ev.code = status;
+    ev.text = h->error;
+    ev.ms = ath_host_now(h);
+    ath_host_emit(h, &ev);
+    ath_host_close(h);
+}
+
+void ath_host_cancel(ath_host_t *h)
+{
+    if (!h->done)
+        ath_host_finish(h, ATH_EXIT_CANCELED, "canceled");
+}
+
+void ath_host_interrupt(ath_host_t *h, const char *why)
+{
+    lua_State *L = h->L;
+    ath_event_t ev;
+    luaL_Buffer b;
+    int t;
+    if (h->done)
+        return;
+    if (h->cleaning) {
+        /* Again: the cleanup is cut short, the run ends now. */
+        lua_pushfstring(L, "%s; %s again: the cleanup was cut short",
+                        h->end_msg ? h->end_msg : "canceled",
+                        why ? why : "canceled");
+        ath_host_finish(h, ATH_EXIT_CANCELED, lua_tostring(L, -1));
+        lua_pop(L, 1);
+        return;
+    }
+    /* Ctrl-C where the script takes it itself (athost -i). */
+    if (why && strcmp(why, "SIGINT") == 0) {
+        if (lua_rawgeti(L, LUA_REGISTRYINDEX, h->onint_ref) ==
+            LUA_TFUNCTION) {
+            ath_host_spawn(h, L, 0);
+            lua_pop(L, 1);
+            ath_host_dispatch(h);
+            return;
+        }
+        lua_pop(L, 1);
+    }
+    /* The message names the step the main flow was in. */
+    luaL_buffinit(L, &b);
+    luaL_addstring(&b, "canceled");
+    if (why) {
+        luaL_addstring(&b, " (");
+        luaL_addstring(&b, why);
+        luaL_addstring(&b, ")");
+    }
+    lua_rawgeti(L, LUA_REGISTRYINDEX, h->flows_ref);
+    t = lua_gettop(L);
+    if (h->main_co) {
+        lua_pushthread(h->main_co);
+        lua_xmove(h->main_co, L, 1);
+        lua_rawget(L, t);
+        if (lua_istable(L, -1) && lua_getfield(L, -1, "step") == LUA_TSTRING) {
+            luaL_addstring(&b, " during step \"");
+            luaL_addvalue(&b);
+            luaL_addstring(&b, "\"");
+        } else if (lua_istable(L, -1)) {
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    luaL_pushresult(&b);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, h->defers_ref);
+    if (lua_istable(L, -1) && lua_rawlen(L, -1) > 0) {
+        lua_pushfstring(L, "%s: closing what the flow opened (%s again to "
+                        "quit at once)", lua_tostring(L, -2),
+                        why ? why : "cancel");
+        memset(&ev, 0, sizeof ev);
+        ev.type = ATH_EVENT_LOG;
+        ev.text = lua_tostring(L, -1);
+        ath_host_emit(h, &ev);
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    ath_host_end(h, ATH_EXIT_CANCELED, lua_tostring(L, -1), "canceled");
+    lua_pop(L, 1);
+    ath_host_dispatch(h);
 }

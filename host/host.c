@@ -1,8 +1,10 @@
 /*
- * host.c: a host: one Lua state, one loop. Creating, configuring, loading,
- * running and freeing it; the resources whose libuv handles close when the
- * run ends; where Lua finds the modules. The flows are scheduled in
- * flow.c, the events reported in event.c.
+ * host.c: a host: one Lua state (or a share of one), one loop. Creating,
+ * configuring, loading, starting, running and freeing it; where Lua finds
+ * the modules. It is the top of host/'s calls: nothing below calls back
+ * into it. The flows are scheduled and a run ended in flow.c, the events
+ * reported in event.c; what the byte path needs of a host (loop, clock,
+ * transcript, the resources closed when a run ends) is core.c.
  */
 #include "host.h"
 
@@ -26,76 +28,13 @@
 #define ATHOST_DATADIR "/usr/local/share/athost"
 #endif
 
-static const char HOST_KEY = 'h'; /* registry: light userdata host */
 /* registry: path key -> factory of the main flow (shared hosts) */
 static const char FLOW_CACHE_KEY = 'f';
 /* registry: the metatable of shared hosts' globals, { __index = _G } */
 static const char ENV_MT_KEY = 'e';
 
-ath_host_t *ath_host_from(lua_State *L)
-{
-    ath_host_t *h;
-    void *x = ATH_XS(L);
-    if (x != NULL)
-        return (ath_host_t *)((uintptr_t)x & ~ATH_XS_PLAIN);
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &HOST_KEY);
-    h = lua_touserdata(L, -1);
-    lua_pop(L, 1);
-    return h;
-}
 
-double ath_host_now(ath_host_t *h)
-{
-    return (double)uv_hrtime() / 1e6 - h->t0;
-}
 
-ath_tr_t *ath_host_tr(ath_host_t *h)
-{
-    return h->tr;
-}
-
-static void host_release(ath_host_t *h);
-
-void ath_host_handles(ath_host_t *h, int delta)
-{
-    h->handles += delta;
-    if (h->zombie && h->handles == 0)
-        host_release(h); /* a freed shared host's last handle closed */
-}
-
-int ath_host_has_secrets(ath_host_t *h)
-{
-    return h->nsecrets > 0;
-}
-
-/* ---- resources -------------------------------------------------------- */
-
-void ath_host_res_add(ath_host_t *h, ath_res_t *r)
-{
-    if (h->res.next == NULL)
-        h->res.next = h->res.prev = &h->res;
-    r->next = h->res.next;
-    r->prev = &h->res;
-    h->res.next->prev = r;
-    h->res.next = r;
-}
-
-void ath_host_res_del(ath_host_t *h, ath_res_t *r)
-{
-    (void)h;
-    if (r->next == NULL)
-        return;
-    r->prev->next = r->next;
-    r->next->prev = r->prev;
-    r->next = r->prev = NULL;
-}
-
-int ath_host_close(ath_host_t *h)
-{
-    while (h->res.next != NULL && h->res.next != &h->res)
-        h->res.next->close(h->res.next);
-    return h->handles == 0;
-}
 
 /* ---- set-up ----------------------------------------------------------- */
 
@@ -488,7 +427,7 @@ static int host_openlibs(lua_State *L)
     ath_host_t *h = lua_touserdata(L, 1);
     luaL_openlibs(L);
     lua_pushlightuserdata(L, h);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &HOST_KEY);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &ath_host_key);
     host_refs(L, h);
     luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
     lua_pushcfunction(L, luaopen_athost);
@@ -761,11 +700,6 @@ void ath_host_set_argv(ath_host_t *h, const char *script, int n, char **argv)
         return;
     }
     lua_setglobal(h->L, "arg");
-}
-
-uv_loop_t *ath_host_loop(ath_host_t *h)
-{
-    return h->loop;
 }
 
 int ath_host_set_port(ath_host_t *h, const char *spec, int baud)
@@ -1074,27 +1008,6 @@ int ath_host_load_string(ath_host_t *h, const char *chunk, const char *name)
 
 /* ---- running ---------------------------------------------------------- */
 
-/* Ends the run (the first call only): status, the message (masked) and
- * the result event; then closes what the host holds. */
-void ath_host_finish(ath_host_t *h, int status, const char *msg)
-{
-    ath_event_t ev;
-    if (h->done)
-        return;
-    h->done = 1;
-    h->status = status;
-    free(h->error);
-    h->error = msg ? ath_host_redact(h, msg, strlen(msg), NULL) : NULL;
-    memset(&ev, 0, sizeof ev);
-    ev.type = ATH_EVENT_RESULT;
-    ev.ok = status == ATH_EXIT_OK;
-    ev.code = status;
-    ev.text = h->error;
-    ev.ms = ath_host_now(h);
-    ath_host_emit(h, &ev);
-    ath_host_close(h);
-}
-
 int ath_host_start(ath_host_t *h)
 {
     lua_State *L = h->L;
@@ -1125,113 +1038,6 @@ int ath_host_run(ath_host_t *h)
     return h->status;
 }
 
-void ath_host_cancel(ath_host_t *h)
-{
-    if (!h->done)
-        ath_host_finish(h, ATH_EXIT_CANCELED, "canceled");
-}
-
-void ath_host_interrupt(ath_host_t *h, const char *why)
-{
-    lua_State *L = h->L;
-    ath_event_t ev;
-    luaL_Buffer b;
-    int t;
-    if (h->done)
-        return;
-    if (h->cleaning) {
-        /* Again: the cleanup is cut short, the run ends now. */
-        lua_pushfstring(L, "%s; %s again: the cleanup was cut short",
-                        h->end_msg ? h->end_msg : "canceled",
-                        why ? why : "canceled");
-        ath_host_finish(h, ATH_EXIT_CANCELED, lua_tostring(L, -1));
-        lua_pop(L, 1);
-        return;
-    }
-    /* Ctrl-C where the script takes it itself (athost -i). */
-    if (why && strcmp(why, "SIGINT") == 0) {
-        if (lua_rawgeti(L, LUA_REGISTRYINDEX, h->onint_ref) ==
-            LUA_TFUNCTION) {
-            ath_host_spawn(h, L, 0);
-            lua_pop(L, 1);
-            ath_host_dispatch(h);
-            return;
-        }
-        lua_pop(L, 1);
-    }
-    /* The message names the step the main flow was in. */
-    luaL_buffinit(L, &b);
-    luaL_addstring(&b, "canceled");
-    if (why) {
-        luaL_addstring(&b, " (");
-        luaL_addstring(&b, why);
-        luaL_addstring(&b, ")");
-    }
-    lua_rawgeti(L, LUA_REGISTRYINDEX, h->flows_ref);
-    t = lua_gettop(L);
-    if (h->main_co) {
-        lua_pushthread(h->main_co);
-        lua_xmove(h->main_co, L, 1);
-        lua_rawget(L, t);
-        if (lua_istable(L, -1) && lua_getfield(L, -1, "step") == LUA_TSTRING) {
-            luaL_addstring(&b, " during step \"");
-            luaL_addvalue(&b);
-            luaL_addstring(&b, "\"");
-        } else if (lua_istable(L, -1)) {
-            lua_pop(L, 1);
-        }
-        lua_pop(L, 1);
-    }
-    lua_pop(L, 1);
-    luaL_pushresult(&b);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, h->defers_ref);
-    if (lua_istable(L, -1) && lua_rawlen(L, -1) > 0) {
-        lua_pushfstring(L, "%s: closing what the flow opened (%s again to "
-                        "quit at once)", lua_tostring(L, -2),
-                        why ? why : "cancel");
-        memset(&ev, 0, sizeof ev);
-        ev.type = ATH_EVENT_LOG;
-        ev.text = lua_tostring(L, -1);
-        ath_host_emit(h, &ev);
-        lua_pop(L, 1);
-    }
-    lua_pop(L, 1);
-    ath_host_end(h, ATH_EXIT_CANCELED, lua_tostring(L, -1), "canceled");
-    lua_pop(L, 1);
-    ath_host_dispatch(h);
-}
-
-int ath_host_done(const ath_host_t *h)
-{
-    return h->done;
-}
-
-int ath_host_status(const ath_host_t *h)
-{
-    return h->status;
-}
-
-const char *ath_host_error(const ath_host_t *h)
-{
-    return h->error ? h->error : "";
-}
-
-/* Frees what the struct holds, and the struct. */
-static void host_release(ath_host_t *h)
-{
-    size_t i;
-    for (i = 0; i < h->nsecrets; i++)
-        free(h->secrets[i]);
-    free(h->secrets);
-    ath_ac_free(h->ac);
-    free(h->ready);
-    free(h->error);
-    free(h->end_msg);
-    free(h->name);
-    free(h->port_spec);
-    free(h);
-}
-
 /* A shared host: closes what it holds, lets go of its tables in the
  * state (its flows, never resumed again, are collected with them), and
  * frees the struct now or, when handles are still closing, with the last
@@ -1258,7 +1064,7 @@ static void shared_free(ath_host_t *h)
     if (h->handles > 0)
         h->zombie = 1;
     else
-        host_release(h);
+        ath_host_release(h);
 }
 
 void ath_host_free(ath_host_t *h)
@@ -1286,5 +1092,5 @@ void ath_host_free(ath_host_t *h)
         uv_run(&h->own_loop, UV_RUN_NOWAIT);
         uv_loop_close(&h->own_loop);
     }
-    host_release(h);
+    ath_host_release(h);
 }

@@ -72,7 +72,13 @@ struct ath_host {
     char *end_msg;
 };
 
-/* host.c */
+/* core.c (see core.h for the rest) */
+/* Frees what the struct holds, and the struct. */
+void ath_host_release(ath_host_t *h);
+
+/* flow.c: the host of the running thread; the end of a run */
+/* registry key (by its address) of a state's own host, light userdata */
+extern const char ath_host_key;
 /* The host of the flow running L: the one in the thread's extra space
  * (flows: ath_host_spawn; coroutines a flow creates in a shared state:
  * coroutine.create/wrap), else the state's own host. */
@@ -131,15 +137,17 @@ const char *ath_pushcstr(lua_State *L, const char *s, size_t n);
  * secrets, and such JSON fields' values are masked wherever they appear. */
 int ath_secret_name(const char *key, size_t n);
 
-/* lhost.c: progress of long waits. A wait that may last longer than
+/* event.c: progress of long waits. A wait that may last longer than
  * ATH_PROGRESS_MS reports every ATH_PROGRESS_MS what it waits for and for
  * how long of how long (an ATH_EVENT_WAIT). owner identifies the wait (a
  * port, a Lua handle); describe(owner, buf, n) says what it waits for at
- * the time of each report, or what (copied) does when describe is NULL. */
+ * the time of each report, or what (copied) does when describe is NULL.
+ * ath_host_wait_begin returns 1 when it noted the wait, 0 when it did not
+ * (the run is over, or no memory: no progress lines then). */
 #define ATH_PROGRESS_MS 10000
 typedef void (*ath_describe_fn)(void *owner, char *buf, size_t n);
-void ath_host_wait_begin(ath_host_t *h, void *owner, ath_describe_fn describe,
-                         const char *what, double total_ms);
+int ath_host_wait_begin(ath_host_t *h, void *owner, ath_describe_fn describe,
+                        const char *what, double total_ms);
 /* The same wait goes on with a new limit from now (an outcome after OK). */
 void ath_host_wait_restart(ath_host_t *h, void *owner, double total_ms);
 void ath_host_wait_end(ath_host_t *h, void *owner);

@@ -1,4 +1,4 @@
-// unit: host/host.c host/flow.c host/event.c host/lhost.c host/chat.c host/pattern.c host/port.c host/lport.c host/lchat.c host/lopen.c host/transcript.c host/redact.c host/crypto.c host/tls.c host/ltls.c host/lfile.c host/telnet.c host/rfc2217.c host/ledit.c -llua5.4-cjson -ledit -luv -lssl -lcrypto -lm
+// unit: host/host.c host/flow.c host/event.c host/lhost.c host/chat.c host/pattern.c host/port.c host/lport.c host/lchat.c host/lopen.c host/transcript.c host/redact.c host/crypto.c host/tls.c host/ltls.c host/lfile.c host/telnet.c host/rfc2217.c host/ledit.c host/lalloc.c host/core.c -llua5.4-cjson -ledit -luv -lssl -lcrypto -lm
 /*
  * shared_test.c: hosts sharing one Lua state (ath_host_new_shared), as an
  * embedder sees them: each has its own globals, parameters, secrets and
