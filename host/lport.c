@@ -459,13 +459,19 @@ static int l_port_final(lua_State *L)
 
 /* ---- the other methods ---------------------------------------------- */
 
+/* port:send(s[, {wait = false}]): writes s; waits while the port drains,
+ * unless wait = false: then what the fd does not take now is queued after
+ * what is already queued, in order, and sent as the port drains (no
+ * flow waits, so any flow may send so at any time). */
 static int l_port_send(lua_State *L)
 {
     ath_port_t *p = ath_lport_check(L, 1);
     size_t n;
     const char *s = luaL_checklstring(L, 2, &n);
-    int r;
-    if (LP(p)->drainer)
+    int r, nowait = lua_istable(L, 3) &&
+                    lua_getfield(L, 3, "wait") == LUA_TBOOLEAN &&
+                    !lua_toboolean(L, -1);
+    if (LP(p)->drainer && !nowait)
         luaL_error(L, "%s is busy: another flow is sending", p->name);
     r = ath_port_write(p, s, n);
     if (r != 0) {
@@ -475,7 +481,7 @@ static int l_port_send(lua_State *L)
         lua_pushliteral(L, "EIO");
         return 3;
     }
-    if (p->wlen == 0 || !lua_isyieldable(L)) {
+    if (p->wlen == 0 || nowait || !lua_isyieldable(L)) {
         lua_pushboolean(L, 1);
         return 1;
     }

@@ -148,4 +148,24 @@ t.test("a big read held whole, then what follows it", function()
   finish()
 end)
 
+t.test("send with wait = false: queued in order while another flow waits to drain", function()
+  local big = bytes(300 * 1024) -- more than a pty holds: the sender waits
+  local p, finish = fake(function(m)
+    local want = #big + 8
+    local got = assert(m:read(want, { timeout = 30000 }))
+    return got
+  end)
+  local sender = athost.spawn(function() return p:send(big) end)
+  -- The spawned flow runs when this one yields, until it waits for the
+  -- port to drain: a zero sleep is the yield, not a delay.
+  athost.sleep(0)
+  t.eq(sender.done, nil, "the sender is not waiting: the pty took 300 KiB")
+  t.eq(p:send("tail", { wait = false }), true, "no wait, no 'busy'")
+  t.eq(p:send("-end", { wait = false }), true, "again")
+  t.eq(sender:join(), true, "the waiting sender's result")
+  local got = finish()
+  t.eq(#got, #big + 8, "bytes the modem read")
+  t.ok(got == big .. "tail-end", "the bytes out of order or changed")
+end)
+
 t.run()

@@ -88,10 +88,26 @@ local function drain(self)
   self.busy = false
 end
 
+local NOWAIT = { wait = false }
+
 -- Queues s; wait (ms, optional) is how long after what is queued before
 -- it s goes out.
 function Q:write(s, wait)
   if self.dead or s == "" then return end
+  if not self.busy and not (wait and wait > 0) and not self.delay and not self.chunk then
+    -- Nothing queued, nothing to wait for: to the port at once, in order
+    -- after what it still holds, with no flow of its own (a virtual modem
+    -- writes a reply or two for each command; a flow each was most of
+    -- what it cost).
+    local port = self.port
+    if port.closed then
+      self.dead = true
+      return
+    end
+    local ok, sent, err = pcall(port.send, port, s, NOWAIT)
+    if not ok or not sent then self.dead, self.err = true, ok and err or sent end
+    return
+  end
   self.q[#self.q + 1] = { s = s, wait = wait and wait > 0 and wait or nil }
   if not self.busy then
     self.busy = true
