@@ -12,130 +12,49 @@
  * same way, so athost / evloop is what its own work costs, and evloop /
  * bare what waiting in an event loop costs on this machine.
  */
-#define _GNU_SOURCE
-#include <errno.h>
-#include <fcntl.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
+#include "rt.h"
+
 #include <sys/epoll.h>
-#include <termios.h>
-#include <time.h>
-#include <unistd.h>
 
-static const char CMD[] = "AT+CGATT?\r";
-static const char TAIL[] = "\r\nOK\r\n";
+static int ep = -1;
 
-static void die(const char *what)
+static void setup(int fd)
 {
-    fprintf(stderr, "evloop: %s: %s\n", what, strerror(errno));
-    exit(1);
+    struct epoll_event ev = {.events = EPOLLIN, .data.fd = fd};
+    if ((ep = epoll_create1(EPOLL_CLOEXEC)) < 0)
+        rt_die("epoll_create1");
+    if (epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) < 0)
+        rt_die("epoll_ctl");
 }
 
-static void round_trip(int ep, int fd, long i)
+/* Waits in epoll_wait, then reads what is there. */
+static ssize_t rt_read(int fd, char *buf, size_t n, long i)
 {
-    size_t clen = sizeof CMD - 1;
-    const char *p = CMD;
-    while (clen > 0) {
-        ssize_t w = write(fd, p, clen);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            die("write");
-        }
-        p += w;
-        clen -= (size_t)w;
-    }
-
-    char buf[512];
-    size_t len = 0;
-    const size_t tlen = sizeof TAIL - 1;
     for (;;) {
         struct epoll_event ev;
+        ssize_t r;
         int k = epoll_wait(ep, &ev, 1, 5000);
-        if (k < 0) {
-            if (errno == EINTR)
-                continue;
-            die("epoll_wait");
-        }
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k < 0)
+            rt_die("epoll_wait");
         if (k == 0) {
             fprintf(stderr, "evloop: round trip %ld: no reply in 5 s\n", i);
             exit(1);
         }
-        if (len >= sizeof buf - 1) {
-            fprintf(stderr, "evloop: round trip %ld: reply too long\n", i);
-            exit(1);
-        }
-        ssize_t r = read(fd, buf + len, sizeof buf - 1 - len);
-        if (r < 0) {
-            if (errno == EINTR || errno == EAGAIN)
-                continue;
-            die("read");
-        }
-        if (r == 0) {
-            fprintf(stderr, "evloop: round trip %ld: end of file\n", i);
-            exit(1);
-        }
-        len += (size_t)r;
-        buf[len] = '\0';
-        if (len >= tlen && memcmp(buf + len - tlen, TAIL, tlen) == 0)
-            break;
-        if (strstr(buf, "ERROR\r\n")) {
-            fprintf(stderr, "evloop: round trip %ld: modem replied ERROR\n", i);
-            exit(1);
-        }
-    }
-    if (!strstr(buf, "+CGATT: 1")) {
-        fprintf(stderr, "evloop: round trip %ld: no \"+CGATT: 1\" in reply\n", i);
+        r = read(fd, buf, n);
+        if (r > 0)
+            return r;
+        if (r < 0 && (errno == EINTR || errno == EAGAIN))
+            continue;
+        if (r < 0)
+            rt_die("read");
+        fprintf(stderr, "evloop: round trip %ld: end of file\n", i);
         exit(1);
     }
 }
 
 int main(int argc, char **argv)
 {
-    if (argc != 3) {
-        fprintf(stderr, "usage: evloop PATH N\n");
-        return 2;
-    }
-    char *end;
-    errno = 0;
-    long n = strtol(argv[2], &end, 10);
-    if (errno || *end || n <= 0) {
-        fprintf(stderr, "evloop: bad N: %s\n", argv[2]);
-        return 2;
-    }
-
-    int fd = open(argv[1], O_RDWR | O_NOCTTY | O_NONBLOCK);
-    if (fd < 0)
-        die(argv[1]);
-    struct termios tio;
-    if (tcgetattr(fd, &tio) < 0)
-        die("tcgetattr");
-    cfmakeraw(&tio);
-    cfsetispeed(&tio, B115200);
-    cfsetospeed(&tio, B115200);
-    if (tcsetattr(fd, TCSANOW, &tio) < 0)
-        die("tcsetattr");
-    tcflush(fd, TCIOFLUSH);
-
-    int ep = epoll_create1(EPOLL_CLOEXEC);
-    if (ep < 0)
-        die("epoll_create1");
-    struct epoll_event ev = {.events = EPOLLIN, .data.fd = fd};
-    if (epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) < 0)
-        die("epoll_ctl");
-
-    round_trip(ep, fd, 0); /* warm-up */
-
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    for (long i = 1; i <= n; i++)
-        round_trip(ep, fd, i);
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-
-    double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
-    printf("evloop: %.1f round trips/s\n", (double)n / secs);
-    close(ep);
-    close(fd);
-    return 0;
+    return rt_main(argc, argv, "evloop", O_NONBLOCK, setup);
 }

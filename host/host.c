@@ -454,6 +454,24 @@ static void host_norefs(ath_host_t *h)
     h->onint_ref = h->env_ref = h->main_co_ref = LUA_NOREF;
 }
 
+/* The last step of making a host: its transcript, when asked for. Returns
+ * h, or NULL (h freed) when the file cannot be opened. */
+static ath_host_t *host_transcript(ath_host_t *h)
+{
+    char err[1200];
+    if (h->opts.transcript == NULL)
+        return h;
+    h->tr = ath_tr_open(h, h->opts.transcript, h->opts.transcript_max, err,
+                        sizeof err);
+    if (h->tr == NULL) {
+        h->error = strdup(err);
+        fprintf(stderr, "athost: %s\n", h->error);
+        ath_host_free(h);
+        return NULL;
+    }
+    return h;
+}
+
 ath_host_t *ath_host_new(uv_loop_t *loop, const ath_host_opts_t *opts)
 {
     ath_host_t *h = calloc(1, sizeof *h);
@@ -491,18 +509,7 @@ ath_host_t *ath_host_new(uv_loop_t *loop, const ath_host_opts_t *opts)
         ath_host_free(h);
         return NULL;
     }
-    if (h->opts.transcript) {
-        char err[1200];
-        h->tr = ath_tr_open(h, h->opts.transcript, h->opts.transcript_max,
-                            err, sizeof err);
-        if (h->tr == NULL) {
-            h->error = strdup(err);
-            fprintf(stderr, "athost: %s\n", h->error);
-            ath_host_free(h);
-            return NULL;
-        }
-    }
-    return h;
+    return host_transcript(h);
 }
 
 int ath_host_set_param(ath_host_t *h, const char *key, const char *value)
@@ -869,18 +876,7 @@ ath_host_t *ath_host_new_shared(ath_host_t *parent, const ath_host_opts_t *opts)
         return NULL;
     }
     parent->children++;
-    if (h->opts.transcript) {
-        char err[1200];
-        h->tr = ath_tr_open(h, h->opts.transcript, h->opts.transcript_max,
-                            err, sizeof err);
-        if (h->tr == NULL) {
-            h->error = strdup(err);
-            fprintf(stderr, "athost: %s\n", h->error);
-            ath_host_free(h);
-            return NULL;
-        }
-    }
-    return h;
+    return host_transcript(h);
 }
 
 /* Gives the function on top of h->L the host's globals as its _ENV (its

@@ -466,6 +466,16 @@ static void setup_line(ath_chat_t *c)
     start(c, &w);
 }
 
+/* A LINE wait on c must give exactly want. */
+static void line_is(int line, ath_chat_t *c, const char *how, const char *want)
+{
+    char *got;
+    setup_line(c);
+    got = events(c);
+    same(line, how, got, want);
+    free(got);
+}
+
 static ath_wait_t read_wait(size_t n, int some)
 {
     ath_wait_t w;
@@ -797,10 +807,7 @@ static void test_take(void)
     feed(c, data, 4093);
     feed(c, data + 4093, total + 6 - 4093);
     take_next(__LINE__, c, data, total, 24);
-    setup_line(c);
-    got = events(c);
-    same(__LINE__, "after a taken read", got, "LINE \"OK\"");
-    free(got);
+    line_is(__LINE__, c, "after a taken read", "LINE \"OK\"");
     ath_chat_free(c);
 
     /* a counted URC claimed from the backlog: the lines around it stay */
@@ -815,18 +822,9 @@ static void test_take(void)
     got = events(c);
     same(__LINE__, "the URC after the payload", got, "URC#7 \"+CREG: 1\"");
     free(got);
-    setup_line(c);
-    got = events(c);
-    same(__LINE__, "the line before", got, "LINE \"first\"");
-    free(got);
-    setup_line(c);
-    got = events(c);
-    same(__LINE__, "the line after", got, "LINE \"second\"");
-    free(got);
-    setup_line(c);
-    got = events(c);
-    same(__LINE__, "the line cut by a read", got, "LINE \"third\"");
-    free(got);
+    line_is(__LINE__, c, "the line before", "LINE \"first\"");
+    line_is(__LINE__, c, "the line after", "LINE \"second\"");
+    line_is(__LINE__, c, "the line cut by a read", "LINE \"third\"");
     ath_chat_free(c);
 
     /* during a command, the payload before the front it is given */
@@ -1048,18 +1046,9 @@ static void test_backlog_expect(void)
     c = ath_chat_new(0, 0);
     feed(c, S("\r\none\r\n\r\ntwo\r\nthr"));
     free(events(c));
-    setup_line(c);
-    got = events(c);
-    same(__LINE__, "first kept line", got, "LINE \"one\"");
-    free(got);
-    setup_line(c);
-    got = events(c);
-    same(__LINE__, "second kept line", got, "LINE \"two\"");
-    free(got);
-    setup_line(c);
-    got = events(c);
-    same(__LINE__, "an unterminated line", got, "");
-    free(got);
+    line_is(__LINE__, c, "first kept line", "LINE \"one\"");
+    line_is(__LINE__, c, "second kept line", "LINE \"two\"");
+    line_is(__LINE__, c, "an unterminated line", "");
     feed(c, S("ee\r\n"));
     got = events(c);
     same(__LINE__, "third line", got, "LINE \"three\"");
@@ -1077,10 +1066,7 @@ static void test_backlog_expect(void)
     got = events(c);
     same(__LINE__, "after cancel", got, "");
     free(got);
-    setup_line(c);
-    got = events(c);
-    same(__LINE__, "kept after cancel", got, "LINE \"+CGATT: 1\"");
-    free(got);
+    line_is(__LINE__, c, "kept after cancel", "LINE \"+CGATT: 1\"");
     ath_chat_free(c);
 }
 
@@ -1224,18 +1210,9 @@ static void test_urc_mid_backlog(void)
     same(__LINE__, "URCs from the backlog", got,
          "URC#7 \"+CREG: 1\"; URC#7 \"+CREG: 2\"");
     free(got);
-    setup_line(c);
-    got = events(c);
-    same(__LINE__, "first kept", got, "LINE \"first\"");
-    free(got);
-    setup_line(c);
-    got = events(c);
-    same(__LINE__, "second kept", got, "LINE \"second\"");
-    free(got);
-    setup_line(c);
-    got = events(c);
-    same(__LINE__, "third kept", got, "LINE \"third\"");
-    free(got);
+    line_is(__LINE__, c, "first kept", "LINE \"first\"");
+    line_is(__LINE__, c, "second kept", "LINE \"second\"");
+    line_is(__LINE__, c, "third kept", "LINE \"third\"");
     CHECK(ath_chat_pending(c) <= 1, "%zu bytes left", ath_chat_pending(c));
     ath_chat_free(c);
 
@@ -1250,14 +1227,8 @@ static void test_urc_mid_backlog(void)
     free(got);
     setup_cgmr(c);      /* revisits the backlog, as a command would not */
     ath_chat_cancel(c);
-    setup_line(c);
-    got = events(c);
-    same(__LINE__, "first kept", got, "LINE \"first\"");
-    free(got);
-    setup_line(c);
-    got = events(c);
-    same(__LINE__, "second kept", got, "LINE \"second\"");
-    free(got);
+    line_is(__LINE__, c, "first kept", "LINE \"first\"");
+    line_is(__LINE__, c, "second kept", "LINE \"second\"");
     ath_chat_free(c);
 
     /* a handler removed no longer claims */
@@ -1282,14 +1253,8 @@ static void test_urc_added_later(void)
     got = events(c);
     same(__LINE__, "handler added after its line", got, "URC#7 \"+CREG: 1\"");
     free(got);
-    setup_line(c);
-    got = events(c);
-    same(__LINE__, "first kept", got, "LINE \"first\"");
-    free(got);
-    setup_line(c);
-    got = events(c);
-    same(__LINE__, "second kept", got, "LINE \"second\"");
-    free(got);
+    line_is(__LINE__, c, "first kept", "LINE \"first\"");
+    line_is(__LINE__, c, "second kept", "LINE \"second\"");
     ath_chat_free(c);
 }
 

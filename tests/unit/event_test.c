@@ -12,17 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int failed, passed;
-
-#define CHECK(cond, what)                                                   \
-    do {                                                                    \
-        if (cond) {                                                         \
-            passed++;                                                       \
-        } else {                                                            \
-            failed++;                                                       \
-            fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, what);  \
-        }                                                                   \
-    } while (0)
+#include "check.h"
 
 #define S(lit) lit, sizeof(lit) - 1 /* a literal with its NULs */
 

@@ -14,17 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
-static int failed, passed;
-
-#define CHECK(cond, what)                                                   \
-    do {                                                                    \
-        if (cond) {                                                         \
-            passed++;                                                       \
-        } else {                                                            \
-            failed++;                                                       \
-            fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, what);  \
-        }                                                                   \
-    } while (0)
+#include "check.h"
 
 typedef struct seen {
     char logs[2048];
