@@ -11,8 +11,9 @@
  * with the block the payload already sits in (ath_chat_take put it at the
  * offset Lua gives a string's bytes); Lua's copy of the bytes onto
  * themselves then moves nothing. The offset is not guessed: it is measured
- * once per state, with a string of a known length, and the hand-over is
- * checked every time; with any doubt a payload is copied as before.
+ * once per state, with a string of a known length (0 when the probe does
+ * not add up: then payloads are copied as before), and a block Lua did
+ * not take (a request of another size) is copied from and freed.
  */
 #include "host.h"
 
