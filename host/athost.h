@@ -127,6 +127,15 @@ int ath_host_load_config(ath_host_t *h, const char *path);
 int ath_host_set_port(ath_host_t *h, const char *spec, int baud);
 /* Registers a value that transcripts, logs and errors print as ***. */
 void ath_host_add_secret(ath_host_t *h, const char *value);
+/* With lazy set, on_event gets events without their JSON line: ev->json
+ * is NULL, except in an ATH_EVENT_DATA event, where it is the flow's
+ * value as JSON; the callback that wants an event's line calls
+ * ath_event_json(). For a callback that reads few of them (a station of
+ * many hosts): the line is not built for nothing. */
+void ath_host_lazy_events(ath_host_t *h, int lazy);
+/* In on_event: the event as one JSON object (as ev->json without lazy);
+ * valid until the callback returns. */
+const char *ath_event_json(ath_host_t *h, const ath_event_t *ev);
 
 /* Sets the script's global arg table as lua.c does: arg[0] = script,
  * arg[1..n] = argv. */

@@ -324,8 +324,8 @@ static const char *event_names[] = {"",     "step",       "step",
                                     "log",  "urc",        "transcript",
                                     "data", "result",     "wait"};
 
-/* Builds the event's JSON line unless it has one; leaves it on L's stack. */
-static void event_json(ath_host_t *h, ath_event_t *ev)
+/* Builds the event's JSON line; leaves it on L's stack. */
+static void event_json(ath_host_t *h, const ath_event_t *ev)
 {
     lua_State *L = h->L;
     luaL_Buffer b;
@@ -431,7 +431,9 @@ void ath_host_emit(ath_host_t *h, ath_event_t *ev)
             ev->text_len = rn;
         }
     }
-    if (h->on_event || h->opts.json) {
+    if (h->on_event && h->lazy_json) {
+        h->on_event(h, ev, h->ud);
+    } else if (h->on_event || h->opts.json) {
         event_json(h, ev);
         ev->json = lua_tostring(L, -1);
         if (h->on_event) {
@@ -446,6 +448,21 @@ void ath_host_emit(ath_host_t *h, ath_event_t *ev)
     }
     lua_settop(L, top);
     free(red);
+}
+
+void ath_host_lazy_events(ath_host_t *h, int lazy)
+{
+    h->lazy_json = lazy != 0;
+}
+
+/* Called inside ath_host_emit's callback: the line stays on the stack,
+ * which ath_host_emit restores when the callback returns. */
+const char *ath_event_json(ath_host_t *h, const ath_event_t *ev)
+{
+    if (!h->lazy_json)
+        return ev->json;
+    event_json(h, ev);
+    return lua_tostring(h->L, -1);
 }
 
 /* ---- progress of long waits -------------------------------------------- */

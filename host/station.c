@@ -247,9 +247,8 @@ static char *xstrdup(const char *s)
 static void station_event(ath_host_t *h, const ath_event_t *ev, void *ud)
 {
     dut_t *d = ud;
-    (void)h;
     if (d->o->json && ev->type != ATH_EVENT_TRANSCRIPT) {
-        fputs(ev->json, stdout);
+        fputs(ath_event_json(h, ev), stdout);
         fputc('\n', stdout);
         fflush(stdout);
     }
@@ -357,6 +356,7 @@ static int station_start(dut_t *d, uv_loop_t *loop, ath_host_t *parent,
     d->h = parent ? ath_host_new_shared(parent, &ho) : ath_host_new(loop, &ho);
     if (d->h == NULL)
         return ATH_EXIT_USAGE;
+    ath_host_lazy_events(d->h, 1); /* the JSON of -j's lines only */
     if (o->config && ath_host_load_config(d->h, o->config) != 0) {
         fprintf(stderr, "athost: %s\n", ath_host_error(d->h));
         return ATH_EXIT_USAGE;

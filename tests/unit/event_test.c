@@ -156,10 +156,84 @@ static void test_callback(void)
     free(s.result);
 }
 
+/* ath_host_lazy_events(): no line unless the callback asks for it; the
+ * line it asks for is the one a host without lazy gives. */
+typedef struct lazy_seen {
+    int with_json;  /* events that came with ev->json set */
+    int data_json;  /* a data event whose ev->json is the flow's value */
+    char *built[8]; /* ath_event_json() of each event */
+    int n;
+} lazy_seen_t;
+
+static void on_lazy(ath_host_t *h, const ath_event_t *ev, void *ud)
+{
+    lazy_seen_t *s = ud;
+    if (ev->type == ATH_EVENT_DATA)
+        s->data_json += ev->json && strcmp(ev->json, "{\"imei\":\"1\"}") == 0;
+    else if (ev->json)
+        s->with_json++;
+    if (s->n < 8)
+        s->built[s->n++] = strdup(ath_event_json(h, ev));
+}
+
+static void lazy_run(int lazy, lazy_seen_t *s)
+{
+    ath_host_opts_t o;
+    ath_host_t *h;
+    memset(s, 0, sizeof *s);
+    memset(&o, 0, sizeof o);
+    o.on_event = on_lazy;
+    o.ud = s;
+    o.name = "dut1";
+    h = ath_host_new(NULL, &o);
+    if (h == NULL)
+        return;
+    ath_host_lazy_events(h, lazy);
+    if (ath_host_load_string(h,
+                             "local athost = require('athost')\n"
+                             "athost.log('one')\n"
+                             "athost.emit('dut', { imei = '1' })\n"
+                             "athost.step('two', function() end)\n",
+                             "=(lazy)") == 0)
+        ath_host_run(h);
+    ath_host_free(h);
+}
+
+static void test_lazy(void)
+{
+    lazy_seen_t a, b;
+    int i, same = 1;
+    lazy_run(1, &a);
+    lazy_run(0, &b);
+    CHECK(a.n >= 4 && a.with_json == 0,
+          "lazy: the callback gets events without a JSON line");
+    CHECK(a.data_json == 1, "lazy: a data event's json is the flow's value");
+    CHECK(b.n >= 4 && b.with_json == b.n - 1,
+          "not lazy: every event has its line");
+    for (i = 0; i < a.n && i < b.n; i++) {
+        /* the lines differ in their times only (t, ms) */
+        const char *x = a.built[i] ? strstr(a.built[i], ",\"event\"") : NULL;
+        const char *y = b.built[i] ? strstr(b.built[i], ",\"event\"") : NULL;
+        const char *xm = x ? strstr(x, ",\"ms\":") : NULL;
+        const char *ym = y ? strstr(y, ",\"ms\":") : NULL;
+        size_t xn = x ? (xm ? (size_t)(xm - x) : strlen(x)) : 0;
+        size_t yn = y ? (ym ? (size_t)(ym - y) : strlen(y)) : 0;
+        if (!x || !y || xn != yn || memcmp(x, y, xn) != 0)
+            same = 0;
+    }
+    CHECK(a.n == b.n && same,
+          "ath_event_json() builds the line a host without lazy gives");
+    for (i = 0; i < a.n; i++)
+        free(a.built[i]);
+    for (i = 0; i < b.n; i++)
+        free(b.built[i]);
+}
+
 int main(void)
 {
     test_utf8_seq();
     test_callback();
+    test_lazy();
     printf("event_test: %d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }
