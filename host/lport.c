@@ -8,8 +8,9 @@
  *   ud   the userdata, so an open port is never collected
  *   urc  id -> { fn, spec }: the URC handlers
  *   w    what the wait in progress needs kept alive (its options)
- *   r    the result table of the command in progress
  *   data what to send at the command's prompt
+ * and, in registry slots of their own, the result table of the command
+ * in progress and its lines (LP(p)->r_ref, lines_ref).
  */
 #include "lport.h"
 
@@ -319,15 +320,18 @@ static void lport_cmd_result(lua_State *L, ath_port_t *p, const char *cmd,
     /* lines, command, line, final, ms: room for them all at once (a
      * table that grows is rehashed) */
     lua_createtable(L, 0, 5);
+    ath_lport_key(L, p, ATH_K_LINES);
     lua_createtable(L, 2, 0);
     lua_pushvalue(L, -1);
-    ath_lport_set(L, p, ATH_LS_LINES);
-    ath_lport_setk(L, p, -2, ATH_K_LINES);
+    lua_rawseti(L, LUA_REGISTRYINDEX, LP(p)->lines_ref);
+    lua_rawset(L, -3);
+    LP(p)->nlines = 0;
     if (cmd) {
+        ath_lport_key(L, p, ATH_K_COMMAND);
         lua_pushvalue(L, 2);
-        ath_lport_setk(L, p, -2, ATH_K_COMMAND);
+        lua_rawset(L, -3);
     }
-    ath_lport_set(L, p, ATH_LS_R);
+    lua_rawseti(L, LUA_REGISTRYINDEX, LP(p)->r_ref);
     LP(p)->replied = 0;
     LP(p)->data_sent = 0;
     if (has_o && lua_getfield(L, o, "data") != LUA_TNIL) {
