@@ -493,12 +493,13 @@ ath_host_t *ath_host_new(uv_loop_t *loop, const ath_host_opts_t *opts)
     }
     h->loop = loop;
     h->t0 = (double)uv_hrtime() / 1e6;
-    h->L = luaL_newstate();
+    /* its allocator: small blocks pooled, big payloads become strings
+     * uncopied */
+    h->L = ath_lua_newstate();
     if (h->L == NULL) {
         ath_host_free(h);
         return NULL;
     }
-    ath_lua_adopting(h->L); /* big payloads become strings uncopied */
     /* Lua leaves the main thread's extra space uninitialised; new threads
      * copy it, and only flows may carry a non-NULL marker there. */
     *(void **)lua_getextraspace(h->L) = NULL;

@@ -153,16 +153,16 @@ int ath_host_wait_begin(ath_host_t *h, void *owner, ath_describe_fn describe,
 void ath_host_wait_restart(ath_host_t *h, void *owner, double total_ms);
 void ath_host_wait_end(ath_host_t *h, void *owner);
 
-/* lalloc.c: the state's allocator. ath_lua_adopting(L) puts it in place
- * of the default one (0, or -1 when out of memory: the default stays);
- * ath_lua_close(L) closes a state that may have it. ath_lua_front(L) is
+/* lalloc.c: the state's allocator. ath_lua_newstate() makes a state with
+ * it (as luaL_newstate, with small blocks pooled; NULL when out of
+ * memory); ath_lua_close(L) closes a state that may have it. ath_lua_front(L) is
  * where a string's bytes begin in the block Lua allocates for it, 0 when
  * the state cannot take blocks. ath_lua_pushtaken(L, blk, n) pushes the
  * n bytes at blk + ath_lua_front(L) as a string, making the malloc'd
  * block of front + n + 1 bytes (ath_chat_take) the string itself when
  * Lua asks for exactly that, else copying them; blk is the state's or
  * freed either way. */
-int ath_lua_adopting(lua_State *L);
+lua_State *ath_lua_newstate(void);
 size_t ath_lua_front(lua_State *L);
 void ath_lua_pushtaken(lua_State *L, char *blk, size_t n);
 void ath_lua_close(lua_State *L);
