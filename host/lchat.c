@@ -128,7 +128,10 @@ static void lport_forget(lua_State *L, ath_port_t *p)
     luaL_unref(L, LUA_REGISTRYINDEX, LP(p)->lref);
     luaL_unref(L, LUA_REGISTRYINDEX, LP(p)->r_ref);
     luaL_unref(L, LUA_REGISTRYINDEX, LP(p)->lines_ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, LP(p)->line_ref);
     LP(p)->lref = LP(p)->r_ref = LP(p)->lines_ref = LUA_NOREF;
+    LP(p)->line_ref = LUA_NOREF;
+    LP(p)->has_line = 0;
 }
 
 /* The host closes the ports still open when the run ends. */
@@ -152,6 +155,7 @@ void ath_lport_push(lua_State *L, ath_port_t *p)
         luaL_error(L, "out of memory");
     }
     LP(p)->lref = LP(p)->r_ref = LP(p)->lines_ref = LUA_NOREF;
+    LP(p)->line_ref = LUA_NOREF;
     p->cb = ath_lport_event;
     pp = lua_newuserdatauv(L, sizeof *pp, 0);
     *pp = p;
@@ -166,6 +170,8 @@ void ath_lport_push(lua_State *L, ath_port_t *p)
     LP(p)->r_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_pushboolean(L, 0);
     LP(p)->lines_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_pushboolean(L, 0);
+    LP(p)->line_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     p->res.close = lport_res_close;
     p->res.abandon = lport_res_abandon;
 }
@@ -497,6 +503,27 @@ static void lport_final(ath_port_t *p, lua_State *L, const ath_chat_event_t *ev)
     lport_finish(p, L, 4);
 }
 
+/* Pushes a reply line. The same short line as the last one is the same
+ * string (Lua interns short strings): it is pushed from its registry
+ * slot, not hashed and looked up again. */
+static void lport_push_line(lua_State *L, ath_port_t *p, const char *s,
+                            size_t n)
+{
+    ath_lport_t *lp = LP(p);
+    if (lp->has_line && n == lp->linelen && memcmp(s, lp->line, n) == 0) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, lp->line_ref);
+        return;
+    }
+    lua_pushlstring(L, s, n);
+    if (n <= sizeof lp->line) {
+        memcpy(lp->line, s, n);
+        lp->linelen = n;
+        lp->has_line = 1;
+        lua_pushvalue(L, -1);
+        lua_rawseti(L, LUA_REGISTRYINDEX, lp->line_ref);
+    }
+}
+
 /* A reply line of the command in flight: kept in r.lines; the first line
  * the reply pattern matched gives r's captures and r.line. */
 static void lport_reply(ath_port_t *p, lua_State *L, const ath_chat_event_t *ev)
@@ -505,7 +532,7 @@ static void lport_reply(ath_port_t *p, lua_State *L, const ath_chat_event_t *ev)
     if (p->h->tr) /* a secret in it is masked once the flow has it */
         ath_tr_hold(p->h->tr, p->name, 1);
     lua_rawgeti(L, LUA_REGISTRYINDEX, LP(p)->lines_ref);
-    lua_pushlstring(L, ev->line, ev->len);
+    lport_push_line(L, p, ev->line, ev->len);
     if (ev->matched && !LP(p)->replied) {
         /* the same string is r.line: made once */
         LP(p)->replied = 1;

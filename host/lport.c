@@ -173,12 +173,12 @@ static void lport_wait_pats(lua_State *L, ath_port_t *p, int a, int o,
 /* Common checks of a call that waits on p; returns the timeout. */
 static int lport_begin(lua_State *L, ath_port_t *p, int o)
 {
-    int timeout = p->timeout_ms;
+    int timeout = p->timeout_ms, t;
     ath_host_check_flow(L);
     if (LP(p)->waiter)
         luaL_error(L, "%s is busy: another flow is waiting on it", p->name);
     LP(p)->no_progress = 0;
-    if (lua_type(L, o) == LUA_TTABLE) {
+    if ((t = lua_type(L, o)) == LUA_TTABLE) {
         lua_getfield(L, o, "timeout");
         timeout = (int)luaL_optinteger(L, -1, timeout);
         lua_pop(L, 1);
@@ -187,7 +187,7 @@ static int lport_begin(lua_State *L, ath_port_t *p, int o)
         lua_getfield(L, o, "progress");
         LP(p)->no_progress = lua_type(L, -1) == LUA_TBOOLEAN && !lua_toboolean(L, -1);
         lua_pop(L, 1);
-    } else if (!lua_isnoneornil(L, o)) {
+    } else if (t != LUA_TNIL && t != LUA_TNONE) {
         luaL_checktype(L, o, LUA_TTABLE);
     }
     memset(&LP(p)->w, 0, sizeof LP(p)->w);
@@ -385,12 +385,11 @@ static int lport_cmd(lua_State *L, ath_port_t *p, const char *cmd, size_t n,
     int timeout = lport_begin(L, p, o);
     int t, has_o = lua_istable(L, o);
     LP(p)->w.mode = ATH_WAIT_CMD;
-    if (has_o)
+    if (has_o) {
         lua_getfield(L, o, "final");
-    else
-        lua_pushnil(L);
-    lport_wait_pats(L, p, lua_gettop(L), o, 0);
-    lua_pop(L, 1);
+        lport_wait_pats(L, p, lua_gettop(L), o, 0);
+        lua_pop(L, 1);
+    } /* else no patterns: lport_begin cleared them */
     LP(p)->outcome_ms = timeout;
     if (has_o) {
         lua_getfield(L, o, "outcome_timeout");
@@ -411,14 +410,15 @@ static int lport_cmd(lua_State *L, ath_port_t *p, const char *cmd, size_t n,
         /* final(): the name of the last command sent */
         memcpy(LP(p)->cmdname, LP(p)->lastname, sizeof LP(p)->cmdname);
     }
-    t = has_o ? lua_getfield(L, o, "reply") : (lua_pushnil(L), LUA_TNIL);
+    t = has_o ? lua_getfield(L, o, "reply") : LUA_TNIL;
     if (t == LUA_TNIL && cmd) {
         lport_reply_prefix(p, cmd, n);
     } else if (t != LUA_TNIL && t != LUA_TBOOLEAN) {
         ath_lport_pat(L, -1, &LP(p)->reply);
         LP(p)->w.reply = &LP(p)->reply;
     }
-    lua_pop(L, 1);
+    if (has_o)
+        lua_pop(L, 1);
     lport_cmd_result(L, p, cmd, o, has_o);
     /* anchor: what the wait points into (the options, the command) */
     if (has_o) {

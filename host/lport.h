@@ -38,6 +38,11 @@ typedef struct ath_lport {
                           progress (its own slot: one lua_rawgeti away) */
     int lines_ref;     /* registry: its lines (r.lines) */
     int nlines;        /* how many r.lines holds */
+    int line_ref;      /* registry: the last reply line (short), */
+    int has_line;      /* and its bytes: the same line again (a module
+                          polled says the same) is that string again */
+    size_t linelen;
+    char line[40];
     ath_wait_t w;
     ath_pat_t pats[8];
     ath_pat_t *xpats;  /* more patterns than pats holds */
