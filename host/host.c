@@ -865,6 +865,7 @@ ath_host_t *ath_host_new_shared(ath_host_t *parent, const ath_host_opts_t *opts)
     h->t0 = (double)uv_hrtime() / 1e6;
     memcpy(h->port_keys, parent->port_keys, sizeof h->port_keys);
     h->port_mt_ref = parent->port_mt_ref;
+    h->port_mt = parent->port_mt;
     lua_pushcfunction(h->L, shared_init);
     lua_pushlightuserdata(h->L, h);
     if (lua_pcall(h->L, 1, 0, 0) != LUA_OK) {

@@ -65,6 +65,7 @@ struct ath_host {
     int port_ref; /* the default port once opened */
     int port_keys[16]; /* lchat.c: registry refs of result tables' keys */
     int port_mt_ref;   /* lchat.c: registry ref of the port metatable */
+    const void *port_mt; /* lchat.c: that metatable, to compare with */
     struct ath_waitnote *notes; /* long waits in progress (lhost.c) */
     /* The cleanup (athost.defer) in progress: a canceled main flow is
      * abandoned; the run then ends with end_status. */

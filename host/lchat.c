@@ -13,8 +13,9 @@
  *   ud   the userdata, so an open port is never collected
  *   urc  id -> { fn, spec }: the URC handlers
  *   w    what the wait in progress needs kept alive (its options)
- *   r    the result table of the command in progress
  *   data what to send at the command's prompt
+ * and, in registry slots of their own (LP(p)->r_ref, lines_ref), the
+ * result table of the command in progress and its lines.
  * lport.c, lopen.c and ltls.c call into it; it calls none of them.
  */
 #include "lport.h"
@@ -57,6 +58,17 @@ void ath_lport_setk(lua_State *L, ath_port_t *p, int t, int k)
     lua_rawset(L, t);
 }
 
+void ath_lport_key(lua_State *L, ath_port_t *p, int k)
+{
+    lua_rawgeti(L, LUA_REGISTRYINDEX, p->h->port_keys[k]);
+}
+
+/* Pushes the result table of the command in progress. */
+static void lport_r(lua_State *L, ath_port_t *p)
+{
+    lua_rawgeti(L, LUA_REGISTRYINDEX, LP(p)->r_ref);
+}
+
 int ath_lport_getk(lua_State *L, ath_port_t *p, int t, int k)
 {
     t = lua_absindex(L, t);
@@ -70,13 +82,14 @@ void ath_lport_keys(lua_State *L)
 {
     static const char *const names[ATH_K_N] = {
         "lines", "command", "final", "ms", "line", "index",
-        "payload", "prompt", "outcome", "error", "cme", "cms"};
+        "payload", "prompt", "outcome", "error", "cme", "cms", "OK"};
     ath_host_t *h = ath_host_from(L);
     int i;
     for (i = 0; i < ATH_K_N; i++) {
         lua_pushstring(L, names[i]);
         h->port_keys[i] = luaL_ref(L, LUA_REGISTRYINDEX);
     }
+    h->port_mt = lua_topointer(L, -1);
     lua_pushvalue(L, -1);
     h->port_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 }
@@ -85,14 +98,12 @@ ath_port_t *ath_lport_check(lua_State *L, int i)
 {
     ath_port_t **pp = lua_touserdata(L, i);
     int ok = 0;
-    /* The metatable from its registry ref: no lookup by name. */
+    /* The metatable compared by address: no lookup by name. */
     if (pp != NULL && lua_getmetatable(L, i)) {
         /* a flow carries its host (ath_host_spawn); the metatable is the
          * state's, the same for every host in it */
-        ath_host_t *h = ath_host_from(L);
-        lua_rawgeti(L, LUA_REGISTRYINDEX, h->port_mt_ref);
-        ok = lua_rawequal(L, -1, -2);
-        lua_pop(L, 2);
+        ok = lua_topointer(L, -1) == ath_host_from(L)->port_mt;
+        lua_pop(L, 1);
     }
     if (!ok)
         pp = luaL_checkudata(L, i, ATH_PORT_MT); /* raises */
@@ -115,7 +126,12 @@ static void lport_forget(lua_State *L, ath_port_t *p)
         *pp = NULL;
     lua_pop(L, 2);
     luaL_unref(L, LUA_REGISTRYINDEX, LP(p)->lref);
-    LP(p)->lref = LUA_NOREF;
+    luaL_unref(L, LUA_REGISTRYINDEX, LP(p)->r_ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, LP(p)->lines_ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, LP(p)->line_ref);
+    LP(p)->lref = LP(p)->r_ref = LP(p)->lines_ref = LUA_NOREF;
+    LP(p)->line_ref = LUA_NOREF;
+    LP(p)->has_line = 0;
 }
 
 /* The host closes the ports still open when the run ends. */
@@ -138,7 +154,8 @@ void ath_lport_push(lua_State *L, ath_port_t *p)
         ath_port_close(p);
         luaL_error(L, "out of memory");
     }
-    LP(p)->lref = LUA_NOREF;
+    LP(p)->lref = LP(p)->r_ref = LP(p)->lines_ref = LUA_NOREF;
+    LP(p)->line_ref = LUA_NOREF;
     p->cb = ath_lport_event;
     pp = lua_newuserdatauv(L, sizeof *pp, 0);
     *pp = p;
@@ -149,6 +166,12 @@ void ath_lport_push(lua_State *L, ath_port_t *p)
     lua_newtable(L);
     lua_rawseti(L, -2, ATH_LS_URC);
     LP(p)->lref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_pushboolean(L, 0); /* a placeholder: a nil gets no ref */
+    LP(p)->r_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_pushboolean(L, 0);
+    LP(p)->lines_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_pushboolean(L, 0);
+    LP(p)->line_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     p->res.close = lport_res_close;
     p->res.abandon = lport_res_abandon;
 }
@@ -306,7 +329,7 @@ void ath_lport_fail(ath_port_t *p, lua_State *L, const char *code,
     lua_pushfstring(L, "%s: %s", code, what);
     lua_pushstring(L, code);
     if (with_r)
-        ath_lport_get(L, p, ATH_LS_R);
+        lport_r(L, p);
     lport_finish(p, L, with_r ? 4 : 3);
 }
 
@@ -403,12 +426,17 @@ static void lport_final(ath_port_t *p, lua_State *L, const ath_chat_event_t *ev)
 {
     static const char *codes[] = {"OK", "ERROR", "CME", "CMS"};
     int r;
-    ath_lport_get(L, p, ATH_LS_R);
+    lport_r(L, p);
     r = lua_gettop(L);
-    lua_pushlstring(L, ev->line, ev->len);
-    ath_lport_setk(L, p, r, ATH_K_FINAL);
+    ath_lport_key(L, p, ATH_K_FINAL);
+    if (ev->len == 2 && ev->index == ATH_FINAL_OK)
+        ath_lport_key(L, p, ATH_K_OK); /* the line is "OK" */
+    else
+        lua_pushlstring(L, ev->line, ev->len);
+    lua_rawset(L, r);
+    ath_lport_key(L, p, ATH_K_MS);
     lua_pushnumber(L, ath_host_now(p->h) - LP(p)->t_wait);
-    ath_lport_setk(L, p, r, ATH_K_MS);
+    lua_rawset(L, r);
     if ((ev->index == ATH_FINAL_OK || ev->index >= ATH_FINAL_ALT) &&
         LP(p)->has_data && !LP(p)->data_sent) {
         /* A success to a command whose data never went: nothing was done
@@ -475,6 +503,27 @@ static void lport_final(ath_port_t *p, lua_State *L, const ath_chat_event_t *ev)
     lport_finish(p, L, 4);
 }
 
+/* Pushes a reply line. The same short line as the last one is the same
+ * string (Lua interns short strings): it is pushed from its registry
+ * slot, not hashed and looked up again. */
+static void lport_push_line(lua_State *L, ath_port_t *p, const char *s,
+                            size_t n)
+{
+    ath_lport_t *lp = LP(p);
+    if (lp->has_line && n == lp->linelen && memcmp(s, lp->line, n) == 0) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, lp->line_ref);
+        return;
+    }
+    lua_pushlstring(L, s, n);
+    if (n <= sizeof lp->line) {
+        memcpy(lp->line, s, n);
+        lp->linelen = n;
+        lp->has_line = 1;
+        lua_pushvalue(L, -1);
+        lua_rawseti(L, LUA_REGISTRYINDEX, lp->line_ref);
+    }
+}
+
 /* A reply line of the command in flight: kept in r.lines; the first line
  * the reply pattern matched gives r's captures and r.line. */
 static void lport_reply(ath_port_t *p, lua_State *L, const ath_chat_event_t *ev)
@@ -482,16 +531,16 @@ static void lport_reply(ath_port_t *p, lua_State *L, const ath_chat_event_t *ev)
     int r, i;
     if (p->h->tr) /* a secret in it is masked once the flow has it */
         ath_tr_hold(p->h->tr, p->name, 1);
-    ath_lport_get(L, p, ATH_LS_LINES);
-    lua_pushlstring(L, ev->line, ev->len);
-    lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
-    lua_pop(L, 1);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, LP(p)->lines_ref);
+    lport_push_line(L, p, ev->line, ev->len);
     if (ev->matched && !LP(p)->replied) {
+        /* the same string is r.line: made once */
         LP(p)->replied = 1;
-        ath_lport_get(L, p, ATH_LS_R);
+        lport_r(L, p);
         r = lua_gettop(L);
-        lua_pushlstring(L, ev->line, ev->len);
-        ath_lport_setk(L, p, r, ATH_K_LINE);
+        ath_lport_key(L, p, ATH_K_LINE);
+        lua_pushvalue(L, r - 1);
+        lua_rawset(L, r);
         for (i = 0; i < ev->m.ncap; i++) {
             const ath_cap_t *c = &ev->m.cap[i];
             if (c->len == ATH_CAP_POSITION)
@@ -506,6 +555,10 @@ static void lport_reply(ath_port_t *p, lua_State *L, const ath_chat_event_t *ev)
         }
         lua_settop(L, r - 1);
     }
+    /* r.lines is the engine's alone while the command runs: its length
+     * is counted here, not asked of it */
+    lua_rawseti(L, -2, ++LP(p)->nlines);
+    lua_pop(L, 1);
 }
 
 /* A prompt during a command: send its data, or end the command here. */
@@ -525,7 +578,7 @@ static void lport_prompt(ath_port_t *p, lua_State *L,
             ath_lport_fail(p, L, "EIO", "cannot send the data", 0);
         return;
     }
-    ath_lport_get(L, p, ATH_LS_R);
+    lport_r(L, p);
     lua_pushlstring(L, ev->line, ev->len);
     ath_lport_setk(L, p, -2, ATH_K_PROMPT);
     lport_finish(p, L, 1);
@@ -538,7 +591,7 @@ static void lport_outcome(ath_port_t *p, lua_State *L,
 {
     if (p->h->tr) /* a secret in it is masked once the flow has it */
         ath_tr_hold(p->h->tr, p->name, 1);
-    ath_lport_get(L, p, ATH_LS_R);
+    lport_r(L, p);
     if (ath_lport_getk(L, p, -1, ATH_K_OUTCOME) == LUA_TNIL) {
         lport_push_match(L, p, ev);
         ath_lport_setk(L, p, -3, ATH_K_OUTCOME);
@@ -630,7 +683,7 @@ static void lport_refused(ath_port_t *p, lua_State *L,
         lua_pushfstring(L, "sent %s, the module echoed %s", cmd,
                         lua_tostring(L, -1));
     } else {
-        ath_lport_get(L, p, ATH_LS_R);
+        lport_r(L, p);
         lport_push_match(L, p, ev);
         ath_lport_setk(L, p, -2, ATH_K_OUTCOME);
         lua_pop(L, 1);

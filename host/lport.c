@@ -8,8 +8,9 @@
  *   ud   the userdata, so an open port is never collected
  *   urc  id -> { fn, spec }: the URC handlers
  *   w    what the wait in progress needs kept alive (its options)
- *   r    the result table of the command in progress
  *   data what to send at the command's prompt
+ * and, in registry slots of their own, the result table of the command
+ * in progress and its lines (LP(p)->r_ref, lines_ref).
  */
 #include "lport.h"
 
@@ -172,12 +173,12 @@ static void lport_wait_pats(lua_State *L, ath_port_t *p, int a, int o,
 /* Common checks of a call that waits on p; returns the timeout. */
 static int lport_begin(lua_State *L, ath_port_t *p, int o)
 {
-    int timeout = p->timeout_ms;
+    int timeout = p->timeout_ms, t;
     ath_host_check_flow(L);
     if (LP(p)->waiter)
         luaL_error(L, "%s is busy: another flow is waiting on it", p->name);
     LP(p)->no_progress = 0;
-    if (lua_type(L, o) == LUA_TTABLE) {
+    if ((t = lua_type(L, o)) == LUA_TTABLE) {
         lua_getfield(L, o, "timeout");
         timeout = (int)luaL_optinteger(L, -1, timeout);
         lua_pop(L, 1);
@@ -186,7 +187,7 @@ static int lport_begin(lua_State *L, ath_port_t *p, int o)
         lua_getfield(L, o, "progress");
         LP(p)->no_progress = lua_type(L, -1) == LUA_TBOOLEAN && !lua_toboolean(L, -1);
         lua_pop(L, 1);
-    } else if (!lua_isnoneornil(L, o)) {
+    } else if (t != LUA_TNIL && t != LUA_TNONE) {
         luaL_checktype(L, o, LUA_TTABLE);
     }
     memset(&LP(p)->w, 0, sizeof LP(p)->w);
@@ -319,15 +320,18 @@ static void lport_cmd_result(lua_State *L, ath_port_t *p, const char *cmd,
     /* lines, command, line, final, ms: room for them all at once (a
      * table that grows is rehashed) */
     lua_createtable(L, 0, 5);
+    ath_lport_key(L, p, ATH_K_LINES);
     lua_createtable(L, 2, 0);
     lua_pushvalue(L, -1);
-    ath_lport_set(L, p, ATH_LS_LINES);
-    ath_lport_setk(L, p, -2, ATH_K_LINES);
+    lua_rawseti(L, LUA_REGISTRYINDEX, LP(p)->lines_ref);
+    lua_rawset(L, -3);
+    LP(p)->nlines = 0;
     if (cmd) {
+        ath_lport_key(L, p, ATH_K_COMMAND);
         lua_pushvalue(L, 2);
-        ath_lport_setk(L, p, -2, ATH_K_COMMAND);
+        lua_rawset(L, -3);
     }
-    ath_lport_set(L, p, ATH_LS_R);
+    lua_rawseti(L, LUA_REGISTRYINDEX, LP(p)->r_ref);
     LP(p)->replied = 0;
     LP(p)->data_sent = 0;
     if (has_o && lua_getfield(L, o, "data") != LUA_TNIL) {
@@ -381,12 +385,11 @@ static int lport_cmd(lua_State *L, ath_port_t *p, const char *cmd, size_t n,
     int timeout = lport_begin(L, p, o);
     int t, has_o = lua_istable(L, o);
     LP(p)->w.mode = ATH_WAIT_CMD;
-    if (has_o)
+    if (has_o) {
         lua_getfield(L, o, "final");
-    else
-        lua_pushnil(L);
-    lport_wait_pats(L, p, lua_gettop(L), o, 0);
-    lua_pop(L, 1);
+        lport_wait_pats(L, p, lua_gettop(L), o, 0);
+        lua_pop(L, 1);
+    } /* else no patterns: lport_begin cleared them */
     LP(p)->outcome_ms = timeout;
     if (has_o) {
         lua_getfield(L, o, "outcome_timeout");
@@ -407,14 +410,15 @@ static int lport_cmd(lua_State *L, ath_port_t *p, const char *cmd, size_t n,
         /* final(): the name of the last command sent */
         memcpy(LP(p)->cmdname, LP(p)->lastname, sizeof LP(p)->cmdname);
     }
-    t = has_o ? lua_getfield(L, o, "reply") : (lua_pushnil(L), LUA_TNIL);
+    t = has_o ? lua_getfield(L, o, "reply") : LUA_TNIL;
     if (t == LUA_TNIL && cmd) {
         lport_reply_prefix(p, cmd, n);
     } else if (t != LUA_TNIL && t != LUA_TBOOLEAN) {
         ath_lport_pat(L, -1, &LP(p)->reply);
         LP(p)->w.reply = &LP(p)->reply;
     }
-    lua_pop(L, 1);
+    if (has_o)
+        lua_pop(L, 1);
     lport_cmd_result(L, p, cmd, o, has_o);
     /* anchor: what the wait points into (the options, the command) */
     if (has_o) {

@@ -34,6 +34,15 @@ typedef struct ath_lport {
     lua_State *woken;  /* a waiter to wake when processing ends */
     int woken_n;
     int lref;          /* registry: the port's Lua-side table */
+    int r_ref;         /* registry: the result table of the command in
+                          progress (its own slot: one lua_rawgeti away) */
+    int lines_ref;     /* registry: its lines (r.lines) */
+    int nlines;        /* how many r.lines holds */
+    int line_ref;      /* registry: the last reply line (short), */
+    int has_line;      /* and its bytes: the same line again (a module
+                          polled says the same) is that string again */
+    size_t linelen;
+    char line[40];
     ath_wait_t w;
     ath_pat_t pats[8];
     ath_pat_t *xpats;  /* more patterns than pats holds */
@@ -59,8 +68,6 @@ enum {
     ATH_LS_UD = 1, /* the userdata, so an open port is never collected */
     ATH_LS_URC,    /* id -> { fn, spec }: the URC handlers */
     ATH_LS_W,      /* what the wait in progress keeps alive (options) */
-    ATH_LS_R,      /* the result table of the command in progress */
-    ATH_LS_LINES,  /* its lines (r.lines) */
     ATH_LS_DATA,   /* what to send at the command's prompt (has_data) */
     ATH_LS_PORTNUM,
     ATH_LS_SINK,   /* read(n, {into = sink}): the file or function */
@@ -72,7 +79,9 @@ enum {
 enum {
     ATH_K_LINES, ATH_K_COMMAND, ATH_K_FINAL, ATH_K_MS, ATH_K_LINE,
     ATH_K_INDEX, ATH_K_PAYLOAD, ATH_K_PROMPT, ATH_K_OUTCOME, ATH_K_ERROR,
-    ATH_K_CME, ATH_K_CMS, ATH_K_N
+    ATH_K_CME, ATH_K_CMS,
+    ATH_K_OK, /* not a key: the final result "OK", pushed without hashing */
+    ATH_K_N
 };
 
 #define ATH_PORT_PATS 8
@@ -98,6 +107,8 @@ int ath_lport_get(lua_State *L, ath_port_t *p, int k);
 void ath_lport_setk(lua_State *L, ath_port_t *p, int t, int k);
 /* Pushes field k (ATH_K_*) of the table at index t; returns its type. */
 int ath_lport_getk(lua_State *L, ath_port_t *p, int t, int k);
+/* Pushes key k (ATH_K_*): push the value next, then lua_rawset. */
+void ath_lport_key(lua_State *L, ath_port_t *p, int k);
 
 /* lchat.c: interns the result keys, notes the metatable on top. */
 void ath_lport_keys(lua_State *L);
