@@ -467,6 +467,7 @@ function Core:await(start, ms, late)
     got = { line = line }
   end)
   local deadline = athost.now() + (ms or 60000)
+  if not got then self.out:release() end   -- what the command said so far
   while not got and self.gen == gen and not self.closed
       and athost.now() < deadline do
     athost.sleep(1)
@@ -514,11 +515,15 @@ end
 -- Input
 ---------------------------------------------------------------------------
 
+local RECV_NOW = { timeout = 0 }
+
 -- One read from the port into ibuf; nil, code when the port is gone.
 -- While booting or silent, what arrives is lost.
 function Core:fill(timeout)
   if self.closed or self.port.closed then return nil, "ECLOSED" end
-  local data, _, code = self.port:recv(65536, { timeout = timeout or 0 })
+  self.out:release()          -- the answer so far goes out before we wait
+  local data, _, code = self.port:recv(65536,
+    (timeout and timeout ~= 0) and { timeout = timeout } or RECV_NOW)
   if not data then return nil, code end
   if not self.booting and not self.silenced then
     self.ibuf = self.ibuf .. data
@@ -701,6 +706,9 @@ function Core:run()
   while not self.closed do
     local line, extra = self:next_line()
     if line == nil then break end
+    -- The answer's lines collect and go out as one write (athost.sim.
+    -- outq), released when the answer is complete or the command waits.
+    self.out:hold()
     local ok, err = xpcall(self.dispatch, debug.traceback, self,
       line or extra, line == false)
     if not ok then
@@ -710,6 +718,7 @@ function Core:run()
       io.stderr:write("athost sim ", self.name, ": ", err, "\n")
       self:error()
     end
+    self.out:release()
   end
 end
 
