@@ -656,7 +656,8 @@ function Core:triggered(line)
 end
 
 function Core:dispatch(line, too_long)
-  line = line:gsub("^[%c ]+", "")
+  local b = line:byte(1)
+  if b and (b <= 32 or b == 127) then line = line:gsub("^[%c ]+", "") end
   if not self.synced then
     -- Autobaud: only an upper-case AT is recognised (reference 000).
     if line ~= "AT" or too_long then return end
@@ -681,11 +682,13 @@ function Core:dispatch(line, too_long)
   if line == "" then return end
   if self.trace then athost.log(self.name .. " cmd " .. line) end
   local gen = self.gen
-  local after = self:triggered(line)
+  local after = self.triggers[1] and self:triggered(line)
   if self.gen ~= gen or self.silenced then return end   -- rebooted or hung
-  local up = line:upper()
-  for prefix, n in pairs(self.refusals) do
-    if up:sub(1, #prefix) == prefix then return self:fail(n) end
+  if next(self.refusals) then
+    local up = line:upper()
+    for prefix, n in pairs(self.refusals) do
+      if up:sub(1, #prefix) == prefix then return self:fail(n) end
+    end
   end
   local c = atparse.command(line)
   local h = c and self.commands[c.name]
@@ -698,7 +701,9 @@ function Core:dispatch(line, too_long)
     h(self, c)
   end
   self.in_cmd = false
-  for _, f in ipairs(after or {}) do self:fault(f, true) end
+  if after then
+    for _, f in ipairs(after) do self:fault(f, true) end
+  end
 end
 
 -- The command flow: lines in, answers out, until the modem is closed.
