@@ -23,7 +23,9 @@ local Q = {}
 Q.__index = Q
 
 function M.new(port)
-  return setmetatable({ port = port, q = {}, busy = false, epoch = 0 }, Q)
+  -- (port.send looked up once: a port's fields are a C lookup each.)
+  return setmetatable({ port = port, send = port.send, q = {}, busy = false,
+    epoch = 0 }, Q)
 end
 
 -- Sends s; false once the port is gone (the queue stops for good).
@@ -93,14 +95,9 @@ end
 local NOWAIT = { wait = false }
 
 -- Sends s at once, in order after what the port still holds, with no
--- flow of its own.
+-- flow of its own. (A closed port raises: the queue is dead then too.)
 local function direct(self, s)
-  local port = self.port
-  if port.closed then
-    self.dead = true
-    return
-  end
-  local ok, sent, err = pcall(port.send, port, s, NOWAIT)
+  local ok, sent, err = pcall(self.send, self.port, s, NOWAIT)
   if not ok or not sent then self.dead, self.err = true, ok and err or sent end
 end
 
