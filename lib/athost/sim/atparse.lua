@@ -18,7 +18,7 @@ local M = {}
 --   line  the line as given
 -- Returns nil when the line is not an AT command at all (no AT prefix, or
 -- trailing garbage after the name).
-function M.command(line)
+local function command(line)
   local body = line:match("^[Aa][Tt](.*)$")
   if not body or line:sub(1, 2) == "aT" or line:sub(1, 2) == "At" then
     return nil
@@ -53,12 +53,36 @@ function M.command(line)
   return c
 end
 
+-- Parses are kept: the same lines come again and again (a station's
+-- modems all answer the same commands), and a kept parse is a table
+-- lookup instead of a few pattern matches and new strings. Short lines
+-- only (longer ones carry data: a topic, a payload), and a few hundred
+-- at most (then the store starts afresh). The tables returned are shared
+-- between callers, which only read them.
+local KEEP_LEN, KEEP_MAX = 48, 256
+
+local function keeper(parse)
+  local kept, n = {}, 0
+  return function(s)
+    local v = kept[s]
+    if v ~= nil then return v or nil end
+    local r, err = parse(s)
+    if #s <= KEEP_LEN and (r or not err) then
+      if n >= KEEP_MAX then kept, n = {}, 0 end
+      kept[s], n = r or false, n + 1
+    end
+    return r, err
+  end
+end
+
+M.command = keeper(command)
+
 -- Parses a parameter list: comma-separated values, each either a quoted
 -- string (commas allowed inside, no escapes: Luat's \HH are decoded by the
 -- commands that take them) or bare text, trimmed of blanks. An empty list
 -- gives {}; "a,,b" gives an empty middle parameter.
 -- Returns the list of {value =, quoted =} or nil, what is wrong.
-function M.params(s)
+local function params(s)
   local out, i, n = {}, 1, #s
   if s:match("^%s*$") then return out end
   while true do
@@ -89,6 +113,8 @@ function M.params(s)
     end
   end
 end
+
+M.params = keeper(params)
 
 -- An integer parameter in [lo, hi], or nil. Quoted numbers count too
 -- (AT+MIPSTART="host","1883" in reference 003).

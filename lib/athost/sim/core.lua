@@ -467,6 +467,7 @@ function Core:await(start, ms, late)
     got = { line = line }
   end)
   local deadline = athost.now() + (ms or 60000)
+  if not got then self.out:release() end   -- what the command said so far
   while not got and self.gen == gen and not self.closed
       and athost.now() < deadline do
     athost.sleep(1)
@@ -514,11 +515,15 @@ end
 -- Input
 ---------------------------------------------------------------------------
 
+local RECV_NOW = { timeout = 0 }
+
 -- One read from the port into ibuf; nil, code when the port is gone.
 -- While booting or silent, what arrives is lost.
 function Core:fill(timeout)
   if self.closed or self.port.closed then return nil, "ECLOSED" end
-  local data, _, code = self.port:recv(65536, { timeout = timeout or 0 })
+  self.out:release()          -- the answer so far goes out before we wait
+  local data, _, code = self.port:recv(65536,
+    (timeout and timeout ~= 0) and { timeout = timeout } or RECV_NOW)
   if not data then return nil, code end
   if not self.booting and not self.silenced then
     self.ibuf = self.ibuf .. data
@@ -651,7 +656,8 @@ function Core:triggered(line)
 end
 
 function Core:dispatch(line, too_long)
-  line = line:gsub("^[%c ]+", "")
+  local b = line:byte(1)
+  if b and (b <= 32 or b == 127) then line = line:gsub("^[%c ]+", "") end
   if not self.synced then
     -- Autobaud: only an upper-case AT is recognised (reference 000).
     if line ~= "AT" or too_long then return end
@@ -676,11 +682,13 @@ function Core:dispatch(line, too_long)
   if line == "" then return end
   if self.trace then athost.log(self.name .. " cmd " .. line) end
   local gen = self.gen
-  local after = self:triggered(line)
+  local after = self.triggers[1] and self:triggered(line)
   if self.gen ~= gen or self.silenced then return end   -- rebooted or hung
-  local up = line:upper()
-  for prefix, n in pairs(self.refusals) do
-    if up:sub(1, #prefix) == prefix then return self:fail(n) end
+  if next(self.refusals) then
+    local up = line:upper()
+    for prefix, n in pairs(self.refusals) do
+      if up:sub(1, #prefix) == prefix then return self:fail(n) end
+    end
   end
   local c = atparse.command(line)
   local h = c and self.commands[c.name]
@@ -693,7 +701,9 @@ function Core:dispatch(line, too_long)
     h(self, c)
   end
   self.in_cmd = false
-  for _, f in ipairs(after or {}) do self:fault(f, true) end
+  if after then
+    for _, f in ipairs(after) do self:fault(f, true) end
+  end
 end
 
 -- The command flow: lines in, answers out, until the modem is closed.
@@ -701,6 +711,9 @@ function Core:run()
   while not self.closed do
     local line, extra = self:next_line()
     if line == nil then break end
+    -- The answer's lines collect and go out as one write (athost.sim.
+    -- outq), released when the answer is complete or the command waits.
+    self.out:hold()
     local ok, err = xpcall(self.dispatch, debug.traceback, self,
       line or extra, line == false)
     if not ok then
@@ -710,6 +723,7 @@ function Core:run()
       io.stderr:write("athost sim ", self.name, ": ", err, "\n")
       self:error()
     end
+    self.out:release()
   end
 end
 

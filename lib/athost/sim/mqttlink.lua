@@ -70,9 +70,11 @@ local function session_events(self, events)
   end
 end
 
+local RECV_OPTS = { timeout = 0 }
+
 local function reader(self, c)
   while self.state == "open" do
-    local data, err = c:recv(65536, { timeout = 0 })
+    local data, err = c:recv(65536, RECV_OPTS)
     if self.state ~= "open" then return end
     if not data then return self:lose(err) end
     session_events(self, self.session:input(data))

@@ -13,6 +13,8 @@
 --   q:split(fn)    -- writes of fn() bytes each (fn() >= 1), 1 ms apart so
 --                  -- the reader gets them apart; q:split(false) undoes
 --   q:clear()      -- drop what is queued and not yet sent (a reboot)
+--   q:hold()       -- writes that would go to the port at once collect...
+--   q:release()    -- ...until this sends them as one write
 local athost = require("athost")
 
 
@@ -21,7 +23,9 @@ local Q = {}
 Q.__index = Q
 
 function M.new(port)
-  return setmetatable({ port = port, q = {}, busy = false, epoch = 0 }, Q)
+  -- (port.send looked up once: a port's fields are a C lookup each.)
+  return setmetatable({ port = port, send = port.send, q = {}, busy = false,
+    epoch = 0 }, Q)
 end
 
 -- Sends s; false once the port is gone (the queue stops for good).
@@ -90,6 +94,22 @@ end
 
 local NOWAIT = { wait = false }
 
+-- Sends s at once, in order after what the port still holds, with no
+-- flow of its own. (A closed port raises: the queue is dead then too.)
+local function direct(self, s)
+  local ok, sent, err = pcall(self.send, self.port, s, NOWAIT)
+  if not ok or not sent then self.dead, self.err = true, ok and err or sent end
+end
+
+-- What hold() collected goes out (it would have gone out at once).
+local function unhold(self)
+  local h = self.held
+  if h and h ~= "" then
+    self.held = ""
+    if not self.dead then direct(self, h) end
+  end
+end
+
 -- Queues s; wait (ms, optional) is how long after what is queued before
 -- it s goes out.
 function Q:write(s, wait)
@@ -98,16 +118,16 @@ function Q:write(s, wait)
     -- Nothing queued, nothing to wait for: to the port at once, in order
     -- after what it still holds, with no flow of its own (a virtual modem
     -- writes a reply or two for each command; a flow each was most of
-    -- what it cost).
-    local port = self.port
-    if port.closed then
-      self.dead = true
+    -- what it cost). While held, the same bytes collect for one write
+    -- (a write to a pty costs more than the bytes in it).
+    if self.held then
+      self.held = self.held .. s
       return
     end
-    local ok, sent, err = pcall(port.send, port, s, NOWAIT)
-    if not ok or not sent then self.dead, self.err = true, ok and err or sent end
-    return
+    return direct(self, s)
   end
+  unhold(self)
+  if self.dead then return end
   self.q[#self.q + 1] = { s = s, wait = wait and wait > 0 and wait or nil }
   if not self.busy then
     self.busy = true
@@ -115,17 +135,34 @@ function Q:write(s, wait)
   end
 end
 
+-- Writes that would go out at once collect from now on; release() sends
+-- them as one write and ends the hold. A virtual modem holds while it
+-- answers a command and releases before it waits for anything: the
+-- answer's lines go out in one write instead of one each, with the same
+-- bytes in the same order. (Held bytes count as sent: clear() keeps them.)
+function Q:hold()
+  self.held = self.held or ""
+end
+
+function Q:release()
+  unhold(self)
+  self.held = nil
+end
+
 -- ms between bytes, or false/nil for whole writes.
 function Q:pace(ms)
+  unhold(self)
   self.delay = ms and ms > 0 and ms or nil
 end
 
 -- fn() gives the size of each write, or false/nil for whole writes.
 function Q:split(fn)
+  unhold(self)
   self.chunk = fn or nil
 end
 
 function Q:clear()
+  unhold(self)
   self.q = {}
   self.epoch = self.epoch + 1
 end
