@@ -377,13 +377,45 @@ static int lport_cmd_send(lua_State *L, ath_port_t *p, const char *cmd,
     return r;
 }
 
+/* Whether the options at index o hold nothing but timeout, progress and
+ * a boolean reply (what athost.modem gives most commands): then none of
+ * them is a pattern, data or a line end, and lport_cmd reads no more of
+ * them than lport_begin did (a dozen lookups of absent keys less).
+ * *noreply: reply is there (a boolean: no reply prefix). */
+static int lport_opts_plain(lua_State *L, int o, int *noreply)
+{
+    size_t n;
+    const char *k;
+    *noreply = 0;
+    lua_pushnil(L);
+    while (lua_next(L, o) != 0) {
+        int known = 0;
+        if (lua_type(L, -2) == LUA_TSTRING) {
+            k = lua_tolstring(L, -2, &n);
+            known = (n == 7 && memcmp(k, "timeout", 7) == 0) ||
+                    (n == 8 && memcmp(k, "progress", 8) == 0);
+            if (n == 5 && memcmp(k, "reply", 5) == 0 &&
+                lua_type(L, -1) == LUA_TBOOLEAN)
+                known = *noreply = 1;
+        }
+        lua_pop(L, 1);
+        if (!known) {
+            lua_pop(L, 1);
+            return 0;
+        }
+    }
+    return 1;
+}
+
 /* cmd and final share this: wait for a final result code. cmd is NULL
  * for final (nothing is sent). */
 static int lport_cmd(lua_State *L, ath_port_t *p, const char *cmd, size_t n,
                      int o)
 {
     int timeout = lport_begin(L, p, o);
-    int t, has_o = lua_istable(L, o);
+    int t, noreply = 0, has_o = lua_istable(L, o);
+    if (has_o && lport_opts_plain(L, o, &noreply))
+        has_o = 0; /* read as no options, but for reply */
     LP(p)->w.mode = ATH_WAIT_CMD;
     if (has_o) {
         lua_getfield(L, o, "final");
@@ -410,7 +442,7 @@ static int lport_cmd(lua_State *L, ath_port_t *p, const char *cmd, size_t n,
         /* final(): the name of the last command sent */
         memcpy(LP(p)->cmdname, LP(p)->lastname, sizeof LP(p)->cmdname);
     }
-    t = has_o ? lua_getfield(L, o, "reply") : LUA_TNIL;
+    t = has_o ? lua_getfield(L, o, "reply") : noreply ? LUA_TBOOLEAN : LUA_TNIL;
     if (t == LUA_TNIL && cmd) {
         lport_reply_prefix(p, cmd, n);
     } else if (t != LUA_TNIL && t != LUA_TBOOLEAN) {
