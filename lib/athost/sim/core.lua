@@ -240,6 +240,23 @@ end
 -- The model object
 ---------------------------------------------------------------------------
 
+-- The handlers of a dialect: its own over the basic ones, one table a
+-- dialect that all its models read (hot in the cache however many models
+-- a process runs); a model's own table (m.commands) starts empty and
+-- holds what is set on that model alone (a test's stand-in handler).
+local handlers = setmetatable({}, { __mode = "k" })   -- dialect -> metatable
+
+local function commands_of(dialect)
+  local mt = handlers[dialect]
+  if not mt then
+    local t = setmetatable({}, { __index = M.commands })
+    for k, h in pairs(dialect.commands or {}) do t[k] = h end
+    mt = { __index = t }
+    handlers[dialect] = mt
+  end
+  return setmetatable({}, mt)
+end
+
 function M.new(dialect, opts)
   opts = opts or {}
   local self = setmetatable({
@@ -251,9 +268,8 @@ function M.new(dialect, opts)
     files = {},               -- flash: survives reboots
     gen = 0, cmd_gen = 0,
     ibuf = "", refusals = {}, triggers = {}, bugs = {},
-    commands = setmetatable({}, { __index = M.commands }),
+    commands = commands_of(dialect),
   }, Core)
-  for k, h in pairs(dialect.commands or {}) do self.commands[k] = h end
   local seed
   self.kv, self.personality, seed = M.resolve_knobs(dialect, opts)
   -- What knobs vary at random (chunk sizes, which URC, when) comes from
