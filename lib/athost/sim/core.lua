@@ -549,13 +549,17 @@ end
 
 -- The next line up to CR (V.250 S3), an LF right after it skipped; false
 -- for a line longer than the modem's buffer; nil when the port is gone.
+local find, sub, byte = string.find, string.sub, string.byte
+
 function Core:next_line()
   while true do
-    local i = self.ibuf:find("\r", 1, true)
+    local buf = self.ibuf
+    local i = find(buf, "\r", 1, true)
     if i then
-      local line = self.ibuf:sub(1, i - 1)
-      local j = self.ibuf:byte(i + 1) == 10 and i + 2 or i + 1
-      self.ibuf = self.ibuf:sub(j)
+      local line = sub(buf, 1, i - 1)
+      local j = byte(buf, i + 1) == 10 and i + 2 or i + 1
+      -- (Most reads hold one line: nothing left.)
+      self.ibuf = j > #buf and "" or sub(buf, j)
       if self.overflow then
         self.overflow = false
         return false, line
@@ -672,7 +676,7 @@ function Core:triggered(line)
 end
 
 function Core:dispatch(line, too_long)
-  local b = line:byte(1)
+  local b = byte(line, 1)
   if b and (b <= 32 or b == 127) then line = line:gsub("^[%c ]+", "") end
   if not self.synced then
     -- Autobaud: only an upper-case AT is recognised (reference 000).
