@@ -240,6 +240,23 @@ end
 -- The model object
 ---------------------------------------------------------------------------
 
+-- The handlers of a dialect: its own over the basic ones, one table a
+-- dialect that all its models read (hot in the cache however many models
+-- a process runs); a model's own table (m.commands) starts empty and
+-- holds what is set on that model alone (a test's stand-in handler).
+local handlers = setmetatable({}, { __mode = "k" })   -- dialect -> metatable
+
+local function commands_of(dialect)
+  local mt = handlers[dialect]
+  if not mt then
+    local t = setmetatable({}, { __index = M.commands })
+    for k, h in pairs(dialect.commands or {}) do t[k] = h end
+    mt = { __index = t }
+    handlers[dialect] = mt
+  end
+  return setmetatable({}, mt)
+end
+
 function M.new(dialect, opts)
   opts = opts or {}
   local self = setmetatable({
@@ -251,9 +268,8 @@ function M.new(dialect, opts)
     files = {},               -- flash: survives reboots
     gen = 0, cmd_gen = 0,
     ibuf = "", refusals = {}, triggers = {}, bugs = {},
-    commands = setmetatable({}, { __index = M.commands }),
+    commands = commands_of(dialect),
   }, Core)
-  for k, h in pairs(dialect.commands or {}) do self.commands[k] = h end
   local seed
   self.kv, self.personality, seed = M.resolve_knobs(dialect, opts)
   -- What knobs vary at random (chunk sizes, which URC, when) comes from
@@ -533,13 +549,17 @@ end
 
 -- The next line up to CR (V.250 S3), an LF right after it skipped; false
 -- for a line longer than the modem's buffer; nil when the port is gone.
+local find, sub, byte = string.find, string.sub, string.byte
+
 function Core:next_line()
   while true do
-    local i = self.ibuf:find("\r", 1, true)
+    local buf = self.ibuf
+    local i = find(buf, "\r", 1, true)
     if i then
-      local line = self.ibuf:sub(1, i - 1)
-      local j = self.ibuf:byte(i + 1) == 10 and i + 2 or i + 1
-      self.ibuf = self.ibuf:sub(j)
+      local line = sub(buf, 1, i - 1)
+      local j = byte(buf, i + 1) == 10 and i + 2 or i + 1
+      -- (Most reads hold one line: nothing left.)
+      self.ibuf = j > #buf and "" or sub(buf, j)
       if self.overflow then
         self.overflow = false
         return false, line
@@ -656,7 +676,7 @@ function Core:triggered(line)
 end
 
 function Core:dispatch(line, too_long)
-  local b = line:byte(1)
+  local b = byte(line, 1)
   if b and (b <= 32 or b == 127) then line = line:gsub("^[%c ]+", "") end
   if not self.synced then
     -- Autobaud: only an upper-case AT is recognised (reference 000).
