@@ -145,6 +145,59 @@ static void connect_timeout_cb(uv_timer_t *t)
     ath_host_dispatch(p->h);
 }
 
+/* A socket of the first of res's addresses that connects or is
+ * connecting: its fd, or -1 with *err the last error. */
+static int tcp_socket(struct addrinfo *res, int *err)
+{
+    struct addrinfo *ai;
+    int fd;
+    for (ai = res; ai; ai = ai->ai_next) {
+        fd = socket(ai->ai_family,
+                    ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                    ai->ai_protocol);
+        if (fd < 0) {
+            *err = -errno;
+            continue;
+        }
+        if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0 ||
+            errno == EINPROGRESS)
+            return fd;
+        *err = -errno;
+        close(fd);
+    }
+    return -1;
+}
+
+/* The port on the connecting socket fd (named d->name, options at index
+ * o); co, the flow that opens it, is woken once it is connected (or
+ * not). 0, or -1 when out of memory: the port is closed, and nil, the
+ * message and its code are on L's stack. */
+static int tcp_port(ath_host_t *h, lua_State *L, int fd, lopen_dns_t *d,
+                    int o, lua_State *co)
+{
+    int one = 1;
+    ath_port_t *p;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    p = lopen_wrap(h, L, fd, ATH_PORT_TCP, d->name, o);
+    lua_pop(L, 1);
+    if (d->rfc2217 && ath_rfc2217_attach(p, &d->so) != 0) {
+        ath_lport_close(p, L);
+        lua_pushnil(L);
+        lua_pushliteral(L, "ENOMEM: out of memory");
+        lua_pushliteral(L, "ENOMEM");
+        return -1;
+    }
+    p->connecting = 1;
+    LP(p)->connector = co;
+    ath_port_watch(p);
+    if (p->timeout_ms > 0) {
+        uv_update_time(h->loop);
+        uv_timer_start(&p->timer, connect_timeout_cb,
+                       (uint64_t)p->timeout_ms, 0);
+    }
+    return 0;
+}
+
 static void lopen_dns_cb(uv_getaddrinfo_t *req, int status,
                          struct addrinfo *res)
 {
@@ -152,22 +205,8 @@ static void lopen_dns_cb(uv_getaddrinfo_t *req, int status,
     ath_host_t *h = d->h;
     lua_State *L = h->L;
     int fd = -1, err = status;
-    struct addrinfo *ai;
-    for (ai = res; status == 0 && ai; ai = ai->ai_next) {
-        fd = socket(ai->ai_family,
-                    ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                    ai->ai_protocol);
-        if (fd < 0) {
-            err = -errno;
-            continue;
-        }
-        if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0 ||
-            errno == EINPROGRESS)
-            break;
-        err = -errno;
-        close(fd);
-        fd = -1;
-    }
+    if (status == 0)
+        fd = tcp_socket(res, &err);
     uv_freeaddrinfo(res);
     if (h->done) {
         if (fd >= 0)
@@ -179,33 +218,12 @@ static void lopen_dns_cb(uv_getaddrinfo_t *req, int status,
         lua_xmove(L, d->co, 3);
         ath_host_wake(h, d->co, 3);
     } else {
-        int one = 1;
-        ath_port_t *p;
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         lua_rawgeti(L, LUA_REGISTRYINDEX, d->o_ref);
-        p = lopen_wrap(h, L, fd, ATH_PORT_TCP, d->name, lua_gettop(L));
-        lua_pop(L, 2);
-        if (d->rfc2217 && ath_rfc2217_attach(p, &d->so) != 0) {
-            ath_lport_close(p, L);
-            lua_pushnil(L);
-            lua_pushliteral(L, "ENOMEM: out of memory");
-            lua_pushliteral(L, "ENOMEM");
+        if (tcp_port(h, L, fd, d, lua_gettop(L), d->co) != 0) {
             lua_xmove(L, d->co, 3);
             ath_host_wake(h, d->co, 3);
-            luaL_unref(L, LUA_REGISTRYINDEX, d->o_ref);
-            free(d);
-            ath_host_dispatch(h);
-            ath_host_handles(h, -1); /* last: it may free a freed host */
-            return;
         }
-        p->connecting = 1;
-        LP(p)->connector = d->co;
-        ath_port_watch(p);
-        if (p->timeout_ms > 0) {
-            uv_update_time(h->loop);
-            uv_timer_start(&p->timer, connect_timeout_cb,
-                           (uint64_t)p->timeout_ms, 0);
-        }
+        lua_pop(L, 1);
     }
     luaL_unref(L, LUA_REGISTRYINDEX, d->o_ref);
     free(d);
@@ -237,7 +255,7 @@ static int split_hostport(const char *s, char *host, size_t hl, char *port,
 static int lopen_tcp(lua_State *L, const char *hostport, int o, int rfc2217)
 {
     ath_host_t *h = ath_host_from(L);
-    struct addrinfo hints;
+    struct addrinfo hints, *res = NULL;
     char host[256], port[16];
     lopen_dns_t *d;
     int r;
@@ -261,6 +279,28 @@ static int lopen_tcp(lua_State *L, const char *hostport, int o, int rfc2217)
     memset(&hints, 0, sizeof hints);
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
+    /* An address in numbers (127.0.0.1:1883, [::1]:80) needs no lookup:
+     * connect now, without a round trip through libuv's thread pool. */
+    hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
+    if (getaddrinfo(host, port, &hints, &res) == 0) {
+        int err = UV_EAI_FAIL, fd = tcp_socket(res, &err);
+        freeaddrinfo(res);
+        if (fd < 0) {
+            lua_pushfstring(L, "cannot connect to %s", d->name);
+            free(d);
+            lopen_fail(L, err, lua_tostring(L, -1));
+            lua_remove(L, -4);
+            return 3;
+        }
+        if (lua_isnoneornil(L, o)) {
+            lua_newtable(L);
+            o = lua_gettop(L);
+        }
+        r = tcp_port(h, L, fd, d, o, L);
+        free(d);
+        return r != 0 ? 3 : lua_yield(L, 0);
+    }
+    hints.ai_flags = 0;
     r = uv_getaddrinfo(h->loop, &d->req, lopen_dns_cb, host, port, &hints);
     if (r != 0) {
         free(d);
