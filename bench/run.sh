@@ -239,6 +239,16 @@ median_of() {
     done | sort -g | awk '{ a[NR] = $0 } END { if (NR) print a[int((NR + 1) / 2)] }'
 }
 read -r floor floor_rss <<<"$(median_of "${bares[@]}")"
+# best_of LABEL...: the highest rate among the runs that succeeded (the
+# issue's "best of N": printed beside the median, which is what is judged).
+best_of() {
+    local l
+    for l in "$@"; do
+        [ "${STATUS[$l]:-}" = ok ] && echo "${RATE[$l]}"
+    done | sort -g | tail -n 1
+}
+best_bare=$(best_of "${bares[@]}")
+best_ath=$(best_of "${athosts[@]}")
 
 # The event-loop floor, like athost, counts its median run.
 read -r ev ev_rss <<<"$(median_of "${evloops[@]}")"
@@ -298,6 +308,11 @@ if [ -n "$ath" ] && [ -n "$floor" ]; then
     fig "round trips: athost / bare C loop (median of $ROUNDS, interleaved)" \
         "$(awk -v a="$ath" -v b="$floor" 'BEGIN { printf "%.2f", a / b }')" ">= 0.95" \
         "$(awk -v a="$ath" -v b="$floor" 'BEGIN { print (a / b >= 0.95) ? "met" : "MISSED" }')"
+    if [ -n "$best_ath" ] && [ -n "$best_bare" ]; then
+        fig "round trips: athost / bare C loop (best of $ROUNDS each, interleaved)" \
+            "$(awk -v a="$best_ath" -v b="$best_bare" 'BEGIN { printf "%.2f", a / b }')" ">= 0.95" \
+            "$(awk -v a="$best_ath" -v b="$best_bare" 'BEGIN { print (a / b >= 0.95) ? "met" : "MISSED" }')"
+    fi
     if [ -n "$ev" ]; then
         fig "round trips: epoll loop / bare C loop (what waiting in an event loop costs here)" \
             "$(awk -v a="$ev" -v b="$floor" 'BEGIN { printf "%.2f", a / b }')" "-" "-"

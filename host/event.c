@@ -36,6 +36,15 @@ static void secret_add_one(ath_host_t *h, const char *value)
 /* The encodings athost itself puts a secret in on its way out: hex (both
  * cases, HEX-mode payloads), base64, URL encoding (form bodies) and the
  * \HH escapes of an AT string (at.mpub_escape). out holds 4n + 1. */
+/* Two hex digits of u at o (upper case when upper). */
+static char *hex2(char *o, unsigned u, int upper)
+{
+    const char *d = upper ? "0123456789ABCDEF" : "0123456789abcdef";
+    *o++ = d[(u >> 4) & 15];
+    *o++ = d[u & 15];
+    return o;
+}
+
 static void secret_encode(const char *v, size_t n, int how, char *out)
 {
     static const char *b64 =
@@ -47,7 +56,7 @@ static void secret_encode(const char *v, size_t n, int how, char *out)
     case 0:
     case 1:
         for (i = 0; i < n; i++)
-            o += sprintf(o, how ? "%02X" : "%02x", u[i]);
+            o = hex2(o, u[i], how);
         break;
     case 2:
         for (i = 0; i < n; i += 3) {
@@ -65,13 +74,13 @@ static void secret_encode(const char *v, size_t n, int how, char *out)
                 (u[i] >= '0' && u[i] <= '9') || strchr("-._~", u[i]) != NULL)
                 *o++ = (char)u[i];
             else
-                o += sprintf(o, "%%%02X", u[i]);
+                *o++ = '%', o = hex2(o, u[i], 1);
         }
         break;
     default:
         for (i = 0; i < n; i++) {
             if (u[i] == '"' || u[i] == '\r' || u[i] == '\n' || u[i] == '\\')
-                o += sprintf(o, "\\%02X", u[i]);
+                *o++ = '\\', o = hex2(o, u[i], 1);
             else
                 *o++ = (char)u[i];
         }

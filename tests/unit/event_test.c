@@ -229,11 +229,42 @@ static void test_lazy(void)
         free(b.built[i]);
 }
 
+/* A secret is masked in each spelling athost puts one in on its way
+ * out: as is, hex in both cases, base64, URL encoding, \HH escapes. */
+static void test_spellings(void)
+{
+    const char *forms[] = {"k\"y z/1", "6b2279207a2f31", "6B2279207A2F31",
+                           "ayJ5IHovMQ==", "k%22y%20z%2F1", "k\\22y z/1"};
+    ath_host_opts_t o;
+    ath_host_t *h;
+    size_t i, n;
+    int all = 1;
+    memset(&o, 0, sizeof o);
+    o.quiet = 1;
+    h = ath_host_new(NULL, &o);
+    if (h == NULL)
+        return;
+    ath_host_add_secret(h, "k\"y z/1");
+    for (i = 0; i < sizeof forms / sizeof *forms; i++) {
+        char line[128], *red;
+        snprintf(line, sizeof line, "<%s>", forms[i]);
+        red = ath_host_redact(h, line, strlen(line), &n);
+        if (red == NULL || strcmp(red, "<***>") != 0) {
+            fprintf(stderr, "spelling %s: %s\n", forms[i], red ? red : "(not masked)");
+            all = 0;
+        }
+        free(red);
+    }
+    CHECK(all, "a secret is masked as is, in hex, HEX, base64, URL encoding and \\HH");
+    ath_host_free(h);
+}
+
 int main(void)
 {
     test_utf8_seq();
     test_callback();
     test_lazy();
+    test_spellings();
     printf("event_test: %d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }
