@@ -32,7 +32,9 @@
 #
 # Environment: BENCH_N (round trips a run, default 5000), BENCH_RUNS
 # (interleaved rounds, default 7), BENCH_TIMEOUT (seconds per contender
-# run, default 120 + N/500), CC (default gcc).
+# run, default 120 + N/500), BENCH_CPU (the CPU of the round trips,
+# default the last; none: no pinning), BENCH_WQ (keep: leave the pty's
+# kernel workers where they are, see wq_pin), CC (default gcc).
 # Helpers are built into bench/build/ (which should be gitignored).
 
 set -u
@@ -57,6 +59,7 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/athost-bench.XXXXXX") || exit 2
 FM_PID=
 # shellcheck disable=SC2317  # invoked via trap
 cleanup() {
+    wq_restore
     if [ -n "$FM_PID" ]; then
         kill "$FM_PID" 2>/dev/null
         wait "$FM_PID" 2>/dev/null
@@ -78,7 +81,7 @@ for prog in fakemodem bare evloop rss; do
 done
 
 if command -v timeout >/dev/null 2>&1; then
-    TIMEOUT=(timeout "$TIMEOUT_S")
+    TIMEOUT=(timeout --foreground "$TIMEOUT_S") # Ctrl-C reaches the contender too
 else
     TIMEOUT=()
 fi
@@ -92,6 +95,39 @@ BENCH_CPU=${BENCH_CPU:-$(($(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1) - 1
 if [ "$BENCH_CPU" != none ] && command -v taskset >/dev/null 2>&1; then
     PIN=(taskset -c "$BENCH_CPU")
 fi
+
+# The pty's own kernel work goes on that CPU too. A write to a pty is
+# pushed to its reader by a kernel worker of the unbound workqueue, which
+# may run on any CPU: a round trip then waits for two cross-CPU wake-ups,
+# and on a virtual machine an idle CPU wakes slowly. Here the pinned CPU
+# sat idle for more than half of each round trip and rates swung 8-fold
+# between runs of the same loop; with the workqueue on the same CPU it did
+# not idle at all. So, for the round trips only, the unbound workqueue's
+# CPU mask is set to BENCH_CPU (root only; BENCH_WQ=keep leaves it as it
+# is) and put back before the payload and station runs and on exit.
+WQ_MASK=/sys/devices/virtual/workqueue/cpumask
+WQ_SAVED=
+wq_pin() {
+    [ "${#PIN[@]}" -gt 0 ] && [ "${BENCH_WQ:-pin}" != keep ] || return 0
+    if ! [ -w "$WQ_MASK" ] || ! [ "$BENCH_CPU" -lt 60 ] 2>/dev/null; then
+        echo "note: the pty's kernel workers may run on any CPU (cannot write $WQ_MASK)"
+        return 0
+    fi
+    WQ_SAVED=$(cat "$WQ_MASK") || return 0
+    if printf '%x\n' $((1 << BENCH_CPU)) >"$WQ_MASK" 2>/dev/null; then
+        echo "the unbound workqueue (the pty's kernel workers) runs on CPU $BENCH_CPU for the round trips (was mask $WQ_SAVED)"
+    else
+        echo "note: could not set $WQ_MASK; the pty's kernel workers may run on any CPU"
+        WQ_SAVED=
+    fi
+}
+wq_restore() {
+    if [ -n "${WQ_SAVED:-}" ]; then
+        echo "$WQ_SAVED" >"$WQ_MASK" 2>/dev/null ||
+            echo "run.sh: could not put back $WQ_MASK (was $WQ_SAVED)" >&2
+        WQ_SAVED=
+    fi
+}
 
 # ---- fake modem ----------------------------------------------------------
 PTY=
@@ -146,6 +182,9 @@ run() {
         </dev/null >"$tmp/$label.out" 2>"$tmp/$label.err"
     rc=$?
     stop_modem
+    # Ctrl-C (SIGINT to the whole group) ends the contender: end here too
+    # (bash does not act on a SIGINT its child survived as an exit code).
+    [ "$rc" -eq 130 ] && exit 130
 
     local rate rss
     rate=$(sed -n "s|^$name: \([0-9][0-9.]*\) round trips/s\$|\1|p" "$tmp/$label.out" | tail -n 1)
@@ -198,6 +237,7 @@ fi
 # BENCH_RUNS rounds of bare, epoll loop and athost, interleaved (the
 # machine is shared: noise hits all alike); each side's median run counts. Expect
 # and pexpect run once, in the first round.
+wq_pin
 for ((round = 1; round <= ROUNDS; round++)); do
     run "bare#$round" bare "$build/bare" @PTY@ "$N"
     run "evloop#$round" evloop "$build/evloop" @PTY@ "$N"
@@ -375,6 +415,8 @@ if [ -n "$athost_ok" ] && [ "${BENCH_COUNT:-1}" != 0 ]; then
         skip instructions "valgrind (callgrind) is not installed"
     fi
 fi
+
+wq_restore
 
 # ---- big payloads (bench/payload.sh) --------------------------------------
 if [ -n "$athost_ok" ] && [ -f "$here/payload.sh" ] && part payload; then
