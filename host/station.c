@@ -79,35 +79,51 @@ static void station_signal(uv_signal_t *sig, int signum)
             ath_host_interrupt(st->duts[i].h, why);
 }
 
-/* Reads the per-port table: a list of { port = spec?, params = {...} }.
+/* Reads the per-port table: a list of { port = spec?, params = {...} }
+ * and an index of its rows by port (the first row naming a port).
  * CSV: a header row naming the columns ("port" optional); JSON: an array
- * of objects, or an object of objects keyed by port. */
+ * of objects, or an object of objects keyed by port. Linear in the file:
+ * cells are trimmed by a scan, quoted cells built from their pieces. */
 static const char table_lua[] =
     "local path = ...\n"
     "local f = assert(io.open(path, 'rb'))\n"
     "local s = f:read('a') f:close()\n"
     "local rows = {}\n"
+    "local function row(r, what)\n"
+    "  if type(r) ~= 'table' then error(what .. ' is not an object', 0) end\n"
+    "  return r\n"
+    "end\n"
     "if path:match('%.json$') then\n"
-    "  local t = require('cjson').decode(s)\n"
-    "  if #t > 0 then for _, r in ipairs(t) do rows[#rows+1] = r end\n"
-    "  else for k, r in pairs(t) do r.port = r.port or k rows[#rows+1] = r end end\n"
+    "  local ok, t = pcall(require('cjson').decode, s)\n"
+    "  if not ok then error((tostring(t):gsub('^table:%d+: ', '')), 0) end\n"
+    "  if type(t) ~= 'table' then error('not a JSON array or object', 0) end\n"
+    "  if #t > 0 then for i, r in ipairs(t) do rows[#rows+1] = row(r, 'row ' .. i) end\n"
+    "  else for k, r in pairs(t) do\n"
+    "    row(r, 'row ' .. tostring(k)).port = r.port or k rows[#rows+1] = r end end\n"
     "else\n"
+    "  local byte = string.byte\n"
+    "  local function blank(c) return c == 32 or (c >= 9 and c <= 13) end\n"
+    "  local function trim(line, i, j)\n"
+    "    while i <= j and blank(byte(line, i)) do i = i + 1 end\n"
+    "    while j >= i and blank(byte(line, j)) do j = j - 1 end\n"
+    "    return line:sub(i, j)\n"
+    "  end\n"
     "  local function split(line)\n"
     "    local out, i = {}, 1\n"
     "    while i <= #line + 1 do\n"
     "      if line:sub(i, i) == '\"' then\n"
-    "        local j, v = i + 1, ''\n"
+    "        local j, v = i + 1, {}\n"
     "        while true do\n"
     "          local q = line:find('\"', j, true)\n"
     "          if not q then error('unterminated quote in ' .. path) end\n"
-    "          v = v .. line:sub(j, q - 1)\n"
-    "          if line:sub(q + 1, q + 1) == '\"' then v = v .. '\"' j = q + 2\n"
+    "          v[#v+1] = line:sub(j, q - 1)\n"
+    "          if line:sub(q + 1, q + 1) == '\"' then v[#v+1] = '\"' j = q + 2\n"
     "          else i = q + 2 break end\n"
     "        end\n"
-    "        out[#out+1] = v\n"
+    "        out[#out+1] = table.concat(v)\n"
     "      else\n"
     "        local c = line:find(',', i, true) or #line + 1\n"
-    "        out[#out+1] = line:sub(i, c - 1):match('^%s*(.-)%s*$')\n"
+    "        out[#out+1] = trim(line, i, c - 1)\n"
     "        i = c + 1\n"
     "      end\n"
     "    end\n"
@@ -115,7 +131,7 @@ static const char table_lua[] =
     "  end\n"
     "  local header\n"
     "  for line in s:gmatch('[^\\r\\n]+') do\n"
-    "    if not line:match('^%s*#') then\n"
+    "    if not line:find('^%s*#') then\n"
     "      local cells = split(line)\n"
     "      if not header then header = cells else\n"
     "        local r = {}\n"
@@ -125,35 +141,34 @@ static const char table_lua[] =
     "    end\n"
     "  end\n"
     "end\n"
-    "return rows\n";
+    "local index = {}\n"
+    "for _, r in ipairs(rows) do\n"
+    "  local p = type(r) == 'table' and r.port\n"
+    "  if type(p) == 'string' and p ~= '' and index[p] == nil then index[p] = r end\n"
+    "end\n"
+    "return rows, index\n";
 
-/* Loads the table into L (a list at the top); NULL or an error. */
+/* Loads the table into L (at the top: its rows, then their index by
+ * port); NULL or an error. */
 static const char *station_table(lua_State *L, const char *path)
 {
     luaL_requiref(L, "cjson", luaopen_cjson, 0);
     lua_pop(L, 1);
-    if (luaL_loadstring(L, table_lua) != LUA_OK)
+    if (luaL_loadbuffer(L, table_lua, sizeof table_lua - 1, "=table") != LUA_OK)
         return lua_tostring(L, -1);
     lua_pushstring(L, path);
-    if (lua_pcall(L, 1, 1, 0) != LUA_OK)
+    if (lua_pcall(L, 1, 2, 0) != LUA_OK)
         return lua_tostring(L, -1);
     return NULL;
 }
 
-/* Pushes the table row for port spec (by its "port" column), or row i. */
+/* Pushes the table row for port spec (by its "port" column: one lookup
+ * in the index at table + 1, not a scan of the rows per DUT), or row i. */
 static void station_row(lua_State *L, int table, const char *spec, int i)
 {
-    int n = (int)lua_rawlen(L, table), k;
-    for (k = 1; k <= n; k++) {
-        lua_rawgeti(L, table, k);
-        lua_getfield(L, -1, "port");
-        if (lua_type(L, -1) == LUA_TSTRING &&
-            strcmp(lua_tostring(L, -1), spec) == 0) {
-            lua_pop(L, 1);
-            return;
-        }
-        lua_pop(L, 2);
-    }
+    if (lua_getfield(L, table + 1, spec) == LUA_TTABLE)
+        return;
+    lua_pop(L, 1);
     lua_rawgeti(L, table, i);
     lua_getfield(L, -1, "port");
     if (lua_type(L, -1) == LUA_TSTRING && lua_rawlen(L, -1) > 0) {
@@ -501,7 +516,7 @@ int ath_station_main(const ath_station_opts_t *o)
             lua_close(T);
             return ATH_EXIT_USAGE;
         }
-        table = lua_gettop(T);
+        table = lua_gettop(T) - 1; /* the rows; their index above them */
     }
     uv_loop_init(&loop);
     duts = calloc((size_t)n, sizeof *duts);

@@ -411,6 +411,49 @@ t.test("--table: the port column picks a row and is no parameter of the flow", f
     "parameters per port")
 end)
 
+t.test("--table: CSV cells trimmed, quotes kept, each of 300 ports finds its row", function()
+  local dir = DIR .. "/table300"
+  assert(os.execute("mkdir -p " .. q(dir)))
+  -- Rows in reverse port order; cells padded with blanks (a long run of
+  -- them too), a quoted cell holding a comma and doubled quotes.
+  local csv, ports = { " port , x ,\ty\t" }, {}
+  for i = 300, 1, -1 do
+    local x = i == 7 and (" "):rep(20000) .. "v7\t" .. (" "):rep(20000) or "  v" .. i .. " "
+    csv[#csv + 1] = string.format('P%d,%s,"a,""%d"" b"', i, x, i)
+  end
+  for i = 1, 300 do ports[i] = "P" .. i end
+  write(dir .. "/t.csv", table.concat(csv, "\r\n") .. "\r\n")
+  local out, ok = shell(string.format("%s --ports %s --table %s --json -e %s", BIN,
+    q(table.concat(ports, ",")), q(dir .. "/t.csv"),
+    q('local a = ... require("athost").emit("row", { x = a.x, y = a.y })')))
+  t.ok(ok, "athost --ports: " .. out:sub(1, 2000))
+  local rows, n = {}, 0
+  for _, l in ipairs(lines(out)) do
+    local ev = athost.json.decode(l)
+    if ev.event == "data" then rows[ev.host], n = ev.data, n + 1 end
+  end
+  t.eq(n, 300, "a row event per DUT")
+  for i = 1, 300 do
+    t.deepeq(rows["P" .. i], { x = "v" .. i, y = 'a,"' .. i .. '" b' }, "port P" .. i .. "'s row")
+  end
+end)
+
+t.test("--table: rows that are not objects, or no JSON, are a usage error (exit 2)", function()
+  local dir = DIR .. "/tablebad"
+  assert(os.execute("mkdir -p " .. q(dir)))
+  for _, c in ipairs({ { "[1,2]", "row 1 is not an object" },
+                       { '{"A":{"x":"1"},"B":7}', "row B is not an object" },
+                       { '"rows"', "not a JSON array or object" },
+                       { "{bad", "Expected object key string" } }) do
+    write(dir .. "/t.json", c[1])
+    local out = shell(string.format("%s --ports A,B --table %s -e %s 2>&1; echo \"exit $?\"", BIN,
+      q(dir .. "/t.json"), q("print(1)")))
+    t.match(out, "athost: table [^\n]*t%.json: " .. c[2]:gsub("%p", "%%%0"), "message for " .. c[1])
+    t.match(out, "exit 2\n$", "usage error for " .. c[1] .. ": " .. out)
+    t.ok(not out:find("PANIC", 1, true), "no crash for " .. c[1])
+  end
+end)
+
 t.test("athost --ports: SIGTERM cancels the DUTs, writes the report, exits 4", function()
   local dir = DIR .. "/signal"
   assert(os.execute("mkdir -p " .. q(dir)))
