@@ -169,7 +169,10 @@ static void station_row(lua_State *L, int table, const char *spec, int i)
     if (lua_getfield(L, table + 1, spec) == LUA_TTABLE)
         return;
     lua_pop(L, 1);
-    lua_rawgeti(L, table, i);
+    /* More ports than rows: this one has none (no parameters), as when
+     * its row names another port. */
+    if (lua_rawgeti(L, table, i) != LUA_TTABLE)
+        return;
     lua_getfield(L, -1, "port");
     if (lua_type(L, -1) == LUA_TSTRING && lua_rawlen(L, -1) > 0) {
         lua_pop(L, 2);          /* that row names another port */

@@ -454,6 +454,29 @@ t.test("--table: rows that are not objects, or no JSON, are a usage error (exit 
   end
 end)
 
+t.test("--table: more ports than rows: the ports past the last row get none", function()
+  local dir = DIR .. "/tableshort"
+  assert(os.execute("mkdir -p " .. q(dir)))
+  -- A, then B and C with no row (they once aborted the station: an
+  -- unprotected Lua error indexing the missing row); an empty table too.
+  for _, c in ipairs({ { '[{"x":"1"}]', { A = "1", B = "none", C = "none" } },
+                       { "[]", { A = "none", B = "none", C = "none" } },
+                       { "x\n1\n", { A = "1", B = "none", C = "none" }, "csv" } }) do
+    local file = dir .. "/t." .. (c[3] or "json")
+    write(file, c[1])
+    local out, ok = shell(string.format("%s --ports A,B,C --table %s --json -e %s", BIN, q(file),
+      q('local a = ... require("athost").emit("row", { x = a.x or "none" })')))
+    t.ok(ok, "exit 0 for " .. c[1] .. ": " .. out)
+    t.ok(not out:find("PANIC", 1, true), "no crash for " .. c[1])
+    local rows = {}
+    for _, l in ipairs(lines(out)) do
+      local ok2, ev = pcall(athost.json.decode, l)
+      if ok2 and ev.event == "data" then rows[ev.host] = ev.data.x end
+    end
+    t.deepeq(rows, c[2], "each port's row for " .. c[1])
+  end
+end)
+
 t.test("athost --ports: SIGTERM cancels the DUTs, writes the report, exits 4", function()
   local dir = DIR .. "/signal"
   assert(os.execute("mkdir -p " .. q(dir)))
