@@ -56,6 +56,26 @@ static void flow_forget(ath_host_t *h, lua_State *L, lua_State *co)
     lua_pop(L, 1);
 }
 
+/* A task table's field, read and written raw. The flow holds the table
+ * (athost.spawn returns it) and may give it, or the tasks' shared
+ * metatable, an __index or __newindex that raises: met here, between
+ * resumes, that would be an error outside any protected call. */
+static int task_get(lua_State *L, int t, const char *k)
+{
+    t = lua_absindex(L, t);
+    lua_pushstring(L, k);
+    return lua_rawget(L, t);
+}
+
+/* Sets field k of the task table at t to the value on top (popped). */
+static void task_set(lua_State *L, int t, const char *k)
+{
+    t = lua_absindex(L, t);
+    lua_pushstring(L, k);
+    lua_insert(L, -2);
+    lua_rawset(L, t);
+}
+
 void ath_host_check_flow(lua_State *L)
 {
     /* Flows carry their host in the thread's extra space (set by
@@ -73,21 +93,21 @@ static void flow_end_step(ath_host_t *h, lua_State *L, int t, int ok,
                           const char *err)
 {
     ath_event_t ev;
-    if (lua_getfield(L, t, "step") != LUA_TSTRING) {
+    if (task_get(L, t, "step") != LUA_TSTRING) {
         lua_pop(L, 1);
         return;
     }
     memset(&ev, 0, sizeof ev);
     ev.type = ATH_EVENT_STEP_END;
     ev.name = lua_tostring(L, -1);
-    lua_getfield(L, t, "step_t0");
+    task_get(L, t, "step_t0");
     ev.ms = ath_host_now(h) - lua_tonumber(L, -1);
     ev.ok = ok;
     ev.text = err;
     ath_host_emit(h, &ev);
     lua_pop(L, 2);
     lua_pushnil(L);
-    lua_setfield(L, t, "step");
+    task_set(L, t, "step");
 }
 
 void ath_host_flow_failed(ath_host_t *h, lua_State *co, const char *msg)
@@ -99,7 +119,7 @@ void ath_host_flow_failed(ath_host_t *h, lua_State *co, const char *msg)
     t = lua_gettop(L);
     luaL_buffinit(L, &b);
     if (lua_type(L, t) == LUA_TTABLE &&
-        lua_getfield(L, t, "step") == LUA_TSTRING) {
+        task_get(L, t, "step") == LUA_TSTRING) {
         const char *step = lua_tostring(L, -1);
         lua_pop(L, 1);
         luaL_addstring(&b, "step \"");
@@ -113,10 +133,10 @@ void ath_host_flow_failed(ath_host_t *h, lua_State *co, const char *msg)
     if (lua_type(L, t) == LUA_TTABLE) {
         flow_end_step(h, L, t, 0, msg);
         lua_pushvalue(L, t + 1);
-        lua_setfield(L, t, "error");
+        task_set(L, t, "error");
     }
     if (co == h->main_co || lua_type(L, t) != LUA_TTABLE ||
-        lua_getfield(L, t, "joiners") == LUA_TNIL) {
+        task_get(L, t, "joiners") == LUA_TNIL) {
         /* No one will see this error but the run. */
         ath_host_end(h, h->port_failed    ? ATH_EXIT_PORT
                         : h->usage_failed ? ATH_EXIT_USAGE
@@ -129,13 +149,18 @@ void ath_host_flow_failed(ath_host_t *h, lua_State *co, const char *msg)
 void ath_host_wake_joiners(ath_host_t *h, lua_State *L, int t)
 {
     int i, n;
-    if (lua_getfield(L, t, "joiners") == LUA_TTABLE) {
+    if (task_get(L, t, "joiners") == LUA_TTABLE) {
         n = (int)lua_rawlen(L, -1);
         for (i = 1; i <= n; i++) {
             lua_State *j;
             lua_rawgeti(L, -1, i);
             j = lua_tothread(L, -1);
             lua_pop(L, 1);
+            /* task:join() puts the flows that wait here; the flow may
+             * have replaced the list (task.joiners = {1}): only flows of
+             * this host are woken. */
+            if (j == NULL || ATH_XS(j) != (void *)h)
+                continue;
             lua_pushvalue(L, t);
             lua_xmove(L, j, 1);
             ath_host_wake(h, j, 1);
@@ -158,9 +183,9 @@ static void flow_done(ath_host_t *h, lua_State *co, int ok, int nres)
     if (ok)
         flow_end_step(h, L, t, 1, NULL);
     lua_pushboolean(L, 1);
-    lua_setfield(L, t, "done");
+    task_set(L, t, "done");
     lua_pushboolean(L, ok);
-    lua_setfield(L, t, "ok");
+    task_set(L, t, "ok");
     lua_createtable(L, nres, 1);
     n = lua_gettop(L);
     lua_xmove(co, L, nres);
@@ -168,7 +193,7 @@ static void flow_done(ath_host_t *h, lua_State *co, int ok, int nres)
         lua_rawseti(L, n, i);
     lua_pushinteger(L, nres);
     lua_setfield(L, -2, "n");
-    lua_setfield(L, t, "results");
+    task_set(L, t, "results");
     ath_host_wake_joiners(h, L, t);
     lua_settop(L, t - 1);
     flow_forget(h, L, co);
@@ -186,9 +211,9 @@ void ath_host_step(ath_host_t *h, lua_State *co, const char *name)
     t = lua_gettop(L);
     flow_end_step(h, L, t, 1, NULL);
     lua_pushstring(L, name);
-    lua_setfield(L, t, "step");
+    task_set(L, t, "step");
     lua_pushnumber(L, ath_host_now(h));
-    lua_setfield(L, t, "step_t0");
+    task_set(L, t, "step_t0");
     memset(&ev, 0, sizeof ev);
     ev.type = ATH_EVENT_STEP_START;
     ev.name = name;
@@ -203,7 +228,7 @@ static int flow_abandoned(ath_host_t *h, lua_State *co)
     lua_State *L = h->L;
     int a = 0;
     if (flow_task(h, L, co) == LUA_TTABLE) {
-        lua_getfield(L, -1, "abandoned");
+        task_get(L, -1, "abandoned");
         a = lua_toboolean(L, -1);
         lua_pop(L, 1);
     }
@@ -219,7 +244,7 @@ void ath_host_abandon(ath_host_t *h, lua_State *co)
     if (co) {
         if (flow_task(h, L, co) == LUA_TTABLE) {
             lua_pushboolean(L, 1);
-            lua_setfield(L, -2, "abandoned");
+            task_set(L, -2, "abandoned");
         }
         lua_pop(L, 1);
     } else {
@@ -228,7 +253,7 @@ void ath_host_abandon(ath_host_t *h, lua_State *co)
         while (lua_next(L, -2)) {
             if (lua_istable(L, -1)) {
                 lua_pushboolean(L, 1);
-                lua_setfield(L, -2, "abandoned");
+                task_set(L, -2, "abandoned");
             }
             lua_pop(L, 1);
         }
@@ -504,7 +529,7 @@ void ath_host_interrupt(ath_host_t *h, const char *why)
         lua_pushthread(h->main_co);
         lua_xmove(h->main_co, L, 1);
         lua_rawget(L, t);
-        if (lua_istable(L, -1) && lua_getfield(L, -1, "step") == LUA_TSTRING) {
+        if (lua_istable(L, -1) && task_get(L, -1, "step") == LUA_TSTRING) {
             luaL_addstring(&b, " during step \"");
             luaL_addvalue(&b);
             luaL_addstring(&b, "\"");

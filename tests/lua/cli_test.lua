@@ -364,4 +364,43 @@ modem:join()
   end)
 end)
 
+
+-- ---- what a flow hands the host may not abort it -----------------------------
+
+-- Runs `athost -e CHUNK`; returns the exit code, stdout and stderr.
+local function chunk(dir, src)
+  return athost_cmd(dir, "-e '" .. src:gsub("'", "'\\''") .. "'")
+end
+
+t.test("a task table with raising metamethods or a bad joiners list does not abort the run", function()
+  in_tmpdir(function(dir)
+    -- The scheduler reads and writes a task's fields (step, done, ok,
+    -- results, joiners) between resumes: a metamethod raising there once
+    -- aborted the host (PANIC), a joiners entry that is no flow crashed it.
+    local head = 'local t = athost.spawn(function() athost.sleep(1) return 7 end) '
+    for _, c in ipairs({
+      { "__index on the task",
+        'setmetatable(t, {__index = function() error("boom") end})' },
+      { "__newindex on the task",
+        'setmetatable(t, {__newindex = function() error("boom") end})' },
+      { "__index on every task (their shared metatable)",
+        'athost.step("s") getmetatable(t).__index = function() error("boom") end' },
+      { "joiners that are no flows", 't.joiners = {1, "x", coroutine.create(print)}' },
+    }) do
+      local code, out, err = chunk(dir, head .. c[2] .. ' athost.sleep(20) print("done", rawget(t, "ok"))')
+      t.eq(code, 0, c[1] .. ": exit code (stderr: " .. err .. ")")
+      t.eq(out, "done\ttrue\n", c[1] .. ": the flow went on")
+      t.ok(not err:find("PANIC", 1, true), c[1] .. ": no abort")
+    end
+    -- A signal's message names the main flow's step, read the same way
+    -- (here it has none: the lookup misses).
+    local code, _, err = chunk(dir, 'getmetatable(athost.spawn(print)).__index = '
+      .. 'function() error("boom") end athost.timer(1, function() os.execute("kill -TERM " .. '
+      .. 'io.open("/proc/self/stat"):read("n")) end) athost.sleep(60000)')
+    t.eq(code, 4, "SIGTERM: exit 4 (stderr: " .. err .. ")")
+    t.match(err, "athost: canceled %(SIGTERM%)\n", "SIGTERM: the message")
+    t.ok(not err:find("PANIC", 1, true), "SIGTERM: no abort")
+  end)
+end)
+
 t.run()
