@@ -52,28 +52,56 @@ static const char *opt_str(lua_State *L, int o, const char *k, const char *def)
     return v;
 }
 
-/* Applies the options every port shares: timeout, eol. */
-static void lopen_common(lua_State *L, ath_port_t *p, int o)
+/* The options every port shares: timeout, eol. */
+typedef struct lopen_common {
+    int has_timeout, timeout_ms;
+    int has_eol;
+    char eol[sizeof ((ath_port_t *)0)->eol];
+} lopen_common_t;
+
+/* Reads them from the options at index o (raises on bad ones). */
+static void lopen_common_read(lua_State *L, int o, lopen_common_t *c)
 {
     const char *eol = opt_str(L, o, "eol", NULL);
-    p->timeout_ms = opt_int(L, o, "timeout", p->timeout_ms);
+    memset(c, 0, sizeof *c);
+    if (lua_type(L, o) == LUA_TTABLE) {
+        c->has_timeout = lua_getfield(L, o, "timeout") != LUA_TNIL;
+        lua_pop(L, 1);
+        c->timeout_ms = opt_int(L, o, "timeout", 0);
+    }
     if (eol) {
-        luaL_argcheck(L, strlen(eol) < sizeof p->eol, 2, "eol is too long");
-        strcpy(p->eol, eol);
+        luaL_argcheck(L, strlen(eol) < sizeof c->eol, 2, "eol is too long");
+        strcpy(c->eol, eol);
+        c->has_eol = 1;
     }
 }
 
-/* Wraps fd in a port and pushes it; closes fd and raises on failure. */
-static ath_port_t *lopen_wrap(ath_host_t *h, lua_State *L, int fd, int kind,
-                              const char *name, int o)
+static void lopen_common_apply(ath_port_t *p, const lopen_common_t *c)
 {
+    if (c->has_timeout)
+        p->timeout_ms = c->timeout_ms;
+    if (c->has_eol)
+        memcpy(p->eol, c->eol, sizeof p->eol);
+}
+
+/* Wraps fd in a port and pushes it; closes fd and raises on failure.
+ * The options are those at index o, or (o == 0) those read before, c. */
+static ath_port_t *lopen_wrap(ath_host_t *h, lua_State *L, int fd, int kind,
+                              const char *name, int o,
+                              const lopen_common_t *c)
+{
+    lopen_common_t oc;
     ath_port_t *p = ath_port_new(h, fd, kind, name, NULL);
     if (p == NULL) {
         ath_fd_close(fd);
         luaL_error(L, "cannot watch %s (out of memory or not pollable)", name);
     }
     ath_lport_push(L, p);
-    lopen_common(L, p, o);
+    if (o != 0) { /* raises with the port pushed: the run closes it */
+        lopen_common_read(L, o, &oc);
+        c = &oc;
+    }
+    lopen_common_apply(p, c);
     ath_port_watch(p);
     return p;
 }
@@ -113,7 +141,7 @@ static int lopen_serial(lua_State *L, const char *path, int o)
     }
     name =
         opt_str(L, o, "name", strncmp(path, "/dev/", 5) == 0 ? path + 5 : path);
-    p = lopen_wrap(ath_host_from(L), L, fd, ATH_PORT_SERIAL, name, o);
+    p = lopen_wrap(ath_host_from(L), L, fd, ATH_PORT_SERIAL, name, o, NULL);
     p->path = strdup(path);
     p->so = so;
     return 1;
@@ -125,7 +153,9 @@ typedef struct lopen_dns {
     uv_getaddrinfo_t req;
     ath_host_t *h;
     lua_State *co;
-    int o_ref;
+    /* The options, read before a name lookup: its callback runs outside
+     * any flow, where a bad option could not be raised. */
+    lopen_common_t c;
     int rfc2217; /* an rfc2217: port, with these line settings */
     ath_serial_opts_t so;
     char name[300];
@@ -168,17 +198,17 @@ static int tcp_socket(struct addrinfo *res, int *err)
     return -1;
 }
 
-/* The port on the connecting socket fd (named d->name, options at index
- * o); co, the flow that opens it, is woken once it is connected (or
- * not). 0, or -1 when out of memory: the port is closed, and nil, the
- * message and its code are on L's stack. */
+/* The port on the connecting socket fd (named d->name, options d->c);
+ * co, the flow that opens it, is woken once it is connected (or not).
+ * 0, or -1 when out of memory: the port is closed, and nil, the message
+ * and its code are on L's stack. */
 static int tcp_port(ath_host_t *h, lua_State *L, int fd, lopen_dns_t *d,
-                    int o, lua_State *co)
+                    lua_State *co)
 {
     int one = 1;
     ath_port_t *p;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    p = lopen_wrap(h, L, fd, ATH_PORT_TCP, d->name, o);
+    p = lopen_wrap(h, L, fd, ATH_PORT_TCP, d->name, 0, &d->c);
     lua_pop(L, 1);
     if (d->rfc2217 && ath_rfc2217_attach(p, &d->so) != 0) {
         ath_lport_close(p, L);
@@ -218,14 +248,11 @@ static void lopen_dns_cb(uv_getaddrinfo_t *req, int status,
         lua_xmove(L, d->co, 3);
         ath_host_wake(h, d->co, 3);
     } else {
-        lua_rawgeti(L, LUA_REGISTRYINDEX, d->o_ref);
-        if (tcp_port(h, L, fd, d, lua_gettop(L), d->co) != 0) {
+        if (tcp_port(h, L, fd, d, d->co) != 0) {
             lua_xmove(L, d->co, 3);
             ath_host_wake(h, d->co, 3);
         }
-        lua_pop(L, 1);
     }
-    luaL_unref(L, LUA_REGISTRYINDEX, d->o_ref);
     free(d);
     ath_host_dispatch(h);
     ath_host_handles(h, -1); /* last: it may free a freed host */
@@ -260,11 +287,13 @@ static int lopen_tcp(lua_State *L, const char *hostport, int o, int rfc2217)
     lopen_dns_t *d;
     int r;
     ath_serial_opts_t so;
+    lopen_common_t c;
     memset(&so, 0, sizeof so);
     if (split_hostport(hostport, host, sizeof host, port, sizeof port) != 0)
         return luaL_error(L, "bad address '%s' (want HOST:PORT)", hostport);
     if (rfc2217)
         lopen_line_opts(L, o, &so); /* raises on bad options */
+    lopen_common_read(L, o, &c);    /* the same, before any lookup */
     ath_host_check_flow(L);
     d = calloc(1, sizeof *d);
     if (d == NULL)
@@ -274,6 +303,7 @@ static int lopen_tcp(lua_State *L, const char *hostport, int o, int rfc2217)
     d->req.data = d;
     d->rfc2217 = rfc2217;
     d->so = so;
+    d->c = c;
     snprintf(d->name, sizeof d->name, "%s:%s:%s",
              rfc2217 ? "rfc2217" : "tcp", host, port);
     memset(&hints, 0, sizeof hints);
@@ -292,11 +322,7 @@ static int lopen_tcp(lua_State *L, const char *hostport, int o, int rfc2217)
             lua_remove(L, -4);
             return 3;
         }
-        if (lua_isnoneornil(L, o)) {
-            lua_newtable(L);
-            o = lua_gettop(L);
-        }
-        r = tcp_port(h, L, fd, d, o, L);
+        r = tcp_port(h, L, fd, d, L);
         free(d);
         return r != 0 ? 3 : lua_yield(L, 0);
     }
@@ -307,11 +333,6 @@ static int lopen_tcp(lua_State *L, const char *hostport, int o, int rfc2217)
         return lopen_fail(L, r, "cannot resolve address");
     }
     h->handles++;
-    if (lua_isnoneornil(L, o))
-        lua_newtable(L);
-    else
-        lua_pushvalue(L, o);
-    d->o_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     return lua_yield(L, 0);
 }
 
@@ -364,7 +385,7 @@ static int l_pty(lua_State *L)
     if (fd < 0)
         return lopen_fail(L, fd, "cannot make a pty");
     name = opt_str(L, 1, "name", "pty");
-    p = lopen_wrap(ath_host_from(L), L, fd, ATH_PORT_PTY, name, 1);
+    p = lopen_wrap(ath_host_from(L), L, fd, ATH_PORT_PTY, name, 1, NULL);
     p->slave_fd = sfd;
     p->path = strdup(path);
     link = opt_str(L, 1, "link", NULL);
@@ -415,7 +436,7 @@ static int l_listen(lua_State *L)
                         ? ((struct sockaddr_in *)&ss)->sin_port
                         : ((struct sockaddr_in6 *)&ss)->sin6_port);
     snprintf(name, sizeof name, "listen:%s:%d", host, portnum);
-    p = lopen_wrap(ath_host_from(L), L, fd, ATH_PORT_LISTEN, name, 3);
+    p = lopen_wrap(ath_host_from(L), L, fd, ATH_PORT_LISTEN, name, 3, NULL);
     lua_pushinteger(L, portnum);
     ath_lport_set(L, p, ATH_LS_PORTNUM);
     return 1;
@@ -494,7 +515,7 @@ static int l_stdin(lua_State *L)
     if (stdin_flags < 0)
         stdin_flags = fcntl(0, F_GETFL);
     fcntl(0, F_SETFL, stdin_flags | O_NONBLOCK);
-    p = lopen_wrap(ath_host_from(L), L, 0, ATH_PORT_SERIAL, "stdin", 1);
+    p = lopen_wrap(ath_host_from(L), L, 0, ATH_PORT_SERIAL, "stdin", 1, NULL);
     p->on_close = stdin_restore;
     return 1;
 }

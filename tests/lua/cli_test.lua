@@ -403,4 +403,33 @@ t.test("a task table with raising metamethods or a bad joiners list does not abo
   end)
 end)
 
+t.test("athost.connect to a name: bad options are the flow's error (exit 1), not an abort", function()
+  in_tmpdir(function(dir)
+    -- A name is looked up in libuv's thread pool; the options were read
+    -- in the lookup's callback, outside the flow, where a bad one aborted
+    -- the host (PANIC). Now they are read before the lookup.
+    local l = 'local l = assert(athost.listen("127.0.0.1", 0)) '
+    for _, c in ipairs({
+      { '{timeout = "soon"}', "number expected, got string" },
+      { '{eol = ("x"):rep(40)}', "eol is too long" },
+      { 'setmetatable({}, {__index = function(_, k) error("no " .. k, 0) end})', "no eol" },
+    }) do
+      for _, open in ipairs({ 'athost.connect("localhost", l.port, %s)',
+                              'athost.open("tcp:localhost:" .. l.port, %s)' }) do
+        local src = l .. open:format(c[1])
+        local code, _, err = chunk(dir, src)
+        t.eq(code, 1, src .. ": exit code (stderr: " .. err .. ")")
+        t.ok(err:find(c[2], 1, true), src .. ": message: " .. err)
+        t.ok(not err:find("PANIC", 1, true), src .. ": no abort")
+      end
+    end
+    -- Good options still reach the port opened through a lookup.
+    local code, out, err = chunk(dir, l .. 'local s = athost.spawn(function() local c = assert(l:accept{timeout = 5000}) '
+      .. 'print(c:readline()) c:close() end) local p = assert(athost.connect("localhost", l.port, {eol = "!\\n"})) '
+      .. 'assert(p:sendline("hi")) s:join()')
+    t.eq(code, 0, "good options: exit code (stderr: " .. err .. ")")
+    t.eq(out, "hi!\n", "the eol given was used")
+  end)
+end)
+
 t.run()
