@@ -344,25 +344,16 @@ void ath_host_end(ath_host_t *h, int status, const char *msg, const char *why)
     lua_pop(L, 1);
 }
 
-/* Resumes one coroutine and deals with how it stopped. */
-static void host_resume(ath_host_t *h, lua_State *co, int nargs)
+/* How a resume of co ended (status st, nres results on co's stack):
+ * the flow's outcome recorded, the run ended when it was the main flow.
+ * Protected (args: host, co, st, nres): copying a message, building a
+ * step's failure or the result's line may run out of memory, as with a
+ * huge error message. */
+static int resume_ended(lua_State *L)
 {
-    int nres, st;
-    if (lua_status(co) != LUA_YIELD && lua_status(co) != LUA_OK) {
-        lua_pop(co, nargs);
-        return; /* died meanwhile */
-    }
-    if (lua_status(co) == LUA_OK && lua_gettop(co) == 0)
-        return; /* finished meanwhile */
-    if (h->abandoned && flow_abandoned(h, co)) {
-        lua_pop(co, nargs);
-        return; /* stopped for a cleanup: it goes on no more */
-    }
-    st = lua_resume(co, h->L, nargs, &nres);
-    if (st == LUA_YIELD) {
-        lua_pop(co, nres);
-        return;
-    }
+    ath_host_t *h = lua_touserdata(L, 1);
+    lua_State *co = lua_tothread(L, 2);
+    int st = (int)lua_tointeger(L, 3), nres = (int)lua_tointeger(L, 4);
     if (st == LUA_OK) {
         if (co == h->main_co) {
             int fail = nres >= 1 && lua_type(co, -nres) == LUA_TBOOLEAN &&
@@ -379,12 +370,10 @@ static void host_resume(ath_host_t *h, lua_State *co, int nargs)
                          fail ? (why ? why : "the script returned false")
                               : NULL,
                          fail ? "failed" : "ended");
-            if (why)
-                lua_pop(h->L, 1);
-            return;
+            return 0;
         }
         flow_done(h, co, 1, nres);
-        return;
+        return 0;
     }
     {
         size_t n;
@@ -404,8 +393,45 @@ static void host_resume(ath_host_t *h, lua_State *co, int nargs)
         ath_host_flow_failed(h, co, msg);
         lua_pop(h->L, 1);
         flow_done(h, co, 0, 0);
-        lua_resetthread(co);
     }
+    return 0;
+}
+
+/* Resumes one coroutine and deals with how it stopped. */
+static void host_resume(ath_host_t *h, lua_State *co, int nargs)
+{
+    int nres, st;
+    lua_State *L = h->L;
+    if (lua_status(co) != LUA_YIELD && lua_status(co) != LUA_OK) {
+        lua_pop(co, nargs);
+        return; /* died meanwhile */
+    }
+    if (lua_status(co) == LUA_OK && lua_gettop(co) == 0)
+        return; /* finished meanwhile */
+    if (h->abandoned && flow_abandoned(h, co)) {
+        lua_pop(co, nargs);
+        return; /* stopped for a cleanup: it goes on no more */
+    }
+    st = lua_resume(co, L, nargs, &nres);
+    if (st == LUA_YIELD) {
+        lua_pop(co, nres);
+        return;
+    }
+    lua_pushcfunction(L, resume_ended);
+    lua_pushlightuserdata(L, h);
+    lua_pushthread(co);
+    lua_xmove(co, L, 1);
+    lua_pushinteger(L, st);
+    lua_pushinteger(L, st == LUA_OK ? nres : 0);
+    if (lua_pcall(L, 4, 0, 0) != LUA_OK) {
+        /* Out of memory on the way: the run ends, saying so. */
+        lua_pop(L, 1);
+        lua_settop(co, 0);
+        flow_forget(h, L, co);
+        ath_host_finish(h, ATH_EXIT_FAIL, "not enough memory");
+    }
+    if (st != LUA_OK)
+        lua_resetthread(co);
 }
 
 void ath_host_dispatch(ath_host_t *h)

@@ -432,4 +432,18 @@ t.test("athost.connect to a name: bad options are the flow's error (exit 1), not
   end)
 end)
 
+t.test("a huge error message with little memory left: exit 1, not an abort", function()
+  -- The message is copied (and a step's failure built from it) after the
+  -- flow ended, between resumes: out of memory there aborted the host
+  -- (PANIC). Under AddressSanitizer a limit on address space cannot work.
+  if BIN:find("/asan/", 1, true) then return end
+  in_tmpdir(function(dir)
+    local code, out, err = athost_cmd(dir, nil, "ulimit -v 450000; " .. BIN
+      .. " -e 'error(string.rep(\"x\", 200000000))'")
+    t.eq(code, 1, "exit code (stderr: " .. err:sub(1, 300) .. ")")
+    t.eq(out, "", "stdout")
+    t.match(err, "^athost: [^\n]*not enough memory\n$", "the message")
+  end)
+end)
+
 t.run()
