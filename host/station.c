@@ -486,6 +486,14 @@ static void station_table_print(FILE *f, dut_t *duts, int n)
     }
 }
 
+static void station_free_specs(char **specs, int n)
+{
+    int i;
+    for (i = 0; i < n; i++)
+        free(specs[i]);
+    free(specs);
+}
+
 int ath_station_main(const ath_station_opts_t *o)
 {
     uv_loop_t loop;
@@ -503,11 +511,13 @@ int ath_station_main(const ath_station_opts_t *o)
     specs = station_ports(o, &n);
     if (specs == NULL || n == 0) {
         fprintf(stderr, "athost: no ports given\n");
+        station_free_specs(specs, n);
         return ATH_EXIT_USAGE;
     }
     if (o->logdir && mkdir(o->logdir, 0700) != 0 && errno != EEXIST) {
         fprintf(stderr, "athost: cannot make %s: %s\n", o->logdir,
                 strerror(errno));
+        station_free_specs(specs, n);
         return ATH_EXIT_USAGE;
     }
     if (o->table) {
@@ -517,6 +527,7 @@ int ath_station_main(const ath_station_opts_t *o)
         if ((err = station_table(T, o->table)) != NULL) {
             fprintf(stderr, "athost: table %s: %s\n", o->table, err);
             lua_close(T);
+            station_free_specs(specs, n);
             return ATH_EXIT_USAGE;
         }
         table = lua_gettop(T) - 1; /* the rows; their index above them */
