@@ -118,10 +118,22 @@ M.params = keeper(params)
 
 -- An integer parameter in [lo, hi], or nil. Quoted numbers count too
 -- (AT+MIPSTART="host","1883" in reference 003).
+-- The values read are kept (false: not an integer), as parses are above:
+-- the same few ("0", "1", "60", a port) come in every dialogue.
+local ints, nints = {}, 0
+
 function M.int(p, lo, hi)
   if not p then return nil end
-  local v = p.value:match("^%s*([%+%-]?%d+)%s*$")
-  v = v and math.tointeger(tonumber(v))
+  local s = p.value
+  local v = ints[s]
+  if v == nil then
+    v = s:match("^%s*([%+%-]?%d+)%s*$")
+    v = v and math.tointeger(tonumber(v)) or false
+    if #s <= KEEP_LEN then
+      if nints >= KEEP_MAX then ints, nints = {}, 0 end
+      ints[s], nints = v, nints + 1
+    end
+  end
   if not v or (lo and v < lo) or (hi and v > hi) then return nil end
   return v
 end

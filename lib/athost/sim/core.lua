@@ -31,6 +31,7 @@ local outq = require("athost.sim.outq")
 
 local M = {}
 local Core = {}
+local find, sub, byte = string.find, string.sub, string.byte
 Core.__index = Core
 M.Core = Core
 
@@ -63,7 +64,10 @@ local imei_count = 0
 function M.luhn(digits)
   local sum = 0
   for i = 1, #digits do
-    local d = tonumber(digits:sub(i, i))
+    -- (A digit's value from its byte: no one-byte string per digit. Any
+    -- other byte takes the old way, which raises as it always did.)
+    local d = byte(digits, i) - 48
+    if d < 0 or d > 9 then d = tonumber(digits:sub(i, i)) end
     if i % 2 == 0 then
       d = d * 2
       if d > 9 then d = d - 9 end
@@ -178,20 +182,37 @@ M.UNRELATED = {
 -- knob draws from its own (a knob added later changes no other knob's
 -- value for a seed), and the modem's own randomness (chunk sizes, which
 -- URC) from another.
+-- The state a stream starts from, by salt and seed: every model of a
+-- station starts the same "modem" stream of seed 0, so it is worked out
+-- once (a few hundred kept, then the store starts afresh).
+local starts, nstarts = {}, 0
+
 local function prng(seed, salt)
-  local x = (tonumber(seed) or 0) % 4294967296
-  for i = 1, #(salt or "") do         -- FNV-1a over the salt
-    x = ((x ~ salt:byte(i)) * 16777619) & 0xffffffff
+  local x0 = (tonumber(seed) or 0) % 4294967296
+  salt = salt or ""
+  local by_seed = starts[salt]
+  local x = by_seed and by_seed[x0]
+  if not x then
+    x = x0
+    for i = 1, #salt do               -- FNV-1a over the salt
+      x = ((x ~ salt:byte(i)) * 16777619) & 0xffffffff
+    end
+    if x == 0 then x = 2463534242 end
+    for _ = 1, 8 do                   -- near seeds, far streams
+      x = x ~ ((x << 13) & 0xffffffff)
+      x = x ~ (x >> 17)
+      x = x ~ ((x << 5) & 0xffffffff)
+    end
+    if nstarts >= 256 then starts, nstarts = {}, 0 end
+    by_seed = starts[salt] or {}
+    starts[salt], by_seed[x0], nstarts = by_seed, x, nstarts + 1
   end
-  if x == 0 then x = 2463534242 end
-  local function step()
+  return function(n)
     x = x ~ ((x << 13) & 0xffffffff)
     x = x ~ (x >> 17)
     x = x ~ ((x << 5) & 0xffffffff)
-    return x
+    return x % n + 1
   end
-  for _ = 1, 8 do step() end          -- near seeds, far streams
-  return function(n) return step() % n + 1 end
 end
 M.prng = prng
 
@@ -213,7 +234,9 @@ function M.resolve_knobs(dialect, opts)
   if p ~= "default" and not seed then
     error("sim: bad personality '" .. p .. "' (default or random:SEED)", 0)
   end
-  for _, k in ipairs(M.all_knobs(dialect)) do
+  -- (The core's knobs, then the dialect's, as all_knobs lists them,
+  -- without making the list; the line's words only for a random one.)
+  local function resolve(k)
     local v = opts[k.name]
     if v ~= nil then
       v = tostring(v)
@@ -229,8 +252,10 @@ function M.resolve_knobs(dialect, opts)
       v = k.default
     end
     kv[k.name] = v
-    drawn[#drawn + 1] = k.name .. "=" .. v
+    if seed then drawn[#drawn + 1] = k.name .. "=" .. v end
   end
+  for _, k in ipairs(M.knobs) do resolve(k) end
+  for _, k in ipairs(dialect.knobs or {}) do resolve(k) end
   local line = seed and string.format("personality=random:%s: %s", seed,
     table.concat(drawn, " "))
   return kv, line, tonumber(seed) or 0
@@ -290,6 +315,7 @@ end
 function Core:attach(port)
   local o = self.opts
   self.port = port
+  self.port_recv = port.recv   -- (looked up once: a port's fields are a C lookup each)
   self.out = outq.new(port)
   if self:knob("split") == "on" then
     self.out:split(function() return self.rand(7) end)
@@ -438,9 +464,39 @@ local function final(self, line)
   self:unrelated(4)
 end
 
-function Core:info(line) if live(self) then self:frame(line) end end
-function Core:ok() if live(self) then final(self, "OK") end end
-function Core:error() if live(self) then final(self, "ERROR") end end
+-- What a command says, the answers of every command: live(), frame()
+-- and write() done in place, the framed finals made once. (A modem
+-- answers a few lines per command and a station runs a thousand modems:
+-- the calls were most of what an answer cost.) Noise, silence and the
+-- answer's delay take the general way; the bytes are the same.
+local OK_LINE, ERROR_LINE = "\r\nOK\r\n", "\r\nERROR\r\n"
+
+function Core:info(line)
+  if self.cmd_gen ~= self.gen or self.closed then return end
+  if self.noisy or self.silenced or self.answer_wait then return self:frame(line) end
+  self.out:write_line(line)
+end
+
+function Core:ok()
+  if self.cmd_gen ~= self.gen or self.closed then return end
+  if self.noisy or self.silenced or self.answer_wait then
+    self:frame("OK")
+  else
+    self.out:write(OK_LINE)
+  end
+  if self.kv.urcs == "on" then self:unrelated(4) end
+end
+
+function Core:error()
+  if self.cmd_gen ~= self.gen or self.closed then return end
+  if self.noisy or self.silenced or self.answer_wait then
+    self:frame("ERROR")
+  else
+    self.out:write(ERROR_LINE)
+  end
+  if self.kv.urcs == "on" then self:unrelated(4) end
+end
+
 function Core:raw(s) if live(self) then self:write(s) end end
 
 -- The data prompt ("> " by default ">"), in the form the knob says.
@@ -536,30 +592,39 @@ local RECV_NOW = { timeout = 0 }
 -- One read from the port into ibuf; nil, code when the port is gone.
 -- While booting or silent, what arrives is lost.
 function Core:fill(timeout)
-  if self.closed or self.port.closed then return nil, "ECLOSED" end
-  self.out:release()          -- the answer so far goes out before we wait
-  local data, _, code = self.port:recv(65536,
+  local port = self.port
+  if self.closed or port.closed then return nil, "ECLOSED" end
+  -- The answer so far goes out before we wait (release() does nothing
+  -- when nothing is held: the command flow released after its answer).
+  local out = self.out
+  if out.held ~= nil then out:release() end
+  local data, _, code = self.port_recv(port, 65536,
     (timeout and timeout ~= 0) and { timeout = timeout } or RECV_NOW)
   if not data then return nil, code end
   if not self.booting and not self.silenced then
-    self.ibuf = self.ibuf .. data
+    local buf = self.ibuf
+    self.ibuf = buf == "" and data or buf .. data
   end
   return true
 end
 
 -- The next line up to CR (V.250 S3), an LF right after it skipped; false
 -- for a line longer than the modem's buffer; nil when the port is gone.
-local find, sub, byte = string.find, string.sub, string.byte
-
 function Core:next_line()
   while true do
     local buf = self.ibuf
-    local i = find(buf, "\r", 1, true)
+    -- (Between commands the buffer is mostly empty: straight to the read.)
+    local i = buf ~= "" and find(buf, "\r", 1, true)
     if i then
       local line = sub(buf, 1, i - 1)
-      local j = byte(buf, i + 1) == 10 and i + 2 or i + 1
-      -- (Most reads hold one line: nothing left.)
-      self.ibuf = j > #buf and "" or sub(buf, j)
+      -- (Most reads hold one line, its CR last: nothing left.)
+      local n = #buf
+      if i == n then
+        self.ibuf = ""
+      else
+        local j = byte(buf, i + 1) == 10 and i + 2 or i + 1
+        self.ibuf = j > n and "" or sub(buf, j)
+      end
       if self.overflow then
         self.overflow = false
         return false, line
@@ -569,7 +634,17 @@ function Core:next_line()
     if #self.ibuf > self.max_line then
       self.ibuf, self.overflow = "", true
     end
-    if not self:fill(0) then return nil end
+    -- self:fill(0), written out: once per command.
+    local port = self.port
+    if self.closed or port.closed then return nil end
+    local out = self.out
+    if out.held ~= nil then out:release() end
+    local data = self.port_recv(port, 65536, RECV_NOW)
+    if not data then return nil end
+    if not self.booting and not self.silenced then
+      buf = self.ibuf
+      self.ibuf = buf == "" and data or buf .. data
+    end
   end
 end
 
@@ -704,7 +779,7 @@ function Core:dispatch(line, too_long)
   local gen = self.gen
   local after = self.triggers[1] and self:triggered(line)
   if self.gen ~= gen or self.silenced then return end   -- rebooted or hung
-  if next(self.refusals) then
+  if self.refusing then          -- (next(self.refusals), kept by refuse())
     local up = line:upper()
     for prefix, n in pairs(self.refusals) do
       if up:sub(1, #prefix) == prefix then return self:fail(n) end
@@ -771,6 +846,7 @@ end
 -- cme nil stops refusing them.
 function Core:refuse(prefix, cme)
   self.refusals[prefix:upper()] = cme and (tonumber(cme) or M.E_STATE) or nil
+  self.refusing = next(self.refusals) ~= nil
 end
 
 function Core:drop()

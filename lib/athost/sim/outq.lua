@@ -135,6 +135,17 @@ function Q:write(s, wait)
   end
 end
 
+-- write("\r\n" .. line .. "\r\n"), the framed line made straight onto
+-- what is held when it would collect there (one string made, not two).
+function Q:write_line(line)
+  local held = self.held
+  if held and not self.busy and not self.dead and not self.delay and not self.chunk then
+    self.held = held .. "\r\n" .. line .. "\r\n"
+    return
+  end
+  return self:write("\r\n" .. line .. "\r\n")
+end
+
 -- Writes that would go out at once collect from now on; release() sends
 -- them as one write and ends the hold. A virtual modem holds while it
 -- answers a command and releases before it waits for anything: the
@@ -145,8 +156,10 @@ function Q:hold()
 end
 
 function Q:release()
-  unhold(self)
+  -- (unhold() and the end of the hold in one: once per command.)
+  local h = self.held
   self.held = nil
+  if h and h ~= "" and not self.dead then direct(self, h) end
 end
 
 -- ms between bytes, or false/nil for whole writes.
