@@ -513,9 +513,12 @@ ath_host_t *ath_host_new(uv_loop_t *loop, const ath_host_opts_t *opts)
 
 int ath_host_set_param(ath_host_t *h, const char *key, const char *value)
 {
+    /* raw: the flow may have given its parameters an __newindex, and
+     * this runs outside any protected call */
     lua_rawgeti(h->L, LUA_REGISTRYINDEX, h->params_ref);
+    lua_pushstring(h->L, key);
     lua_pushstring(h->L, value);
-    lua_setfield(h->L, -2, key);
+    lua_rawset(h->L, -3);
     lua_pop(h->L, 1);
     /* Arguments named like secrets are masked without the script asking. */
     if (ath_secret_name(key, strlen(key)))

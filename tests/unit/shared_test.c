@@ -209,10 +209,39 @@ static void test_files(void)
     rmdir(dir);
 }
 
+/* A parameter set while the flow runs, after the flow gave its
+ * parameter table an __newindex that raises: set raw, no abort. */
+static void test_param_after_start(void)
+{
+    seen_t s;
+    ath_host_t *h;
+    ath_host_opts_t o;
+    memset(&s, 0, sizeof s);
+    memset(&o, 0, sizeof o);
+    o.on_event = on_event;
+    o.ud = &s;
+    h = ath_host_new(NULL, &o);
+    CHECK(ath_host_load_string(h,
+              "local a = ... local athost = require('athost')\n"
+              "setmetatable(a, { __newindex = function() error('read-only', 0) end })\n"
+              "athost.sleep(5)\n"
+              "athost.log('late=' .. tostring(rawget(a, 'late')))\n",
+              "=(params)") == 0,
+          "the flow loads");
+    CHECK(ath_host_start(h) == 0, "the flow starts");
+    CHECK(ath_host_set_param(h, "late", "yes") == 0, "a parameter set while it runs");
+    while (!ath_host_done(h))
+        uv_run(ath_host_loop(h), UV_RUN_ONCE);
+    CHECK(strstr(s.logs, "late=yes\n") != NULL, "the flow sees it");
+    CHECK(s.results == 1 && s.ok, "and passes");
+    ath_host_free(h);
+}
+
 int main(void)
 {
     test_shared();
     test_files();
+    test_param_after_start();
     printf("shared_test: %d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }
