@@ -98,11 +98,19 @@ local function parse_hosts(v)
 end
 
 -- "127.0.0.1:1883", "[::1]:1883", "localhost" -> addr, port or nil.
+-- The splits are kept by string (a few dozen at most, then afresh): every
+-- MIPSTART of a station's modems splits the same broker option or two.
+local splits, nsplits = {}, 0
+
 function M.split_hostport(s)
+  local kept = splits[s]
+  if kept then return kept[1], kept[2] end
   local a, p = s:match("^%[(.+)%]:(%d+)$")
   if not a then a, p = s:match("^([^:]+):(%d+)$") end
-  if a then return a, tonumber(p) end
-  return s:match("^%[(.+)%]$") or s, nil
+  if a then p = tonumber(p) else a, p = s:match("^%[(.+)%]$") or s, nil end
+  if nsplits >= 64 then splits, nsplits = {}, 0 end
+  splits[s], nsplits = { a, p }, nsplits + 1
+  return a, p
 end
 
 -- "<when>" of a fault: a command prefix ("AT+MSUB", "AT+MSUB#2" for the
@@ -224,6 +232,33 @@ function M.all_knobs(dialect)
   return all
 end
 
+-- The knobs of a model whose options name none of them, without a random
+-- personality, all at their defaults: built by a constructor made once per
+-- dialect, so the table is made at its size in one go (grown a key at a
+-- time through some 20 knobs it was rehashed at every power of two, at
+-- every model start). Remade when the dialect's knob lists change.
+local defaults_of = setmetatable({}, { __mode = "k" })   -- dialect -> maker
+
+local function defaults_maker(dialect)
+  local dk = dialect.knobs
+  local nd, nc = dk and #dk or 0, #M.knobs
+  local e = defaults_of[dialect]
+  if e and e.dk == dk and e.nd == nd and e.nc == nc then return e end
+  local src, vals, names = { "local v = ... return function() return {" }, {}, {}
+  local function add(k)
+    vals[#vals + 1] = k.default
+    names[k.name] = true
+    src[#src + 1] = string.format("[%q] = v[%d],", k.name, #vals)
+  end
+  for _, k in ipairs(M.knobs) do add(k) end
+  for _, k in ipairs(dk or {}) do add(k) end
+  src[#src + 1] = "} end"
+  e = { make = assert(load(table.concat(src), "=knobs", "t"))(vals),
+    names = names, dk = dk, nd = nd, nc = nc }
+  defaults_of[dialect] = e
+  return e
+end
+
 -- Resolves every knob of the dialect from opts: returns { name = value },
 -- for a random personality the line that names it, and the seed (a
 -- number; 0 without a random personality).
@@ -233,6 +268,14 @@ function M.resolve_knobs(dialect, opts)
   local seed = p:match("^random:(%d+)$")
   if p ~= "default" and not seed then
     error("sim: bad personality '" .. p .. "' (default or random:SEED)", 0)
+  end
+  if not seed and getmetatable(opts) == nil then
+    local e = defaults_maker(dialect)
+    local names, given = e.names, false
+    for k in pairs(opts) do
+      if names[k] then given = true break end
+    end
+    if not given then return e.make(), nil, 0 end
   end
   -- (The core's knobs, then the dialect's, as all_knobs lists them,
   -- without making the list; the line's words only for a random one.)
@@ -282,32 +325,37 @@ local function commands_of(dialect)
   return setmetatable({}, mt)
 end
 
+-- (The fields a model gets at once, from its options, are in its table's
+-- constructor, which makes the table at its size: set one by one after it,
+-- they rehashed it at every model start. The order of what may raise or
+-- count is as it was: the IMEI, the hosts, then the knobs.)
 function M.new(dialect, opts)
   opts = opts or {}
+  local name = opts.name or dialect.name
+  local imei = opts.imei or M.new_imei()
+  local hosts = parse_hosts(opts.hosts)
+  local kv, personality, seed = M.resolve_knobs(dialect, opts)
   local self = setmetatable({
-    dialect = dialect, opts = opts, name = opts.name or dialect.name,
-    imei = opts.imei or M.new_imei(),
+    dialect = dialect, opts = opts, name = name,
+    imei = imei,
     boot_ms = tonumber(opts.boot) or 0,
     max_line = dialect.max_line or 8192,
-    hosts = parse_hosts(opts.hosts),
+    hosts = hosts,
     files = {},               -- flash: survives reboots
     gen = 0, cmd_gen = 0,
     ibuf = "", refusals = {}, triggers = {}, bugs = {},
     commands = commands_of(dialect),
+    kv = kv, personality = personality,
+    -- What knobs vary at random (chunk sizes, which URC, when) comes from
+    -- the personality's seed too, so a failure reproduces.
+    rand = prng(seed, "modem"),
+    delay_ms = tonumber(kv.delay) or 0,
+    broker = opts.broker and tostring(opts.broker) or nil,
+    trace = truthy(opts.trace),
   }, Core)
-  local seed
-  self.kv, self.personality, seed = M.resolve_knobs(dialect, opts)
-  -- What knobs vary at random (chunk sizes, which URC, when) comes from
-  -- the personality's seed too, so a failure reproduces.
-  self.rand = prng(seed, "modem")
-  self.delay_ms = tonumber(self.kv.delay) or 0
-  if self.personality then
-    io.stderr:write("athost sim ", self.name, ": ", self.personality, "\n")
+  if personality then
+    io.stderr:write("athost sim ", name, ": ", personality, "\n")
   end
-  if opts.broker then
-    self.broker = tostring(opts.broker)
-  end
-  self.trace = truthy(opts.trace)
   return self
 end
 
@@ -471,18 +519,34 @@ end
 -- answer's delay take the general way; the bytes are the same.
 local OK_LINE, ERROR_LINE = "\r\nOK\r\n", "\r\nERROR\r\n"
 
+-- (While the command flow holds the queue and nothing is queued, paced
+-- or split, outq's write appends to what is held: done here in place, no
+-- call; any other case takes outq's write, as before.)
 function Core:info(line)
   if self.cmd_gen ~= self.gen or self.closed then return end
   if self.noisy or self.silenced or self.answer_wait then return self:frame(line) end
-  self.out:write_line(line)
+  local out = self.out
+  local held = out.held
+  if held and not out.busy and not out.dead and not out.delay and not out.chunk then
+    out.held = held .. "\r\n" .. line .. "\r\n"
+    return
+  end
+  out:write_line(line)
 end
 
+-- (ok and error written out each: a call less for every final result.)
 function Core:ok()
   if self.cmd_gen ~= self.gen or self.closed then return end
   if self.noisy or self.silenced or self.answer_wait then
     self:frame("OK")
   else
-    self.out:write(OK_LINE)
+    local out = self.out
+    local held = out.held
+    if held and not out.busy and not out.dead and not out.delay and not out.chunk then
+      out.held = held .. OK_LINE
+    else
+      out:write(OK_LINE)
+    end
   end
   if self.kv.urcs == "on" then self:unrelated(4) end
 end
@@ -492,7 +556,13 @@ function Core:error()
   if self.noisy or self.silenced or self.answer_wait then
     self:frame("ERROR")
   else
-    self.out:write(ERROR_LINE)
+    local out = self.out
+    local held = out.held
+    if held and not out.busy and not out.dead and not out.delay and not out.chunk then
+      out.held = held .. ERROR_LINE
+    else
+      out:write(ERROR_LINE)
+    end
   end
   if self.kv.urcs == "on" then self:unrelated(4) end
 end
@@ -560,7 +630,7 @@ end
 -- answer.
 function Core:ok_then(start, ms, order)
   local gen = self.gen
-  if (order or self:knob("order")) ~= "before" then
+  if (order or self.kv.order or self:knob("order")) ~= "before" then
     self:ok()
     return start(function(line) if line then self:urc(line, gen) end end)
   end
@@ -579,7 +649,7 @@ end
 function Core:urc(line, gen)
   if self.closed or (gen and gen ~= self.gen) then return end
   if self.trace then athost.log(self.name .. " urc " .. line) end
-  if not self.in_cmd then self:unrelated(4) end
+  if not self.in_cmd and self.kv.urcs == "on" then self:unrelated(4) end
   self:frame(line, self.delay_ms)
 end
 
@@ -610,7 +680,7 @@ end
 
 -- The next line up to CR (V.250 S3), an LF right after it skipped; false
 -- for a line longer than the modem's buffer; nil when the port is gone.
-function Core:next_line()
+local function next_line(self)
   while true do
     local buf = self.ibuf
     -- (Between commands the buffer is mostly empty: straight to the read.)
@@ -647,6 +717,8 @@ function Core:next_line()
     end
   end
 end
+
+Core.next_line = next_line
 
 -- Raw input after a prompt: reads until take(ibuf) returns the bytes it
 -- wants (and a second value), or ms pass. Returns what take returned
@@ -750,7 +822,7 @@ function Core:triggered(line)
   return after
 end
 
-function Core:dispatch(line, too_long)
+local function dispatch(self, line, too_long)
   local b = byte(line, 1)
   if b and (b <= 32 or b == 127) then line = line:gsub("^[%c ]+", "") end
   if not self.synced then
@@ -801,15 +873,23 @@ function Core:dispatch(line, too_long)
   end
 end
 
+Core.dispatch = dispatch
+
 -- The command flow: lines in, answers out, until the modem is closed.
+-- (next_line, dispatch and the queue's hold and release are called as
+-- locals, the hold made in place: once per command each, and a method
+-- looked up on a model goes through its metatable.)
+local traceback, release = debug.traceback, outq.release
+
 function Core:run()
   while not self.closed do
-    local line, extra = self:next_line()
+    local line, extra = next_line(self)
     if line == nil then break end
     -- The answer's lines collect and go out as one write (athost.sim.
     -- outq), released when the answer is complete or the command waits.
-    self.out:hold()
-    local ok, err = xpcall(self.dispatch, debug.traceback, self,
+    local out = self.out
+    if out.held == nil then out.held = "" end          -- out:hold()
+    local ok, err = xpcall(dispatch, traceback, self,
       line or extra, line == false)
     if not ok then
       -- A bug in a model must not end the host's run: report, answer, go on.
@@ -818,7 +898,7 @@ function Core:run()
       io.stderr:write("athost sim ", self.name, ": ", err, "\n")
       self:error()
     end
-    self.out:release()
+    release(self.out)
   end
 end
 

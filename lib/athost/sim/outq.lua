@@ -162,6 +162,8 @@ function Q:release()
   if h and h ~= "" and not self.dead then direct(self, h) end
 end
 
+M.release = Q.release   -- (for a caller that releases once per command)
+
 -- ms between bytes, or false/nil for whole writes.
 function Q:pace(ms)
   unhold(self)
