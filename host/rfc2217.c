@@ -16,6 +16,7 @@
 #include "telnet.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -23,6 +24,7 @@
 typedef struct ath_rfc2217 {
     ath_telnet_t tn;
     int sent;      /* the settings went out */
+    int done;      /* the set-up's end was reported (once) */
     int last_cmd;  /* the answer that ends the set-up */
     int baud, databits, parity, stopbits; /* the server's answers */
 } rfc_t;
@@ -59,18 +61,28 @@ static void rfc_settings(ath_port_t *p)
     (void)ath_port_settings(p, &want);
 }
 
-/* The set-up ended: err 0, or why it failed. */
+/* The set-up ended: err 0, or why it failed. Reported once: a server
+ * that refuses COM-PORT-OPTION and then agrees to it after all, and
+ * answers the settings, ended the set-up with the refusal. */
 static void rfc_done(ath_port_t *p, int err)
 {
+    rfc_t *r = p->rfc2217;
     ath_port_ev_t ev = {ATH_PORT_CONNECTED, err, "RFC 2217 negotiation with",
                         NULL, NULL};
+    if (r->done)
+        return;
+    r->done = 1;
+    if (err == 0)
+        p->negotiating = 0;
     ath_port_report(p, &ev);
 }
 
 static void rfc_on_opt(void *ud, int who, int opt, int on)
 {
     ath_port_t *p = ud;
-    if (who != 'u' || opt != ATH_TN_COMPORT || !p->negotiating)
+    /* Closed (the owner's answer to a failed set-up) while the rest of
+     * the read is decoded: nothing more of it is acted on. */
+    if (p->closed || who != 'u' || opt != ATH_TN_COMPORT || !p->negotiating)
         return;
     if (on)
         rfc_settings(p);
@@ -78,13 +90,13 @@ static void rfc_on_opt(void *ud, int who, int opt, int on)
         rfc_done(p, EPROTONOSUPPORT); /* DONT COM-PORT-OPTION */
 }
 
-static int get_be(const unsigned char *d, size_t n)
+static unsigned long get_be(const unsigned char *d, size_t n)
 {
-    unsigned v = 0;
+    unsigned long v = 0;
     size_t i;
     for (i = 0; i < n; i++)
         v = (v << 8) | d[i];
-    return (int)v;
+    return v;
 }
 
 static void rfc_on_sb(void *ud, int opt, const unsigned char *d, size_t n,
@@ -93,13 +105,15 @@ static void rfc_on_sb(void *ud, int opt, const unsigned char *d, size_t n,
     ath_port_t *p = ud;
     rfc_t *r = p->rfc2217;
     int cmd;
-    if (opt != ATH_TN_COMPORT || n < 1 || truncated)
+    if (p->closed || opt != ATH_TN_COMPORT || n < 1 || truncated)
         return;
     cmd = d[0];
     switch (cmd - ATH_CPO_SERVER) {
     case ATH_CPO_BAUDRATE:
-        if (n == 5)
-            r->baud = get_be(d + 1, 4);
+        /* 4 bytes, unsigned: a rate past INT_MAX (0xFFFFFFFF from a
+         * broken server) is no rate, not a negative one. */
+        if (n == 5 && get_be(d + 1, 4) <= INT_MAX)
+            r->baud = (int)get_be(d + 1, 4);
         break;
     case ATH_CPO_DATASIZE:
         if (n == 2)
@@ -116,19 +130,25 @@ static void rfc_on_sb(void *ud, int opt, const unsigned char *d, size_t n,
     default:
         break;
     }
-    if (p->negotiating && r->sent && cmd == r->last_cmd) {
-        p->negotiating = 0;
+    if (p->negotiating && r->sent && cmd == r->last_cmd)
         rfc_done(p, 0);
-    }
 }
 
+/* Reads that held only Telnet commands, read on in one call. */
+#define RFC_READS 16
+
 /* Reads Telnet from the socket and returns the data in it; a read that
- * held only Telnet commands reads on, so that -EAGAIN still means the
- * socket has nothing more. */
+ * held only Telnet commands reads on, up to RFC_READS reads: a server
+ * that sends commands alone (an endless subnegotiation, a flood of NOPs
+ * or of DO/DONT) as fast as they are read would otherwise hold the loop
+ * in here for good, every other port and timer starved. -EAGAIN then,
+ * with bytes still there: the poll is level-triggered, the loop comes
+ * back for them on its next turn. */
 static ssize_t rfc_read(ath_port_t *p, char *buf, size_t n)
 {
     rfc_t *r = p->rfc2217;
-    for (;;) {
+    int k;
+    for (k = 0; k < RFC_READS; k++) {
         ssize_t got = read(p->fd, buf, n);
         size_t m;
         if (got < 0)
@@ -142,6 +162,7 @@ static ssize_t rfc_read(ath_port_t *p, char *buf, size_t n)
         if (p->closed || p->fd < 0)
             return -EAGAIN; /* the negotiation failed and closed it */
     }
+    return -EAGAIN;
 }
 
 /* The TCP connection is up: negotiation starts. */

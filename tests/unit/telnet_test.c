@@ -1,4 +1,4 @@
-// unit: host/telnet.c
+// unit: host/telnet.c host/rfc2217.c
 /*
  * telnet_test.c: the Telnet decoder and encoder of rfc2217: ports.
  *
@@ -10,12 +10,21 @@
  * the data, the answers sent and the events expected. Each piece is a
  * heap block of exactly its length, so the sanitizers catch a read past
  * it.
+ *
+ * Then rfc2217.c's port over a socket pair (port.c's calls stubbed
+ * below): the set-up ends once whatever the server sends after, and a
+ * server sending Telnet commands alone cannot keep one read going.
  */
+#include "port.h"
 #include "telnet.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 static int npass, nfail;
 
@@ -149,6 +158,182 @@ static void every_split(const unsigned char *in, size_t n,
     nfail = before + (nfail != before);
 }
 
+/* ---- rfc2217.c with port.c stubbed ----------------------------------- */
+
+typedef struct owner {
+    int reports, err;   /* CONNECTED reports, the first one's error */
+    size_t writes;      /* bytes written to the server */
+    int closes;         /* closes the port when the set-up fails */
+} owner_t;
+
+int ath_port_write_raw(ath_port_t *p, const char *s, size_t n)
+{
+    owner_t *o = p->data;
+    (void)s;
+    if (p->closed)
+        return -EPIPE;
+    o->writes += n;
+    return 0;
+}
+
+int ath_port_settings(ath_port_t *p, const ath_serial_opts_t *o)
+{
+    int r = p->xp->settings(p, o);
+    if (r == 0)
+        p->so = *o;
+    return r;
+}
+
+void ath_port_report(ath_port_t *p, const ath_port_ev_t *ev)
+{
+    owner_t *o = p->data;
+    if (ev->type != ATH_PORT_CONNECTED)
+        return;
+    if (o->reports++ == 0)
+        o->err = ev->err;
+    if (ev->err != 0 && o->closes)
+        p->closed = 1; /* lopen.c's owner: ath_lport_connected */
+}
+
+void ath_port_watch(ath_port_t *p)
+{
+    (void)p;
+}
+
+/* An rfc2217: port on one end of a socket pair (sv[1] the server's),
+ * its set-up started. */
+static ath_port_t *rfc_port(int sv[2], owner_t *o)
+{
+    ath_serial_opts_t so = {115200, 8, 1, 0, 'n', -1, -1, 0};
+    ath_port_t *p = calloc(1, sizeof *p);
+    if (p == NULL ||
+        socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) != 0 ||
+        ath_rfc2217_attach(p, &so) != 0) {
+        perror("rfc_port");
+        exit(2);
+    }
+    p->fd = sv[0];
+    p->kind = ATH_PORT_TCP;
+    p->data = o;
+    p->xp->up(p);
+    return p;
+}
+
+static void rfc_port_free(ath_port_t *p, int sv[2])
+{
+    p->xp->free(p);
+    close(sv[0]);
+    close(sv[1]);
+    free(p);
+}
+
+/* The server refuses COM-PORT-OPTION, then agrees and answers the
+ * settings, all in one read: the refusal ended the set-up, it is
+ * reported once, and (the owner closed the port) nothing after it is
+ * acted on. */
+static void rfc_refused_then_agreed(int closes)
+{
+    static const unsigned char in[] = {
+        255, ATH_TN_DONT, 44, 255, ATH_TN_DO, 44,
+        255, ATH_TN_SB, 44, 104, 1, 255, ATH_TN_SE, 'x'};
+    owner_t o = {0, 0, 0, closes};
+    int sv[2], baud, databits, parity, stopbits;
+    ath_port_t *p = rfc_port(sv, &o);
+    char buf[64];
+    size_t before;
+    ssize_t got;
+    char what[100];
+    before = o.writes;
+    if (write(sv[1], in, sizeof in) != (ssize_t)sizeof in) {
+        perror("write");
+        exit(2);
+    }
+    got = p->io_read(p, buf, sizeof buf);
+    ath_rfc2217_remote(p, &baud, &databits, &parity, &stopbits);
+    snprintf(what, sizeof what,
+             "refused, then agreed to COM-PORT-OPTION: one report (%s)",
+             closes ? "the owner closes" : "the owner keeps the port");
+    if (o.reports != 1 || o.err != EPROTONOSUPPORT ||
+        (closes && (o.writes != before || stopbits != 0)))
+        printf("  read %zd, %d reports, first error %d, %zu bytes "
+               "written after the refusal, stop bits %d\n",
+               got, o.reports, o.err, o.writes - before, stopbits);
+    check(o.reports == 1 && o.err == EPROTONOSUPPORT &&
+              (!closes || (o.writes == before && stopbits == 0)),
+          what, "one read");
+    rfc_port_free(p, sv);
+}
+
+/* The server's SET-BAUDRATE answers: a rate, then 0xFFFFFFFF (past
+ * INT_MAX: no rate, the one before stays; it was -1). */
+static void rfc_baud_answers(void)
+{
+    static const unsigned char in[] = {
+        255, ATH_TN_SB, 44, 101, 0x00, 0x01, 0xC2, 0x00, 255, ATH_TN_SE,
+        255, ATH_TN_SB, 44, 101, 255, 255, 255, 255, 255, 255, 255, 255,
+        255, ATH_TN_SE, 'x'};
+    owner_t o = {0, 0, 0, 1};
+    int sv[2], baud, databits, parity, stopbits;
+    ath_port_t *p = rfc_port(sv, &o);
+    char buf[64];
+    if (write(sv[1], in, sizeof in) != (ssize_t)sizeof in) {
+        perror("write");
+        exit(2);
+    }
+    (void)p->io_read(p, buf, sizeof buf);
+    ath_rfc2217_remote(p, &baud, &databits, &parity, &stopbits);
+    if (baud != 115200)
+        printf("  remote baud %d\n", baud);
+    check(baud == 115200, "SET-BAUDRATE answer past INT_MAX ignored",
+          "one read");
+    rfc_port_free(p, sv);
+}
+
+/* A server sending nothing but Telnet commands (here NOPs; an endless
+ * subnegotiation is the same) as fast as they are read: one read of the
+ * port takes a bounded part of them and returns -EAGAIN, the loop
+ * coming back for the rest (the poll is level-triggered); the data
+ * after them still arrives. */
+static void rfc_command_flood(void)
+{
+    enum { FLOOD = 1 << 16 };
+    unsigned char *in = malloc(FLOOD + 1);
+    owner_t o = {0, 0, 0, 1};
+    int sv[2], left = 0, calls = 0, seen;
+    ath_port_t *p = rfc_port(sv, &o);
+    char buf[64];
+    ssize_t got;
+    size_t k, taken;
+    for (k = 0; k < FLOOD; k += 2) {
+        in[k] = 255;
+        in[k + 1] = ATH_TN_NOP;
+    }
+    in[FLOOD] = 'x';
+    if (write(sv[1], in, FLOOD + 1) != FLOOD + 1) {
+        perror("write");
+        exit(2);
+    }
+    got = p->io_read(p, buf, sizeof buf);
+    seen = got == 1 && buf[0] == 'x';
+    ioctl(sv[0], FIONREAD, &left);
+    taken = FLOOD + 1 - (size_t)left;
+    if (got != -EAGAIN || taken > 64 * sizeof buf)
+        printf("  the first read returned %zd, took %zu bytes of %d\n", got,
+               taken, FLOOD + 1);
+    check(got == -EAGAIN && taken <= 64 * sizeof buf,
+          "a flood of commands alone: one read takes a bounded part",
+          "64-byte reads");
+    while (!seen && got == -EAGAIN && ++calls < FLOOD) {
+        got = p->io_read(p, buf, sizeof buf);
+        seen = got == 1 && buf[0] == 'x';
+    }
+    check(seen,
+          "a flood of commands alone: the data after it arrives",
+          "64-byte reads");
+    rfc_port_free(p, sv);
+    free(in);
+}
+
 int main(void)
 {
     /* 1. Data with escaped 0xFF, a NOP, CR NUL (the peer has not agreed
@@ -249,6 +434,10 @@ int main(void)
         check(n == sizeof want && memcmp(out, want, n) == 0,
               "COM-PORT command with an escaped value", "comport");
     }
+    rfc_refused_then_agreed(1);
+    rfc_refused_then_agreed(0);
+    rfc_baud_answers();
+    rfc_command_flood();
     printf("%d passed, %d failed\n", npass, nfail);
     return nfail ? 1 : 0;
 }
