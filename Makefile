@@ -124,7 +124,7 @@ check:
 # make fuzz runs each longer, keeping what it finds in build/fuzz/corpus/.
 FUZZ_CC ?= clang
 FUZZ_SECONDS ?= 60
-FUZZ_C := chat_ops chat_split pattern_find redact
+FUZZ_C := chat_ops chat_split pattern_find redact telnet
 FUZZ_LUA := http11 mqtt311 atparse
 FUZZ_DIR ?= build/fuzz
 FUZZ_BIN := $(addprefix $(FUZZ_DIR)/,$(FUZZ_C) $(FUZZ_LUA))
@@ -149,6 +149,12 @@ $(FUZZ_DIR)/redact: fuzz/redact.c fuzz/redact_ref.h host/redact.c \
 		host/redact.h fuzz/fuzz.h
 	@mkdir -p $(FUZZ_DIR)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< host/redact.c
+
+$(FUZZ_DIR)/telnet: fuzz/telnet.c host/telnet.c host/rfc2217.c fuzz/fuzz.h \
+		$(HDRS)
+	@mkdir -p $(FUZZ_DIR)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(shell $(PKG_CONFIG) --cflags libuv) -o $@ $< \
+	    host/telnet.c host/rfc2217.c
 
 $(FUZZ_DIR)/pattern_find: fuzz/pattern_find.c host/pattern.c \
 		tests/unit/pattern_lua.c tests/unit/pattern_lua.h fuzz/fuzz.h $(HDRS)
