@@ -14,47 +14,26 @@
  */
 #include "chat_common.h"
 
-typedef struct {
-    char *b;
-    size_t len, cap;
-} buf_t;
-
-static void put(buf_t *b, const void *s, size_t n)
-{
-    if (n == 0)
-        return;
-    if (b->len + n > b->cap) {
-        size_t cap = b->cap ? b->cap : 1024;
-        while (cap < b->len + n)
-            cap *= 2;
-        b->b = realloc(b->b, cap);
-        FZ_CHECK(b->b != NULL, "out of memory");
-        b->cap = cap;
-    }
-    memcpy(b->b + b->len, s, n);
-    b->len += n;
-}
-
 /* Appends an event's every field (pointers as the bytes they point at). */
-static void put_event(buf_t *b, const ath_chat_event_t *ev)
+static void put_event(fz_buf_t *b, const ath_chat_event_t *ev)
 {
     int k;
     long long v[8] = {ev->type, ev->index, ev->matched, (long long)ev->len,
                       ev->more, ev->kind, ev->why, ev->count};
     fz_event_check(ev);
-    put(b, v, sizeof v);
-    put(b, ev->line, ev->len);
+    fz_put(b, v, sizeof v);
+    fz_put(b, ev->line, ev->len);
     if (ev->matched) {
-        put(b, &ev->m.start, sizeof ev->m.start);
-        put(b, &ev->m.end, sizeof ev->m.end);
+        fz_put(b, &ev->m.start, sizeof ev->m.start);
+        fz_put(b, &ev->m.end, sizeof ev->m.end);
         for (k = 0; k < ev->m.ncap; k++)
-            put(b, &ev->m.cap[k], sizeof ev->m.cap[k]);
+            fz_put(b, &ev->m.cap[k], sizeof ev->m.cap[k]);
     }
     if (ev->payload) {
-        put(b, &ev->plen, sizeof ev->plen);
-        put(b, ev->payload, ev->plen);
+        fz_put(b, &ev->plen, sizeof ev->plen);
+        fz_put(b, ev->payload, ev->plen);
     }
-    put(b, "|", 1);
+    fz_put(b, "|", 1);
 }
 
 static const ath_pat_t expect_alts[] = {LIT("OK"), LUAP("^%+CSQ: (%d+)")};
@@ -80,7 +59,7 @@ static void rearm(ath_chat_t *c, unsigned setup)
 }
 
 static void run(const char *s, size_t n, const uint8_t *cuts, size_t ncuts,
-                unsigned setup, buf_t *out)
+                unsigned setup, fz_buf_t *out)
 {
     ath_chat_t *c = ath_chat_new(256, 4096);
     ath_chat_event_t ev;
@@ -117,7 +96,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t ncuts = fz_byte(&in), n;
     const uint8_t *cuts = (const uint8_t *)fz_take(&in, ncuts, &ncuts);
     const char *s;
-    buf_t whole = {0}, split = {0};
+    fz_buf_t whole = {0}, split = {0};
     s = fz_take(&in, in.n, &n);
     run(s, n, NULL, 0, setup, &whole);
     run(s, n, cuts, ncuts, setup, &split);

@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 /* The fuzzer's input, consumed from the front. Reading past its end
  * gives zeros (a byte) or nothing (a run of bytes). */
@@ -48,5 +49,28 @@ static inline const char *fz_take(fz_in_t *in, size_t want, size_t *got)
             abort();                                                         \
         }                                                                    \
     } while (0)
+
+/* A growing byte record of what one run produced (data, answers,
+ * events), to compare with another run's record of the same input. */
+typedef struct fz_buf {
+    unsigned char *b;
+    size_t len, cap;
+} fz_buf_t;
+
+static inline void fz_put(fz_buf_t *b, const void *s, size_t n)
+{
+    if (n == 0)
+        return;
+    if (b->len + n > b->cap) {
+        size_t cap = b->cap ? b->cap : 1024;
+        while (cap < b->len + n)
+            cap *= 2;
+        b->b = realloc(b->b, cap);
+        FZ_CHECK(b->b != NULL, "out of memory");
+        b->cap = cap;
+    }
+    memcpy(b->b + b->len, s, n);
+    b->len += n;
+}
 
 #endif

@@ -37,37 +37,16 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-typedef struct {
-    unsigned char *b;
-    size_t len, cap;
-} buf_t;
-
-static void put(buf_t *b, const void *s, size_t n)
+static void put_int(fz_buf_t *b, long v)
 {
-    if (n == 0)
-        return;
-    if (b->len + n > b->cap) {
-        size_t cap = b->cap ? b->cap : 1024;
-        while (cap < b->len + n)
-            cap *= 2;
-        b->b = realloc(b->b, cap);
-        FZ_CHECK(b->b != NULL, "out of memory");
-        b->cap = cap;
-    }
-    memcpy(b->b + b->len, s, n);
-    b->len += n;
-}
-
-static void put_int(buf_t *b, long v)
-{
-    put(b, &v, sizeof v);
+    fz_put(b, &v, sizeof v);
 }
 
 /* What one run saw. */
 typedef struct rec {
-    buf_t data;  /* the data bytes, in order */
-    buf_t sent;  /* what went to the peer */
-    buf_t ev;    /* callbacks and reports, in order, answers among them */
+    fz_buf_t data;  /* the data bytes, in order */
+    fz_buf_t sent;  /* what went to the peer */
+    fz_buf_t ev;    /* callbacks and reports, in order, answers among them */
     size_t calls; /* callbacks (answers, option changes, subnegotiations) */
     int closed;   /* the port's owner closed it (a failed set-up) */
 } rec_t;
@@ -86,9 +65,9 @@ static void tn_send(void *ud, const unsigned char *b, size_t n)
                  b[1] <= ATH_TN_DONT,
              "an answer that is no IAC verb option (%zu bytes)", n);
     r->calls++;
-    put(&r->sent, b, n);
-    put(&r->ev, "w", 1);
-    put(&r->ev, b, n);
+    fz_put(&r->sent, b, n);
+    fz_put(&r->ev, "w", 1);
+    fz_put(&r->ev, b, n);
 }
 
 static void tn_opt(void *ud, int who, int opt, int on)
@@ -98,7 +77,7 @@ static void tn_opt(void *ud, int who, int opt, int on)
                  (on == 0 || on == 1),
              "option event %d %d %d", who, opt, on);
     r->calls++;
-    put(&r->ev, "o", 1);
+    fz_put(&r->ev, "o", 1);
     put_int(&r->ev, who);
     put_int(&r->ev, opt);
     put_int(&r->ev, on);
@@ -113,11 +92,11 @@ static void tn_sb(void *ud, int opt, const unsigned char *d, size_t n,
     FZ_CHECK(!truncated || n == ATH_TN_SB_MAX,
              "cut at %zu, short of the buffer", n);
     r->calls++;
-    put(&r->ev, "s", 1);
+    fz_put(&r->ev, "s", 1);
     put_int(&r->ev, opt);
     put_int(&r->ev, truncated);
     put_int(&r->ev, (long)n);
-    put(&r->ev, d, n);
+    fz_put(&r->ev, d, n);
 }
 
 static void tn_setup(ath_telnet_t *t, rec_t *r, unsigned setup)
@@ -173,7 +152,7 @@ static void run_tn(const unsigned char *s, size_t n, const uint8_t *cuts,
         /* the byte that ends a command: an answer and an option change */
         FZ_CHECK(r->calls - calls <= 2 * step, "%zu callbacks for %zu bytes",
                  r->calls - calls, step);
-        put(&r->data, out, o);
+        fz_put(&r->data, out, o);
         if (out != piece)
             free(out);
         free(piece);
@@ -235,10 +214,10 @@ int ath_port_write_raw(ath_port_t *p, const char *s, size_t n)
     rec_t *r = p->data;
     if (p->closed)
         return -EPIPE;
-    put(&r->sent, s, n);
-    put(&r->ev, "W", 1);
+    fz_put(&r->sent, s, n);
+    fz_put(&r->ev, "W", 1);
     put_int(&r->ev, (long)n);
-    put(&r->ev, s, n);
+    fz_put(&r->ev, s, n);
     return 0;
 }
 
@@ -263,7 +242,7 @@ void ath_port_report(ath_port_t *p, const ath_port_ev_t *ev)
     FZ_CHECK(ev->type == ATH_PORT_CONNECTED, "report %d", ev->type);
     if (p->closed)
         return;
-    put(&r->ev, "C", 1);
+    fz_put(&r->ev, "C", 1);
     put_int(&r->ev, ev->err);
     if (ev->err != 0)
         p->closed = 1;
@@ -308,7 +287,7 @@ static void run_rfc(const unsigned char *s, size_t n, const uint8_t *cuts,
         FZ_CHECK(got == -EAGAIN || (got >= 0 && (size_t)got <= size),
                  "read gave %zd of %zu", got, size);
         if (got > 0 && !p->closed)
-            put(&r->data, buf, (size_t)got);
+            fz_put(&r->data, buf, (size_t)got);
         free(buf);
         if (got == 0)
             break;
@@ -321,7 +300,7 @@ static void run_rfc(const unsigned char *s, size_t n, const uint8_t *cuts,
                  (parity == 0 || strchr("noems", parity) != NULL),
              "the server's settings read as %d %d %d %d", baud, databits,
              parity, stopbits);
-    put(&r->ev, "R", 1);
+    fz_put(&r->ev, "R", 1);
     put_int(&r->ev, baud);
     put_int(&r->ev, databits);
     put_int(&r->ev, parity);
@@ -334,7 +313,7 @@ static void run_rfc(const unsigned char *s, size_t n, const uint8_t *cuts,
     free(p);
 }
 
-static void same(const buf_t *a, const buf_t *b, const char *what)
+static void same(const fz_buf_t *a, const fz_buf_t *b, const char *what)
 {
     if (a->len != b->len || (a->len > 0 && memcmp(a->b, b->b, a->len) != 0)) {
         size_t d = 0;
