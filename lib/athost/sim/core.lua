@@ -519,53 +519,33 @@ end
 -- answer's delay take the general way; the bytes are the same.
 local OK_LINE, ERROR_LINE = "\r\nOK\r\n", "\r\nERROR\r\n"
 
+local add_held = outq.add_held
+
 -- (While the command flow holds the queue and nothing is queued, paced
--- or split, outq's write appends to what is held: done here in place, no
--- call; any other case takes outq's write, as before.)
+-- or split, the line joins what is held with no method call; any other
+-- case takes outq's write, as before.)
 function Core:info(line)
   if self.cmd_gen ~= self.gen or self.closed then return end
   if self.noisy or self.silenced or self.answer_wait then return self:frame(line) end
   local out = self.out
-  local held = out.held
-  if held and not out.busy and not out.dead and not out.delay and not out.chunk then
-    out.held = held .. "\r\n" .. line .. "\r\n"
-    return
-  end
-  out:write_line(line)
+  if not add_held(out, line, true) then out:write("\r\n" .. line .. "\r\n") end
 end
 
--- (ok and error written out each: a call less for every final result.)
-function Core:ok()
+-- OK or ERROR (line: framed), as final() writes a final result code.
+local function ok_or_error(self, word, line)
   if self.cmd_gen ~= self.gen or self.closed then return end
   if self.noisy or self.silenced or self.answer_wait then
-    self:frame("OK")
+    self:frame(word)
   else
     local out = self.out
-    local held = out.held
-    if held and not out.busy and not out.dead and not out.delay and not out.chunk then
-      out.held = held .. OK_LINE
-    else
-      out:write(OK_LINE)
-    end
+    if not add_held(out, line) then out:write(line) end
   end
   if self.kv.urcs == "on" then self:unrelated(4) end
 end
 
-function Core:error()
-  if self.cmd_gen ~= self.gen or self.closed then return end
-  if self.noisy or self.silenced or self.answer_wait then
-    self:frame("ERROR")
-  else
-    local out = self.out
-    local held = out.held
-    if held and not out.busy and not out.dead and not out.delay and not out.chunk then
-      out.held = held .. ERROR_LINE
-    else
-      out:write(ERROR_LINE)
-    end
-  end
-  if self.kv.urcs == "on" then self:unrelated(4) end
-end
+function Core:ok() return ok_or_error(self, "OK", OK_LINE) end
+
+function Core:error() return ok_or_error(self, "ERROR", ERROR_LINE) end
 
 function Core:raw(s) if live(self) then self:write(s) end end
 

@@ -138,12 +138,22 @@ end
 -- write("\r\n" .. line .. "\r\n"), the framed line made straight onto
 -- what is held when it would collect there (one string made, not two).
 function Q:write_line(line)
-  local held = self.held
-  if held and not self.busy and not self.dead and not self.delay and not self.chunk then
-    self.held = held .. "\r\n" .. line .. "\r\n"
-    return
+  if not M.add_held(self, line, true) then
+    return self:write("\r\n" .. line .. "\r\n")
   end
-  return self:write("\r\n" .. line .. "\r\n")
+end
+
+-- What write does while held with nothing queued, paced or split: s
+-- (framed: as a line, CR LF before and after, in one join) added to the
+-- held bytes; true then, false when write must take it. A function, not
+-- a method: the virtual modem's answers call it for every line.
+function M.add_held(q, s, framed)
+  local held = q.held
+  if held and not q.busy and not q.dead and not q.delay and not q.chunk then
+    q.held = framed and held .. "\r\n" .. s .. "\r\n" or held .. s
+    return true
+  end
+  return false
 end
 
 -- Writes that would go out at once collect from now on; release() sends
