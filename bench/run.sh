@@ -8,7 +8,10 @@
 # write() per read(), so it is not the bottleneck.  Each contender gets a fresh
 # fake modem, does one untimed warm-up round trip, then times N round trips
 # itself (so interpreter start-up and script loading are NOT in the rate) and
-# prints "<name>: <rate> round trips/s".  Contenders:
+# prints "<name>: <rate> round trips/s" (bare, evloop and athost add ", <cpu>
+# us CPU a round trip": their own CPU time, user and system, over the timed
+# round trips; the table compares it with what 0.95x of the bare loop's rate
+# leaves).  Contenders:
 #   bare     bench/bare.c: a bare blocking C read/write loop, the floor that
 #            everything else is compared with (ratio = rate / floor rate);
 #   evloop   bench/evloop.c: the same loop waiting as an event loop must,
@@ -158,7 +161,7 @@ stop_modem() {
 }
 
 # ---- contenders ----------------------------------------------------------
-declare -A RATE=() RSS=() STATUS=() WHY=()
+declare -A RATE=() RSS=() CPU=() STATUS=() WHY=()
 ORDER=()
 FAILED=0
 
@@ -187,8 +190,9 @@ run() {
     # (bash does not act on a SIGINT its child survived as an exit code).
     [ "$rc" -eq 130 ] && exit 130
 
-    local rate rss
-    rate=$(sed -n "s|^$name: \([0-9][0-9.]*\) round trips/s\$|\1|p" "$tmp/$label.out" | tail -n 1)
+    local rate rss cpu
+    rate=$(sed -n "s|^$name: \([0-9][0-9.]*\) round trips/s\(, .*\)\{0,1\}\$|\1|p" "$tmp/$label.out" | tail -n 1)
+    cpu=$(sed -n "s|^$name: [0-9.]* round trips/s, \([0-9][0-9.]*\) us CPU a round trip\$|\1|p" "$tmp/$label.out" | tail -n 1)
     rss=$(sed -n 's/^peak_rss_kib=\([0-9][0-9]*\)$/\1/p' "$tmp/$label.err" | tail -n 1)
     sed 's/^/   /' "$tmp/$label.out"
     grep -v '^peak_rss_kib=' "$tmp/$label.err" | sed 's/^/   stderr: /'
@@ -205,7 +209,7 @@ run() {
         FAILED=1
         return
     fi
-    STATUS[$label]=ok RATE[$label]=$rate RSS[$label]=$rss
+    STATUS[$label]=ok RATE[$label]=$rate RSS[$label]=$rss CPU[$label]=$cpu
 }
 
 SKIPPED=()
@@ -300,6 +304,22 @@ paired_ratio() {
             awk -v x="${RATE[$a#$r]}" -v y="${RATE[$b#$r]}" 'BEGIN { printf "%.4f\n", x / y }'
     done | sort -g | awk '{ a[NR] = $1 } END { if (NR) printf "%.2f", a[int((NR + 1) / 2)] }'
 }
+# cpu_median LABEL...: the median CPU a round trip (us) of those runs.
+cpu_median() {
+    local l
+    for l in "$@"; do
+        [ "${STATUS[$l]:-}" = ok ] && [ -n "${CPU[$l]:-}" ] && echo "${CPU[$l]}"
+    done | sort -g | awk '{ a[NR] = $1 } END { if (NR) printf "%.2f", a[int((NR + 1) / 2)] }'
+}
+# paired_diff A B: the median over the rounds of A's CPU a round trip minus
+# B's in the same round (us).
+paired_diff() {
+    local a=$1 b=$2 r
+    for ((r = 1; r <= ROUNDS; r++)); do
+        [ -n "${CPU[$a#$r]:-}" ] && [ -n "${CPU[$b#$r]:-}" ] &&
+            awk -v x="${CPU[$a#$r]}" -v y="${CPU[$b#$r]}" 'BEGIN { printf "%.4f\n", x - y }'
+    done | sort -g | awk '{ a[NR] = $1 } END { if (NR) printf "%.2f", a[int((NR + 1) / 2)]; else printf "?" }'
+}
 pair_ath=$(paired_ratio athost bare)
 pair_ev=$(paired_ratio evloop bare)
 pair_athev=$(paired_ratio athost evloop)
@@ -378,6 +398,24 @@ if [ -n "$ath" ] && [ -n "$floor" ]; then
             "${pair_ev:-?}" "-" "-"
         fig "round trips: athost / epoll loop (rounds' ratios: what athost's own work costs)" \
             "${pair_athev:-?}" "-" "-"
+    fi
+    # CPU a round trip, each contender's own over its timed loop: what the
+    # ratios come from. On the one CPU they share, a round trip's wall time
+    # is the CPU time of both sides and of the kernel's work between them,
+    # so what athost spends beyond the bare loop adds to each round trip one
+    # for one; 0.95x leaves it (1/0.95 - 1) = 5.3% of the bare loop's round
+    # trip. Medians of the rounds' own differences, as for the ratios.
+    cpu_bare=$(cpu_median "${bares[@]}")
+    cpu_ev=$(cpu_median "${evloops[@]}")
+    cpu_ath=$(cpu_median "${athosts[@]}")
+    if [ -n "$cpu_bare" ] && [ -n "$cpu_ath" ]; then
+        fig "round trips: CPU a round trip: bare C loop / epoll loop / athost (medians)" \
+            "${cpu_bare} / ${cpu_ev:-?} / ${cpu_ath} us" "-" "-"
+        fig "round trips: CPU 0.95x leaves beyond the bare loop's (5.3% of its round trip)" \
+            "$(awk -v f="$floor" 'BEGIN { printf "%.2f us", 1e6 / f * (1 / 0.95 - 1) }')" "-" "-"
+        [ -n "$cpu_ev" ] && fig "round trips: CPU beyond the bare loop's: the epoll loop (waiting alone)" \
+            "$(paired_diff evloop bare) us" "-" "-"
+        fig "round trips: CPU beyond the bare loop's: athost" "$(paired_diff athost bare) us" "-" "-"
     fi
     fig "round trips: athost peak RSS" "$(awk -v r="${ath_rss:-0}" 'BEGIN { printf "%.1f MiB", r / 1024 }')" \
         "< 8 MiB" "$(awk -v r="${ath_rss:-0}" 'BEGIN { print (r < 8192) ? "met" : "MISSED" }')"
