@@ -27,12 +27,30 @@ typedef struct ath_rfc2217 {
     int done;      /* the set-up's end was reported (once) */
     int last_cmd;  /* the answer that ends the set-up */
     int baud, databits, parity, stopbits; /* the server's answers */
+    size_t backlog; /* answers queued since the write queue was last empty */
+    int flooded;    /* the backlog passed RFC_BACKLOG_MAX: the port ends */
 } rfc_t;
+
+/* Negotiation answers that may wait in the write queue for a server that
+ * does not read them. Each WILL/WONT or DO/DONT that changes an option is
+ * answered (3 bytes), so a server toggling one over and over while never
+ * reading would grow the queue without end; past this the port ends with
+ * ENOBUFS instead. A server that reads empties the queue, and the count
+ * starts again. */
+#define RFC_BACKLOG_MAX (64u << 10)
 
 static void rfc_send(void *ud, const unsigned char *b, size_t n)
 {
     ath_port_t *p = ud;
-    (void)ath_port_write_raw(p, (const char *)b, n);
+    rfc_t *r = p->rfc2217;
+    if (p->wlen == 0)
+        r->backlog = 0;
+    if (r->flooded || r->backlog + n > RFC_BACKLOG_MAX) {
+        r->flooded = 1;
+        return;
+    }
+    if (ath_port_write_raw(p, (const char *)b, n) == 0 && p->wlen > 0)
+        r->backlog += n;
 }
 
 int ath_rfc2217_command(ath_port_t *p, int cmd, const unsigned char *val,
@@ -149,8 +167,11 @@ static ssize_t rfc_read(ath_port_t *p, char *buf, size_t n)
     rfc_t *r = p->rfc2217;
     int k;
     for (k = 0; k < RFC_READS; k++) {
-        ssize_t got = read(p->fd, buf, n);
+        ssize_t got;
         size_t m;
+        if (r->flooded)
+            return -ENOBUFS; /* after the data that came before it */
+        got = read(p->fd, buf, n);
         if (got < 0)
             return errno == EINTR ? -EAGAIN : -errno;
         if (got == 0)
@@ -248,8 +269,15 @@ static void rfc_free(ath_port_t *p)
     p->rfc2217 = NULL;
 }
 
+/* The backlog ended the port: the next read says so, whether or not
+ * the server sends more. */
+static int rfc_pending(ath_port_t *p)
+{
+    return ((rfc_t *)p->rfc2217)->flooded;
+}
+
 static const ath_xport_t rfc_xport = {
-    NULL, NULL, NULL, rfc_up, rfc_write, rfc_set, rfc_brk, rfc_purge,
+    rfc_pending, NULL, NULL, rfc_up, rfc_write, rfc_set, rfc_brk, rfc_purge,
     rfc_free};
 
 int ath_rfc2217_attach(ath_port_t *p, const ath_serial_opts_t *o)

@@ -164,6 +164,7 @@ typedef struct owner {
     int reports, err;   /* CONNECTED reports, the first one's error */
     size_t writes;      /* bytes written to the server */
     int closes;         /* closes the port when the set-up fails */
+    int stuck;          /* the server reads nothing: writes stay queued */
 } owner_t;
 
 int ath_port_write_raw(ath_port_t *p, const char *s, size_t n)
@@ -173,6 +174,8 @@ int ath_port_write_raw(ath_port_t *p, const char *s, size_t n)
     if (p->closed)
         return -EPIPE;
     o->writes += n;
+    if (o->stuck)
+        p->wlen += n; /* port.c's write queue, never drained */
     return 0;
 }
 
@@ -236,7 +239,7 @@ static void rfc_refused_then_agreed(int closes)
     static const unsigned char in[] = {
         255, ATH_TN_DONT, 44, 255, ATH_TN_DO, 44,
         255, ATH_TN_SB, 44, 104, 1, 255, ATH_TN_SE, 'x'};
-    owner_t o = {0, 0, 0, closes};
+    owner_t o = {0, 0, 0, closes, 0};
     int sv[2], baud, databits, parity, stopbits;
     ath_port_t *p = rfc_port(sv, &o);
     char buf[64];
@@ -272,7 +275,7 @@ static void rfc_baud_answers(void)
         255, ATH_TN_SB, 44, 101, 0x00, 0x01, 0xC2, 0x00, 255, ATH_TN_SE,
         255, ATH_TN_SB, 44, 101, 255, 255, 255, 255, 255, 255, 255, 255,
         255, ATH_TN_SE, 'x'};
-    owner_t o = {0, 0, 0, 1};
+    owner_t o = {0, 0, 0, 1, 0};
     int sv[2], baud, databits, parity, stopbits;
     ath_port_t *p = rfc_port(sv, &o);
     char buf[64];
@@ -298,7 +301,7 @@ static void rfc_command_flood(void)
 {
     enum { FLOOD = 1 << 16 };
     unsigned char *in = malloc(FLOOD + 1);
-    owner_t o = {0, 0, 0, 1};
+    owner_t o = {0, 0, 0, 1, 0};
     int sv[2], left = 0, calls = 0, seen;
     ath_port_t *p = rfc_port(sv, &o);
     char buf[64];
@@ -330,6 +333,69 @@ static void rfc_command_flood(void)
     check(seen,
           "a flood of commands alone: the data after it arrives",
           "64-byte reads");
+    rfc_port_free(p, sv);
+    free(in);
+}
+
+/* A server toggling SUPPRESS-GO-AHEAD (WILL, WONT, WILL, ...) 12,000
+ * times, each toggle answered with 3 bytes, then data. One that reads
+ * its answers gets them all and the data arrives; one that reads none
+ * (stuck) gets at most 64 KiB of them queued and the port ends with
+ * ENOBUFS, after the data that came before. */
+static void rfc_option_flood(int stuck)
+{
+    enum { PAIRS = 12000, LEN = PAIRS * 6 + 1 };
+    unsigned char *in = malloc(LEN);
+    owner_t o = {0, 0, 0, 1, stuck};
+    int sv[2], seen = 0;
+    ath_port_t *p = rfc_port(sv, &o);
+    char buf[4096];
+    ssize_t got = 0;
+    size_t k, off = 0, before = o.writes;
+    const size_t answers = (2 * (size_t)PAIRS - 1) * 3; /* the first WILL
+                                                           * answers our DO */
+    char what[100];
+    for (k = 0; k < PAIRS; k++) {
+        unsigned char *q = in + 6 * k;
+        q[0] = q[3] = 255;
+        q[1] = ATH_TN_WILL;
+        q[4] = ATH_TN_WONT;
+        q[2] = q[5] = ATH_TN_SGA;
+    }
+    in[LEN - 1] = 'x';
+    /* What the socket takes, then what the port reads, until the data,
+     * an end or an error. */
+    for (;;) {
+        int left = 0;
+        ssize_t w = off < LEN ? write(sv[1], in + off, LEN - off) : 0;
+        if (w > 0)
+            off += (size_t)w;
+        got = p->io_read(p, buf, sizeof buf);
+        if (got > 0 && memchr(buf, 'x', (size_t)got) != NULL)
+            seen = 1;
+        if (seen || (got <= 0 && got != -EAGAIN))
+            break;
+        if (off == LEN && got == -EAGAIN &&
+            ioctl(sv[0], FIONREAD, &left) == 0 && left == 0)
+            break;
+    }
+    if (stuck) {
+        snprintf(what, sizeof what, "a server that reads no answers: the "
+                                    "port ends, 64 KiB of them queued");
+        if (got != -ENOBUFS || o.writes > (64u << 10))
+            printf("  read returned %zd, %zu bytes queued\n", got, o.writes);
+        check(got == -ENOBUFS && o.writes <= (64u << 10) &&
+                  o.writes > (60u << 10),
+              what, "12,000 toggles");
+    } else {
+        snprintf(what, sizeof what, "a server that reads its answers: all "
+                                    "sent, the data arrives");
+        if (!seen || o.writes - before != answers)
+            printf("  read returned %zd, data %s, %zu bytes answered\n", got,
+                   seen ? "seen" : "not seen", o.writes - before);
+        check(seen && o.writes - before == answers, what,
+              "12,000 toggles");
+    }
     rfc_port_free(p, sv);
     free(in);
 }
@@ -438,6 +504,8 @@ int main(void)
     rfc_refused_then_agreed(0);
     rfc_baud_answers();
     rfc_command_flood();
+    rfc_option_flood(0);
+    rfc_option_flood(1);
     printf("%d passed, %d failed\n", npass, nfail);
     return nfail ? 1 : 0;
 }
