@@ -88,6 +88,13 @@ void ath_host_check_flow(lua_State *L)
                       "plain coroutine");
 }
 
+void ath_host_check_open(lua_State *L, const ath_host_t *h, const char *what)
+{
+    if (h->closing)
+        luaL_error(L, "%s: athost is closing (a finalizer cannot start "
+                      "it)", what);
+}
+
 /* Ends the step in progress of task table at index t, if any. */
 static void flow_end_step(ath_host_t *h, lua_State *L, int t, int ok,
                           const char *err)

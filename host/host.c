@@ -1079,6 +1079,7 @@ void ath_host_free(ath_host_t *h)
                 "host%s still use%s\n", h->children,
                 h->children > 1 ? "s" : "", h->children > 1 ? "" : "s");
     if (h->L) {
+        h->closing = 1; /* the state's finalizers start nothing more */
         ath_host_close(h);
         if (h->owns_loop)
             while (h->handles > 0)

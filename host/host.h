@@ -73,6 +73,9 @@ struct ath_host {
     int abandoned; /* flows were abandoned: the scheduler checks */
     int end_status;
     char *end_msg;
+    /* ath_host_free is closing the state: what a __gc would start now
+     * (a timer, a port) would outlive the loop, so it is refused. */
+    int closing;
 };
 
 /* core.c (see core.h for the rest) */
@@ -118,6 +121,9 @@ void ath_host_dispatch(ath_host_t *h);
 lua_State *ath_host_spawn(ath_host_t *h, lua_State *L, int nargs);
 /* Raises unless the running coroutine is a flow that may wait. */
 void ath_host_check_flow(lua_State *L);
+/* Raises "WHAT: athost is closing" once ath_host_free closes the state
+ * (a __gc starting a timer or opening a port then). */
+void ath_host_check_open(lua_State *L, const ath_host_t *h, const char *what);
 /* Starts step name of flow co, ending the one in progress. */
 void ath_host_step(ath_host_t *h, lua_State *co, const char *name);
 void ath_host_flow_failed(ath_host_t *h, lua_State *co, const char *msg);

@@ -162,7 +162,9 @@ static void timer_res_close(ath_res_t *r)
 static lhost_timer_t *timer_new(lua_State *L)
 {
     ath_host_t *h = ath_host_from(L);
-    lhost_timer_t *t = calloc(1, sizeof *t);
+    lhost_timer_t *t;
+    ath_host_check_open(L, h, "timer");
+    t = calloc(1, sizeof *t);
     if (t == NULL)
         luaL_error(L, "out of memory");
     t->h = h;

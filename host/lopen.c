@@ -91,7 +91,12 @@ static ath_port_t *lopen_wrap(ath_host_t *h, lua_State *L, int fd, int kind,
                               const lopen_common_t *c)
 {
     lopen_common_t oc;
-    ath_port_t *p = ath_port_new(h, fd, kind, name, NULL);
+    ath_port_t *p;
+    if (h->closing) {
+        ath_fd_close(fd);
+        ath_host_check_open(L, h, name);
+    }
+    p = ath_port_new(h, fd, kind, name, NULL);
     if (p == NULL) {
         ath_fd_close(fd);
         luaL_error(L, "cannot watch %s (out of memory or not pollable)", name);

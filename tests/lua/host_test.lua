@@ -198,6 +198,30 @@ t.test("a timer stopped before it fires never runs", function()
   t.eq(ran, false, "ran")
 end)
 
+t.test("a finalizer run as athost exits cannot start a timer or open a port", function()
+  -- Objects still alive at the end are finalized as the state closes,
+  -- after the loop's last run: what they started then would never be
+  -- closed (the sanitizer build reports it as a leak and fails).
+  local code, out, err = run_chunk([[
+local athost = require("athost")
+local function try(what, fn)
+  local ok, e = pcall(fn)
+  io.stderr:write(what, ": ", ok and "started" or tostring(e), "\n")
+end
+keep_timer = setmetatable({}, { __gc = function()
+  try("timer", function() athost.timer(10, function() end) end)
+end })
+keep_pty = setmetatable({}, { __gc = function()
+  try("pty", function() athost.pty { name = "late" } end)
+end })
+print("done")
+]])
+  t.eq(code, 0, "exit code (" .. err .. ")")
+  t.eq(out, "done\n", "output")
+  t.match(err, "timer: [^\n]*timer: athost is closing", "the timer refused")
+  t.match(err, "pty: [^\n]*late: athost is closing", "the port refused")
+end)
+
 -- ---- steps ------------------------------------------------------------------
 
 t.test("athost.step names the step in a task's failure", function()
