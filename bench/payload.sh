@@ -31,6 +31,7 @@ cleanup() {
     rm -rf "$tmp"
 }
 trap cleanup EXIT
+: >"$tmp/pty" # exists before the background job's redirection runs
 "$build/payload" "$SIZE" >"$tmp/pty" 2>"$tmp/payload.err" &
 PID=$!
 for ((i = 0; i < 500; i++)); do
