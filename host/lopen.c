@@ -70,7 +70,7 @@ static void lopen_common_read(lua_State *L, int o, lopen_common_t *c)
         c->timeout_ms = opt_int(L, o, "timeout", 0);
     }
     if (eol) {
-        luaL_argcheck(L, strlen(eol) < sizeof c->eol, 2, "eol is too long");
+        luaL_argcheck(L, strlen(eol) < sizeof c->eol, o, "eol is too long");
         strcpy(c->eol, eol);
         c->has_eol = 1;
     }
@@ -384,16 +384,21 @@ static void pty_unlink(ath_port_t *p)
 static int l_pty(lua_State *L)
 {
     char path[128];
-    int sfd, fd = ath_pty_open(&sfd, path, sizeof path);
-    const char *link, *name;
+    ath_host_t *h = ath_host_from(L);
+    /* The options first: nothing raises once the pair exists, before
+     * the port holds both ends. */
+    const char *name = opt_str(L, 1, "name", "pty");
+    const char *link = opt_str(L, 1, "link", NULL);
+    lopen_common_t oc;
+    int sfd, fd;
     ath_port_t *p;
-    if (fd < 0)
+    lopen_common_read(L, 1, &oc);
+    ath_host_check_open(L, h, name);
+    if ((fd = ath_pty_open(&sfd, path, sizeof path)) < 0)
         return lopen_fail(L, fd, "cannot make a pty");
-    name = opt_str(L, 1, "name", "pty");
-    p = lopen_wrap(ath_host_from(L), L, fd, ATH_PORT_PTY, name, 1, NULL);
+    p = lopen_wrap(h, L, fd, ATH_PORT_PTY, name, 0, &oc);
     p->slave_fd = sfd;
     p->path = strdup(path);
-    link = opt_str(L, 1, "link", NULL);
     if (link) {
         unlink(link);
         if (symlink(path, link) != 0) {

@@ -273,7 +273,8 @@ static void rfc_free(ath_port_t *p)
  * the server sends more. */
 static int rfc_pending(ath_port_t *p)
 {
-    return ((rfc_t *)p->rfc2217)->flooded;
+    rfc_t *r = p->rfc2217;
+    return r != NULL && r->flooded;
 }
 
 static const ath_xport_t rfc_xport = {
