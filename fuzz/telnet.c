@@ -224,14 +224,8 @@ int ath_port_write_raw(ath_port_t *p, const char *s, size_t n)
 int ath_port_settings(ath_port_t *p, const ath_serial_opts_t *o)
 {
     int r = p->xp->settings(p, o);
-    if (r == 0) {
-        int dtr = p->so.dtr, rts = p->so.rts;
-        p->so = *o;
-        if (o->dtr < 0)
-            p->so.dtr = dtr;
-        if (o->rts < 0)
-            p->so.rts = rts;
-    }
+    if (r == 0)
+        ath_port_took(p, o);
     return r;
 }
 

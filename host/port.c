@@ -625,14 +625,8 @@ int ath_port_settings(ath_port_t *p, const ath_serial_opts_t *o)
     } else {
         return -ENOTSUP;
     }
-    if (r == 0) {
-        int dtr = p->so.dtr, rts = p->so.rts;
-        p->so = *o;
-        if (o->dtr < 0)
-            p->so.dtr = dtr;
-        if (o->rts < 0)
-            p->so.rts = rts;
-    }
+    if (r == 0)
+        ath_port_took(p, o);
     return r;
 }
 

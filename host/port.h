@@ -138,6 +138,17 @@ int ath_serial_lines(int fd, int dtr, int rts);
  * RTS) of a serial port or an rfc2217: port to o's, where they differ.
  * 0 or a negative errno (-ENOTSUP: a port without lines, TCP). */
 int ath_port_settings(ath_port_t *p, const ath_serial_opts_t *o);
+/* What ath_port_settings records once the port took o: o, except that a
+ * line o leaves as is (-1) keeps its state. */
+static inline void ath_port_took(ath_port_t *p, const ath_serial_opts_t *o)
+{
+    int dtr = p->so.dtr, rts = p->so.rts;
+    p->so = *o;
+    if (o->dtr < 0)
+        p->so.dtr = dtr;
+    if (o->rts < 0)
+        p->so.rts = rts;
+}
 /* Starts (on 1) or ends (on 0) a break. */
 int ath_port_break(ath_port_t *p, int on);
 /* Discards what the device holds: 1 received, 2 to send, 3 both. */

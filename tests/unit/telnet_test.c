@@ -354,7 +354,6 @@ static void rfc_option_flood(int stuck)
     size_t k, off = 0, before = o.writes;
     const size_t answers = (2 * (size_t)PAIRS - 1) * 3; /* the first WILL
                                                            * answers our DO */
-    char what[100];
     for (k = 0; k < PAIRS; k++) {
         unsigned char *q = in + 6 * k;
         q[0] = q[3] = 255;
@@ -380,20 +379,19 @@ static void rfc_option_flood(int stuck)
             break;
     }
     if (stuck) {
-        snprintf(what, sizeof what, "a server that reads no answers: the "
-                                    "port ends, 64 KiB of them queued");
         if (got != -ENOBUFS || o.writes > (64u << 10))
             printf("  read returned %zd, %zu bytes queued\n", got, o.writes);
         check(got == -ENOBUFS && o.writes <= (64u << 10) &&
                   o.writes > (60u << 10),
-              what, "12,000 toggles");
+              "a server that reads no answers: the port ends, 64 KiB of "
+              "them queued",
+              "12,000 toggles");
     } else {
-        snprintf(what, sizeof what, "a server that reads its answers: all "
-                                    "sent, the data arrives");
         if (!seen || o.writes - before != answers)
             printf("  read returned %zd, data %s, %zu bytes answered\n", got,
                    seen ? "seen" : "not seen", o.writes - before);
-        check(seen && o.writes - before == answers, what,
+        check(seen && o.writes - before == answers,
+              "a server that reads its answers: all sent, the data arrives",
               "12,000 toggles");
     }
     rfc_port_free(p, sv);
