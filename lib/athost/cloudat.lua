@@ -143,7 +143,12 @@ function S:listen(ms, fn)
     local mt, err, code = self.port:expect(self.c.message,
       { timeout = math.ceil(left), progress = false })
     if mt then
+      -- A wait is woken after the URC handlers of the same read: what
+      -- they queued meanwhile came after mt's line, and goes after it.
+      local later = self.queue
+      self.queue = {}
       self:take(mt)
+      table.move(later, 1, #later, #self.queue + 1, self.queue)
     elseif code ~= "ETIMEDOUT" then
       fail("waiting for messages", err)
     end

@@ -350,7 +350,12 @@ function Base:listen(ms, fn)
         abort = concat(self.link_lost, self.bearer_lost), timeout = math.ceil(left),
         progress = false })  -- listening is the point here, not a stall
       if mt then
+        -- A wait is woken after the URC handlers of the same read: what
+        -- they queued meanwhile came after mt's line, and goes after it.
+        local later = self.queue
+        self.queue = {}
         self:listened(mt)
+        table.move(later, 1, #later, #self.queue + 1, self.queue)
       elseif code == "EABORT" then
         self.lost = self:loss(err, code) or { kind = "link", why = reason(err) }
       elseif code ~= "ETIMEDOUT" then

@@ -402,6 +402,25 @@ t.test("+QMTRECV with length: CR LF \" , NUL byte-exact; without length when it 
   t.deepeq(msgs, { "dev/in|" .. NASTY, "dev/in|hi", 'dev/in|a"b,c', "dev/in|" }, "messages")
 end)
 
+t.test("messages keep their order when the listen wait takes one and handlers the next", function()
+  -- The wait is woken after the URC handlers of the same read, so the
+  -- line after the one it took reaches the session first: listen must
+  -- still hand them over in the order they came.
+  local s, finish = connected(function(mp)
+    assert(mp:send(L('+QMTRECV: 0,1,"dev/in",1,"a"')))
+    assert(mp:readline() == "AT")   -- listen took "a" and waits again
+    assert(mp:send(L('+QMTRECV: 0,0,"dev/in","b"') .. L('+QMTRECV: 0,2,"dev/in",1,"c"')))
+  end)
+  local msgs = {}
+  s:listen(5000, function(msg)
+    msgs[#msgs + 1] = msg.payload
+    if #msgs == 1 then assert(s.port:send("AT\r")) end
+    if #msgs == 3 then return false end
+  end)
+  finish()
+  t.deepeq(msgs, { "a", "b", "c" }, "messages in the order they came")
+end)
+
 t.test("+QMTRECV that fits no reading: one error naming expected and got", function()
   for _, bad in ipairs({
     { '+QMTRECV: 0,1,"dev/in","a\r\nb"', "cannot be framed: expected %+QMTRECV: 0,<msgid>" },
