@@ -194,6 +194,26 @@ t.test("+CLOUDPUBLISH with and without the space, commas and CR LF in the payloa
   t.deepeq(msgs, { "/t/d|hello world", "/t/d|a,b\r\nc,d" }, "topic and payload")
 end)
 
+t.test("messages keep their order when the listen wait takes one and the handler the next", function()
+  -- The wait is woken after the URC handler of the same read, so the
+  -- line after the one it took reaches the session first: listen must
+  -- still hand them over in the order they came.
+  local s, finish = fake(function(mp)
+    answer(mp, "AT", OK .. L("+CLOUDPUBLISH:0,/t/d,1,a"))
+    answer(mp, "AT")   -- sent from the listen callback: the wait is in progress
+    assert(mp:send(L("+CLOUDPUBLISH:0,/t/d,1,b") .. L("+CLOUDPUBLISH:0,/t/d,1,c")))
+  end)
+  assert(s.m:cmd("AT"))
+  local msgs = {}
+  s:listen(5000, function(msg)
+    msgs[#msgs + 1] = msg.payload
+    if #msgs == 1 then assert(s.port:send("AT\r")) end
+    if #msgs == 3 then return false end
+  end)
+  finish()
+  t.deepeq(msgs, { "a", "b", "c" }, "messages in the order they came")
+end)
+
 t.test("+CLOUDPUBLISH counts that fit no reading end listen() with the error", function()
   local max = require("athost.profiles.me3630").cloud.message.max
   for _, bad in ipairs({ "-5,hello", "2147483648,hello", (max + 1) .. ",x",
