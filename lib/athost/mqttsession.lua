@@ -17,6 +17,11 @@
 --   S:before_bearer()   optional: what to do before the ladder (read
 --                       what the module holds; shut its sockets)
 --   S:listened(mt)      a match of self.listen_pats while listening
+--   S:settle()          optional: after a listen wait ends (after
+--                       listened(mt), if it took a line), the work the
+--                       URC handlers held back while self.listening was
+--                       set: they saw only lines after the one the wait
+--                       took, as the port wakes its waiter last
 --
 -- A caller may set s.seen = function(topic, payload): it runs the moment
 -- a message is read (in the URC handler, before the transcript writes the
@@ -346,19 +351,21 @@ function Base:listen(ms, fn)
     else
       local left = deadline - athost.now()
       if left <= 0 then return n end
+      self.listening = true
       local mt, err, code = self.port:expect(self.listen_pats, {
         abort = concat(self.link_lost, self.bearer_lost), timeout = math.ceil(left),
         progress = false })  -- listening is the point here, not a stall
-      if mt then
-        -- A wait is woken after the URC handlers of the same read: what
-        -- they queued meanwhile came after mt's line, and goes after it.
-        local later = self.queue
-        self.queue = {}
-        self:listened(mt)
-        table.move(later, 1, #later, #self.queue + 1, self.queue)
-      elseif code == "EABORT" then
+      self.listening = false
+      -- A wait is woken after the URC handlers of the same read: what
+      -- they queued meanwhile came after mt's line, and goes after it.
+      local later = self.queue
+      self.queue = {}
+      if mt then self:listened(mt) end
+      if self.settle then self:settle() end
+      table.move(later, 1, #later, #self.queue + 1, self.queue)
+      if code == "EABORT" then
         self.lost = self:loss(err, code) or { kind = "link", why = reason(err) }
-      elseif code ~= "ETIMEDOUT" then
+      elseif not mt and code ~= "ETIMEDOUT" then
         fail("waiting for messages", err)
       end
     end

@@ -453,6 +453,28 @@ t.test("payloads with CR, LF, quote, comma, NUL and +CMQTT text are byte-exact",
   end
 end)
 
+t.test("blocks keep their order when the listen wait takes one end and the handler the next", function()
+  -- The wait is woken after the URC handlers of the same read: the end
+  -- of the block after the one it took reaches the handler first, and
+  -- must not close the older block.
+  local m, finish = fake(function(mp)
+    answer(mp, "AT", OK)
+    assert(mp:send(block("a", "1", { 1 }, { 1 }, true)))
+    want(mp, "AT")   -- listen took "a" and waits again
+    assert(mp:send(block("b", "22", { 1 }, { 2 }, true) .. block("c", "333", { 1 }, { 3 }, false)))
+  end)
+  local s = session.mqtt(m, OPTS)
+  assert(m:cmd("AT"))
+  local msgs = {}
+  s:listen(5000, function(msg)
+    msgs[#msgs + 1] = msg.topic .. "|" .. msg.payload
+    if #msgs == 1 then assert(s.port:send("AT\r")) end
+    if #msgs == 3 then return false end
+  end)
+  finish()
+  t.deepeq(msgs, { "a|1", "b|22", "c|333" }, "each topic with its payload, in the order they came")
+end)
+
 t.test("a 5,000-byte message in 1,500-byte pieces (and a topic in pieces) arrives whole", function()
   local payload = {}
   for i = 1, 5000 do payload[i] = string.char((i * 7 + i // 256) % 256) end

@@ -164,9 +164,18 @@ function D.mqtt(m, o)
     function(mt) self:rx_piece("topic", mt) end)
   self:on({ p.rx_payload, count = 2, max = payload_max, trailer = trailer },
     function(mt) self:rx_piece("payload", mt) end)
-  self:on(p.rx_end, function(mt) self:rx_end(mt) end)
   -- listen() waits for the end of a block; the pieces before it are the
-  -- handlers' (they run before the listening flow wakes).
+  -- handlers' (they run before the listening flow wakes). An end that
+  -- reaches the handler while listen() waits came after the one the wait
+  -- took, which closes the older block: it is held until then (settle).
+  self.held_ends = {}
+  self:on(p.rx_end, function(mt)
+    if self.listening then
+      self.held_ends[#self.held_ends + 1] = mt
+    else
+      self:rx_end(mt)
+    end
+  end)
   self.listen_pats = list(p.rx_end)
   self:watch_losses()
   return self
@@ -269,6 +278,12 @@ end
 
 function S:listened(mt)
   self:rx_end(mt)
+end
+
+function S:settle()
+  local held = self.held_ends
+  self.held_ends = {}
+  for _, mt in ipairs(held) do self:rx_end(mt) end
 end
 
 -- The blocks still open when the link went: their rest will not come.
