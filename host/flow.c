@@ -274,24 +274,28 @@ void ath_host_abandon(ath_host_t *h, lua_State *co)
 }
 
 /* The cleanup flow: runs the deferred functions newest first, each in a
- * flow of its own (so one that hangs can be left behind) for at most its
- * time, then ends the run. Errors and overruns are logged, not raised:
- * the run's outcome is the one that started the cleanup. */
+ * flow of its own (so one that hangs can be left behind: a timer cancels
+ * it) for at most its time, then ends the run. Errors and overruns are
+ * logged, not raised: the run's outcome is the one that started the
+ * cleanup. */
 static const char cleanup_chunk[] =
-    "local defers, why, finish, abandon = ...\n"
+    "local defers, why, finish = ...\n"
     "local athost = require('athost')\n"
     "while true do\n"
     "  local d = table.remove(defers)\n"
     "  if not d then break end\n"
     "  local task = athost.spawn(function() return pcall(d.fn, why) end)\n"
-    "  local deadline = athost.now() + d.ms\n"
-    "  while not task.done and athost.now() < deadline do athost.sleep(10) end\n"
-    "  if not task.done then\n"
-    "    abandon(task.co)\n"
+    "  local late = false\n"
+    "  local timer = athost.timer(d.ms, function()\n"
+    "    if not task.done then late = true task:cancel() end\n"
+    "  end)\n"
+    "  local ok, err = task:join()\n"
+    "  timer:stop()\n"
+    "  if late then\n"
     "    athost.log(string.format('cleanup: %s did not end within %d ms',\n"
     "      d.name, d.ms))\n"
-    "  elseif not task.results[1] then\n"
-    "    athost.log('cleanup: ' .. d.name .. ': ' .. tostring(task.results[2]))\n"
+    "  elseif not ok then\n"
+    "    athost.log('cleanup: ' .. d.name .. ': ' .. tostring(err))\n"
     "  end\n"
     "end\n"
     "finish()\n";
@@ -300,13 +304,6 @@ static int cleanup_finish(lua_State *L)
 {
     ath_host_t *h = ath_host_from(L);
     ath_host_finish(h, h->end_status, h->end_msg);
-    return 0;
-}
-
-static int cleanup_abandon(lua_State *L)
-{
-    luaL_checktype(L, 1, LUA_TTHREAD);
-    ath_host_abandon(ath_host_from(L), lua_tothread(L, 1));
     return 0;
 }
 
@@ -346,8 +343,7 @@ void ath_host_end(ath_host_t *h, int status, const char *msg, const char *why)
     lua_rawgeti(L, LUA_REGISTRYINDEX, h->defers_ref);
     lua_pushstring(L, why);
     lua_pushcfunction(L, cleanup_finish);
-    lua_pushcfunction(L, cleanup_abandon);
-    ath_host_spawn(h, L, 4);
+    ath_host_spawn(h, L, 3);
     lua_pop(L, 1);
 }
 
