@@ -17,6 +17,10 @@
 --   S:before_bearer()   optional: what to do before the ladder (read
 --                       what the module holds; shut its sockets)
 --   S:listened(mt)      a match of self.listen_pats while listening
+--   S:probe(err, code, r)  optional: a failed request that named no loss
+--                       may still be one (a send failed under a link whose
+--                       loss URC is still on the way): ask the module;
+--                       returns the loss, as Base:loss, or nil
 --   S:settle()          optional: after a listen wait ends (after
 --                       listened(mt), if it took a line), the work the
 --                       URC handlers held back while self.listening was
@@ -191,6 +195,7 @@ function Base:retried(what, once, ...)
   local ok, err, code, r = once(self, ...)
   if ok then return true end
   local lost = self:loss(err, code, r)
+  if not lost and self.probe then lost = self:probe(err, code, r) end
   if lost then
     self.lost = lost
     self:recover()

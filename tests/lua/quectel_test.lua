@@ -315,6 +315,7 @@ t.test("subscribe: granted QoS taken; 128 and result 2 refused; a retransmission
     answer(mp, 'AT+QMTSUB=0,2,"dev/x",0', OK .. L("+QMTSUB: 0,2,1,1") .. L("+QMTSUB: 0,2,0,0"))
     outcome(mp, 'AT+QMTSUB=0,3,"dev/no",1', "+QMTSUB: 0,3,0,128")
     outcome(mp, 'AT+QMTSUB=0,4,"dev/no",1', "+QMTSUB: 0,4,2")
+    answer(mp, "AT+QMTCONN?", L("+QMTCONN: 0,3") .. OK)   -- still connected
     outcome(mp, 'AT+QMTUNS=0,5,"dev/in"', "+QMTUNS: 0,5,0")
   end)
   t.ok(s:subscribe("dev/in", 1), "subscribed")
@@ -358,6 +359,7 @@ t.test("publish: result 2 refused; over the limit refused before sending; the QM
     answer(mp, 'AT+QMTPUBEX=0,1,1,0,"t",2', ">")
     assert(mp:read(2, { timeout = 5000 }))
     assert(mp:send(OK .. L("+QMTPUBEX: 0,1,2")))
+    answer(mp, "AT+QMTCONN?", L("+QMTCONN: 1,1") .. L("+QMTCONN: 0,3") .. OK)
   end)
   local ok, err = pcall(s.publish, s, "t", "hi", 1)
   t.eq(ok, false, "result 2")
@@ -489,6 +491,36 @@ t.test("+QMTSTAT: relink (QMTCLOSE), connect, resubscribe, the next publish arri
     t.deepeq(msgs, { "dev/in|again" }, "the message after the reconnect")
     t.eq(got, "next", "the next publish arrived")
     t.eq(s.stats.recovered, 1, "recovered once")
+  end
+end)
+
+t.test("publish send failed (result 2) with the link going: AT+QMTCONN? tells, relink, the publish again", function()
+  -- The +QMTSTAT after the result, while AT+QMTCONN? is asked, or never
+  -- (the client is no longer listed, or listed in another state).
+  for _, case in ipairs({
+    { after = L("+QMTSTAT: 0,1"), conn = nil },
+    { after = "", conn = L("+QMTSTAT: 0,1") .. OK },
+    { after = "", conn = OK },
+    { after = "", conn = L("+QMTCONN: 0,1") .. OK },
+  }) do
+    local got
+    local s, finish = connected(function(mp)
+      answer(mp, 'AT+QMTPUBEX=0,1,1,0,"dev/out",4', ">")
+      assert(mp:read(4, { timeout = 5000 }))
+      assert(mp:send(OK .. L("+QMTPUBEX: 0,1,2") .. case.after))
+      if case.conn then answer(mp, "AT+QMTCONN?", case.conn) end
+      answer(mp, "AT+QMTCLOSE=0", OK)
+      module_connect(mp)
+      answer(mp, 'AT+QMTPUBEX=0,2,1,0,"dev/out",4', ">")
+      got = assert(mp:read(4, { timeout = 5000 }))
+      assert(mp:send(OK .. L("+QMTPUBEX: 0,2,0")))
+    end)
+    local ok, err = pcall(s.publish, s, "dev/out", "next", 1)
+    finish()
+    t.ok(ok, tostring(err))
+    t.eq(got, "next", "the publish arrived after the reconnect")
+    t.eq(s.stats.recovered, 1, "recovered once")
+    t.eq(s.stats.published, 1, "published once")
   end
 end)
 

@@ -694,6 +694,33 @@ end
 -- Recovery (the ladder itself is athost.mqttsession's)
 ---------------------------------------------------------------------------
 
+-- A subscribe or publish whose result is 2 (send failed, §1.3): the
+-- socket may have closed under the send, its +QMTSTAT still on the way
+-- (a module reports the result first). AT+QMTCONN? (§1.2) tells: a
+-- +QMTSTAT while asking, or the client in any state but 3 (connected) or
+-- not listed, is a lost link; connected, the packet failed on its own.
+function S:probe(err, code, r)
+  local line = code == "EOUTCOME" and said(err, r)
+  if not line or tonumber(at.params(line:match(": ?(.*)$") or "")[3]) ~= 2 then
+    return nil
+  end
+  local q, qerr, qcode, qr = self.m:cmd("AT+QMTCONN?", {
+    abort = base.concat(self.link_lost, self.bearer_lost) })
+  if not q then
+    return self:loss(qerr, qcode, qr)   -- a loss line ended it, or nothing known
+  end
+  if self.lost then return self.lost end
+  for _, l in ipairs(q.lines) do
+    local idx, state = l:match("^%+QMTCONN: ?(%d+),(%d+)")
+    if tonumber(idx) == self.idx then
+      if tonumber(state) == 3 then return nil end
+      return { kind = "link", why = string.format("%s, then %s", line, l) }
+    end
+  end
+  return { kind = "link", why = string.format("%s, then AT+QMTCONN? without client %d",
+    line, self.idx) }
+end
+
 -- After +QMTSTAT: close the client (its answer does not matter), then
 -- connect() again.
 function S:relink()
