@@ -494,6 +494,27 @@ t.test("+QMTSTAT: relink (QMTCLOSE), connect, resubscribe, the next publish arri
   end
 end)
 
+-- A QoS 1 publish whose first try the module answers with OK and
+-- first_reply, then between(mp) (the recovery's first commands), a
+-- connect and the second try. Returns the session, pcall's results and
+-- the bytes of the second try.
+local function publish_through(topic, payload, first_reply, between)
+  local got
+  local s, finish = connected(function(mp)
+    answer(mp, string.format('AT+QMTPUBEX=0,1,1,0,"%s",%d', topic, #payload), ">")
+    assert(mp:read(#payload, { timeout = 5000 }))
+    assert(mp:send(OK .. first_reply))
+    between(mp)
+    module_connect(mp)
+    answer(mp, string.format('AT+QMTPUBEX=0,2,1,0,"%s",%d', topic, #payload), ">")
+    got = assert(mp:read(#payload, { timeout = 5000 }))
+    assert(mp:send(OK .. L("+QMTPUBEX: 0,2,0")))
+  end)
+  local ok, err = pcall(s.publish, s, topic, payload, 1)
+  finish()
+  return s, ok, err, got
+end
+
 t.test("publish send failed (result 2) with the link going: AT+QMTCONN? tells, relink, the publish again", function()
   -- The +QMTSTAT after the result, while AT+QMTCONN? is asked, or never
   -- (the client is no longer listed, or listed in another state).
@@ -503,20 +524,11 @@ t.test("publish send failed (result 2) with the link going: AT+QMTCONN? tells, r
     { after = "", conn = OK },
     { after = "", conn = L("+QMTCONN: 0,1") .. OK },
   }) do
-    local got
-    local s, finish = connected(function(mp)
-      answer(mp, 'AT+QMTPUBEX=0,1,1,0,"dev/out",4', ">")
-      assert(mp:read(4, { timeout = 5000 }))
-      assert(mp:send(OK .. L("+QMTPUBEX: 0,1,2") .. case.after))
-      if case.conn then answer(mp, "AT+QMTCONN?", case.conn) end
-      answer(mp, "AT+QMTCLOSE=0", OK)
-      module_connect(mp)
-      answer(mp, 'AT+QMTPUBEX=0,2,1,0,"dev/out",4', ">")
-      got = assert(mp:read(4, { timeout = 5000 }))
-      assert(mp:send(OK .. L("+QMTPUBEX: 0,2,0")))
-    end)
-    local ok, err = pcall(s.publish, s, "dev/out", "next", 1)
-    finish()
+    local s, ok, err, got = publish_through("dev/out", "next", L("+QMTPUBEX: 0,1,2") .. case.after,
+      function(mp)
+        if case.conn then answer(mp, "AT+QMTCONN?", case.conn) end
+        answer(mp, "AT+QMTCLOSE=0", OK)
+      end)
     t.ok(ok, tostring(err))
     t.eq(got, "next", "the publish arrived after the reconnect")
     t.eq(s.stats.recovered, 1, "recovered once")
@@ -563,19 +575,8 @@ end
 
 t.test("pdpdeact ending a publish, +QMTSTAT after it: the bearer ladder, then the publish", function()
   for _, after in ipairs({ L("+QMTSTAT: 0,1"), "" }) do
-    local got
-    local s, finish = connected(function(mp)
-      answer(mp, 'AT+QMTPUBEX=0,1,1,0,"t",2', ">")
-      assert(mp:read(2, { timeout = 5000 }))
-      assert(mp:send(OK .. L('+QIURC: "pdpdeact",1') .. after))
-      module_rung(mp)
-      module_connect(mp)
-      answer(mp, 'AT+QMTPUBEX=0,2,1,0,"t",2', ">")
-      got = assert(mp:read(2, { timeout = 5000 }))
-      assert(mp:send(OK .. L("+QMTPUBEX: 0,2,0")))
-    end)
-    local ok, err = pcall(s.publish, s, "t", "hi", 1)
-    finish()
+    local s, ok, err, got = publish_through("t", "hi", L('+QIURC: "pdpdeact",1') .. after,
+      module_rung)
     t.ok(ok, tostring(err))
     t.eq(got, "hi", "the publish after the recovery")
     t.eq(s.stats.recovered, 1, "recovered once")
