@@ -334,6 +334,12 @@ end
 function Base:listen(ms, fn)
   local deadline = athost.now() + ms
   local n = 0
+  if self.listening then
+    -- A listen canceled in its wait (Ctrl-C at athost -i) left the flag
+    -- set: what the handlers held back since then is taken now.
+    self.listening = false
+    if self.settle then self:settle() end
+  end
   while true do
     -- URC handlers woken by the bytes that ended the last command run
     -- first: what they queue (a message, a lost link) is not waited for.

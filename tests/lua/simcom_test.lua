@@ -475,6 +475,29 @@ t.test("blocks keep their order when the listen wait takes one end and the handl
   t.deepeq(msgs, { "a|1", "b|22", "c|333" }, "each topic with its payload, in the order they came")
 end)
 
+t.test("a listen canceled in its wait: the next listen has the blocks that came meanwhile", function()
+  local m, finish = fake(function(mp)
+    answer(mp, "AT", OK)
+    answer(mp, "AT", block("a", "1", { 1 }, { 1 }, true) .. OK)   -- after the cancel
+    want(mp, "AT")   -- the next listen had "a"
+    assert(mp:send(block("b", "2", { 1 }, { 1 }, true)))
+  end)
+  local s = session.mqtt(m, OPTS)
+  assert(m:cmd("AT"))
+  local task = athost.spawn(function() return s:listen(5000, function() end) end)
+  while not s.listening do athost.sleep(0) end
+  task:cancel()
+  assert(m:cmd("AT"))   -- "a" comes with its OK, before the next listen
+  local msgs = {}
+  s:listen(5000, function(msg)
+    msgs[#msgs + 1] = msg.topic .. "|" .. msg.payload
+    if #msgs == 1 then assert(s.port:send("AT\r")) end
+    if #msgs == 2 then return false end
+  end)
+  finish()
+  t.deepeq(msgs, { "a|1", "b|2" }, "both, the first without waiting for another")
+end)
+
 t.test("a 5,000-byte message in 1,500-byte pieces (and a topic in pieces) arrives whole", function()
   local payload = {}
   for i = 1, 5000 do payload[i] = string.char((i * 7 + i // 256) % 256) end
