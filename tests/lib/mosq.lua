@@ -70,7 +70,7 @@ function M.new(B, DIR)
     end)
     return function()
       return M.wait_file(file, "a message at mosquitto_sub", function(s)
-        local tp, q, r, x = s:match("MSG|([^|\n]*)|(%d)|(%d)|(%x*)")
+        local tp, q, r, x = s:match("MSG|([^|\n]*)|(%d)|(%d)|(%x*)\n")
         if tp then
           return { topic = tp, qos = tonumber(q), retain = r == "1",
             payload = athost.unhex(x) }
