@@ -104,6 +104,18 @@ local function subscriber(topic)
       local hex = (t.slurp(base .. ".out") or ""):match("^(%x*)\n")
       return hex and athost.unhex(hex)
     end,
+    -- What the broker logged of this subscriber and of client cid, and
+    -- mosquitto_sub's own exit and stderr: for a message that never came.
+    story = function(cid)
+      local lines = {}
+      for l in log_since(from):gmatch("[^\n]+") do
+        if l:find(id, 1, true) or l:find(cid, 1, true) then lines[#lines + 1] = "    " .. l end
+      end
+      return string.format("  ---- mosquitto_sub: exit %s, stderr %q\n  ---- broker log of %s "
+        .. "and %s (tail)\n%s", (t.slurp(base .. ".rc") or ""):match("%d+") or "(running)",
+        t.slurp(base .. ".err") or "", id, cid,
+        table.concat(lines, "\n", math.max(1, #lines - 30)))
+    end,
   }
 end
 
@@ -202,7 +214,8 @@ local function run(o)
     if not out:find(want, 1, true) then
       error(string.format("stdout: expected %q, got %q", want, out), 0)
     end
-    local got = poll("the flow's message at mosquitto_sub", 20000, sub.got)
+    local okp, got = pcall(poll, "the flow's message at mosquitto_sub", 20000, sub.got)
+    if not okp then error(tostring(got) .. "\n" .. sub.story(o.cid), 0) end
     if got ~= o.up then
       error(string.format("mosquitto_sub got %q, expected %q", got, o.up), 0)
     end
