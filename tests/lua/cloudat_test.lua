@@ -5,6 +5,7 @@
 -- form; counts that fit no reading end listen() with an error.
 local t = require("t")
 local athost = require("athost")
+local listen = require("listen")
 local modem = require("athost.modem")
 local cloudat = require("athost.cloudat")
 
@@ -204,12 +205,7 @@ t.test("messages keep their order when the listen wait takes one and the handler
     assert(mp:send(L("+CLOUDPUBLISH:0,/t/d,1,b") .. L("+CLOUDPUBLISH:0,/t/d,1,c")))
   end)
   assert(s.m:cmd("AT"))
-  local msgs = {}
-  s:listen(5000, function(msg)
-    msgs[#msgs + 1] = msg.payload
-    if #msgs == 1 then assert(s.port:send("AT\r")) end
-    if #msgs == 3 then return false end
-  end)
+  local msgs = listen.poking(s, 3)
   finish()
   t.deepeq(msgs, { "a", "b", "c" }, "messages in the order they came")
 end)

@@ -8,6 +8,7 @@
 -- that fits no reading gives one error naming what was expected and got.
 local t = require("t")
 local athost = require("athost")
+local listen = require("listen")
 local modem = require("athost.modem")
 local session = require("athost.session")
 local profile = require("athost.profile")
@@ -413,12 +414,7 @@ t.test("messages keep their order when the listen wait takes one and handlers th
     assert(mp:readline() == "AT")   -- listen took "a" and waits again
     assert(mp:send(L('+QMTRECV: 0,0,"dev/in","b"') .. L('+QMTRECV: 0,2,"dev/in",1,"c"')))
   end)
-  local msgs = {}
-  s:listen(5000, function(msg)
-    msgs[#msgs + 1] = msg.payload
-    if #msgs == 1 then assert(s.port:send("AT\r")) end
-    if #msgs == 3 then return false end
-  end)
+  local msgs = listen.poking(s, 3)
   finish()
   t.deepeq(msgs, { "a", "b", "c" }, "messages in the order they came")
 end)

@@ -7,6 +7,7 @@
 -- and recovery after +CMQTTCONNLOST, +CMQTTNONET and +CGEV: NW PDN DEACT.
 local t = require("t")
 local athost = require("athost")
+local listen = require("listen")
 local modem = require("athost.modem")
 local session = require("athost.session")
 local profile = require("athost.profile")
@@ -465,12 +466,7 @@ t.test("blocks keep their order when the listen wait takes one end and the handl
   end)
   local s = session.mqtt(m, OPTS)
   assert(m:cmd("AT"))
-  local msgs = {}
-  s:listen(5000, function(msg)
-    msgs[#msgs + 1] = msg.topic .. "|" .. msg.payload
-    if #msgs == 1 then assert(s.port:send("AT\r")) end
-    if #msgs == 3 then return false end
-  end)
+  local msgs = listen.poking(s, 3, listen.both)
   finish()
   t.deepeq(msgs, { "a|1", "b|22", "c|333" }, "each topic with its payload, in the order they came")
 end)
@@ -488,12 +484,7 @@ t.test("a listen canceled in its wait: the next listen has the blocks that came 
   while not s.listening do athost.sleep(0) end
   task:cancel()
   assert(m:cmd("AT"))   -- "a" comes with its OK, before the next listen
-  local msgs = {}
-  s:listen(5000, function(msg)
-    msgs[#msgs + 1] = msg.topic .. "|" .. msg.payload
-    if #msgs == 1 then assert(s.port:send("AT\r")) end
-    if #msgs == 2 then return false end
-  end)
+  local msgs = listen.poking(s, 2, listen.both)
   finish()
   t.deepeq(msgs, { "a|1", "b|2" }, "both, the first without waiting for another")
 end)
